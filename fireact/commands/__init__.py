@@ -1,0 +1,1 @@
+"""CLI subcommands: thin wiring of fireact.data / fireact.agent / fireact.modules."""

@@ -1,0 +1,39 @@
+"""Data: `fireact data download` fetches the FireAct release and builds the search snapshot."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+from fireact.data import download
+from fireact.data.paths import resolve_data_dir
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="action", required=True)
+    d = sub.add_parser("download", help="fetch FireAct's data/ and trajs/ (idempotent, resumable)")
+    d.add_argument("--data-dir", help="where to put it (default: $FIREACT_DATA_DIR, then the user cache)")
+    d.add_argument("--repo", default=download.REPO)
+    d.add_argument("--ref", default=download.REF)
+    d.add_argument("--api-url", default=download.API_URL, help=argparse.SUPPRESS)
+    d.add_argument("--raw-url", default=download.RAW_URL, help=argparse.SUPPRESS)
+    sub.add_parser("path", help="print the resolved data dir").add_argument("--data-dir")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.action == "path":
+        print(resolve_data_dir(args.data_dir, must_exist=False))
+        return 0
+    root = resolve_data_dir(args.data_dir, must_exist=False)
+    files = download.list_remote(args.api_url, args.repo, args.ref)
+    fetched = 0
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    with Progress(*columns) as progress:
+        bar = progress.add_task(f"FireAct -> {root}", total=sum(f.size for f in files))
+        for f in files:
+            fetched += download.fetch_file(
+                f, root, args.raw_url, args.repo, args.ref, lambda n: progress.advance(bar, n)
+            )
+    print(f"{len(files)} files in {root} verified ({fetched} downloaded, {len(files) - fetched} already there)")
+    return 0

@@ -1,0 +1,55 @@
+"""Import FireAct release files (alpaca_format, gpt_format, trajs rollouts) as trajectory JSONL."""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from fireact.commands.common import add_data_dir, data_dir
+from fireact.data.errors import FireactError
+from fireact.data.fireact_format import file_task, label_tasks, read_fireact_file
+from fireact.data.tasks import TASKS
+from fireact.data.trajectory import write_trajectories
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("files", nargs="+", type=Path, help="FireAct .json / .jsonl files")
+    p.add_argument("--out", required=True, type=Path, help="output trajectory JSONL")
+    p.add_argument("--task", choices=list(TASKS), help="force the task instead of inferring it")
+    add_data_dir(p)
+
+
+def task_questions(root: Path) -> dict[str, set[str]]:
+    """Known questions per task, for labelling (splits missing from the data dir are skipped)."""
+    out: dict[str, set[str]] = {}
+    for name, task in TASKS.items():
+        qs: set[str] = set()
+        for split in task.splits:
+            try:
+                qs |= {e.question for e in task.load(root, split)}
+            except FireactError:
+                continue
+        out[name] = qs
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    known = task_questions(data_dir(args))
+    records = []
+    for path in args.files:
+        recs = read_fireact_file(path)
+        label_tasks(recs, known, args.task or file_task(path, list(TASKS)))
+        records += recs
+    n = write_trajectories(args.out, records)
+    counts = Counter((r.task, r.method) for r in records)
+    table = Table(title=f"imported {n} trajectories -> {args.out}")
+    for col in ("task", "method", "count"):
+        table.add_column(col, justify="right" if col == "count" else "left")
+    for (task, method), c in sorted(counts.items()):
+        table.add_row(task, method, str(c))
+    Console().print(table)
+    return 0

@@ -1,0 +1,1 @@
+"""Tasks, scoring, trajectory records and training encodings. Imports nothing else of fireact."""

@@ -1,0 +1,219 @@
+"""Readers for the FireAct release: alpaca_format/*.json, gpt_format/*.jsonl, trajs/*.json rollouts.
+
+The released files carry no task or method labels, so both are inferred (see `infer_method`).
+Action lines are not all written alike ("Action: finish[x]", "Action 2: Finish[x]", "finish[x]"
+inside a thought line...), so parsing is tolerant.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from fireact.data.errors import FireactError
+from fireact.data.trajectory import Trajectory, Turn, parse_action
+
+_FIELD = re.compile(r"^\s*(Thought|Action|Observation)\s*\d*\s*:\s?(.*)$", re.IGNORECASE)
+_REWARD = re.compile(r"Episode finished,\s*reward\s*=\s*(\S+)", re.IGNORECASE)
+_FINISH = re.compile(r"finish\s*\[(.*)\]", re.IGNORECASE | re.DOTALL)
+_ALPACA_INSTRUCTION = re.compile(r"### Instruction:\n(.*?)\n+### Response:\n?", re.DOTALL)
+REFLECTION_MARKER = "reflection"
+
+
+@dataclass
+class ParsedText:
+    preamble: str  # text before the first Thought/Action (MMLU alpaca files put the options here)
+    turns: list[Turn]
+    reward_text: str | None  # the value in "Episode finished, reward = ..."
+
+
+def parse_react_text(text: str) -> ParsedText:
+    """Split `Thought:/Action:/Observation:` text into turns; unlabelled lines continue a field."""
+    preamble: list[str] = []
+    turns: list[dict[str, list[str]]] = []
+    current: list[str] = preamble
+    for line in text.splitlines():
+        m = _FIELD.match(line)
+        if not m:
+            current.append(line)
+            continue
+        kind, rest = m.group(1).lower(), m.group(2)
+        if kind == "thought" or not turns or (kind in turns[-1]) or (kind == "action" and "observation" in turns[-1]):
+            if kind == "thought" and turns and set(turns[-1]) == {"thought"}:
+                current = turns[-1]["thought"]  # "Thought: ... Thought: ..." without an action: one thought
+                current.append(rest)
+                continue
+            turns.append({})
+        current = turns[-1].setdefault(kind, [])
+        current.append(rest)
+    out: list[Turn] = []
+    reward = None
+    for t in turns:
+        obs = "\n".join(t["observation"]).strip() if "observation" in t else None
+        if obs is not None and (m := _REWARD.search(obs)):
+            reward, obs = m.group(1).rstrip("."), None
+        out.append(Turn("\n".join(t.get("thought", [])).strip(), "\n".join(t.get("action", [])).strip(), obs))
+    return ParsedText("\n".join(preamble).strip(), out, reward)
+
+
+def final_answer(turns: list[Turn]) -> str | None:
+    """The argument of the last finish[...] action; tolerant of case and stray text around it."""
+    for t in reversed(turns):
+        parsed = parse_action(t.action)
+        if parsed and parsed[0] == "finish":
+            return parsed[1]
+        if t.action and (m := _FINISH.search(t.action)):
+            return m.group(1).strip()
+    return None
+
+
+def count_actions(turns: list[Turn]) -> int:
+    return sum(1 for t in turns if t.action)
+
+
+def infer_method(parsed: ParsedText, text: str) -> str:
+    """reflexion: carries a self-reflection; cot: one finishing turn without search; else react.
+
+    FireAct's CoT generator wrote `reward = 1` while its ReAct one wrote `reward = True/False`; a
+    ReAct episode that happened to finish at once keeps its ReAct label through that signature.
+    """
+    if REFLECTION_MARKER in text.lower():
+        return "reflexion"
+    searched = any((parse_action(t.action) or ("", ""))[0] == "search" for t in parsed.turns)
+    if len(parsed.turns) == 1 and not searched and final_answer(parsed.turns) is not None:
+        if parsed.reward_text is None or parsed.reward_text not in ("True", "False"):
+            return "cot"
+    return "react"
+
+
+def _question_from_chat(messages: list[dict]) -> tuple[str, str]:
+    """(question, the rest as ReAct text) from a gpt_format / chat rollout message list."""
+    users = [i for i, m in enumerate(messages) if m.get("role") == "user"]
+    if not users:
+        raise ValueError("no user message holding the question")
+    q = messages[users[0]]["content"]
+    rest = "\n".join(m["content"] for m in messages[users[0] + 1 :] if m.get("role") in ("user", "assistant"))
+    return q.strip(), rest
+
+
+def _question_from_prompt_text(text: str) -> tuple[str, str]:
+    m = _ALPACA_INSTRUCTION.search(text)
+    if m:
+        return m.group(1).strip(), text[m.end() :]
+    first = text.split("\n", 1)
+    return first[0].strip(), first[1] if len(first) > 1 else ""
+
+
+def _record(question: str, react_text: str, source: str, **kw) -> Trajectory:
+    parsed = parse_react_text(react_text)
+    if parsed.preamble:
+        question = f"{question}\n{parsed.preamble}"
+    pred = final_answer(parsed.turns)
+    last = parsed.turns[-1] if parsed.turns else None
+    ended = last is not None and pred is not None and last.observation is None
+    return Trajectory(
+        question=question.strip(),
+        answer=kw.pop("answer", None),
+        task=kw.pop("task", ""),
+        method=infer_method(parsed, react_text),
+        turns=parsed.turns,
+        prediction=pred,
+        reward=1.0 if parsed.reward_text in ("True", "1", "1.0") else 0.0,
+        end_reason="finish" if ended else "max_turns",
+        source=source,
+        meta={"released_reward": parsed.reward_text} if parsed.reward_text else {},
+        **kw,
+    )
+
+
+def read_fireact_file(path: str | Path) -> list[Trajectory]:
+    """Read any FireAct release file into records with task left empty (see `label_tasks`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FireactError(f"no such file: {path}")
+    text = path.read_text(encoding="utf-8")
+    source = path.name
+    out: list[Trajectory] = []
+    if path.suffix == ".jsonl":
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                q, rest = _question_from_chat(row["messages"])
+                out.append(_record(q, rest, source, id=f"{source}:{lineno}"))
+            except (json.JSONDecodeError, KeyError, ValueError, TypeError) as e:
+                raise FireactError(f"{path}:{lineno}: not a FireAct gpt_format record ({e})") from None
+        return out
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise FireactError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    if isinstance(data, list):  # alpaca_format
+        for i, row in enumerate(data):
+            if not isinstance(row, dict) or "instruction" not in row or "output" not in row:
+                raise FireactError(f"{path}: item {i}: not a FireAct alpaca record (needs instruction, output)")
+            q = row["instruction"] + (f"\n{row['input']}" if row.get("input") else "")
+            out.append(_record(q, row["output"], source, id=f"{source}:{i}"))
+        return out
+    if isinstance(data, dict):  # trajs/*.json rollouts: index -> {traj, em, f1, pred, gt}
+        for key, row in data.items():
+            if not isinstance(row, dict) or "traj" not in row:
+                raise FireactError(f"{path}: entry {key!r}: not a FireAct rollout (needs traj)")
+            traj = row["traj"]
+            q, rest = _question_from_chat(traj) if isinstance(traj, list) else _question_from_prompt_text(traj)
+            rec = _record(q, rest, source, id=str(key), answer=row.get("gt"))
+            out.append(rec)
+        return out
+    raise FireactError(f"{path}: not a FireAct file (expected a list, a dict of rollouts, or JSONL)")
+
+
+_MMLU_FORM = re.compile(r"^Question:.*\nA\.", re.DOTALL)
+
+
+def _key(question: str) -> str:
+    return " ".join(question.lower().split())
+
+
+def label_tasks(records: list[Trajectory], task_questions: dict[str, set[str]], file_task: str | None = None) -> None:
+    """Set `task` in place: the file's own task (hotpotqa*.json), membership in a task's question
+    set, then the question's form.
+
+    MMLU questions carry `Question:` and lettered options. FireAct's HotpotQA and StrategyQA
+    training questions come from train splits the release does not ship, so an unknown question
+    answered yes/no is StrategyQA and any other is HotpotQA.
+    """
+    index = {_key(q): task for task, qs in task_questions.items() for q in qs}
+    for r in records:
+        if r.task:
+            continue
+        task = file_task or index.get(_key(r.question))
+        if task is None:
+            if _MMLU_FORM.match(r.question) or r.question.startswith("Question:"):
+                task = "mmlu"
+            elif r.prediction is not None and _key(r.prediction).strip(".!") in ("yes", "no"):
+                task = "strategyqa"
+            else:
+                task = "hotpotqa"
+        r.task = task
+
+
+def read_any(path: str | Path) -> list[Trajectory]:
+    """This project's JSONL, or any FireAct release file (told apart by the first record's keys)."""
+    from fireact.data.trajectory import read_trajectories
+
+    path = Path(path)
+    if path.suffix == ".jsonl" and path.is_file():
+        with path.open(encoding="utf-8") as f:
+            first = next((line for line in f if line.strip()), "")
+        if '"messages"' not in first[:200]:
+            return read_trajectories(path)
+    return read_fireact_file(path)
+
+
+def file_task(path: str | Path, tasks: list[str]) -> str | None:
+    """The task a FireAct file is named after (hotpotqa.json, hotpotqa_multimethod.json), if any."""
+    stem = Path(path).stem
+    return next((t for t in tasks if stem == t or stem.startswith(f"{t}_")), None)

@@ -1,0 +1,38 @@
+"""Where the FireAct data lives: --data-dir > $FIREACT_DATA_DIR > the user cache dir."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from fireact.data.errors import FireactError
+
+ENV_VAR = "FIREACT_DATA_DIR"
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "fireact"
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None = None, must_exist: bool = True) -> Path:
+    if data_dir:
+        path, origin = Path(data_dir), "--data-dir"
+    elif os.environ.get(ENV_VAR):
+        path, origin = Path(os.environ[ENV_VAR]), f"${ENV_VAR}"
+    else:
+        path, origin = default_cache_dir() / "data", "the default cache dir"
+    path = path.expanduser()
+    if must_exist and not path.is_dir():
+        raise FireactError(
+            f"data dir {path} (from {origin}) does not exist: run `fireact data download` or set {ENV_VAR} / --data-dir"
+        )
+    return path
+
+
+def snapshot_path(data_dir: Path) -> Path:
+    """The offline search snapshot: beside the data dir (shared layout) or inside it (download)."""
+    for candidate in (data_dir / "search_snapshot.jsonl", data_dir.parent / "search_snapshot.jsonl"):
+        if candidate.is_file():
+            return candidate
+    raise FireactError(f"no search_snapshot.jsonl in {data_dir} or {data_dir.parent}: run `fireact data download`")

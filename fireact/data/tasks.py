@@ -1,0 +1,135 @@
+"""The four FireAct tasks: questions, gold answers and scorers, read from the FireAct data dir."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from fireact.data.errors import FireactError
+from fireact.data.scoring import exact_match, f1_score, letter_match, yes_no_match
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str
+    question: str
+    answer: str | None  # None where the release has no gold answer (e.g. HotpotQA test)
+
+
+@dataclass(frozen=True)
+class Score:
+    em: float
+    f1: float
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    splits: tuple[str, ...]
+    loader: Callable[[Path, str], list[Example]]
+    em: Callable[[str | None, str], float]
+    uses_f1: bool  # free-form answers get token F1; closed answers score F1 = EM
+
+    def load(self, data_dir: Path, split: str) -> list[Example]:
+        if split not in self.splits:
+            raise FireactError(f"task {self.name} has no split {split!r}; choose from {', '.join(self.splits)}")
+        return _cached_load(self, Path(data_dir), split)
+
+    def score(self, pred: str | None, gold: str) -> Score:
+        em = self.em(pred, gold)
+        return Score(em=em, f1=f1_score(pred, gold) if self.uses_f1 else em)
+
+
+@cache
+def _cached_load(task: Task, data_dir: Path, split: str) -> list[Example]:
+    return task.loader(data_dir, split)
+
+
+def _read_json(path: Path):
+    if not path.is_file():
+        raise FireactError(f"missing data file {path}: run `fireact data download`")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise FireactError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+
+
+def _load_hotpotqa(data_dir: Path, split: str) -> list[Example]:
+    rows = _read_json(data_dir / "hotpotqa" / f"{split}.json")
+    return [Example(str(i), r["question"], r.get("answer")) for i, r in enumerate(rows)]
+
+
+def _load_bamboogle(data_dir: Path, split: str) -> list[Example]:
+    path = data_dir / "bamboogle" / f"{split}.csv"
+    if not path.is_file():
+        raise FireactError(f"missing data file {path}: run `fireact data download`")
+    with path.open(newline="") as f:
+        return [Example(str(i), r["Question"], r["Answer"]) for i, r in enumerate(csv.DictReader(f))]
+
+
+_STRATEGYQA_FILES = {"dev": "strategyqa_dev", "test": "strategyqa_test", "train": "strategyqa_train_filtered"}
+
+
+def _load_strategyqa(data_dir: Path, split: str) -> list[Example]:
+    rows = _read_json(data_dir / "strategyqa" / f"{_STRATEGYQA_FILES[split]}.json")
+    out = []
+    for i, r in enumerate(rows):
+        gold = r.get("answer")
+        out.append(Example(str(r.get("qid", i)), r["question"], None if gold is None else ("yes" if gold else "no")))
+    return out
+
+
+def mmlu_question(question: str, choices: list[str]) -> str:
+    """FireAct's MMLU prompt: the question, then one `X. choice` line per option."""
+    lines = [f"Question: {question}"] + [f"{letter}. {c}" for letter, c in zip("ABCD", choices)]
+    return "\n".join(lines)
+
+
+def _load_mmlu(data_dir: Path, split: str) -> list[Example]:
+    folder = data_dir / "mmlu" / split
+    files = sorted(folder.glob("*.csv"))
+    if not files:
+        raise FireactError(f"no MMLU csv files in {folder}: run `fireact data download`")
+    out = []
+    for path in files:
+        with path.open(newline="") as f:
+            for i, row in enumerate(csv.reader(f)):
+                if len(row) != 6:
+                    raise FireactError(f"{path}:{i + 1}: expected 6 columns (question, A-D, answer), got {len(row)}")
+                out.append(Example(f"{path.stem}/{i}", mmlu_question(row[0], row[1:5]), row[5].strip()))
+    return out
+
+
+TASKS: dict[str, Task] = {
+    t.name: t
+    for t in (
+        Task("hotpotqa", ("dev", "test"), _load_hotpotqa, exact_match, True),
+        Task("bamboogle", ("test",), _load_bamboogle, exact_match, True),
+        Task("strategyqa", ("dev", "test", "train"), _load_strategyqa, yes_no_match, False),
+        Task("mmlu", ("dev", "val", "test", "train"), _load_mmlu, letter_match, False),
+    )
+}
+
+
+def get_task(name: str) -> Task:
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise FireactError(f"unknown task {name!r}; choose from {', '.join(TASKS)}") from None
+
+
+def select(examples: list[Example], n: int | None = None, seed: int | None = 233, offset: int = 0) -> list[Example]:
+    """The paper's evaluation subset: indices shuffled with random.Random(seed), then [offset:offset+n].
+
+    seed=None keeps file order.
+    """
+    idx = list(range(len(examples)))
+    if seed is not None:
+        random.Random(seed).shuffle(idx)
+    idx = idx[offset:] if n is None else idx[offset : offset + n]
+    return [examples[i] for i in idx]
