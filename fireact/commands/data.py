@@ -8,6 +8,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 
 from fireact.data import download
 from fireact.data.paths import resolve_data_dir
+from fireact.data.snapshot import build_snapshot
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -19,11 +20,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     d.add_argument("--api-url", default=download.API_URL, help=argparse.SUPPRESS)
     d.add_argument("--raw-url", default=download.RAW_URL, help=argparse.SUPPRESS)
     sub.add_parser("path", help="print the resolved data dir").add_argument("--data-dir")
+    s = sub.add_parser("snapshot", help="(re)build search_snapshot.jsonl from the data dir's trajectories")
+    s.add_argument("--data-dir")
 
 
 def run(args: argparse.Namespace) -> int:
     if args.action == "path":
         print(resolve_data_dir(args.data_dir, must_exist=False))
+        return 0
+    if args.action == "snapshot":
+        print(f"wrote {build_snapshot(resolve_data_dir(args.data_dir))}")
         return 0
     root = resolve_data_dir(args.data_dir, must_exist=False)
     files = download.list_remote(args.api_url, args.repo, args.ref)
@@ -36,4 +42,5 @@ def run(args: argparse.Namespace) -> int:
                 f, root, args.raw_url, args.repo, args.ref, lambda n: progress.advance(bar, n)
             )
     print(f"{len(files)} files in {root} verified ({fetched} downloaded, {len(files) - fetched} already there)")
+    print(f"wrote {build_snapshot(root)}")
     return 0
