@@ -1,4 +1,4 @@
-"""Data: `fireact data download` fetches the FireAct release and builds the search snapshot."""
+"""Data: download the FireAct release, build the search snapshot, or write the synthetic world."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 from fireact.data import download
 from fireact.data.paths import resolve_data_dir
 from fireact.data.snapshot import build_snapshot
+from fireact.data.synthetic import write_world
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -22,11 +23,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     sub.add_parser("path", help="print the resolved data dir").add_argument("--data-dir")
     s = sub.add_parser("snapshot", help="(re)build search_snapshot.jsonl from the data dir's trajectories")
     s.add_argument("--data-dir")
+    w = sub.add_parser("synthetic", help="write the invented offline world (task `synthetic`) as a data dir")
+    w.add_argument("--out", required=True, help="data dir to write")
+    w.add_argument("--people", type=int, default=120)
+    w.add_argument("--dev", type=int, default=20, help="people held out for the dev split")
+    w.add_argument("--seed", type=int, default=0)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.action == "path":
         print(resolve_data_dir(args.data_dir, must_exist=False))
+        return 0
+    if args.action == "synthetic":
+        root = write_world(args.out, n_people=args.people, n_dev=args.dev, seed=args.seed)
+        print(f"wrote the synthetic world to {root} (task synthetic, splits train/dev)")
         return 0
     if args.action == "snapshot":
         print(f"wrote {build_snapshot(resolve_data_dir(args.data_dir))}")

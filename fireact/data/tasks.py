@@ -105,6 +105,11 @@ def _load_mmlu(data_dir: Path, split: str) -> list[Example]:
     return out
 
 
+def _load_synthetic(data_dir: Path, split: str) -> list[Example]:
+    rows = _read_json(data_dir / "synthetic" / f"{split}.json")
+    return [Example(str(i), r["question"], r["answer"]) for i, r in enumerate(rows)]
+
+
 TASKS: dict[str, Task] = {
     t.name: t
     for t in (
@@ -112,6 +117,8 @@ TASKS: dict[str, Task] = {
         Task("bamboogle", ("test",), _load_bamboogle, exact_match, True),
         Task("strategyqa", ("dev", "test", "train"), _load_strategyqa, yes_no_match, False),
         Task("mmlu", ("dev", "val", "test", "train"), _load_mmlu, letter_match, False),
+        # fireact.data.synthetic's invented world (`fireact data synthetic`), for offline proofs
+        Task("synthetic", ("train", "dev"), _load_synthetic, exact_match, True),
     )
 }
 
