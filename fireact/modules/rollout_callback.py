@@ -1,0 +1,195 @@
+"""Live agent rollouts as validation: the model being trained answers questions as a zero-shot
+ReAct agent with the search tool, and val/em is what ModelCheckpoint can keep the best of.
+
+The model is used in place (LoRA adapters live, no merge, no copy to disk), in eval mode without
+gradients, through the same rollout engine as `fireact eval`, so both give the same EM for the
+same weights. Each rank plays a disjoint shard of the questions; metrics are summed over ranks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torch.distributed as dist
+from lightning.pytorch.callbacks import Callback, RichProgressBar
+from lightning.pytorch.utilities import rank_zero_info
+
+from fireact.agent.lm import HFLM
+from fireact.agent.rollout import run_rollouts
+from fireact.agent.tools import make_tool
+from fireact.data.paths import resolve_data_dir
+from fireact.data.tasks import Example, get_task, select
+from fireact.data.trajectory import Trajectory, write_trajectories
+from fireact.modules.rollout_metrics import RolloutMetrics
+
+
+class RolloutValidation(Callback):
+    def __init__(
+        self,
+        tasks: list[str] | str = "hotpotqa",
+        split: str = "dev",
+        n: int = 20,
+        seed: int = 233,
+        offset: int = 0,
+        tool: str = "snapshot",
+        noise: str = "none",
+        noise_p: float = 0.5,
+        fmt: str = "chat",
+        max_turns: int = 11,
+        max_tokens: int | None = None,
+        batch_size: int = 8,
+        every_n_validations: int = 1,
+        before_training: bool = True,
+        data_dir: str | None = None,
+    ) -> None:
+        """Run rollouts on `n` questions of each task (the paper's seeded selection) at every
+        `every_n_validations`-th validation, and once before training when `before_training`."""
+        self.tasks = [tasks] if isinstance(tasks, str) else list(tasks)
+        self.split, self.n, self.seed, self.offset = split, n, seed, offset
+        self.tool_args = {"name": tool, "noise": noise, "noise_p": noise_p, "seed": seed}
+        self.fmt, self.max_turns, self.max_tokens, self.batch_size = fmt, max_turns, max_tokens, batch_size
+        self.every_n_validations, self.before_training = every_n_validations, before_training
+        self.data_dir = data_dir
+        self.history: list[dict[str, Any]] = []  # one row per rollout validation: step, task, metrics, file
+        self._validations = 0
+
+    # --- which questions this rank plays -------------------------------------------------------
+    def examples(self, task: str, rank: int = 0, world_size: int = 1) -> list[Example]:
+        data_dir = resolve_data_dir(self.data_dir)
+        picked = select(get_task(task).load(data_dir, self.split), self.n, self.seed, self.offset)
+        return picked[rank::world_size]
+
+    # --- hooks ---------------------------------------------------------------------------------
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.before_training:
+            metrics = self.run(trainer, pl_module, tag="before")
+            if trainer.logger is not None and trainer.is_global_zero:
+                trainer.logger.log_metrics(metrics, step=trainer.global_step)
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        self._validations += 1
+        if self._validations % self.every_n_validations:
+            return
+        for name, value in self.run(trainer, pl_module).items():
+            pl_module.log(name, value, rank_zero_only=False, sync_dist=False)  # already reduced
+
+    # --- the rollouts --------------------------------------------------------------------------
+    def run(self, trainer: pl.Trainer, pl_module: pl.LightningModule, tag: str | None = None) -> dict[str, float]:
+        model, tokenizer = pl_module.model, pl_module.tokenizer
+        data_dir = resolve_data_dir(self.data_dir)
+        tool = make_tool(data_dir=data_dir, **self.tool_args)
+        rank, world = trainer.global_rank, trainer.world_size
+        out: dict[str, float] = {}
+        was_training = model.training
+        model.eval()
+        try:
+            for task_name in self.tasks:
+                task = get_task(task_name)
+                examples = self.examples(task_name, rank, world)
+                start = time.perf_counter()
+                with torch.no_grad(), _gathered_for_generation(trainer, model), _progress(trainer, f"rollouts {task_name}") as report:
+                    trajs = run_rollouts(
+                        HFLM(model, tokenizer, name=f"hf:{type(model).__name__}@step{trainer.global_step}"),
+                        tool, task, examples, method="react", fmt=self.fmt, max_turns=self.max_turns,
+                        max_tokens=self.max_tokens, batch_size=self.batch_size, progress=report,
+                        source=f"rollout-validation step {trainer.global_step}",
+                    )  # fmt: skip
+                seconds = time.perf_counter() - start
+                metrics = RolloutMetrics()
+                metrics.update(trajs)
+                values = {k: float(v) for k, v in metrics.compute().items()}  # syncs across ranks
+                values["rollout_seconds"] = _max_over_ranks(seconds)
+                path = self._write(trainer, task_name, _gather(trajs), tag)
+                prefix = "val/" if len(self.tasks) == 1 else f"val/{task_name}/"
+                out.update({f"{prefix}{k}": v for k, v in values.items() if k != "episodes"})
+                self.history.append({"step": trainer.global_step, "tag": tag, "task": task_name, **values, "file": str(path) if path else None})
+                rank_zero_info(
+                    f"rollouts {task_name} at step {trainer.global_step}: EM {values['em']:.3f} F1 {values['f1']:.3f} "
+                    f"format errors {values['format_error_rate']:.1%} over {int(values['episodes'])} questions "
+                    f"({values['rollout_seconds']:.0f}s) -> {path}"
+                )
+            if len(self.tasks) > 1:
+                out["val/em"] = sum(out[f"val/{t}/em"] for t in self.tasks) / len(self.tasks)
+        finally:
+            model.train(was_training)
+        return out
+
+    def _write(self, trainer: pl.Trainer, task: str, trajs: list[Trajectory] | None, tag: str | None) -> Path | None:
+        if trajs is None or not trainer.is_global_zero:
+            return None
+        root = Path(trainer.log_dir or trainer.default_root_dir) / "rollouts"
+        name = f"step{trainer.global_step:06d}" + (f"_{tag}" if tag else "") + (f"_{task}" if len(self.tasks) > 1 else "")
+        trajs.sort(key=lambda t: t.id)
+        write_trajectories(root / f"{name}.jsonl", trajs)
+        return root / f"{name}.jsonl"
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history, "validations": self._validations}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.history, self._validations = state["history"], state["validations"]
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _gather(trajs: list[Trajectory]) -> list[Trajectory] | None:
+    """All ranks' trajectories on rank 0 (None elsewhere)."""
+    if not _distributed():
+        return list(trajs)
+    parts: list[list[Trajectory]] | None = [None] * dist.get_world_size() if dist.get_rank() == 0 else None  # type: ignore[list-item]
+    dist.gather_object(trajs, parts, dst=0)
+    return [t for part in parts for t in part] if parts is not None else None
+
+
+def _max_over_ranks(value: float) -> float:
+    if not _distributed():
+        return value
+    t = torch.tensor(value, dtype=torch.float64)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return float(t)
+
+
+@contextlib.contextmanager
+def _gathered_for_generation(trainer: pl.Trainer, model: torch.nn.Module):
+    """Under ZeRO-3 each rank holds a shard of every weight: gather them so that every rank can
+    generate independently (ranks stop at different steps, so per-forward gathers would hang).
+    Costs one full copy of the model per rank for the duration of the rollouts."""
+    strategy = trainer.strategy
+    config = getattr(strategy, "config", None) or {}
+    if config.get("zero_optimization", {}).get("stage") == 3:
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None):
+            yield
+    else:
+        yield
+
+
+@contextlib.contextmanager
+def _progress(trainer: pl.Trainer, description: str):
+    """Report into the trainer's rich progress display when there is one (rich allows one live
+    display at a time), else a progress bar of our own on rank 0."""
+    bar = trainer.progress_bar_callback
+    progress = getattr(bar, "progress", None) if isinstance(bar, RichProgressBar) else None
+    if progress is not None:
+        task_id = progress.add_task(description, total=None)
+        try:
+            yield lambda done, total: progress.update(task_id, completed=done, total=total)
+        finally:
+            progress.update(task_id, visible=False)
+    elif trainer.is_global_zero and bar is not None:
+        from fireact.agent.rollout import rich_progress
+
+        with rich_progress(description) as report:
+            yield report
+    else:
+        yield None
