@@ -5,6 +5,8 @@ from it in a test's time budget. This world has invented people, cities and coun
 snapshot of one short document per entity, two-hop questions ("In which country was X born?")
 and scripted expert ReAct trajectories as the teacher. Nothing in it can be known without
 searching, and every answer is reachable from the question's words through the search tool.
+Entities are named by 3-digit codes: BPE tokenizers split digits into the same tokens in every
+context (after a space, inside `search[...]`), so a tiny model can learn to copy them.
 
 Layout written by `write_world` (the same layout as the FireAct data dir, so every command works):
   synthetic/{train,dev}.json   [{"question", "answer"}]
@@ -19,15 +21,12 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-_ONSETS = "b d f g k l m n p r s t v z".split()
-_VOWELS = "a e i o u".split()
 _JOBS = ["baker", "pilot", "painter", "farmer", "singer", "doctor", "sailor", "teacher"]
 
 
 def _name(rng: random.Random, used: set[str]) -> str:
     while True:
-        name = "".join(rng.choice(_ONSETS) + rng.choice(_VOWELS) for _ in range(2)).capitalize()
-        name += rng.choice(["n", "r", "l", "s"])
+        name = str(rng.randint(100, 999))
         if name not in used:
             used.add(name)
             return name

@@ -94,7 +94,11 @@ class RolloutValidation(Callback):
                 task = get_task(task_name)
                 examples = self.examples(task_name, rank, world)
                 start = time.perf_counter()
-                with torch.no_grad(), _gathered_for_generation(trainer, model), _progress(trainer, f"rollouts {task_name}") as report:
+                with (
+                    torch.no_grad(),
+                    _gathered_for_generation(trainer, model),
+                    _progress(trainer, f"rollouts {task_name}", len(examples)) as report,
+                ):
                     trajs = run_rollouts(
                         HFLM(model, tokenizer, name=f"hf:{type(model).__name__}@step{trainer.global_step}"),
                         tool, task, examples, method="react", fmt=self.fmt, max_turns=self.max_turns,
@@ -109,7 +113,15 @@ class RolloutValidation(Callback):
                 path = self._write(trainer, task_name, _gather(trajs), tag)
                 prefix = "val/" if len(self.tasks) == 1 else f"val/{task_name}/"
                 out.update({f"{prefix}{k}": v for k, v in values.items() if k != "episodes"})
-                self.history.append({"step": trainer.global_step, "tag": tag, "task": task_name, **values, "file": str(path) if path else None})
+                self.history.append(
+                    {
+                        "step": trainer.global_step,
+                        "tag": tag,
+                        "task": task_name,
+                        **values,
+                        "file": str(path) if path else None,
+                    }
+                )
                 rank_zero_info(
                     f"rollouts {task_name} at step {trainer.global_step}: EM {values['em']:.3f} F1 {values['f1']:.3f} "
                     f"format errors {values['format_error_rate']:.1%} over {int(values['episodes'])} questions "
@@ -125,7 +137,9 @@ class RolloutValidation(Callback):
         if trajs is None or not trainer.is_global_zero:
             return None
         root = Path(trainer.log_dir or trainer.default_root_dir) / "rollouts"
-        name = f"step{trainer.global_step:06d}" + (f"_{tag}" if tag else "") + (f"_{task}" if len(self.tasks) > 1 else "")
+        name = (
+            f"step{trainer.global_step:06d}" + (f"_{tag}" if tag else "") + (f"_{task}" if len(self.tasks) > 1 else "")
+        )
         trajs.sort(key=lambda t: t.id)
         write_trajectories(root / f"{name}.jsonl", trajs)
         return root / f"{name}.jsonl"
@@ -175,13 +189,13 @@ def _gathered_for_generation(trainer: pl.Trainer, model: torch.nn.Module):
 
 
 @contextlib.contextmanager
-def _progress(trainer: pl.Trainer, description: str):
+def _progress(trainer: pl.Trainer, description: str, total: int):
     """Report into the trainer's rich progress display when there is one (rich allows one live
     display at a time), else a progress bar of our own on rank 0."""
     bar = trainer.progress_bar_callback
     progress = getattr(bar, "progress", None) if isinstance(bar, RichProgressBar) else None
     if progress is not None:
-        task_id = progress.add_task(description, total=None)
+        task_id = progress.add_task(description, total=max(total, 1))
         try:
             yield lambda done, total: progress.update(task_id, completed=done, total=total)
         finally:
