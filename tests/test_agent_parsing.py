@@ -110,7 +110,9 @@ def test_prompts_zero_shot_is_gpt_format_and_few_shot_is_seeded():
     ]
     pool.append(Trajectory("bad", "a", "hotpotqa", "react", [], None, 0.0, end_reason="no_action"))
     a = pick_exemplars(pool, "hotpotqa", 3, seed=1, exclude_questions={"q0"})
-    assert [e.question for e in a] == [e.question for e in pick_exemplars(list(reversed(pool)), "hotpotqa", 3, seed=1, exclude_questions={"q0"})]
+    assert [e.question for e in a] == [
+        e.question for e in pick_exemplars(list(reversed(pool)), "hotpotqa", 3, seed=1, exclude_questions={"q0"})
+    ]
     assert all(e.reward == 1.0 and e.question != "q0" for e in a)
     prefix = few_shot_prefix("react", a)
     assert prefix.count("Question: ") == 3 and "(END OF EXAMPLES)" in prefix

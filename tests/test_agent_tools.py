@@ -55,7 +55,11 @@ class _SerpStandIn(BaseHTTPRequestHandler):
         params = {k: v[0] for k, v in parse_qs(urlparse(self.path).query).items()}
         type(self).calls.append(params)
         q = params.get("q", "")
-        body = {"organic_results": [{"snippet": f"snippet about {q}"}]} if "box" not in q else {"answer_box": {"answer": "42"}}
+        body = (
+            {"organic_results": [{"snippet": f"snippet about {q}"}]}
+            if "box" not in q
+            else {"answer_box": {"answer": "42"}}
+        )
         data = json.dumps(body).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")

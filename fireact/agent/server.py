@@ -47,6 +47,12 @@ def make_server(lm: LM, host: str = "127.0.0.1", port: int = 8000, model_name: s
                 self._error(404, f"no route {self.path}")
 
         def do_POST(self):
+            try:
+                self._post()
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up (timeout): nothing to answer
+
+        def _post(self):
             if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
                 self._error(404, f"no route {self.path}")
                 return
