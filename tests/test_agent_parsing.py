@@ -116,3 +116,7 @@ def test_prompts_zero_shot_is_gpt_format_and_few_shot_is_seeded():
     assert all(e.reward == 1.0 and e.question != "q0" for e in a)
     prefix = few_shot_prefix("react", a)
     assert prefix.count("Question: ") == 3 and "(END OF EXAMPLES)" in prefix
+    chat = build_prompt("Q?", [], few_shot_prefix("react", a, fmt="chat"))
+    assert [m["role"] for m in chat] == ["user", "assistant"] * 3 + ["user"]
+    assert chat[0]["content"].startswith("Solve a question") and chat[-1] == {"role": "user", "content": "Q?"}
+    assert parse_step("Observation: made up\nAction: finish[x]").argument == "x"

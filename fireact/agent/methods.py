@@ -18,7 +18,7 @@ from fireact.data.tasks import Example, Task
 from fireact.data.trajectory import METHODS, Trajectory, Turn
 
 REFLECT_AT = (6, 10)  # Reflexion asks for a self-reflection before these rounds (1-based)
-STOP = ["\nObservation", "Observation:"]
+STOP = ["\nObservation"]
 
 
 @dataclass
@@ -45,7 +45,7 @@ class Episode:
     example: Example
     task: Task
     method: str
-    prefix: str = ""  # few-shot instruction + exemplars ("" for zero-shot)
+    prefix: str | list[dict[str, str]] = ""  # few-shot instruction + exemplars ("" for zero-shot)
     fmt: str = "chat"
     max_turns: int = 11
     turns: list[Turn] = field(default_factory=list)

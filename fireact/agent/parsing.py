@@ -44,10 +44,9 @@ def cut_after_action(text: str) -> int | None:
 
 def parse_step(text: str, tools: tuple[str, ...] = TOOL_NAMES) -> Step:
     """One assistant turn (`Thought: ...\\nAction: tool[arg]`) -> Step."""
-    obs = _OBSERVATION.search(text)
-    if obs:
-        text = text[: obs.start()]
     m = _ACTION_LINE.search(text)
+    if m is None and (obs := _OBSERVATION.search(text)):
+        text = text[: obs.start()]  # no action: whatever follows a made-up observation is not ours
     if m:
         thought = _THOUGHT_LABEL.sub("", text[: m.start()].strip(), count=1).strip()
         action = m.group(1).strip()

@@ -62,12 +62,22 @@ def episode_text(question: str, turns: list[Turn], with_question: bool = True) -
     return "\n".join(lines)
 
 
-def few_shot_prefix(method: str, exemplars: list[Trajectory] | None = None, text: str | None = None) -> str:
-    """The instruction plus examples placed before the question (empty for zero-shot)."""
+def few_shot_prefix(
+    method: str, exemplars: list[Trajectory] | None = None, text: str | None = None, fmt: str = "alpaca"
+) -> str | list[Message]:
+    """What goes before the question: nothing (zero-shot), the user's prompt text, or the instruction
+    plus exemplars. In chat format the exemplars are earlier turns of the same conversation, each in
+    the zero-shot gpt_format (small models copy that far better than a block of example text)."""
     if text is not None:
         return text.rstrip() + "\n\n"
     if not exemplars:
         return ""
+    if fmt == "chat":
+        messages: list[Message] = []
+        for e in exemplars:
+            messages += build_prompt(e.question, e.turns)
+        messages[0] = {**messages[0], "content": f"{INSTRUCTIONS[method]}\n{messages[0]['content']}"}
+        return messages
     shots = "\n\n".join(episode_text(e.question, e.turns) for e in exemplars)
     return f"{INSTRUCTIONS[method]}Here are some examples:\n{shots}\n(END OF EXAMPLES)\n\n"
 
@@ -75,7 +85,7 @@ def few_shot_prefix(method: str, exemplars: list[Trajectory] | None = None, text
 def build_prompt(
     question: str,
     turns: list[Turn],
-    prefix: str = "",
+    prefix: str | list[Message] = "",
     fmt: str = "chat",
     pending_user_note: str | None = None,
 ) -> Prompt:
@@ -92,8 +102,12 @@ def build_prompt(
         return text + ("\n" if body or pending_user_note else "")
     if fmt != "chat":
         raise FireactError(f"unknown prompt format {fmt!r}; choose chat or alpaca")
+    messages: list[Message] = []
+    if isinstance(prefix, list):  # few-shot chat: exemplar episodes as earlier turns of the conversation
+        messages += prefix
+        prefix = ""
     first = f"{prefix}Question: {question}" if prefix else question
-    messages: list[Message] = [{"role": "user", "content": first}]
+    messages.append({"role": "user", "content": first})
     for t in turns:
         messages.append({"role": "assistant", "content": assistant_text(t)})
         if t.observation is not None:

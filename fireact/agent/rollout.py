@@ -95,7 +95,7 @@ def run_rollouts(
         exemplars = pick_exemplars(exemplar_pool or [], task.name, few_shot, seed, asked, method)
         if method == "io":
             exemplars = _io_exemplars(exemplars)
-    prefix = few_shot_prefix(method, exemplars, prompt_text)
+    prefix = few_shot_prefix(method, exemplars, prompt_text, fmt)
     meta = {"lm": lm.name, "tool": getattr(tool, "name", "search"), "few_shot": len(exemplars), "fmt": fmt}
     if prompt_text is not None:
         meta["few_shot"] = "prompt_file"
