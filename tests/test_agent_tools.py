@@ -111,3 +111,15 @@ def test_noise_wrappers_seeded():
     later = [rnd(str(i)) for i in range(20)]
     assert first == "obs:a"
     assert all(o.startswith("obs:") for o in later) and any(o != f"obs:{i}" for i, o in enumerate(later))
+
+
+def test_snapshot_rebuilt_from_release_matches_shared_snapshot(data_dir, tmp_path):
+    from fireact.data.snapshot import build_snapshot
+
+    path, n = build_snapshot(data_dir, tmp_path / "snap.jsonl")
+    built = {r["query"]: r["snippet"] for r in map(json.loads, path.read_text().splitlines())}
+    shared = {r["query"]: r["snippet"] for r in map(json.loads, snapshot_path(data_dir).read_text().splitlines())}
+    assert n == len(built) > 4000
+    same = sum(built.get(q) == s for q, s in shared.items())
+    assert same / len(shared) > 0.98  # the shared file came from the same release
+    assert SnapshotSearch(path)("Malcolm Smith Most Valuable Player").startswith("Smith was named")

@@ -36,4 +36,12 @@ def run(args: argparse.Namespace) -> int:
                 f, root, args.raw_url, args.repo, args.ref, lambda n: progress.advance(bar, n)
             )
     print(f"{len(files)} files in {root} verified ({fetched} downloaded, {len(files) - fetched} already there)")
+    from fireact.data.errors import FireactError
+    from fireact.data.snapshot import build_snapshot
+
+    try:
+        path, n = build_snapshot(root)
+        print(f"search snapshot: {n} cached Google snippets -> {path}")
+    except FireactError as e:
+        print(f"search snapshot not built: {e}")
     return 0
