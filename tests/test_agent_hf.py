@@ -116,3 +116,24 @@ def test_real_smollm2_eval_zero_and_few_shot(smollm2_dir, data_dir, tmp_path):
         rows = [json.loads(x) for x in out.read_text().splitlines()]
         assert len(rows) == 3 and all(r["meta"]["few_shot"] == k and r["turns"] for r in rows)
         assert all(r["meta"]["completion_tokens"] > 0 for r in rows)
+
+
+def test_peft_adapter_backend(tiny_model_dir, tmp_path):
+    """hf:PATH + --adapter loads the adapter on top; same output as the in-memory PeftModel."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from fireact.agent.lm import make_lm
+
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    config = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    peft_model = get_peft_model(base, config).eval()
+    peft_model.save_pretrained(tmp_path / "adapter")
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    in_memory = HFLM(peft_model, tok).complete(PROMPTS[:2], [], 12)
+    loaded = make_lm(f"hf:{tiny_model_dir}", adapter=str(tmp_path / "adapter"), dtype=torch.float32)
+    plain = make_lm(f"hf:{tiny_model_dir}", dtype=torch.float32)
+    assert [c.text for c in loaded.complete(PROMPTS[:2], [], 12)] == [c.text for c in in_memory]
+    assert [c.text for c in plain.complete(PROMPTS[:2], [], 12)] != [c.text for c in in_memory]
