@@ -120,3 +120,16 @@ def test_prompts_zero_shot_is_gpt_format_and_few_shot_is_seeded():
     assert [m["role"] for m in chat] == ["user", "assistant"] * 3 + ["user"]
     assert chat[0]["content"].startswith("Solve a question") and chat[-1] == {"role": "user", "content": "Q?"}
     assert parse_step("Observation: made up\nAction: finish[x]").argument == "x"
+
+
+def test_bad_backend_specs_are_user_errors():
+    from fireact.agent.lm import make_lm
+    from fireact.data.errors import FireactError
+
+    for spec, msg in (
+        ("gpt-4", "expected openai:MODEL"),
+        ("foo:bar", "unknown backend"),
+        ("hf:/no/such/model", "cannot load"),
+    ):
+        with pytest.raises(FireactError, match=msg):
+            make_lm(spec)
