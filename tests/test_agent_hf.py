@@ -13,6 +13,7 @@ from fireact.agent.rollout import run_rollouts
 from fireact.agent.tools import SnapshotSearch
 from fireact.data.paths import snapshot_path
 from fireact.data.tasks import get_task, select
+from fireact.data.trajectory import Turn
 
 PROMPTS = [
     [{"role": "user", "content": "Which city is the capital of France?"}],
@@ -45,6 +46,28 @@ def test_batched_greedy_equals_one_at_a_time(tiny_lm):
     if len(first) > 4:
         (cut,) = tiny_lm.complete([PROMPTS[0]], [first[2:4]], 24)
         assert cut.text == first[: first.find(first[2:4])]
+
+
+def test_prefix_kv_cache_keeps_greedy_output(tiny_model_dir, data_dir):
+    """Few-shot prompts share a long prefix: prefilled once and reused, the output must not change."""
+    import torch
+
+    from fireact.agent.prompts import build_prompt, default_exemplar_pool, few_shot_prefix, pick_exemplars
+
+    examples = select(get_task("hotpotqa").load(data_dir, "dev"), 4)
+    shots = pick_exemplars(default_exemplar_pool(data_dir, "hotpotqa"), "hotpotqa", 2, 0, set(), "react")
+    prefix = few_shot_prefix("react", shots, fmt="chat")
+    prompts = [build_prompt(e.question, [], prefix) for e in examples]
+    prompts[1] = build_prompt(examples[1].question, [Turn("t", "search[x]", "an observation")], prefix)
+    cached = HFLM(tiny_model_dir, dtype=torch.float32, batch_size=4)
+    plain = HFLM(tiny_model_dir, dtype=torch.float32, batch_size=4, prefix_cache=False)
+    want = plain.complete(prompts, ["\nObservation"], 16)
+    got = cached.complete(prompts, ["\nObservation"], 16)
+    assert cached._prefix_key is not None and len(cached._prefix_key) > 200  # the exemplars were cached
+    assert [c.text for c in got] == [c.text for c in want]
+    assert [c.prompt_tokens for c in got] == [c.prompt_tokens for c in want]
+    again = cached.complete(prompts[2:], ["\nObservation"], 16)  # reuses the cached prefix
+    assert [c.text for c in again] == [c.text for c in want[2:]]
 
 
 def test_in_memory_model_is_not_moved_or_cast(tiny_model_dir):

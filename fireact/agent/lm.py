@@ -196,8 +196,14 @@ class HFLM:
         batch_size: int = 8,
         name: str | None = None,
         threads: int | None = None,
+        prefix_cache: bool = True,
+        min_prefix: int = 64,
     ):
         import torch
+
+        self.prefix_cache, self.min_prefix = prefix_cache, min_prefix
+        self._prefix_key: tuple[int, ...] | None = None
+        self._prefix_kv: Any = None
 
         if threads:
             torch.set_num_threads(threads)
@@ -230,6 +236,10 @@ class HFLM:
         gen_eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
         self.eos_ids = gen_eos if gen_eos is not None else self.tokenizer.eos_token_id
 
+    def reset_cache(self) -> None:
+        """Forget the cached prefix KV (run_rollouts calls this: the weights may have changed since)."""
+        self._prefix_key, self._prefix_kv = None, None
+
     def render(self, prompt: Prompt) -> str:
         if isinstance(prompt, str):
             return prompt
@@ -249,9 +259,14 @@ class HFLM:
         from transformers import GenerationConfig, StoppingCriteriaList
 
         texts = [self.render(p) for p in prompts]
-        enc = self.tokenizer(texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
+        ids = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
         device = next(self.model.parameters()).device
-        enc = {k: v.to(device) for k, v in enc.items()}
+        enc, cache = self._inputs_with_prefix_cache(ids, device) if self.prefix_cache else (None, None)
+        if enc is None:
+            enc = self.tokenizer(
+                texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False
+            )
+            enc = {k: v.to(device) for k, v in enc.items()}
         prompt_len = enc["input_ids"].shape[1]
         sample = temperature > 0
         config = GenerationConfig(
@@ -266,16 +281,61 @@ class HFLM:
         )
         criteria = _StopCriteria(self.tokenizer, prompt_len, stop, after_action, len(texts))
         with torch.no_grad():
+            extra = {"past_key_values": cache} if cache is not None else {}
             seqs = self.model.generate(
-                **enc, generation_config=config, stopping_criteria=StoppingCriteriaList([criteria])
+                **enc, **extra, generation_config=config, stopping_criteria=StoppingCriteriaList([criteria])
             )
         results = []
-        for row, mask in zip(seqs, enc["attention_mask"]):
+        for row, prompt_ids in zip(seqs, ids):
             new = row[prompt_len:]
             n_new = _count_generated(new.tolist(), self.pad_id, self.eos_ids)
             text = self.tokenizer.decode(new[:n_new], skip_special_tokens=True)
-            results.append(Completion(truncate_at_stop(text, stop, after_action), int(mask.sum()), n_new))
+            results.append(Completion(truncate_at_stop(text, stop, after_action), len(prompt_ids), n_new))
         return results
+
+    def _inputs_with_prefix_cache(self, ids: list[list[int]], device) -> tuple[dict | None, Any]:
+        """Prefill the prompts' shared token prefix (few-shot exemplars, chat header) once and reuse
+        its KV cache across rows and calls; rows are laid out [prefix][padding][own suffix].
+
+        Greedy output is unchanged (the attention mask hides the padding, positions come from the
+        mask); the prefill it saves dominates CPU time with few-shot prompts. Returns (None, None)
+        when there is no prefix worth caching.
+        """
+        import copy
+
+        import torch
+
+        shortest = min(len(x) for x in ids)
+        common = 0
+        while common < shortest - 1 and all(x[common] == ids[0][common] for x in ids):
+            common += 1
+        key = self._prefix_key
+        if key is not None and len(key) <= common and tuple(ids[0][: len(key)]) == key:
+            common = len(key)  # the cached prefix still applies: reuse it
+        elif common < self.min_prefix:
+            return None, None
+        else:
+            try:
+                from transformers import DynamicCache
+
+                cache = DynamicCache(config=self.model.config)
+                prefix = torch.tensor([ids[0][:common]], device=device)
+                with torch.no_grad():
+                    self.model(input_ids=prefix, past_key_values=cache, use_cache=True)
+            except Exception:  # a model whose cache cannot be built this way: plain prefill
+                self.prefix_cache = False
+                return None, None
+            self._prefix_key, self._prefix_kv = tuple(ids[0][:common]), cache
+        width = max(len(x) for x in ids) - common
+        rows, masks = [], []
+        for x in ids:
+            pad = width - (len(x) - common)
+            rows.append(list(self._prefix_key) + [self.pad_id] * pad + x[common:])
+            masks.append([1] * common + [0] * pad + [1] * (len(x) - common))
+        cache = copy.deepcopy(self._prefix_kv)
+        cache.batch_repeat_interleave(len(ids))
+        enc = {"input_ids": torch.tensor(rows, device=device), "attention_mask": torch.tensor(masks, device=device)}
+        return enc, cache
 
 
 def _count_generated(ids: list[int], pad_id: int | None, eos: int | list[int] | None) -> int:
@@ -299,6 +359,6 @@ def make_lm(spec: str, **kw: Any) -> LM:
         keys = ("base_url", "concurrency", "requests_per_minute", "max_retries", "timeout")
         return OpenAILM(target, **{k: v for k, v in kw.items() if k in keys and v is not None})
     if kind == "hf":
-        keys = ("adapter", "batch_size", "dtype", "threads")
+        keys = ("adapter", "batch_size", "dtype", "threads", "prefix_cache")
         return HFLM(target, **{k: v for k, v in kw.items() if k in keys and v is not None}, name=spec)
     raise FireactError(f"--lm {spec!r}: unknown backend {kind!r}; use openai:MODEL or hf:PATH_OR_NAME")

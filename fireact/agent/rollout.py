@@ -104,6 +104,9 @@ def run_rollouts(
     def new_episode(ex: Example) -> Episode:
         return Episode(ex, task, method, prefix, fmt, 1 if method in ("io", "cot") else max_turns)
 
+    reset = getattr(lm, "reset_cache", None)
+    if reset is not None:
+        reset()  # a model being trained changes between runs: never reuse its old KV
     results: dict[int, Trajectory] = {}
     ctx = rich_progress(f"{method} {task.name}") if progress == "rich" else nullcontext(progress)
     with ctx as report:
