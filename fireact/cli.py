@@ -14,6 +14,9 @@ COMMANDS = {
     "data": "data",
     "import": "import_",
     "score": "score",
+    "generate": "generate",
+    "eval": "eval",
+    "serve": "serve",
 }
 
 

@@ -39,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote the synthetic world to {root} (task synthetic, splits train/dev)")
         return 0
     if args.action == "snapshot":
-        print(f"wrote {build_snapshot(resolve_data_dir(args.data_dir))}")
+        path, n = build_snapshot(resolve_data_dir(args.data_dir))
+        print(f"search snapshot: {n} cached Google snippets -> {path}")
         return 0
     root = resolve_data_dir(args.data_dir, must_exist=False)
     files = download.list_remote(args.api_url, args.repo, args.ref)
@@ -52,5 +53,6 @@ def run(args: argparse.Namespace) -> int:
                 f, root, args.raw_url, args.repo, args.ref, lambda n: progress.advance(bar, n)
             )
     print(f"{len(files)} files in {root} verified ({fetched} downloaded, {len(files) - fetched} already there)")
-    print(f"wrote {build_snapshot(root)}")
+    path, n = build_snapshot(root)
+    print(f"search snapshot: {n} cached Google snippets -> {path}")
     return 0

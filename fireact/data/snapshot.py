@@ -1,53 +1,53 @@
-"""Build the offline search snapshot (query -> Google snippet) from FireAct's own trajectories.
+"""Build the offline search snapshot (query -> Google snippet) from the FireAct release itself.
 
-Every `search[query]` in the GPT-4 fine-tuning data and in the released dev rollouts was answered
-by the real Google search tool, so those (query, observation) pairs are a replayable cache of it.
+Every `search[query]` in FireAct's GPT-4 fine-tuning trajectories and in its own dev rollouts was
+answered by a real Google (SerpAPI) call; the recorded observation is that snippet. Collected,
+they make an offline search engine over the questions FireAct studied.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
 from pathlib import Path
 
+from fireact.data.errors import FireactError
 from fireact.data.fireact_format import read_fireact_file
 from fireact.data.trajectory import parse_action
 
-SOURCES = {"finetune": "fireact-finetune", "trajs": "fireact-dev-rollouts"}
+# source label -> glob inside the data dir, in the order records are collected
+SOURCES = {"fireact-finetune": "finetune/gpt_format/*.jsonl", "fireact-dev-rollouts": "trajs/*.json"}
 
 
-def snapshot_rows(files: Iterable[Path], source: str) -> list[dict[str, str]]:
-    rows, seen = [], set()
-    for path in files:
-        for traj in read_fireact_file(path):
-            for turn in traj.turns:
-                action = parse_action(turn.action)
-                if not action or action[0] != "search" or not turn.observation:
-                    continue
-                query = action[1]
-                if query and query not in seen:
-                    seen.add(query)
-                    rows.append({"query": query, "snippet": turn.observation, "source": source})
-    return rows
-
-
-def build_snapshot(data_dir: Path, out: Path | None = None) -> Path:
-    """Write search_snapshot.jsonl into the data dir; the first snippet seen for a query wins."""
-    data_dir = Path(data_dir)
-    out = out or data_dir / "search_snapshot.jsonl"
-    rows: list[dict[str, str]] = []
+def snapshot_records(data_dir: Path) -> list[dict[str, str]]:
+    """Unique (query, snippet, source) records; the first snippet seen for a query wins."""
     seen: set[str] = set()
-    for folder, source in SOURCES.items():
-        files = sorted(p for p in (data_dir / folder).rglob("*") if p.suffix in (".json", ".jsonl"))
-        for row in snapshot_rows(files, source):
-            if row["query"] not in seen:
-                seen.add(row["query"])
-                rows.append(row)
+    out: list[dict[str, str]] = []
+    for source, pattern in SOURCES.items():
+        for path in sorted(Path(data_dir).glob(pattern)):
+            for traj in read_fireact_file(path):
+                for turn in traj.turns:
+                    parsed = parse_action(turn.action)
+                    if not parsed or parsed[0] != "search" or turn.observation is None:
+                        continue
+                    query, snippet = parsed[1], turn.observation.strip()
+                    if not query or not snippet or query in seen:
+                        continue
+                    seen.add(query)
+                    out.append({"query": query, "snippet": snippet, "source": source})
+    return out
+
+
+def build_snapshot(data_dir: Path, out: Path | None = None) -> tuple[Path, int]:
+    records = snapshot_records(Path(data_dir))
+    if not records:
+        raise FireactError(f"no search observations found under {data_dir} (finetune/gpt_format, trajs)")
+    out = Path(out) if out is not None else Path(data_dir) / "search_snapshot.jsonl"
     tmp = out.with_name(out.name + ".tmp")
     with tmp.open("w", encoding="utf-8") as f:
-        f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        for r in records:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
         f.flush()
         os.fsync(f.fileno())
     tmp.replace(out)
-    return out
+    return out, len(records)

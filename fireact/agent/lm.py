@@ -1,0 +1,364 @@
+"""LM backends behind one interface: batched chat completion with stop strings.
+
+`OpenAILM` talks to any OpenAI-compatible server (OpenAI, vLLM, TGI, `fireact serve`) through the
+official client, whose own retries back off on 429/5xx/timeouts. `HFLM` runs a transformers model
+locally (batched, left padding, KV cache, per-sequence stop at the end of an Action line); it also
+wraps an already loaded model + tokenizer, e.g. the one being trained, without moving or casting it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from fireact.agent.parsing import cut_after_action
+from fireact.agent.prompts import Prompt
+from fireact.data.errors import FireactError
+
+
+@dataclass
+class Completion:
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    error: str | None = None  # set when the backend failed after its retries
+
+
+class LM(Protocol):
+    name: str
+    batched: bool  # True: one call over many prompts beats many concurrent single calls
+
+    def complete(
+        self,
+        prompts: list[Prompt],
+        stop: list[str],
+        max_tokens: int,
+        temperature: float = 0.0,
+        stop_after_action: bool = False,
+    ) -> list[Completion]: ...
+
+
+def truncate_at_stop(text: str, stop: list[str], stop_after_action: bool) -> str:
+    cut = len(text)
+    for s in stop:
+        i = text.find(s)
+        if i != -1:
+            cut = min(cut, i)
+    if stop_after_action:
+        i = cut_after_action(text[:cut])
+        if i is not None:
+            cut = min(cut, i)
+    return text[:cut]
+
+
+# USD per 1K (prompt, completion) tokens; longest matching prefix wins, unknown models cost 0.
+PRICES_PER_1K = {
+    "gpt-4": (0.03, 0.06),
+    "gpt-4-32k": (0.06, 0.12),
+    "gpt-4-turbo": (0.01, 0.03),
+    "gpt-4-1106": (0.01, 0.03),
+    "gpt-4o": (0.0025, 0.01),
+    "gpt-4o-mini": (0.00015, 0.0006),
+    "gpt-3.5-turbo": (0.0015, 0.002),
+    "gpt-3.5-turbo-0125": (0.0005, 0.0015),
+}
+
+
+def price(model: str, prompt_tokens: int, completion_tokens: int) -> float:
+    match = max((k for k in PRICES_PER_1K if model.startswith(k)), key=len, default=None)
+    if match is None:
+        return 0.0
+    p, c = PRICES_PER_1K[match]
+    return (prompt_tokens * p + completion_tokens * c) / 1000
+
+
+def redact(message: str, secrets: list[str | None]) -> str:
+    for s in secrets:
+        if s:
+            message = message.replace(s, "***")
+    return re.sub(r"sk-[A-Za-z0-9_\-*]{8,}", "sk-***", message)
+
+
+class OpenAILM:
+    """Chat completions through the official openai client; a thread pool bounds concurrency."""
+
+    batched = False
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        concurrency: int = 8,
+        requests_per_minute: float | None = None,
+        max_retries: int = 5,
+        timeout: float = 60.0,
+    ):
+        from openai import OpenAI
+
+        base_url = base_url or os.environ.get("OPENAI_BASE_URL")
+        self._key = api_key or os.environ.get("OPENAI_API_KEY") or ("EMPTY" if base_url else None)
+        if not self._key:
+            raise FireactError("openai backend: set OPENAI_API_KEY (or --base-url for a local server)")
+        self.model = model
+        self.name = f"openai:{model}"
+        self.client = OpenAI(api_key=self._key, base_url=base_url, max_retries=max_retries, timeout=timeout)
+        self.concurrency = max(1, concurrency)
+        self._min_interval = 60.0 / requests_per_minute if requests_per_minute else 0.0
+        self._next_slot = 0.0
+        self._rate_lock = threading.Lock()
+
+    def _wait_for_rate_limit(self) -> None:
+        if not self._min_interval:
+            return
+        with self._rate_lock:
+            now = time.monotonic()
+            start = max(now, self._next_slot)
+            self._next_slot = start + self._min_interval
+        if start > now:
+            time.sleep(start - now)
+
+    def _one(self, prompt: Prompt, stop: list[str], max_tokens: int, temperature: float, after_action: bool):
+        import openai
+
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        self._wait_for_rate_limit()
+        try:
+            r = self.client.chat.completions.create(
+                model=self.model,
+                messages=messages,
+                stop=stop[:4] or None,  # the API takes at most 4 stop strings
+                max_tokens=max_tokens,
+                temperature=temperature,
+                n=1,
+            )
+        except openai.OpenAIError as e:
+            return Completion("", error=redact(f"{type(e).__name__}: {e}", [self._key]))
+        text = r.choices[0].message.content or "" if r.choices else ""
+        pt = r.usage.prompt_tokens if r.usage else 0
+        ct = r.usage.completion_tokens if r.usage else 0
+        text = truncate_at_stop(text, stop, after_action)
+        return Completion(text, pt, ct, price(self.model, pt, ct))
+
+    def complete(self, prompts, stop, max_tokens, temperature=0.0, stop_after_action=False) -> list[Completion]:
+        if len(prompts) == 1:
+            return [self._one(prompts[0], stop, max_tokens, temperature, stop_after_action)]
+        with ThreadPoolExecutor(min(self.concurrency, len(prompts))) as pool:
+            return list(pool.map(lambda p: self._one(p, stop, max_tokens, temperature, stop_after_action), prompts))
+
+
+def default_dtype():
+    """bf16 where the CPU computes it natively (AVX512-BF16/AMX), else fp32; bf16 on CUDA."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.bfloat16
+    cap = torch.backends.cpu.get_cpu_capability().upper()
+    return torch.bfloat16 if ("AMX" in cap or "BF16" in cap) else torch.float32
+
+
+class _StopCriteria:
+    """Per-sequence stop: a stop string or (optionally) the end of the first Action line."""
+
+    def __init__(self, tokenizer, prompt_len: int, stop: list[str], after_action: bool, batch: int):
+        self.tok, self.prompt_len, self.stop, self.after_action = tokenizer, prompt_len, stop, after_action
+        self.done = [False] * batch
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        for i in range(input_ids.shape[0]):
+            if self.done[i]:
+                continue
+            text = self.tok.decode(input_ids[i, self.prompt_len :], skip_special_tokens=True)
+            if any(s in text for s in self.stop) or (self.after_action and cut_after_action(text) is not None):
+                self.done[i] = True
+        return torch.tensor(self.done, dtype=torch.bool, device=input_ids.device)
+
+
+class HFLM:
+    """A local transformers causal LM (optionally + a peft adapter), or an already loaded one."""
+
+    batched = True
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any = None,
+        adapter: str | None = None,
+        dtype: Any = None,
+        batch_size: int = 8,
+        name: str | None = None,
+        threads: int | None = None,
+        prefix_cache: bool = True,
+        min_prefix: int = 64,
+    ):
+        import torch
+
+        self.prefix_cache, self.min_prefix = prefix_cache, min_prefix
+        self._prefix_key: tuple[int, ...] | None = None
+        self._prefix_kv: Any = None
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.batch_size = max(1, batch_size)
+        if isinstance(model, str | os.PathLike):
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            from fireact.agent.models import resolve_model
+
+            path = resolve_model(str(model))
+            self.name = name or f"hf:{model}"
+            try:
+                self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(path)
+                self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or default_dtype())
+            except (OSError, ValueError) as e:
+                raise FireactError(f"cannot load model {model!r}: {str(e).splitlines()[0]}") from None
+            if adapter:
+                from peft import PeftModel
+
+                self.model = PeftModel.from_pretrained(self.model, adapter)
+            self.model.eval()
+        else:  # given in memory (e.g. during training): used as is, never moved or cast
+            if tokenizer is None:
+                raise FireactError("HFLM given a model object needs its tokenizer too")
+            self.model, self.tokenizer = model, tokenizer
+            self.name = name or "hf:in-memory"
+        self.pad_id = self.tokenizer.pad_token_id
+        if self.pad_id is None:
+            self.pad_id = self.tokenizer.eos_token_id
+        gen_eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        self.eos_ids = gen_eos if gen_eos is not None else self.tokenizer.eos_token_id
+
+    def reset_cache(self) -> None:
+        """Forget the cached prefix KV (run_rollouts calls this: the weights may have changed since)."""
+        self._prefix_key, self._prefix_kv = None, None
+
+    def render(self, prompt: Prompt) -> str:
+        if isinstance(prompt, str):
+            return prompt
+        if getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+        # No chat template: plain role-tagged text.
+        return "".join(f"{m['role']}: {m['content']}\n" for m in prompt) + "assistant: "
+
+    def complete(self, prompts, stop, max_tokens, temperature=0.0, stop_after_action=False) -> list[Completion]:
+        out: list[Completion] = []
+        for i in range(0, len(prompts), self.batch_size):
+            out += self._generate(prompts[i : i + self.batch_size], stop, max_tokens, temperature, stop_after_action)
+        return out
+
+    def _generate(self, prompts, stop, max_tokens, temperature, after_action) -> list[Completion]:
+        import torch
+        from transformers import GenerationConfig, StoppingCriteriaList
+
+        texts = [self.render(p) for p in prompts]
+        ids = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+        device = next(self.model.parameters()).device
+        enc, cache = self._inputs_with_prefix_cache(ids, device) if self.prefix_cache else (None, None)
+        if enc is None:
+            enc = self.tokenizer(
+                texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False
+            )
+            enc = {k: v.to(device) for k, v in enc.items()}
+        prompt_len = enc["input_ids"].shape[1]
+        sample = temperature > 0
+        config = GenerationConfig(
+            max_new_tokens=max_tokens,
+            do_sample=sample,
+            temperature=temperature if sample else None,
+            top_p=None,
+            top_k=None,
+            pad_token_id=self.pad_id,
+            eos_token_id=self.eos_ids,
+            use_cache=True,
+        )
+        criteria = _StopCriteria(self.tokenizer, prompt_len, stop, after_action, len(texts))
+        with torch.no_grad():
+            extra = {"past_key_values": cache} if cache is not None else {}
+            seqs = self.model.generate(
+                **enc, **extra, generation_config=config, stopping_criteria=StoppingCriteriaList([criteria])
+            )
+        results = []
+        for row, prompt_ids in zip(seqs, ids):
+            new = row[prompt_len:]
+            n_new = _count_generated(new.tolist(), self.pad_id, self.eos_ids)
+            text = self.tokenizer.decode(new[:n_new], skip_special_tokens=True)
+            results.append(Completion(truncate_at_stop(text, stop, after_action), len(prompt_ids), n_new))
+        return results
+
+    def _inputs_with_prefix_cache(self, ids: list[list[int]], device) -> tuple[dict | None, Any]:
+        """Prefill the prompts' shared token prefix (few-shot exemplars, chat header) once and reuse
+        its KV cache across rows and calls; rows are laid out [prefix][padding][own suffix].
+
+        Greedy output is unchanged (the attention mask hides the padding, positions come from the
+        mask); the prefill it saves dominates CPU time with few-shot prompts. Returns (None, None)
+        when there is no prefix worth caching.
+        """
+        import copy
+
+        import torch
+
+        shortest = min(len(x) for x in ids)
+        common = 0
+        while common < shortest - 1 and all(x[common] == ids[0][common] for x in ids):
+            common += 1
+        key = self._prefix_key
+        if key is not None and len(key) <= common and tuple(ids[0][: len(key)]) == key:
+            common = len(key)  # the cached prefix still applies: reuse it
+        elif common < self.min_prefix:
+            return None, None
+        else:
+            try:
+                from transformers import DynamicCache
+
+                cache = DynamicCache(config=self.model.config)
+                prefix = torch.tensor([ids[0][:common]], device=device)
+                with torch.no_grad():
+                    self.model(input_ids=prefix, past_key_values=cache, use_cache=True)
+            except Exception:  # a model whose cache cannot be built this way: plain prefill
+                self.prefix_cache = False
+                return None, None
+            self._prefix_key, self._prefix_kv = tuple(ids[0][:common]), cache
+        width = max(len(x) for x in ids) - common
+        rows, masks = [], []
+        for x in ids:
+            pad = width - (len(x) - common)
+            rows.append(list(self._prefix_key) + [self.pad_id] * pad + x[common:])
+            masks.append([1] * common + [0] * pad + [1] * (len(x) - common))
+        cache = copy.deepcopy(self._prefix_kv)
+        cache.batch_repeat_interleave(len(ids))
+        enc = {"input_ids": torch.tensor(rows, device=device), "attention_mask": torch.tensor(masks, device=device)}
+        return enc, cache
+
+
+def _count_generated(ids: list[int], pad_id: int | None, eos: int | list[int] | None) -> int:
+    """Tokens actually generated: up to and including the first EOS, before trailing padding."""
+    eos_set = set(eos if isinstance(eos, list) else [eos]) - {None}
+    for i, t in enumerate(ids):
+        if t in eos_set:
+            return i + 1
+    n = len(ids)
+    while n and ids[n - 1] == pad_id:
+        n -= 1
+    return n
+
+
+def make_lm(spec: str, **kw: Any) -> LM:
+    """`openai:MODEL` or `hf:PATH_OR_NAME` (e.g. hf:smollm2-135m) -> a backend."""
+    kind, _, target = spec.partition(":")
+    if not target:
+        raise FireactError(f"--lm {spec!r}: expected openai:MODEL or hf:PATH_OR_NAME")
+    if kind == "openai":
+        keys = ("base_url", "concurrency", "requests_per_minute", "max_retries", "timeout")
+        return OpenAILM(target, **{k: v for k, v in kw.items() if k in keys and v is not None})
+    if kind == "hf":
+        keys = ("adapter", "batch_size", "dtype", "threads", "prefix_cache")
+        return HFLM(target, **{k: v for k, v in kw.items() if k in keys and v is not None}, name=spec)
+    raise FireactError(f"--lm {spec!r}: unknown backend {kind!r}; use openai:MODEL or hf:PATH_OR_NAME")

@@ -1,0 +1,130 @@
+"""IO / CoT / ReAct / Reflexion as one step machine: prompt -> completion -> (tool) -> next prompt.
+
+An Episode never raises on model output: a missing or malformed action, an unknown tool, a tool
+or backend failure and running out of rounds all end it with a recorded `end_reason`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from fireact.agent.lm import Completion
+from fireact.agent.parsing import parse_direct_answer, parse_step
+from fireact.agent.prompts import REFLECT_REQUEST, Prompt, build_prompt
+from fireact.agent.tools import SearchTool, ToolError
+from fireact.data.tasks import Example, Task
+from fireact.data.trajectory import METHODS, Trajectory, Turn
+
+REFLECT_AT = (6, 10)  # Reflexion asks for a self-reflection before these rounds (1-based)
+STOP = ["\nObservation"]
+
+
+@dataclass
+class MethodSpec:
+    stop: list[str]
+    max_tokens: int
+    stop_after_action: bool
+
+
+def method_spec(method: str, max_tokens: int | None = None) -> MethodSpec:
+    if method not in METHODS:
+        from fireact.data.errors import FireactError
+
+        raise FireactError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    if method == "io":
+        return MethodSpec(["\n"], max_tokens or 48, False)
+    if method == "cot":
+        return MethodSpec(STOP, max_tokens or 384, True)
+    return MethodSpec(STOP, max_tokens or 160, True)
+
+
+@dataclass
+class Episode:
+    example: Example
+    task: Task
+    method: str
+    prefix: str | list[dict[str, str]] = ""  # few-shot instruction + exemplars ("" for zero-shot)
+    fmt: str = "chat"
+    max_turns: int = 11
+    turns: list[Turn] = field(default_factory=list)
+    done: bool = False
+    end_reason: str = ""
+    prediction: str | None = None
+    meta: dict[str, Any] = field(default_factory=lambda: {"prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0})
+    started: float = field(default_factory=time.monotonic)
+
+    def _reflect_now(self) -> bool:
+        return self.method == "reflexion" and len(self.turns) + 1 in REFLECT_AT
+
+    def prompt(self) -> Prompt:
+        note = REFLECT_REQUEST if self._reflect_now() else None
+        return build_prompt(self.example.question, self.turns, self.prefix, self.fmt, note)
+
+    def _end(self, reason: str, prediction: str | None = None) -> None:
+        self.done, self.end_reason, self.prediction = True, reason, prediction
+
+    def feed(self, c: Completion, tools: dict[str, SearchTool]) -> None:
+        """Consume the model's completion for the current round; call tools; maybe end."""
+        self.meta["prompt_tokens"] += c.prompt_tokens
+        self.meta["completion_tokens"] += c.completion_tokens
+        self.meta["cost_usd"] += c.cost_usd
+        if c.error is not None:
+            self.meta["error"] = c.error
+            self._end("error")
+            return
+        if self.method == "io":
+            answer = parse_direct_answer(c.text)
+            if not answer:
+                self._end("no_action")
+                return
+            self.turns.append(Turn("", f"finish[{answer}]", None))
+            self._end("finish", answer)
+            return
+        allowed = ("finish",) if self.method == "cot" else ("finish", *tools)
+        step = parse_step(c.text, allowed)
+        thought = step.thought
+        if self._reflect_now():
+            self.meta.setdefault("reflections", []).append(len(self.turns) + 1)
+            if not thought.lower().startswith("reflection"):
+                thought = f"Reflection: {thought}"
+        turn = Turn(thought, step.action, None)
+        self.turns.append(turn)
+        if step.error:
+            self._end(step.error)
+            return
+        if step.tool == "finish":
+            self._end("finish", step.argument)
+            return
+        try:
+            turn.observation = tools[step.tool](step.argument or "")
+        except ToolError as e:
+            self.meta["error"] = str(e)
+            self._end("error")
+            return
+        if self.method == "cot" or len(self.turns) >= self.max_turns:
+            self._end("max_turns")
+
+    def to_trajectory(self, source: str = "", extra_meta: dict[str, Any] | None = None) -> Trajectory:
+        gold = self.example.answer
+        em = f1 = 0.0
+        if gold is not None and self.prediction is not None:
+            s = self.task.score(self.prediction, gold)
+            em, f1 = s.em, s.f1
+        meta = {**self.meta, "seconds": round(time.monotonic() - self.started, 3), **(extra_meta or {})}
+        meta["cost_usd"] = round(meta["cost_usd"], 6)
+        return Trajectory(
+            question=self.example.question,
+            answer=gold,
+            task=self.task.name,
+            method=self.method,
+            turns=self.turns,
+            prediction=self.prediction,
+            reward=em,
+            f1=f1,
+            end_reason=self.end_reason or "max_turns",
+            id=self.example.id,
+            source=source,
+            meta=meta,
+        )

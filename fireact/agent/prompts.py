@@ -1,0 +1,153 @@
+"""Agent prompts: zero-shot (how fine-tuned models are trained) and few-shot (teacher, baselines).
+
+Zero-shot chat is FireAct's gpt_format: the question is the first user turn, each
+`Thought: ...\\nAction: ...` an assistant turn, each `Observation: ...` a user turn. The alpaca
+variant renders the same episode as one instruction/response text. Few-shot prompts put an
+instruction and K exemplar episodes (successful trajectories of the same task, drawn with a seed)
+in front of the question, as ReAct prompting does.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from fireact.data.errors import FireactError
+from fireact.data.trajectory import Trajectory, Turn
+
+Message = dict[str, str]
+Prompt = list[Message] | str  # chat messages, or one raw text (alpaca)
+
+ALPACA_HEADER = (
+    "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n"
+    "### Instruction:\n{question}\n\n### Response:\n"
+)
+
+INSTRUCTIONS = {
+    "react": (
+        "Solve a question answering task with interleaving Thought, Action, Observation steps. Thought can "
+        "reason about the current situation, and Action can be two types:\n"
+        "(1) search[question], which searches a question on Google and returns a short snippet containing "
+        "the answer. Note that sometimes the snippet does not contain the answer, and some alternative "
+        "search might be needed.\n"
+        "(2) finish[answer], which returns the answer and finishes the task.\n"
+    ),
+    "cot": (
+        "Solve a question answering task by reasoning step by step in one Thought, then give the answer as "
+        "Action: finish[answer].\n"
+    ),
+    "io": "Answer the question directly with a short answer, written as finish[answer].\n",
+}
+INSTRUCTIONS["reflexion"] = INSTRUCTIONS["react"] + (
+    "When asked to reflect, start the Thought with `Reflection:`, say what went wrong so far and how to "
+    "change the strategy.\n"
+)
+REFLECT_REQUEST = (
+    "The answer has not been found yet. Reflect on the trajectory so far in your next Thought "
+    "(start it with `Reflection:`) and change strategy if needed."
+)
+
+
+def assistant_text(turn: Turn) -> str:
+    return f"Thought: {turn.thought}\nAction: {turn.action}" if turn.thought else f"Action: {turn.action}"
+
+
+def episode_text(question: str, turns: list[Turn], with_question: bool = True) -> str:
+    """An episode as ReAct text: Question, then Thought/Action/Observation lines."""
+    lines = [f"Question: {question}"] if with_question else []
+    for t in turns:
+        lines.append(assistant_text(t))
+        if t.observation is not None:
+            lines.append(f"Observation: {t.observation}")
+    return "\n".join(lines)
+
+
+def few_shot_prefix(
+    method: str, exemplars: list[Trajectory] | None = None, text: str | None = None, fmt: str = "alpaca"
+) -> str | list[Message]:
+    """What goes before the question: nothing (zero-shot), the user's prompt text, or the instruction
+    plus exemplars. In chat format the exemplars are earlier turns of the same conversation, each in
+    the zero-shot gpt_format (small models copy that far better than a block of example text)."""
+    if text is not None:
+        return text.rstrip() + "\n\n"
+    if not exemplars:
+        return ""
+    if fmt == "chat":
+        messages: list[Message] = []
+        for e in exemplars:
+            messages += build_prompt(e.question, e.turns)
+        messages[0] = {**messages[0], "content": f"{INSTRUCTIONS[method]}\n{messages[0]['content']}"}
+        return messages
+    shots = "\n\n".join(episode_text(e.question, e.turns) for e in exemplars)
+    return f"{INSTRUCTIONS[method]}Here are some examples:\n{shots}\n(END OF EXAMPLES)\n\n"
+
+
+def build_prompt(
+    question: str,
+    turns: list[Turn],
+    prefix: str | list[Message] = "",
+    fmt: str = "chat",
+    pending_user_note: str | None = None,
+) -> Prompt:
+    """The prompt for the next assistant step of an episode.
+
+    `pending_user_note` is appended to the last user turn only in the prompt (e.g. the Reflexion
+    request); it never becomes part of the stored observation.
+    """
+    if fmt == "alpaca":
+        body = episode_text(question, turns, with_question=False)
+        text = ALPACA_HEADER.format(question=prefix + question if prefix else question) + body
+        if pending_user_note:
+            text += f"\n{pending_user_note}"
+        return text + ("\n" if body or pending_user_note else "")
+    if fmt != "chat":
+        raise FireactError(f"unknown prompt format {fmt!r}; choose chat or alpaca")
+    messages: list[Message] = []
+    if isinstance(prefix, list):  # few-shot chat: exemplar episodes as earlier turns of the conversation
+        messages += prefix
+        prefix = ""
+    first = f"{prefix}Question: {question}" if prefix else question
+    messages.append({"role": "user", "content": first})
+    for t in turns:
+        messages.append({"role": "assistant", "content": assistant_text(t)})
+        if t.observation is not None:
+            messages.append({"role": "user", "content": f"Observation: {t.observation}"})
+    if pending_user_note:
+        messages[-1] = {**messages[-1], "content": f"{messages[-1]['content']}\n{pending_user_note}"}
+    return messages
+
+
+def pick_exemplars(
+    pool: list[Trajectory],
+    task: str,
+    k: int,
+    seed: int = 0,
+    exclude_questions: set[str] | None = None,
+    method: str | None = None,
+) -> list[Trajectory]:
+    """K successful trajectories of the task (of `method` when the pool has enough), drawn with a seed."""
+    if k <= 0:
+        return []
+    exclude = exclude_questions or set()
+    ok = [t for t in pool if t.task == task and t.reward >= 1.0 and t.finished and t.question not in exclude]
+    same = [t for t in ok if t.method == method]
+    if method is not None and len(same) >= k:
+        ok = same
+    if len(ok) < k:
+        raise FireactError(f"few-shot needs {k} successful {task} trajectories, the exemplar pool has {len(ok)}")
+    ok.sort(key=lambda t: (t.question, t.id))
+    return random.Random(seed).sample(ok, k)
+
+
+def default_exemplar_pool(data_dir: Path, task: str) -> list[Trajectory]:
+    """Successful GPT-4 trajectories from the FireAct release for the task (finetune/gpt_format)."""
+    from fireact.data.fireact_format import label_tasks, read_fireact_file
+
+    folder = Path(data_dir) / "finetune" / "gpt_format"
+    own = [folder / f"{task}_multimethod.jsonl", folder / f"{task}.jsonl"]
+    path = next((p for p in [*own, folder / "multitask_multimethod.jsonl"] if p.is_file()), None)
+    if path is None:
+        raise FireactError(f"no exemplar source for {task} in {folder}: pass --few-shot-from FILE")
+    records = read_fireact_file(path)
+    label_tasks(records, {}, task if path in own else None)
+    return records

@@ -1,0 +1,206 @@
+"""Search tools: the offline snapshot (exact match, then BM25), SerpAPI with a record/replay cache,
+and the noise wrappers of the paper's robustness study. A tool sees only the query string."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import threading
+from pathlib import Path
+from typing import Protocol
+
+from fireact.data.errors import FireactError
+
+NONE_OBSERVATION = "None"
+
+
+class ToolError(RuntimeError):
+    """A tool could not answer (e.g. a replay cache miss offline): ends the episode with `error`."""
+
+
+class SearchTool(Protocol):
+    name: str
+
+    def __call__(self, query: str) -> str: ...
+
+
+def normalize_query(q: str) -> str:
+    return " ".join(re.sub(r"[^\w\s]", " ", q.lower()).split())
+
+
+class SnapshotSearch:
+    """Search over cached Google snippets (query, snippet, source): exact normalised query, then BM25."""
+
+    name = "snapshot"
+
+    def __init__(self, path: str | os.PathLike):
+        import bm25s
+
+        path = Path(path)
+        if not path.is_file():
+            raise FireactError(f"no search snapshot at {path}: run `fireact data download`")
+        self.queries: list[str] = []
+        self.snippets: list[str] = []
+        with path.open(encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                    q, s = str(row["query"]), str(row["snippet"])
+                except (json.JSONDecodeError, KeyError, TypeError) as e:
+                    raise FireactError(f"{path}:{lineno}: not a snapshot record {{query, snippet}} ({e})") from None
+                self.queries.append(q)
+                self.snippets.append(s)
+        if not self.queries:
+            raise FireactError(f"{path}: the search snapshot is empty")
+        self.exact = {}
+        for q, s in zip(self.queries, self.snippets):
+            self.exact.setdefault(normalize_query(q), s)
+        self.retriever = bm25s.BM25()
+        corpus = [f"{q} {s}" for q, s in zip(self.queries, self.snippets)]
+        self.retriever.index(bm25s.tokenize(corpus, stopwords="en", show_progress=False), show_progress=False)
+
+    def __call__(self, query: str) -> str:
+        import bm25s
+
+        key = normalize_query(query)
+        if not key:
+            return NONE_OBSERVATION
+        if key in self.exact:
+            return self.exact[key]
+        tokens = bm25s.tokenize([query], stopwords="en", show_progress=False)
+        if not tokens.vocab:  # only stopwords
+            return NONE_OBSERVATION
+        docs, scores = self.retriever.retrieve(tokens, k=1, show_progress=False, n_threads=1)
+        if float(scores[0, 0]) <= 0.0:
+            return NONE_OBSERVATION
+        return self.snippets[int(docs[0, 0])]
+
+
+def serpapi_observation(result: dict) -> str:
+    """The paper's rule: answer_box answer / snippet / highlighted words, else the first organic snippet."""
+    box = result.get("answer_box") or {}
+    if isinstance(box, list):
+        box = box[0] if box else {}
+    if box.get("answer"):
+        return str(box["answer"])
+    if box.get("snippet"):
+        return str(box["snippet"])
+    words = box.get("snippet_highlighted_words")
+    if words:
+        return str(words[0])
+    organic = result.get("organic_results") or []
+    if organic and organic[0].get("snippet"):
+        return str(organic[0]["snippet"])
+    return NONE_OBSERVATION
+
+
+class SerpAPISearch:
+    """Google search through SerpAPI (google-search-results), with a persistent query -> observation
+    cache: a paid search is never repeated, and with no key the cache replays offline."""
+
+    name = "serpapi"
+
+    def __init__(self, cache_path: str | os.PathLike, api_key: str | None = None, backend: str | None = None):
+        self.api_key = api_key if api_key is not None else os.environ.get("SERPAPI_API_KEY")
+        self.backend = backend
+        self.cache_path = Path(cache_path)
+        self.cache: dict[str, str] = {}
+        self._lock = threading.Lock()
+        if self.cache_path.is_file():
+            with self.cache_path.open(encoding="utf-8") as f:
+                for line in f:
+                    try:
+                        row = json.loads(line)
+                        self.cache[row["query"]] = row["observation"]
+                    except (json.JSONDecodeError, KeyError, TypeError):
+                        continue  # a torn last line from a killed run
+        self.calls = 0  # live (paid) searches made by this process
+
+    def _search(self, query: str) -> str:
+        from serpapi import GoogleSearch
+
+        search = GoogleSearch({"q": query, "api_key": self.api_key, "engine": "google"})
+        if self.backend:
+            search.BACKEND = self.backend  # instance attribute: a stand-in server, never global state
+        search.timeout = 60
+        try:
+            result = search.get_dict()
+        except Exception as e:  # network errors, a non-JSON body
+            raise ToolError(f"serpapi request failed: {type(e).__name__}") from None
+        if "error" in result and not result.get("organic_results") and not result.get("answer_box"):
+            raise ToolError(f"serpapi error: {str(result['error'])[:200]}")
+        return serpapi_observation(result)
+
+    def __call__(self, query: str) -> str:
+        with self._lock:
+            if query in self.cache:
+                return self.cache[query]
+        if not self.api_key:
+            raise ToolError("serpapi: query not in the replay cache and SERPAPI_API_KEY is not set")
+        obs = self._search(query)
+        with self._lock:
+            self.calls += 1
+            self.cache[query] = obs
+            self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+            with self.cache_path.open("a", encoding="utf-8") as f:
+                f.write(json.dumps({"query": query, "observation": obs}, ensure_ascii=False) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        return obs
+
+
+class NoisySearch:
+    """The robustness study: with probability p, answer "None" (nothing) or a random earlier observation."""
+
+    def __init__(self, tool: SearchTool, mode: str, p: float = 0.5, seed: int = 0):
+        if mode not in ("nothing", "random"):
+            raise FireactError(f"unknown noise {mode!r}; choose none, nothing or random")
+        if not 0.0 <= p <= 1.0:
+            raise FireactError(f"noise probability must be in [0, 1], got {p}")
+        self.tool, self.mode, self.p = tool, mode, p
+        self.name = f"{tool.name}+{mode}"
+        self.rng = random.Random(seed)
+        self.seen: list[str] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, query: str) -> str:
+        obs = self.tool(query)
+        with self._lock:
+            noisy = self.rng.random() < self.p
+            if noisy and self.mode == "nothing":
+                out = NONE_OBSERVATION
+            elif noisy and self.seen:
+                out = self.rng.choice(self.seen)
+            else:
+                out = obs
+            self.seen.append(obs)
+        return out
+
+
+def make_tool(
+    name: str,
+    data_dir: Path | None = None,
+    noise: str = "none",
+    noise_p: float = 0.5,
+    seed: int = 0,
+    cache_path: str | os.PathLike | None = None,
+) -> SearchTool:
+    """`snapshot` (offline default) or `serpapi`, optionally wrapped in noise."""
+    from fireact.data.paths import snapshot_path
+
+    if name == "snapshot":
+        if data_dir is None:
+            raise FireactError("the snapshot tool needs a data dir")
+        tool: SearchTool = SnapshotSearch(snapshot_path(data_dir))
+    elif name == "serpapi":
+        default_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fireact" / "serpapi.jsonl"
+        tool = SerpAPISearch(cache_path or default_cache, backend=os.environ.get("FIREACT_SERPAPI_BACKEND"))
+    else:
+        raise FireactError(f"unknown tool {name!r}; choose snapshot or serpapi")
+    if noise != "none":
+        tool = NoisySearch(tool, noise, noise_p, seed)
+    return tool

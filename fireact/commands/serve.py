@@ -1,0 +1,35 @@
+"""Serve a local model on an OpenAI-compatible /v1/chat/completions endpoint."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from fireact.commands.agent_args import add_lm, build_lm
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_lm(p, default="hf:smollm2-135m")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--model-name", help="the model id clients send and see (default: the --lm spec)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from fireact.agent.server import make_server
+    from fireact.data.errors import FireactError
+
+    if not args.lm.startswith("hf:"):
+        raise FireactError("fireact serve needs a local model: --lm hf:PATH_OR_NAME")
+    lm = build_lm(args)
+    try:
+        server = make_server(lm, args.host, args.port, args.model_name)
+    except OSError as e:
+        raise FireactError(f"cannot listen on {args.host}:{args.port}: {e.strerror}") from None
+    host, port = server.server_address[:2]
+    print(f"serving {lm.name} on http://{host}:{port}/v1", file=sys.stderr, flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+    return 0
