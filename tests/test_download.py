@@ -14,14 +14,14 @@ from fireact.data import download
 
 FILES = {
     "data/hotpotqa/dev.json": json.dumps([{"question": "Q?", "answer": "A"}]).encode(),
-    "data/finetune/alpaca_format/hotpotqa.json": json.dumps(
-        [
-            {
-                "instruction": "Q?",
-                "input": "",
-                "output": "Thought: t\nAction: search[q1]\nObservation: snippet one\nThought: u\nAction: finish[A]\nObservation: Episode finished, reward = True\n",
-            }
-        ]
+    "data/finetune/gpt_format/hotpotqa.jsonl": json.dumps(
+        {
+            "messages": [
+                {"role": "user", "content": "Q?"},
+                {"role": "assistant", "content": "Thought: t\nAction: search[q1]"},
+                {"role": "user", "content": "Observation: snippet one"},
+            ]
+        }
     ).encode(),
     "trajs/run.json": json.dumps({"0": {"traj": [{"role": "user", "content": "Q?"}], "gt": "a"}}).encode(),
     "README.md": b"not fetched",
