@@ -1,0 +1,1 @@
+"""Lightning side of fireact: the fine-tuning module, data module, strategies and callbacks."""

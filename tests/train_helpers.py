@@ -1,0 +1,66 @@
+"""A tiny deterministic data module with the TrajectoryDataModule batch contract, for training tests.
+
+Rows are short token sequences drawn from a small slice of the vocabulary with a repeating pattern
+(learnable in a few steps), right-padded, with a masked "prompt" prefix and masked padding.
+"""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+
+class _Rows(Dataset):
+    def __init__(self, rows: list[dict[str, torch.Tensor]]) -> None:
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return self.rows[i]
+
+
+def make_rows(n: int, seq_len: int, pad_id: int, seed: int, vocab_lo: int = 100, vocab_n: int = 24) -> list[dict]:
+    g = torch.Generator().manual_seed(seed)
+    rows = []
+    for _ in range(n):
+        length = int(torch.randint(seq_len // 2, seq_len + 1, (1,), generator=g))
+        prompt = int(torch.randint(2, length // 2, (1,), generator=g))
+        start = int(torch.randint(0, vocab_n, (1,), generator=g))
+        ids = vocab_lo + (start + torch.arange(length) * 3) % vocab_n  # a pattern: next = prev + 3 (mod vocab_n)
+        input_ids = torch.full((seq_len,), pad_id, dtype=torch.long)
+        input_ids[:length] = ids
+        attention_mask = torch.zeros(seq_len, dtype=torch.long)
+        attention_mask[:length] = 1
+        labels = input_ids.clone()
+        labels[:prompt] = -100
+        labels[length:] = -100
+        position_ids = torch.arange(seq_len) * attention_mask
+        rows.append({"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels, "position_ids": position_ids})
+    return rows
+
+
+class RandomTokenDataModule(pl.LightningDataModule):
+    """Deterministic synthetic trajectories; `tokenizer` only supplies the pad id (linked to model.model)."""
+
+    def __init__(self, tokenizer: str = "", n_train: int = 32, n_val: int = 8, seq_len: int = 32, batch_size: int = 4, seed: int = 0) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+
+    def setup(self, stage: str) -> None:
+        from transformers import AutoTokenizer
+
+        from fireact.agent.models import resolve_model
+
+        pad_id = AutoTokenizer.from_pretrained(resolve_model(self.hparams.tokenizer)).pad_token_id or 0
+        h = self.hparams
+        self.train_rows = make_rows(h.n_train, h.seq_len, pad_id, h.seed)
+        self.val_rows = make_rows(h.n_val, h.seq_len, pad_id, h.seed + 1)
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(_Rows(self.train_rows), batch_size=self.hparams.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(_Rows(self.val_rows), batch_size=self.hparams.batch_size)
