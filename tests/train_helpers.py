@@ -64,3 +64,64 @@ class RandomTokenDataModule(pl.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(_Rows(self.val_rows), batch_size=self.hparams.batch_size)
+
+
+class PoisonWeights(pl.Callback):
+    """Fills one trainable weight with NaN before training step `at_step` (to test the NaN stop)."""
+
+    def __init__(self, at_step: int = 2) -> None:
+        self.at_step = at_step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.at_step:
+            with torch.no_grad():
+                next(p for p in pl_module.parameters() if p.requires_grad).fill_(float("nan"))
+
+
+def train_config(
+    out, model_dir: str, finetune: str = "lora", strategy="auto", devices: int = 1, max_steps: int = 6, lr: float = 0.01, **extra
+) -> dict:
+    """A small fit config (as a dict, dump it to YAML) for the tiny model and RandomTokenDataModule."""
+    config = {
+        "seed_everything": 0,
+        "trainer": {
+            "accelerator": "cpu",
+            "devices": devices,
+            "strategy": strategy,
+            "max_steps": max_steps,
+            "log_every_n_steps": 1,
+            "num_sanity_val_steps": 0,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "default_root_dir": str(out),
+            "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(out), "name": "run"}},
+            "callbacks": [
+                {
+                    "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                    "init_args": {"dirpath": str(out / "ckpt"), "save_top_k": -1, "every_n_train_steps": max_steps, "save_last": False},
+                }
+            ],
+        },
+        "model": {"model": model_dir, "finetune": finetune, "lr": lr, "warmup": 1, "lora_r": 8, "lora_alpha": 16},
+        "data": {"class_path": "train_helpers.RandomTokenDataModule", "init_args": {"n_train": 32, "n_val": 8, "seq_len": 32, "batch_size": 4}},
+    }
+    for key, value in extra.items():  # "trainer.max_epochs" -> config["trainer"]["max_epochs"]
+        *parents, leaf = key.split(".")
+        node = config
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return config
+
+
+def read_metrics(out) -> list[dict[str, float]]:
+    import csv
+    from pathlib import Path
+
+    (path,) = Path(out).glob("run/version_*/metrics.csv")
+    with open(path) as f:
+        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+
+
+def train_losses(out) -> list[float]:
+    return [row["train/loss"] for row in read_metrics(out) if "train/loss" in row]

@@ -19,9 +19,9 @@ from lightning.pytorch.strategies import DeepSpeedStrategy
 
 from fireact.data.errors import FireactError
 
-# r=16 on all attention projections: the adapter sees every attention path (alpaca-lora's q/v only
-# under-fits ReAct's format tokens on small models); alpha=2r keeps the usual scaling of 2.
-DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
+# FireAct's reference LoRA run (finetune/llama_lora): r=8, alpha=16, dropout 0.05 on q_proj/v_proj,
+# lr 3e-4 (alpaca-lora's default). Configs for small models widen it to q/k/v/o with r=16.
+DEFAULT_LORA_TARGETS = ["q_proj", "v_proj"]
 
 
 class NonFiniteLossError(FireactError):
@@ -44,11 +44,11 @@ class FireActLM(pl.LightningModule):
         self,
         model: str = "smollm2-135m",
         finetune: Literal["lora", "full"] = "lora",
-        lora_r: int = 16,
-        lora_alpha: int = 32,
+        lora_r: int = 8,
+        lora_alpha: int = 16,
         lora_dropout: float = 0.05,
         lora_target_modules: list[str] | None = None,
-        lr: float = 2e-4,
+        lr: float = 3e-4,
         weight_decay: float = 0.0,
         betas: tuple[float, float] = (0.9, 0.999),
         warmup: float = 0.03,
@@ -58,6 +58,8 @@ class FireActLM(pl.LightningModule):
         if finetune not in ("lora", "full"):
             raise FireactError(f"model.finetune must be 'lora' or 'full', got {finetune!r}")
         self.save_hyperparameters()
+        if finetune == "lora" and not lora_target_modules:  # record the resolved targets: defaults may change
+            self.hparams.lora_target_modules = list(DEFAULT_LORA_TARGETS)
         self.model: torch.nn.Module | None = None  # built in configure_model
         self.tokenizer = None
         # LoRA checkpoints omit the frozen base: load them non-strictly, checking the adapter keys ourselves.
@@ -101,7 +103,7 @@ class FireActLM(pl.LightningModule):
                 model = get_peft_model(model, config)
             except ValueError as e:
                 raise FireactError(f"model.lora_target_modules: {e}") from e
-        self.model = model
+        self.model = model.train()  # from_pretrained returns eval mode (no dropout); Lightning keeps the mode
 
     def _zero3_hf_config(self):
         """Tell transformers that ZeRO-3 is on, so from_pretrained loads weights into partitioned params."""
