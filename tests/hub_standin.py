@@ -54,7 +54,7 @@ class HubStandIn:
                 if path == "/api/repos/create":
                     req = json.loads(body)
                     repo_id = f"{req.get('organization') or 'user'}/{req['name']}" if "/" not in req["name"] else req["name"]
-                    hub.repos[repo_id] = {"private": bool(req.get("private"))}
+                    hub.repos[repo_id] = {"private": bool(req.get("private")) or req.get("visibility") == "private"}
                     return self._reply(200, {"url": f"{hub.url}/{repo_id}", "name": repo_id, "id": repo_id})
                 if path == "/api/validate-yaml":
                     return self._reply(200, {})

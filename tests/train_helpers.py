@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import lightning.pytorch as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 
 class _Rows(Dataset):
@@ -20,6 +20,22 @@ class _Rows(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         return self.rows[i]
+
+
+class EpochSeededSampler(Sampler):
+    """Shuffles with (seed, epoch) rather than the global RNG, so a resumed run sees the same order."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:  # Lightning calls this at every epoch start
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        return iter(torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 1000 + self.epoch)).tolist())
 
 
 def make_rows(n: int, seq_len: int, pad_id: int, seed: int, vocab_lo: int = 100, vocab_n: int = 24) -> list[dict]:
@@ -60,7 +76,8 @@ class RandomTokenDataModule(pl.LightningDataModule):
         self.val_rows = make_rows(h.n_val, h.seq_len, pad_id, h.seed + 1)
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(_Rows(self.train_rows), batch_size=self.hparams.batch_size, shuffle=True)
+        sampler = EpochSeededSampler(len(self.train_rows), self.hparams.seed)
+        return DataLoader(_Rows(self.train_rows), batch_size=self.hparams.batch_size, sampler=sampler)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(_Rows(self.val_rows), batch_size=self.hparams.batch_size)

@@ -149,9 +149,10 @@ def push(out: Path, repo_id: str, private: bool) -> str:
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
-    api = HfApi()  # token from $HF_TOKEN, endpoint from $HF_ENDPOINT
+    # read at call time (huggingface_hub reads HF_ENDPOINT once at import); None -> its own defaults
+    api = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None, token=os.environ.get("HF_TOKEN") or None)
     try:
-        url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        url = api.create_repo(repo_id, private=True if private else None, exist_ok=True, repo_type="model")
         api.upload_folder(folder_path=out, repo_id=repo_id, repo_type="model", commit_message="fireact export")
     except HfHubHTTPError as e:
         raise FireactError(f"--push-to-hub {repo_id}: {redact(str(e)).splitlines()[0]}") from e
