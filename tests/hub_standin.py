@@ -53,7 +53,9 @@ class HubStandIn:
                 path = self.path.split("?")[0]
                 if path == "/api/repos/create":
                     req = json.loads(body)
-                    repo_id = f"{req.get('organization') or 'user'}/{req['name']}" if "/" not in req["name"] else req["name"]
+                    repo_id = (
+                        f"{req.get('organization') or 'user'}/{req['name']}" if "/" not in req["name"] else req["name"]
+                    )
                     hub.repos[repo_id] = {"private": bool(req.get("private")) or req.get("visibility") == "private"}
                     return self._reply(200, {"url": f"{hub.url}/{repo_id}", "name": repo_id, "id": repo_id})
                 if path == "/api/validate-yaml":
@@ -62,7 +64,10 @@ class HubStandIn:
                     if m[1] not in hub.repos:
                         return self._reply(404, {"error": "Repository not found"})
                     files = json.loads(body)["files"]
-                    return self._reply(200, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]})
+                    return self._reply(
+                        200,
+                        {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]},
+                    )
                 if m := re.fullmatch(r"/api/models/(.+)/commit/([^/]+)", path):
                     if m[1] not in hub.repos:
                         return self._reply(404, {"error": "Repository not found"})
@@ -75,7 +80,9 @@ class HubStandIn:
                         elif item["key"] != "header":
                             return self._reply(400, {"error": f"stand-in does not support {item['key']}"})
                     oid = hashlib.sha1(body).hexdigest()
-                    return self._reply(200, {"commitUrl": f"{hub.url}/{m[1]}/commit/{oid}", "commitOid": oid, "pullRequestUrl": None})
+                    return self._reply(
+                        200, {"commitUrl": f"{hub.url}/{m[1]}/commit/{oid}", "commitOid": oid, "pullRequestUrl": None}
+                    )
                 hub.unhandled.append(f"POST {self.path}")
                 return self._reply(404, {"error": f"stand-in: no route for {path}"})
 

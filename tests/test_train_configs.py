@@ -18,12 +18,19 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 def printed_config(out: str) -> dict:
     """The YAML --print_config wrote (DeepSpeed may log a line to stdout first)."""
-    return yaml.safe_load(out[out.index("# lightning.pytorch=="):])
+    return yaml.safe_load(out[out.index("# lightning.pytorch==") :])
 
 
 def test_expected_configs_exist():
     names = {p.name for p in CONFIGS}
-    for name in ["quickstart.yaml", "llama7b_react.yaml", "llama13b_mix.yaml", "llama7b_full_deepspeed.yaml", "codellama34b_mix.yaml", "multitask_mix.yaml"]:
+    for name in [
+        "quickstart.yaml",
+        "llama7b_react.yaml",
+        "llama13b_mix.yaml",
+        "llama7b_full_deepspeed.yaml",
+        "codellama34b_mix.yaml",
+        "multitask_mix.yaml",
+    ]:
         assert name in names
 
 
@@ -58,7 +65,9 @@ def test_cli_override_wins(capsys, monkeypatch):
     config = yaml.safe_load(path.read_text())
     config["data"] = {"class_path": "train_helpers.RandomTokenDataModule"}
     with pytest.raises(SystemExit):
-        build_cli(["fit", "--config", json.dumps(config), "--trainer.max_steps", "7", "--model.lr", "0.125", "--print_config"])
+        build_cli(
+            ["fit", "--config", json.dumps(config), "--trainer.max_steps", "7", "--model.lr", "0.125", "--print_config"]
+        )
     printed = printed_config(capsys.readouterr().out)
     assert printed["trainer"]["max_steps"] == 7
     assert printed["model"]["lr"] == 0.125

@@ -35,7 +35,9 @@ class EpochSeededSampler(Sampler):
         return self.n
 
     def __iter__(self):
-        return iter(torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 1000 + self.epoch)).tolist())
+        return iter(
+            torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 1000 + self.epoch)).tolist()
+        )
 
 
 def make_rows(n: int, seq_len: int, pad_id: int, seed: int, vocab_lo: int = 100, vocab_n: int = 24) -> list[dict]:
@@ -54,14 +56,24 @@ def make_rows(n: int, seq_len: int, pad_id: int, seed: int, vocab_lo: int = 100,
         labels[:prompt] = -100
         labels[length:] = -100
         position_ids = torch.arange(seq_len) * attention_mask
-        rows.append({"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels, "position_ids": position_ids})
+        rows.append(
+            {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels, "position_ids": position_ids}
+        )
     return rows
 
 
 class RandomTokenDataModule(pl.LightningDataModule):
     """Deterministic synthetic trajectories; `tokenizer` only supplies the pad id (linked to model.model)."""
 
-    def __init__(self, tokenizer: str = "", n_train: int = 32, n_val: int = 8, seq_len: int = 32, batch_size: int = 4, seed: int = 0) -> None:
+    def __init__(
+        self,
+        tokenizer: str = "",
+        n_train: int = 32,
+        n_val: int = 8,
+        seq_len: int = 32,
+        batch_size: int = 4,
+        seed: int = 0,
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
 
@@ -96,7 +108,14 @@ class PoisonWeights(pl.Callback):
 
 
 def train_config(
-    out, model_dir: str, finetune: str = "lora", strategy="auto", devices: int = 1, max_steps: int = 6, lr: float = 0.01, **extra
+    out,
+    model_dir: str,
+    finetune: str = "lora",
+    strategy="auto",
+    devices: int = 1,
+    max_steps: int = 6,
+    lr: float = 0.01,
+    **extra,
 ) -> dict:
     """A small fit config (as a dict, dump it to YAML) for the tiny model and RandomTokenDataModule."""
     config = {
@@ -111,16 +130,27 @@ def train_config(
             "enable_progress_bar": False,
             "enable_model_summary": False,
             "default_root_dir": str(out),
-            "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(out), "name": "run"}},
+            "logger": {
+                "class_path": "lightning.pytorch.loggers.CSVLogger",
+                "init_args": {"save_dir": str(out), "name": "run"},
+            },
             "callbacks": [
                 {
                     "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-                    "init_args": {"dirpath": str(out / "ckpt"), "save_top_k": -1, "every_n_train_steps": max_steps, "save_last": False},
+                    "init_args": {
+                        "dirpath": str(out / "ckpt"),
+                        "save_top_k": -1,
+                        "every_n_train_steps": max_steps,
+                        "save_last": False,
+                    },
                 }
             ],
         },
         "model": {"model": model_dir, "finetune": finetune, "lr": lr, "warmup": 1, "lora_r": 8, "lora_alpha": 16},
-        "data": {"class_path": "train_helpers.RandomTokenDataModule", "init_args": {"n_train": 32, "n_val": 8, "seq_len": 32, "batch_size": 4}},
+        "data": {
+            "class_path": "train_helpers.RandomTokenDataModule",
+            "init_args": {"n_train": 32, "n_val": 8, "seq_len": 32, "batch_size": 4},
+        },
     }
     for key, value in extra.items():  # "trainer.max_epochs" -> config["trainer"]["max_epochs"]
         *parents, leaf = key.split(".")

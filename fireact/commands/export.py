@@ -26,7 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ckpt", required=True, help="Lightning .ckpt file or DeepSpeed checkpoint directory")
     parser.add_argument("--out", required=True, help="output folder (created; existing files are overwritten)")
     parser.add_argument("--merge", action="store_true", help="LoRA: merge the adapter into the base weights")
-    parser.add_argument("--push-to-hub", metavar="REPO_ID", help="upload the folder to this Hub repo (token: $HF_TOKEN)")
+    parser.add_argument(
+        "--push-to-hub", metavar="REPO_ID", help="upload the folder to this Hub repo (token: $HF_TOKEN)"
+    )
     parser.add_argument("--private", action="store_true", help="create the Hub repo private")
     parser.add_argument("--license", help="model card license (default: from the base model family, else 'other')")
 
@@ -68,7 +70,9 @@ def module_from_checkpoint(ckpt: dict[str, Any]):
         raise FireactError(f"checkpoint has weights the model {hparams['model']!r} lacks, e.g. {unexpected[0]}")
     lost = module.trainable_state_keys() & set(missing)
     if lost or (hparams.get("finetune") == "full" and missing):
-        raise FireactError(f"checkpoint lacks {len(lost or missing)} trained weights, e.g. {sorted(lost or missing)[0]}")
+        raise FireactError(
+            f"checkpoint lacks {len(lost or missing)} trained weights, e.g. {sorted(lost or missing)[0]}"
+        )
     return module.eval()
 
 
@@ -82,7 +86,9 @@ def model_card(ckpt: dict[str, Any], merged: bool, license_id: str) -> str:
     data = {k: v for k, v in (ckpt.get("datamodule_hyper_parameters") or {}).items() if not k.startswith("_")}
     metrics = (ckpt.get("fireact") or {}).get("metrics", {})
     lora = hp.get("finetune") == "lora"
-    kind = "LoRA adapter merged into the base weights" if lora and merged else "LoRA adapter" if lora else "full fine-tune"
+    kind = (
+        "LoRA adapter merged into the base weights" if lora and merged else "LoRA adapter" if lora else "full fine-tune"
+    )
     front = {
         "base_model": hp.get("model"),
         "library_name": "peft" if lora and not merged else "transformers",
@@ -98,7 +104,12 @@ def model_card(ckpt: dict[str, Any], merged: bool, license_id: str) -> str:
         "Agent Fine-tuning*) on agent trajectories in ReAct format, loss on the agent's thoughts and actions only.",
         "",
         f"- Base model: `{hp.get('model')}`",
-        f"- Fine-tuning: {kind}" + (f" (r={hp.get('lora_r')}, alpha={hp.get('lora_alpha')}, targets={hp.get('lora_target_modules')})" if lora else ""),
+        f"- Fine-tuning: {kind}"
+        + (
+            f" (r={hp.get('lora_r')}, alpha={hp.get('lora_alpha')}, targets={hp.get('lora_target_modules')})"
+            if lora
+            else ""
+        ),
         f"- Data: sources {data.get('sources', '?')}, mix {data.get('mix')}, format {data.get('format', '?')}, cutoff {data.get('cutoff', '?')}",
         f"- Training: {ckpt.get('global_step', '?')} optimizer steps, epoch {ckpt.get('epoch', '?')}, lr {hp.get('lr')}, warmup {hp.get('warmup')}, cosine schedule",
         f"- License: {license_id} (follows the base model's license)",

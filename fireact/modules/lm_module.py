@@ -231,7 +231,11 @@ class FireActLM(pl.LightningModule):
             keep = self.trainable_state_keys()
             checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
         metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if torch.as_tensor(v).numel() == 1}
-        checkpoint["fireact"] = {"finetune": self.hparams.finetune, "trainable_only": self.hparams.finetune == "lora", "metrics": metrics}
+        checkpoint["fireact"] = {
+            "finetune": self.hparams.finetune,
+            "trainable_only": self.hparams.finetune == "lora",
+            "metrics": metrics,
+        }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if "state_dict" not in checkpoint or self.model is None:
