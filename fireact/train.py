@@ -2,21 +2,13 @@
 
 Subcommands fit / validate (and test / predict, unused), `--print_config`, and dotted overrides
 (`--trainer.max_epochs 3`). The data module's tokenizer follows `model.model`. API keys are read
-from the environment only, so the saved config.yaml and hparams never contain one.
+from the environment only, so the saved config.yaml and hparams never contain one. On CPU each
+training process takes cores // processes threads unless OMP_NUM_THREADS is set (FireActLM.setup).
 """
 
 from __future__ import annotations
 
-import os
 import sys
-
-
-def _split_cores() -> None:
-    """Before torch starts its thread pool: give each local training process its share of the cores."""
-    if os.environ.get("OMP_NUM_THREADS"):
-        return
-    procs = int(os.environ.get("LOCAL_WORLD_SIZE") or os.environ.get("FIREACT_LOCAL_PROCS") or 1)
-    os.environ["OMP_NUM_THREADS"] = str(max((os.cpu_count() or 1) // max(procs, 1), 1))
 
 
 def build_cli(args: list[str] | None = None, run: bool = True):
@@ -41,7 +33,6 @@ def build_cli(args: list[str] | None = None, run: bool = True):
 
 
 def main(args: list[str] | None = None) -> int:
-    _split_cores()
     from fireact.data.errors import FireactError
 
     try:
