@@ -1,8 +1,8 @@
 """Real multi-process training on CPU: DDP (gloo) and DeepSpeed ZeRO-2/3 with 2 processes each,
 LoRA and full fine-tuning of a tiny model, launched as `python -m fireact.train fit --config ...`.
 
-DeepSpeed JIT-compiles its shared-memory comm op (deepspeed_shm_comm) on first use (~1-2 min,
-cached in ~/.cache/torch_extensions); later runs take ~30 s each.
+DeepSpeed JIT-compiles two ops on first use, cached in ~/.cache/torch_extensions: its shared-memory
+comm op (deepspeed_shm_comm, every CPU run) and cpu_adam (ZeRO offload), ~1-3 min each.
 """
 
 from __future__ import annotations
@@ -54,17 +54,34 @@ def only_ckpt(out: Path) -> Path:
     ("finetune", "strategy", "lr"),
     [
         ("lora", "ddp", 0.02),
-        ("lora", {"class_path": ZERO, "init_args": {"stage": 2, "exclude_frozen_parameters": True}}, 0.02),
+        # offload: DeepSpeed refuses torch optimizers here, so this also runs FireActLM's DeepSpeedCPUAdam
+        (
+            "lora",
+            {
+                "class_path": ZERO,
+                "init_args": {"stage": 2, "offload_optimizer": True, "exclude_frozen_parameters": True},
+            },
+            0.02,
+        ),
+        ("lora", {"class_path": ZERO, "init_args": {"stage": 3, "exclude_frozen_parameters": True}}, 0.02),
     ],
-    ids=["ddp", "zero2"],
+    ids=["ddp", "zero2-offload", "zero3"],
 )
 def test_lora_two_processes(finetune, strategy, lr, tmp_path, tiny_model_dir):
     run_fit(tmp_path, tiny_model_dir, finetune, strategy, lr)
-    ckpt = only_ckpt(tmp_path)
-    from fireact.commands.export import load_checkpoint
+    from peft import PeftModel
+    from test_train_runs import reference_logits
+    from transformers import AutoModelForCausalLM
 
-    state = load_checkpoint(ckpt)["state_dict"]  # DeepSpeed dirs are consolidated from their shards
-    assert state and all("lora_" in k for k in state)  # adapter-only, also under ZeRO
+    from fireact.commands.export import export, load_checkpoint
+
+    ckpt = load_checkpoint(only_ckpt(tmp_path))  # DeepSpeed dirs are consolidated from their shards
+    assert ckpt["state_dict"] and all("lora_" in k for k in ckpt["state_dict"])  # adapter-only, also under ZeRO
+    out = export(only_ckpt(tmp_path), tmp_path / "export")
+    ids = torch.randint(100, 200, (2, 16), generator=torch.Generator().manual_seed(3))
+    adapter = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), out).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(adapter(input_ids=ids).logits, reference_logits(ckpt, ids), atol=1e-5, rtol=1e-4)
 
 
 def test_full_ddp_and_zero3_agree_and_zero3_exports(tmp_path, tiny_model_dir):

@@ -103,11 +103,26 @@ def test_resume_continues_identically(lora_run, tmp_path, tiny_model_dir, monkey
     assert train_losses(tmp_path) == train_losses(lora_run)[6:]
 
 
-def reference_logits(ckpt_path: Path, input_ids: torch.Tensor) -> torch.Tensor:
+def test_validate_subcommand_reproduces_val_loss(lora_run, tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["fireact.train"])
+    config = yaml.safe_load(next(lora_run.rglob("config.yaml")).read_text())
+    config["trainer"]["logger"]["init_args"]["save_dir"] = str(tmp_path)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    from fireact.train import main
+
+    assert main(["validate", "--config", str(path), "--ckpt_path", str(ckpt_at(lora_run, 12))]) == 0
+    (got,) = [r["val/loss"] for r in read_metrics(tmp_path) if "val/loss" in r]
+    expected = [r["val/loss"] for r in read_metrics(lora_run) if "val/loss" in r][-1]  # after step 12
+    assert got == pytest.approx(expected, rel=1e-5)
+
+
+def reference_logits(ckpt: Path | dict, input_ids: torch.Tensor) -> torch.Tensor:
     """Logits the Lightning way: rebuild the module from hparams, load the checkpoint's weights."""
     from fireact.modules.lm_module import FireActLM
 
-    ckpt = torch.load(ckpt_path, weights_only=False)
+    if not isinstance(ckpt, dict):
+        ckpt = torch.load(ckpt, weights_only=False)
     module = FireActLM(**{k: v for k, v in ckpt["hyper_parameters"].items() if not k.startswith("_")})
     module.configure_model()
     module.on_load_checkpoint(ckpt)
