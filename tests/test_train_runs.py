@@ -215,3 +215,15 @@ def test_nan_loss_stops_with_message_and_keeps_good_checkpoints(tmp_path, tiny_m
     assert saved == ["epoch=0-step=1.ckpt", "epoch=0-step=2.ckpt", "epoch=0-step=3.ckpt"]  # none after the NaN
     last = torch.load(tmp_path / "ckpt" / saved[-1], weights_only=False)
     assert all(torch.isfinite(v).all() for v in last["state_dict"].values())
+
+
+def test_bf16_with_gradient_checkpointing(tmp_path, tiny_model_dir, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["fireact.train"])
+    config = train_config(tmp_path, tiny_model_dir, "lora", max_steps=4, lr=0.02)
+    config["trainer"]["precision"] = "bf16-true"
+    config["model"]["gradient_checkpointing"] = True
+    assert fit(tmp_path, config) == 0
+    losses = train_losses(tmp_path)
+    assert len(losses) == 4 and losses[-1] < losses[0]
+    ckpt = torch.load(ckpt_at(tmp_path, 4), weights_only=False)
+    assert {v.dtype for v in ckpt["state_dict"].values()} == {torch.bfloat16}
