@@ -65,6 +65,7 @@ class FireActLM(pl.LightningModule):
         # LoRA checkpoints omit the frozen base: load them non-strictly, checking the adapter keys ourselves.
         self.strict_loading = finetune == "full"
         self._step_clock: float | None = None
+        self._hf_deepspeed_config = None
 
     # ----------------------------------------------------------------- model
     @property
@@ -82,7 +83,8 @@ class FireActLM(pl.LightningModule):
         path = self.model_path
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path)
-            hf_ds_config = self._zero3_hf_config()  # noqa: F841  (must stay alive while loading)
+            # transformers holds this by weakref: keep it alive (from_pretrained and generate check it)
+            self._hf_deepspeed_config = self._zero3_hf_config()
             model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.get_default_dtype())
         except OSError as e:
             raise FireactError(f"model.model: cannot load {self.hparams.model!r} ({path}): {e}") from e
