@@ -12,6 +12,7 @@ from fireact.data.errors import FireactError
 # subcommand -> module in fireact.commands exposing `add_arguments(parser)` and `run(args) -> int`
 COMMANDS = {
     "data": "data",
+    "export": "export",
     "import": "import_",
     "score": "score",
     "generate": "generate",

@@ -1,0 +1,250 @@
+"""FireActLM: fine-tune a transformers causal LM on agent trajectories (LoRA through peft, or full).
+
+The loss is the model's own shifted cross-entropy on `labels` (-100 = masked: prompts and
+observations), so only the agent's thoughts and actions are learned. The HF model is built in
+`configure_model` so sharded strategies (DeepSpeed ZeRO-3) create it sharded. LoRA checkpoints hold
+only the trainable (adapter) weights; the frozen base is rebuilt from `model` on load.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.strategies import DeepSpeedStrategy
+
+from fireact.data.errors import FireactError
+
+# FireAct's reference LoRA run (finetune/llama_lora): r=8, alpha=16, dropout 0.05 on q_proj/v_proj,
+# lr 3e-4 (alpaca-lora's default). Configs for small models widen it to q/k/v/o with r=16.
+DEFAULT_LORA_TARGETS = ["q_proj", "v_proj"]
+
+
+class NonFiniteLossError(FireactError):
+    """Raised on every rank when a training loss is NaN/inf: the run stops, no checkpoint is written."""
+
+
+class FireActLM(pl.LightningModule):
+    """A causal LM fine-tuned on masked agent trajectories.
+
+    Args:
+        model: HF name or folder; "smollm2-135m" resolves to the cached SmolLM2-135M-Instruct.
+        finetune: "lora" (peft adapter, base frozen) or "full" (all weights).
+        lora_r, lora_alpha, lora_dropout, lora_target_modules: the LoRA adapter.
+        lr, weight_decay, betas: AdamW (DeepSpeedCPUAdam when DeepSpeed offloads the optimizer).
+        warmup: linear warmup, in steps (>= 1) or as a fraction of all steps (< 1); then cosine to 0.
+        gradient_checkpointing: recompute activations in backward (less memory, ~30% slower).
+    """
+
+    def __init__(
+        self,
+        model: str = "smollm2-135m",
+        finetune: Literal["lora", "full"] = "lora",
+        lora_r: int = 8,
+        lora_alpha: int = 16,
+        lora_dropout: float = 0.05,
+        lora_target_modules: list[str] | None = None,
+        lr: float = 3e-4,
+        weight_decay: float = 0.0,
+        betas: tuple[float, float] = (0.9, 0.999),
+        warmup: float = 0.03,
+        gradient_checkpointing: bool = False,
+    ) -> None:
+        super().__init__()
+        if finetune not in ("lora", "full"):
+            raise FireactError(f"model.finetune must be 'lora' or 'full', got {finetune!r}")
+        self.save_hyperparameters()
+        if finetune == "lora" and not lora_target_modules:  # record the resolved targets: defaults may change
+            self.hparams.lora_target_modules = list(DEFAULT_LORA_TARGETS)
+        self.model: torch.nn.Module | None = None  # built in configure_model
+        self.tokenizer = None
+        # LoRA checkpoints omit the frozen base: load them non-strictly, checking the adapter keys ourselves.
+        self.strict_loading = finetune == "full"
+        self._step_clock: float | None = None
+        self._hf_deepspeed_config = None
+
+    # ----------------------------------------------------------------- model
+    @property
+    def model_path(self) -> str:
+        from fireact.agent.models import resolve_model
+
+        return resolve_model(self.hparams.model)
+
+    def configure_model(self) -> None:
+        """Build the HF model (and LoRA adapter) once; under ZeRO-3 this runs inside zero.Init."""
+        if self.model is not None:
+            return
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path = self.model_path
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            # transformers holds this by weakref: keep it alive (from_pretrained and generate check it)
+            self._hf_deepspeed_config = self._zero3_hf_config()
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.get_default_dtype())
+        except OSError as e:
+            raise FireactError(f"model.model: cannot load {self.hparams.model!r} ({path}): {e}") from e
+        model.config.use_cache = False
+        if self.hparams.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if self.hparams.finetune == "lora":
+            from peft import LoraConfig, get_peft_model
+
+            config = LoraConfig(
+                r=self.hparams.lora_r,
+                lora_alpha=self.hparams.lora_alpha,
+                lora_dropout=self.hparams.lora_dropout,
+                target_modules=list(self.hparams.lora_target_modules or DEFAULT_LORA_TARGETS),
+                task_type="CAUSAL_LM",
+            )
+            try:
+                model = get_peft_model(model, config)
+            except ValueError as e:
+                raise FireactError(f"model.lora_target_modules: {e}") from e
+        self.model = model.train()  # from_pretrained returns eval mode (no dropout); Lightning keeps the mode
+
+    def _zero3_hf_config(self):
+        """Tell transformers that ZeRO-3 is on, so from_pretrained loads weights into partitioned params."""
+        if not (self._trainer is not None and isinstance(self.trainer.strategy, DeepSpeedStrategy)):
+            return None
+        if not self.trainer.strategy.zero_stage_3:
+            return None
+        from transformers.integrations import HfDeepSpeedConfig
+
+        return HfDeepSpeedConfig(self.trainer.strategy.config)
+
+    def trainable_state_keys(self) -> set[str]:
+        return {name for name, p in self.named_parameters() if p.requires_grad}
+
+    # ----------------------------------------------------------------- steps
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        out = self.model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch.get("attention_mask"),
+            position_ids=batch.get("position_ids"),
+            labels=batch["labels"],
+        )
+        return out.loss
+
+    @staticmethod
+    def token_counts(batch: dict[str, torch.Tensor]) -> tuple[int, int, int]:
+        """(positions, real tokens, trained tokens) of a batch; padding = positions - real tokens."""
+        input_ids = batch["input_ids"]
+        positions = input_ids.numel()
+        mask = batch.get("attention_mask")
+        if mask is None:
+            real = positions
+        elif mask.dim() == 2:
+            real = int(mask.sum())
+        else:  # 4D block-diagonal mask: a real token attends to itself (bool/int: nonzero; additive: 0)
+            diag = mask.diagonal(dim1=-2, dim2=-1)[:, 0]
+            real = int((diag == 0).sum()) if mask.is_floating_point() else int((diag != 0).sum())
+        # labels are not shifted: the first position of each row never counts as a target
+        trained = int((batch["labels"][:, 1:] != -100).sum())
+        return positions, real, trained
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self(batch)
+        self._stop_if_not_finite(loss)
+        positions, real, trained = self.token_counts(batch)
+        now = time.perf_counter()
+        elapsed = None if self._step_clock is None else now - self._step_clock
+        self._step_clock = now
+        n = batch["input_ids"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=n, sync_dist=True)
+        self.log("train/padding_frac", 1.0 - real / max(positions, 1), batch_size=n)
+        if self.lr_schedulers() is not None:
+            self.log("lr", self.lr_schedulers().get_last_lr()[0], prog_bar=True, batch_size=n)
+        if elapsed:  # per-rank rates summed over ranks (first step excluded: it includes warm-up)
+            sync = {"sync_dist": True, "reduce_fx": "sum", "batch_size": n}
+            self.log("train/tokens_per_sec", real / elapsed, **sync)
+            self.log("train/trained_tokens_per_sec", trained / elapsed, prog_bar=True, **sync)
+        return loss
+
+    def on_train_epoch_start(self) -> None:
+        self._step_clock = None  # don't count validation or epoch switches as step time
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self(batch)
+        _, _, trained = self.token_counts(batch)
+        # weight each batch by its trained tokens: val/loss is the token-level mean over held-out trajectories
+        self.log("val/loss", loss, prog_bar=True, batch_size=max(trained, 1), sync_dist=True)
+        return loss
+
+    def _stop_if_not_finite(self, loss: torch.Tensor) -> None:
+        bad = not bool(torch.isfinite(loss.detach()).all())
+        if self.trainer.strategy.reduce_boolean_decision(bad, all=False):
+            where = getattr(self.trainer.checkpoint_callback, "dirpath", None)
+            raise NonFiniteLossError(
+                f"train/loss is not finite ({loss.item()}) at global step {self.global_step}, epoch {self.current_epoch}: "
+                f"training stopped without saving this state; the last good checkpoint is kept"
+                f"{f' in {where}' if where else ''}. Lower model.lr, check the data, or use bf16 instead of fp16."
+            )
+
+    # ----------------------------------------------------------------- optimizer
+    def _offloads_optimizer(self) -> bool:
+        strategy = self.trainer.strategy
+        if not isinstance(strategy, DeepSpeedStrategy):
+            return False
+        zero = (strategy.config or {}).get("zero_optimization", {})
+        offload = zero.get("offload_optimizer") or {}
+        return offload.get("device", "none") not in ("none", None)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        from transformers import get_cosine_schedule_with_warmup
+
+        decay, no_decay = [], []
+        for p in self.parameters():
+            if p.requires_grad:
+                (decay if p.ndim >= 2 else no_decay).append(p)
+        groups = [
+            {"params": decay, "weight_decay": self.hparams.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+        groups = [g for g in groups if g["params"]]
+        betas = tuple(self.hparams.betas)
+        if self._offloads_optimizer():
+            from deepspeed.ops.adam import DeepSpeedCPUAdam  # ZeRO offload steps on CPU with its own Adam
+
+            optimizer = DeepSpeedCPUAdam(groups, lr=self.hparams.lr, betas=betas, adamw_mode=True)
+        else:
+            optimizer = torch.optim.AdamW(groups, lr=self.hparams.lr, betas=betas)
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        warmup = self.hparams.warmup
+        warmup_steps = int(warmup) if warmup >= 1 else int(math.ceil(warmup * total))
+        scheduler = get_cosine_schedule_with_warmup(optimizer, warmup_steps, total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ----------------------------------------------------------------- threads
+    def setup(self, stage: str) -> None:
+        """One OpenMP pool per process: split the cores between the processes on this node."""
+        if os.environ.get("OMP_NUM_THREADS") or self.trainer.strategy.root_device.type != "cpu":
+            return
+        procs = max(int(getattr(self.trainer, "num_devices", 1) or 1), 1)
+        torch.set_num_threads(max((os.cpu_count() or 1) // procs, 1))
+
+    # ----------------------------------------------------------------- checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.hparams.finetune == "lora" and "state_dict" in checkpoint:
+            keep = self.trainable_state_keys()
+            checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
+        metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if torch.as_tensor(v).numel() == 1}
+        checkpoint["fireact"] = {
+            "finetune": self.hparams.finetune,
+            "trainable_only": self.hparams.finetune == "lora",
+            "metrics": metrics,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "state_dict" not in checkpoint or self.model is None:
+            return  # DeepSpeed checkpoints are loaded by the engine
+        missing = self.trainable_state_keys() - set(checkpoint["state_dict"])
+        if missing:
+            raise FireactError(
+                f"checkpoint does not match model.model={self.hparams.model!r} finetune={self.hparams.finetune!r}: "
+                f"{len(missing)} trainable weights missing (e.g. {sorted(missing)[0]})"
+            )

@@ -1,0 +1,93 @@
+"""A minimal local stand-in for the Hugging Face Hub HTTP API: just enough for `HfApi.create_repo` and
+`upload_folder` with regular (non-LFS/xet) files. It stores committed files on disk and rejects
+requests without the expected bearer token, so tests see what huggingface_hub really sends.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+
+class HubStandIn:
+    def __init__(self, root: Path, token: str) -> None:
+        self.root, self.token = root, token
+        self.repos: dict[str, dict] = {}  # repo_id -> {"private": bool}
+        self.unhandled: list[str] = []
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> HubStandIn:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _handler(self):
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # keep pytest output clean
+                pass
+
+            def _reply(self, status: int, body: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.headers.get("Authorization") != f"Bearer {hub.token}":
+                    return self._reply(401, {"error": "Invalid credentials in Authorization header"})
+                path = self.path.split("?")[0]
+                if path == "/api/repos/create":
+                    req = json.loads(body)
+                    repo_id = (
+                        f"{req.get('organization') or 'user'}/{req['name']}" if "/" not in req["name"] else req["name"]
+                    )
+                    hub.repos[repo_id] = {"private": bool(req.get("private")) or req.get("visibility") == "private"}
+                    return self._reply(200, {"url": f"{hub.url}/{repo_id}", "name": repo_id, "id": repo_id})
+                if path == "/api/validate-yaml":
+                    return self._reply(200, {})
+                if m := re.fullmatch(r"/api/models/(.+)/preupload/([^/]+)", path):
+                    if m[1] not in hub.repos:
+                        return self._reply(404, {"error": "Repository not found"})
+                    files = json.loads(body)["files"]
+                    return self._reply(
+                        200,
+                        {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]},
+                    )
+                if m := re.fullmatch(r"/api/models/(.+)/commit/([^/]+)", path):
+                    if m[1] not in hub.repos:
+                        return self._reply(404, {"error": "Repository not found"})
+                    for line in body.splitlines():
+                        item = json.loads(line)
+                        if item["key"] == "file":
+                            out = hub.root / m[1] / item["value"]["path"]
+                            out.parent.mkdir(parents=True, exist_ok=True)
+                            out.write_bytes(base64.b64decode(item["value"]["content"]))
+                        elif item["key"] != "header":
+                            return self._reply(400, {"error": f"stand-in does not support {item['key']}"})
+                    oid = hashlib.sha1(body).hexdigest()
+                    return self._reply(
+                        200, {"commitUrl": f"{hub.url}/{m[1]}/commit/{oid}", "commitOid": oid, "pullRequestUrl": None}
+                    )
+                hub.unhandled.append(f"POST {self.path}")
+                return self._reply(404, {"error": f"stand-in: no route for {path}"})
+
+            def do_GET(self) -> None:
+                hub.unhandled.append(f"GET {self.path}")
+                self._reply(404, {"error": "stand-in: no GET routes"})
+
+        return Handler

@@ -1,0 +1,94 @@
+"""configs/: every YAML parses through the training CLI, documents its intent, and the DeepSpeed
+configs pass DeepSpeed's own parser with the intended ZeRO stage."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+def printed_config(out: str) -> dict:
+    """The YAML --print_config wrote (DeepSpeed may log a line to stdout first)."""
+    return yaml.safe_load(out[out.index("# lightning.pytorch==") :])
+
+
+def test_expected_configs_exist():
+    names = {p.name for p in CONFIGS}
+    for name in [
+        "quickstart.yaml",
+        "llama7b_react.yaml",
+        "llama13b_mix.yaml",
+        "llama7b_full_deepspeed.yaml",
+        "codellama34b_mix.yaml",
+        "multitask_mix.yaml",
+    ]:
+        assert name in names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_config_parses_and_documents_intent(path, tmp_path, capsys, monkeypatch, data_dir):
+    monkeypatch.setattr(sys, "argv", ["fireact.train"])
+    text = path.read_text()
+    header = [line for line in text.splitlines()[:3] if line.startswith("# ")]
+    assert len(header) >= 2, f"{path.name}: needs a header comment on its intent"
+    config = yaml.safe_load(text)
+    for source in config["data"]["init_args"]["sources"]:  # release files relative to the data dir
+        assert (data_dir / source).is_file(), f"{path.name}: {source} not in the FireAct release"
+    if importlib.util.find_spec("fireact.modules.datamodule") is None:
+        # the real data module lands with the data issue; check trainer/model sections meanwhile
+        config["data"] = {"class_path": "train_helpers.RandomTokenDataModule"}
+        path = tmp_path / path.name
+        path.write_text(yaml.safe_dump(config))
+    from fireact.train import build_cli
+
+    with pytest.raises(SystemExit) as done:
+        build_cli(["fit", "--config", str(path), "--print_config"])
+    assert done.value.code in (0, None)
+    printed = printed_config(capsys.readouterr().out)
+    assert printed["model"]["model"] == config["model"]["model"]
+
+
+def test_cli_override_wins(capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["fireact.train"])
+    from fireact.train import build_cli
+
+    path = ROOT / "configs" / "quickstart.yaml"
+    config = yaml.safe_load(path.read_text())
+    config["data"] = {"class_path": "train_helpers.RandomTokenDataModule"}
+    with pytest.raises(SystemExit):
+        build_cli(
+            ["fit", "--config", json.dumps(config), "--trainer.max_steps", "7", "--model.lr", "0.125", "--print_config"]
+        )
+    printed = printed_config(capsys.readouterr().out)
+    assert printed["trainer"]["max_steps"] == 7
+    assert printed["model"]["lr"] == 0.125
+
+
+@pytest.mark.parametrize(("name", "stage", "offload"), [("zero3.json", 3, "none"), ("zero3_offload.json", 3, "cpu")])
+def test_deepspeed_config_valid(name, stage, offload):
+    from deepspeed.runtime.config import DeepSpeedConfig
+
+    raw = json.loads((ROOT / "configs" / "deepspeed" / name).read_text())
+    # Lightning fills the batch keys from the Trainer (and refuses them in the file)
+    assert "gradient_accumulation_steps" not in raw and "train_batch_size" not in raw
+    parsed = DeepSpeedConfig({**raw, "train_micro_batch_size_per_gpu": 1, "gradient_accumulation_steps": 8})
+    # misspelled top-level keys are silently accepted, so check what DeepSpeed actually read
+    assert parsed.zero_optimization_stage == stage
+    assert parsed.zero_config.offload_optimizer.device == offload
+    assert parsed.gradient_clipping == raw["gradient_clipping"]
+
+
+def test_full_deepspeed_config_points_at_zero3():
+    config = yaml.safe_load((ROOT / "configs" / "llama7b_full_deepspeed.yaml").read_text())
+    ds = json.loads((ROOT / config["trainer"]["strategy"]["init_args"]["config"]).read_text())
+    assert ds["zero_optimization"]["stage"] == 3
+    assert config["model"]["finetune"] == "full" and config["trainer"]["devices"] == 4
