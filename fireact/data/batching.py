@@ -80,8 +80,8 @@ def collate(
         at = 0
         for k, i in enumerate(row, 1):
             n = len(input_ids[i])
-            ids[b, at : at + n] = torch.from_numpy(np.asarray(input_ids[i], dtype=np.int64))
-            lab[b, at : at + n] = torch.from_numpy(np.asarray(labels[i], dtype=np.int64))
+            ids[b, at : at + n] = torch.as_tensor(np.array(input_ids[i], dtype=np.int64))
+            lab[b, at : at + n] = torch.as_tensor(np.array(labels[i], dtype=np.int64))
             pos[b, at : at + n] = torch.arange(n)
             segment[b, at : at + n] = k
             at += n
