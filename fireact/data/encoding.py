@@ -155,6 +155,45 @@ class Encoded:
     truncated: bool
 
 
+def span_labels(encoding: Any, spans: list[Span]) -> np.ndarray:
+    """Labels of one `tokenizers.Encoding`: its ids where a token lies inside a span, else -100.
+
+    Two char->token lookups per span instead of materialising every offset (the hot path).
+    """
+    ids = np.asarray(encoding.ids, dtype=np.int64)
+    labels = np.full(len(ids), IGNORE_INDEX, dtype=np.int64)
+    for a, b in spans:
+        if b <= a:
+            continue
+        first, last = encoding.char_to_token(a), encoding.char_to_token(b - 1)
+        if first is None or last is None:  # a span edge no token covers: take the exact route
+            offsets = np.asarray(encoding.offsets, dtype=np.int64).reshape(-1, 2)
+            keep = token_mask(offsets, [(a, b)])
+            labels[keep] = ids[keep]
+            continue
+        if encoding.token_to_chars(first)[0] < a:  # straddles the start: not trained
+            first += 1
+        if encoding.token_to_chars(last)[1] > b:
+            last -= 1
+        if first <= last:
+            labels[first : last + 1] = ids[first : last + 1]
+    return labels
+
+
+def tokenize_with_labels(
+    texts: list[str], spans: list[list[Span]], tokenizer: Any, add_special_tokens: bool
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """One batched call of the Rust tokenizer for all texts; labels from the char spans."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or not getattr(tokenizer, "is_fast", False):
+        raise FireactError(
+            f"tokenizer {tokenizer.name_or_path!r} is not a fast tokenizer: offsets are needed for masking"
+        )
+    encodings = backend.encode_batch(texts, add_special_tokens=add_special_tokens)
+    ids = [np.asarray(e.ids, dtype=np.int64) for e in encodings]
+    return ids, [span_labels(e, sp) for e, sp in zip(encodings, spans)]
+
+
 def encode_texts(
     texts: list[str],
     spans: list[list[Span]],
@@ -162,19 +201,15 @@ def encode_texts(
     add_special_tokens: bool,
     cutoff: int | None = None,
 ) -> list[Encoded]:
-    """Tokenize all texts in one fast-tokenizer call and derive labels from the spans."""
-    if not getattr(tokenizer, "is_fast", False):
-        raise FireactError(
-            f"tokenizer {tokenizer.name_or_path!r} is not a fast tokenizer: offsets are needed for masking"
-        )
-    enc = tokenizer(texts, add_special_tokens=add_special_tokens, return_offsets_mapping=True)
+    """Tokenize all texts at once and derive labels from the spans; cut at `cutoff`, flagged."""
+    ids, labels = tokenize_with_labels(texts, spans, tokenizer, add_special_tokens)
     out = []
-    for ids, offsets, sp in zip(enc["input_ids"], enc["offset_mapping"], spans):
-        mask = token_mask(np.asarray(offsets, dtype=np.int64).reshape(-1, 2), sp)
-        labels = np.where(mask, np.asarray(ids, dtype=np.int64), IGNORE_INDEX).tolist()
-        n = len(ids)
+    for i, lab in zip(ids, labels):
+        n = len(i)
         cut = cutoff is not None and n > cutoff
-        out.append(Encoded(ids[:cutoff] if cut else ids, labels[:cutoff] if cut else labels, n, cut))
+        out.append(
+            Encoded(i[:cutoff].tolist() if cut else i.tolist(), lab[:cutoff].tolist() if cut else lab.tolist(), n, cut)
+        )
     return out
 
 

@@ -19,7 +19,7 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
 from fireact.data.batching import Batch, collate, length_grouped_batches, packed_batches, padding_fraction
-from fireact.data.encoding import IGNORE_INDEX, render
+from fireact.data.encoding import IGNORE_INDEX, render, tokenize_with_labels
 from fireact.data.errors import FireactError
 from fireact.data.mixing import CellPlan, cell_of, heldout_split, plan_mix, validate_mix
 from fireact.data.paths import resolve_data_dir
@@ -46,17 +46,10 @@ class PlannedBatches(Dataset):
 
 
 def _tokenize(batch: dict[str, list], tokenizer: Any, add_special_tokens: bool) -> dict[str, list]:
-    """datasets.map body: one fast-tokenizer call per chunk, labels from the char spans."""
-    from fireact.data.encoding import token_mask
-
-    enc = tokenizer(batch["text"], add_special_tokens=add_special_tokens, return_offsets_mapping=True)
-    labels = []
-    for ids, offsets, starts, ends in zip(
-        enc["input_ids"], enc["offset_mapping"], batch["span_start"], batch["span_end"]
-    ):
-        mask = token_mask(np.asarray(offsets, dtype=np.int64).reshape(-1, 2), list(zip(starts, ends)))
-        labels.append(np.where(mask, np.asarray(ids, dtype=np.int64), IGNORE_INDEX))
-    return {"input_ids": enc["input_ids"], "labels": labels}
+    """datasets.map body: one batched tokenizer call per chunk, labels from the char spans."""
+    spans = [list(zip(a, b)) for a, b in zip(batch["span_start"], batch["span_end"])]
+    ids, labels = tokenize_with_labels(batch["text"], spans, tokenizer, add_special_tokens)
+    return {"input_ids": ids, "labels": labels}
 
 
 def _ragged(column: Any) -> list[np.ndarray]:
