@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import torch
@@ -235,3 +236,63 @@ def test_packing_keeps_examples_apart(packed_and_plain, tiny_model_dir, attn):
     )
     later = [i for row in plan for i in row[1:]]  # the first example of a row sees nothing before it either way
     assert later and all(abs(leaked[i] - loss_plain[i]) > 1e-4 for i in later)
+
+
+def test_lightning_cli_config_keeps_counts_and_fractions():
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser()
+    parser.add_class_arguments(TrajectoryDataModule, "data")
+    cfg = parser.parse_string("data:\n  mix: {hotpotqa/react: 500, strategyqa/react: 0.25}\n  packing: true\n")
+    assert cfg.data.mix == {"hotpotqa/react": 500, "strategyqa/react": 0.25}
+    assert isinstance(cfg.data.mix["hotpotqa/react"], int) and isinstance(cfg.data.mix["strategyqa/react"], float)
+
+
+@pytest.mark.parametrize("packing", [True, False])
+def test_trainer_fit_runs_on_the_batches(data_dir, tiny_model_dir, tmp_path, packing):
+    """A real Trainer consumes the loaders (batch_size=None items, 4D masks) and gets the card in its log dir."""
+    import lightning.pytorch as pl
+    from transformers import AutoModelForCausalLM
+
+    class TinyLM(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+            self.seen = []
+
+        def training_step(self, batch, _):
+            self.seen.append(int(batch["num_trained_tokens"]))
+            return self.model(**model_inputs(batch, self.model)).loss
+
+        def validation_step(self, batch, _):
+            self.log(
+                "val_loss", self.model(**model_inputs(batch, self.model)).loss, batch_size=int(batch["num_examples"])
+            )
+
+        def configure_optimizers(self):
+            return torch.optim.AdamW(self.parameters(), lr=1e-3)
+
+    dm = TrajectoryDataModule(
+        tokenizer=tiny_model_dir,
+        sources=[MULTI],
+        data_dir=str(data_dir),
+        mix={"hotpotqa/cot": 16},
+        val_size=4 if packing else 0,
+        batch_size=4,
+        cutoff=256,
+        packing=packing,
+    )
+    trainer = pl.Trainer(
+        max_steps=2,
+        limit_val_batches=1,
+        default_root_dir=tmp_path,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    module = TinyLM()
+    trainer.fit(module, datamodule=dm)
+    assert len(module.seen) == 2 and all(n > 0 for n in module.seen)
+    card = json.loads((Path(trainer.log_dir) / PROVENANCE_FILE).read_text())
+    assert card["packing"] is packing and card["cells"][0]["realised"] == 16
+    if packing:
+        assert torch.isfinite(trainer.callback_metrics["val_loss"])
