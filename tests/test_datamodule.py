@@ -296,3 +296,27 @@ def test_trainer_fit_runs_on_the_batches(data_dir, tiny_model_dir, tmp_path, pac
     assert card["packing"] is packing and card["cells"][0]["realised"] == 16
     if packing:
         assert torch.isfinite(trainer.callback_metrics["val_loss"])
+
+
+@pytest.mark.slow
+def test_real_ddp_ranks_train_on_disjoint_shares(data_dir, tiny_model_dir, tmp_path):
+    """Two real DDP processes (gloo): same number of steps, no example on both ranks, all covered."""
+    import os
+    import subprocess
+    import sys
+
+    script = Path(__file__).with_name("ddp_shards.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(
+        [sys.executable, str(script), tiny_model_dir, str(data_dir), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert len(ranks[0]) == len(ranks[1]) > 0
+    seen = [{i for batch in steps for i in batch} for steps in ranks]
+    assert not seen[0] & seen[1] and seen[0] | seen[1] == set(range(24))
+    assert json.loads((tmp_path / PROVENANCE_FILE).read_text())["train_examples"] == 24

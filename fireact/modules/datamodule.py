@@ -287,6 +287,7 @@ class TrajectoryDataModule(LightningDataModule):
         return Path(self.run_dir) if self.run_dir else None
 
     def _report(self) -> None:
+        out = self._log_dir()  # on every rank: trainer.log_dir is a collective (broadcast) under DDP
         trainer = self.trainer
         if trainer is not None and not trainer.is_global_zero:
             return
@@ -323,7 +324,6 @@ class TrajectoryDataModule(LightningDataModule):
             f"{prov['val_examples']} val examples on {prov['val_questions']} held-out questions; "
             f"{prov['truncated_total']} truncated, {prov['dropped_over_cutoff_total']} dropped at the cutoff"
         )
-        out = self._log_dir()
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
             (out / PROVENANCE_FILE).write_text(json.dumps(prov, indent=2) + "\n", encoding="utf-8")
