@@ -64,6 +64,14 @@ def main() -> None:
     print(f"truncated at the cutoff: {n_truncated}")
     print(f"fireact render+tokenize once+mask: {seconds:.3f} s ({n / seconds:.0f} trajectories/s; best of {repeats})")
 
+    from fireact.modules.datamodule import TrajectoryDataModule
+
+    dm = TrajectoryDataModule(tokenizer=resolve_model("smollm2-135m"), format=args.format, cutoff=args.cutoff)
+    dm.tokenizer = tok
+    dm.encode(trajs[:8])  # import datasets outside the timing
+    dm_seconds, _ = best_of(lambda: dm.encode(trajs), repeats)
+    print(f"the same through the DataModule (datasets.map, Arrow storage): {dm_seconds:.3f} s")
+
     def piecewise():
         """Reference: tokenize every message on its own (what FireAct's reference code did)."""
         out = []
