@@ -320,3 +320,25 @@ def test_real_ddp_ranks_train_on_disjoint_shares(data_dir, tiny_model_dir, tmp_p
     seen = [{i for batch in steps for i in batch} for steps in ranks]
     assert not seen[0] & seen[1] and seen[0] | seen[1] == set(range(24))
     assert json.loads((tmp_path / PROVENANCE_FILE).read_text())["train_examples"] == 24
+
+
+def test_packed_mask_is_block_diagonal_causal():
+    import numpy as np
+
+    from fireact.data.batching import collate
+
+    ids = [np.arange(3) + 10, np.arange(2) + 20, np.arange(4) + 30]
+    labels = [np.array([-100, 11, 12]), np.array([-100, 21]), np.array([-100, -100, 32, 33])]
+    batch = collate(ids, labels, [[0, 1], [2]], pad_id=0, packed=True)
+    mask = batch["attention_mask"][:, 0]
+    assert batch["position_ids"].tolist() == [[0, 1, 2, 0, 1], [0, 1, 2, 3, 4]]
+    assert mask[0].int().tolist() == [
+        [1, 0, 0, 0, 0],
+        [1, 1, 0, 0, 0],
+        [1, 1, 1, 0, 0],
+        [0, 0, 0, 1, 0],
+        [0, 0, 0, 1, 1],
+    ]
+    assert mask[1, 4].int().tolist() == [1, 0, 0, 0, 0]  # the pad sees the first token only: no empty row
+    assert mask.diagonal(dim1=-2, dim2=-1).sum() == batch["num_real_tokens"] == 9
+    assert batch["num_pad_tokens"] == 1 and batch["num_trained_tokens"] == 5 and batch["num_examples"] == 3

@@ -91,7 +91,9 @@ def collate(
         causal = torch.ones(T, T, dtype=torch.bool).tril()
         same = segment[:, :, None] == segment[:, None, :]
         mask = same & real[:, :, None] & causal
-        mask |= torch.eye(T, dtype=torch.bool)  # pad positions see themselves: no all-masked rows (NaN)
+        # pad queries see only the row's first token: no all-masked row (NaN in sdpa), and the
+        # diagonal stays True exactly at real tokens (how the module counts them)
+        mask[:, :, 0] |= ~real
         attention_mask = mask[:, None]
     else:
         attention_mask = real.long()
