@@ -152,3 +152,10 @@ def test_truncation_is_counted(tokenizer, multitask):
 def test_unknown_format(tokenizer, multitask):
     with pytest.raises(FireactError, match="unknown format"):
         render(multitask[0], tokenizer, "sharegpt")
+
+
+def test_io_turn_without_thought_renders_the_action_only(tokenizer):
+    traj = Trajectory(question="Q?", answer="x", task="hotpotqa", method="io", turns=[Turn("", "finish[x]")])
+    for fmt in ("chat", "alpaca"):
+        text, spans = render(traj, tokenizer, fmt)
+        assert "Thought" not in text and trained_text(text, spans).startswith("Action: finish[x]")

@@ -40,8 +40,8 @@ Span = tuple[int, int]
 
 
 def agent_text(turn: Turn) -> str:
-    """What the agent writes in one step (FireAct's assistant message)."""
-    return f"Thought: {turn.thought}\nAction: {turn.action}"
+    """What the agent writes in one step (FireAct's assistant message); no Thought line when empty (IO)."""
+    return f"Thought: {turn.thought}\nAction: {turn.action}" if turn.thought else f"Action: {turn.action}"
 
 
 def observation_text(observation: str) -> str:
