@@ -250,7 +250,7 @@ def test_lightning_cli_config_keeps_counts_and_fractions():
 
 @pytest.mark.parametrize("packing", [True, False])
 def test_trainer_fit_runs_on_the_batches(data_dir, tiny_model_dir, tmp_path, packing):
-    """A real Trainer consumes the loaders (batch_size=None items, 4D masks) and gets the card in its log dir."""
+    """A real Trainer consumes the loaders (planned-batch items, 4D masks) and gets the card in its log dir."""
     import lightning.pytorch as pl
     from transformers import AutoModelForCausalLM
 

@@ -29,8 +29,15 @@ from fireact.data.trajectory import Trajectory
 PROVENANCE_FILE = "data_provenance.json"
 
 
+def unwrap_planned_batch(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """collate_fn for DataLoader(batch_size=1) over planned batches. batch_size=1 (not None) keeps a
+    plain BatchSampler, which Lightning re-creates around its DistributedSampler and DeepSpeed reads."""
+    (batch,) = items
+    return batch
+
+
 class PlannedBatches(Dataset):
-    """Item i is the i-th planned batch, already collated (the DataLoader runs with batch_size=None)."""
+    """Item i is the i-th planned batch, already collated."""
 
     def __init__(
         self, input_ids: list[np.ndarray], labels: list[np.ndarray], batches: list[Batch], pad_id: int, packed: bool
@@ -334,10 +341,17 @@ class TrajectoryDataModule(LightningDataModule):
             raise FireactError("TrajectoryDataModule.setup() has not run")
         generator = torch.Generator().manual_seed(self.seed)
         return DataLoader(
-            self.train_set, batch_size=None, shuffle=True, generator=generator, num_workers=self.num_workers
+            self.train_set,
+            batch_size=1,
+            shuffle=True,
+            generator=generator,
+            collate_fn=unwrap_planned_batch,
+            num_workers=self.num_workers,
         )
 
     def val_dataloader(self) -> DataLoader | list:
         if self.val_set is None:
             return []
-        return DataLoader(self.val_set, batch_size=None, shuffle=False, num_workers=self.num_workers)
+        return DataLoader(
+            self.val_set, batch_size=1, shuffle=False, collate_fn=unwrap_planned_batch, num_workers=self.num_workers
+        )
