@@ -342,3 +342,21 @@ def test_packed_mask_is_block_diagonal_causal():
     assert mask[1, 4].int().tolist() == [1, 0, 0, 0, 0]  # the pad sees the first token only: no empty row
     assert mask.diagonal(dim1=-2, dim2=-1).sum() == batch["num_real_tokens"] == 9
     assert batch["num_pad_tokens"] == 1 and batch["num_trained_tokens"] == 5 and batch["num_examples"] == 3
+
+
+def test_own_jsonl_source_and_only_successful(data_dir, smollm2_dir, tmp_path):
+    """This project's trajectory JSONL (as `fireact import` writes it), filtered to successful episodes."""
+    from fireact.data.sources import load_source, task_questions
+    from fireact.data.trajectory import write_trajectories
+
+    records = load_source(data_dir / "finetune/gpt_format/hotpotqa.jsonl", task_questions(data_dir)).trajectories[:40]
+    for k, r in enumerate(records):
+        r.reward = float(k % 4 != 0)  # every 4th fails
+    path = tmp_path / "mine.jsonl"
+    write_trajectories(path, records)
+    kw = {"tokenizer": smollm2_dir, "sources": [str(path)], "val_size": 0, "mix": None}
+    dm = TrajectoryDataModule(only_successful=True, **kw)
+    dm.setup()
+    assert dm.provenance["skipped"]["unsuccessful"] == 10 and len(dm.train_indices) == 30
+    assert all(dm.trajectories[i].reward > 0 for i in dm.train_indices)
+    assert dm.provenance["sources"][0]["sha256"] == sha256_file(path)
