@@ -14,6 +14,7 @@ COMMANDS = {
     "data": "data",
     "export": "export",
     "import": "import_",
+    "mask-audit": "mask_audit",
     "score": "score",
     "generate": "generate",
     "eval": "eval",

@@ -10,8 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from fireact.commands.common import add_data_dir, data_dir
-from fireact.data.errors import FireactError
 from fireact.data.fireact_format import file_task, label_tasks, read_fireact_file
+from fireact.data.sources import task_questions
 from fireact.data.tasks import TASKS
 from fireact.data.trajectory import write_trajectories
 
@@ -21,20 +21,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, help="output trajectory JSONL")
     p.add_argument("--task", choices=list(TASKS), help="force the task instead of inferring it")
     add_data_dir(p)
-
-
-def task_questions(root: Path) -> dict[str, set[str]]:
-    """Known questions per task, for labelling (splits missing from the data dir are skipped)."""
-    out: dict[str, set[str]] = {}
-    for name, task in TASKS.items():
-        qs: set[str] = set()
-        for split in task.splits:
-            try:
-                qs |= {e.question for e in task.load(root, split)}
-            except FireactError:
-                continue
-        out[name] = qs
-    return out
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,1 +1,1 @@
-"""Lightning side of fireact: the fine-tuning module, data module, strategies and callbacks."""
+"""Lightning parts: the fine-tuning module, the trajectory DataModule, callbacks."""

@@ -1,0 +1,60 @@
+"""Training sources: trajectory JSONL or FireAct release files, labelled with task/method, hashed."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from fireact.data.errors import FireactError
+from fireact.data.fireact_format import file_task, label_tasks, read_any
+from fireact.data.tasks import TASKS
+from fireact.data.trajectory import Trajectory
+
+
+def task_questions(root: Path) -> dict[str, set[str]]:
+    """Known questions per task, for labelling (splits missing from the data dir are skipped)."""
+    out: dict[str, set[str]] = {}
+    for name, task in TASKS.items():
+        qs: set[str] = set()
+        for split in task.splits:
+            try:
+                qs |= {e.question for e in task.load(root, split)}
+            except FireactError:
+                continue
+        out[name] = qs
+    return out
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def resolve_source(source: str | Path, data_dir: Path | None) -> Path:
+    """As given if it exists, else relative to the data dir."""
+    path = Path(source).expanduser()
+    if path.is_file():
+        return path
+    if data_dir is not None and not path.is_absolute() and (data_dir / path).is_file():
+        return data_dir / path
+    where = f" (nor under {data_dir})" if data_dir is not None else ""
+    raise FireactError(f"training source {source} not found{where}")
+
+
+@dataclass
+class Source:
+    path: Path
+    sha256: str
+    trajectories: list[Trajectory]
+
+
+def load_source(path: Path, known_questions: dict[str, set[str]] | None = None) -> Source:
+    """Read one file; records without a task (FireAct files) are labelled as `fireact import` does."""
+    records = read_any(path)
+    if any(not r.task for r in records):
+        label_tasks(records, known_questions or {}, file_task(path, list(TASKS)))
+    return Source(path, sha256_file(path), records)

@@ -1,0 +1,355 @@
+"""LightningDataModule: trajectory sources -> task x method mix -> masked, batched training data.
+
+Every rank runs the same deterministic setup; batches are planned once (length-grouped or packed)
+and served as items of a map-style dataset, so Lightning's DistributedSampler gives each rank a
+disjoint share with the same number of batches under DDP and DeepSpeed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, Dataset
+
+from fireact.data.batching import Batch, collate, length_grouped_batches, packed_batches, padding_fraction
+from fireact.data.encoding import IGNORE_INDEX, render, tokenize_with_labels
+from fireact.data.errors import FireactError
+from fireact.data.mixing import CellPlan, cell_of, heldout_split, plan_mix, validate_mix
+from fireact.data.paths import resolve_data_dir
+from fireact.data.sources import Source, load_source, resolve_source, task_questions
+from fireact.data.trajectory import Trajectory
+
+PROVENANCE_FILE = "data_provenance.json"
+
+
+def unwrap_planned_batch(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """collate_fn for DataLoader(batch_size=1) over planned batches. batch_size=1 (not None) keeps a
+    plain BatchSampler, which Lightning re-creates around its DistributedSampler and DeepSpeed reads."""
+    (batch,) = items
+    return batch
+
+
+class PlannedBatches(Dataset):
+    """Item i is the i-th planned batch, already collated."""
+
+    def __init__(
+        self, input_ids: list[np.ndarray], labels: list[np.ndarray], batches: list[Batch], pad_id: int, packed: bool
+    ):
+        self.input_ids, self.labels, self.batches = input_ids, labels, batches
+        self.pad_id, self.packed = pad_id, packed
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return collate(self.input_ids, self.labels, self.batches[i], self.pad_id, self.packed)
+
+
+def _tokenize(batch: dict[str, list], tokenizer: Any, add_special_tokens: bool) -> dict[str, list]:
+    """datasets.map body: one batched tokenizer call per chunk, labels from the char spans."""
+    spans = [list(zip(a, b)) for a, b in zip(batch["span_start"], batch["span_end"])]
+    ids, labels = tokenize_with_labels(batch["text"], spans, tokenizer, add_special_tokens)
+    return {"input_ids": ids, "labels": labels}
+
+
+def _ragged(column: Any) -> list[np.ndarray]:
+    """An Arrow list column as numpy arrays without a Python pass over its values."""
+    col = column.combine_chunks()
+    values = col.values.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    offsets = col.offsets.to_numpy()
+    return [values[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
+
+
+class TrajectoryDataModule(LightningDataModule):
+    """Mixes trajectories by (task, method) cell and serves masked training batches.
+
+    Args:
+        tokenizer: model name or path ("smollm2-135m" is the offline default).
+        sources: trajectory JSONL or FireAct release files; relative paths not found as given are
+            looked up in the data dir (e.g. "finetune/gpt_format/hotpotqa.jsonl").
+        mix: cell "task/method" -> int count or float fraction of the total (rule in
+            fireact.data.mixing); None trains on every trajectory once.
+        mix_total: the total that fractions refer to (default: derived, see fireact.data.mixing).
+        format: "chat" (the tokenizer's chat template) or "alpaca" (FireAct's alpaca prompt).
+        cutoff: max tokens per example (the paper: 512).
+        truncation: "truncate" cuts longer examples at the cutoff, "drop" leaves them out; both
+            are counted per cell in the provenance card.
+        val_size: held-out questions for validation loss: an int count or a float fraction of the
+            distinct questions; no question is in both splits.
+        batch_size: sequences per batch (packed rows when packing).
+        packing: pack several examples per row of `cutoff` tokens (block-diagonal attention,
+            position ids reset per example) instead of length-grouped padded batches.
+        seed: drives the held-out split, the mix sampling and the batch plan.
+        num_workers: DataLoader workers.
+        data_dir: FireAct data dir (default: $FIREACT_DATA_DIR, then the cache dir).
+        run_dir: where data_provenance.json goes when no trainer log dir is available.
+        only_successful: keep only trajectories with reward > 0 (FireAct's release is already the
+            paper's selection, so the default keeps everything).
+    """
+
+    def __init__(
+        self,
+        tokenizer: str = "smollm2-135m",
+        sources: list[str] | None = None,
+        mix: dict[str, int | float] | None = None,
+        mix_total: int | None = None,
+        format: Literal["chat", "alpaca"] = "chat",
+        cutoff: int = 512,
+        truncation: Literal["truncate", "drop"] = "truncate",
+        val_size: int | float = 0.05,
+        batch_size: int = 8,
+        packing: bool = False,
+        seed: int = 42,
+        num_workers: int = 0,
+        data_dir: str | None = None,
+        run_dir: str | None = None,
+        only_successful: bool = False,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.tokenizer_name = tokenizer
+        self.sources = list(sources or ["finetune/gpt_format/hotpotqa.jsonl"])
+        self.mix, self.mix_total = (validate_mix(mix) if mix is not None else None), mix_total
+        self.format, self.cutoff, self.truncation = format, cutoff, truncation
+        self.val_size, self.batch_size, self.packing = val_size, batch_size, packing
+        self.seed, self.num_workers = seed, num_workers
+        self.data_dir, self.run_dir, self.only_successful = data_dir, run_dir, only_successful
+        if truncation not in ("truncate", "drop"):
+            raise FireactError(f"truncation {truncation!r} must be 'truncate' or 'drop'")
+        if cutoff < 1 or batch_size < 1:
+            raise FireactError("cutoff and batch_size must be positive")
+        self.tokenizer: Any = None
+        self.train_set: PlannedBatches | None = None
+        self.val_set: PlannedBatches | None = None
+        self.provenance: dict[str, Any] | None = None
+
+    # -- setup -----------------------------------------------------------------------------------
+    def _load_tokenizer(self) -> Any:
+        from transformers import AutoTokenizer
+
+        from fireact.agent.models import resolve_model
+
+        tok = AutoTokenizer.from_pretrained(resolve_model(self.tokenizer_name))
+        if tok.pad_token_id is None:
+            tok.pad_token = tok.eos_token
+        return tok
+
+    def _load_sources(self) -> list[Source]:
+        root = resolve_data_dir(self.data_dir, must_exist=False)
+        root = root if root.is_dir() else None
+        paths = [resolve_source(s, root) for s in self.sources]
+        known = task_questions(root) if root is not None else {}
+        return [load_source(p, known) for p in paths]
+
+    def encode(self, trajectories: list[Trajectory]) -> tuple[list[np.ndarray], list[np.ndarray], list[int]]:
+        """(input_ids, labels, untruncated lengths) via datasets.map over the rendered texts."""
+        from datasets import Dataset, disable_progress_bars
+
+        disable_progress_bars()
+        rendered = [render(t, self.tokenizer, self.format) for t in trajectories]
+        ds = Dataset.from_dict(
+            {
+                "text": [r[0] for r in rendered],
+                "span_start": [[a for a, _ in r[1]] for r in rendered],
+                "span_end": [[b for _, b in r[1]] for r in rendered],
+            }
+        )
+        ds = ds.map(
+            _tokenize,
+            batched=True,
+            batch_size=512,
+            remove_columns=ds.column_names,
+            fn_kwargs={"tokenizer": self.tokenizer, "add_special_tokens": self.format == "alpaca"},
+            keep_in_memory=True,  # 2k trajectories encode in ~2 s: no cache files to go stale
+            new_fingerprint=f"fireact-encode-in-memory-{len(trajectories)}-{self.format}",
+        )
+        ids, labels = _ragged(ds.data.column("input_ids")), _ragged(ds.data.column("labels"))
+        return ids, labels, [len(x) for x in ids]
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        started = time.perf_counter()
+        self.tokenizer = self._load_tokenizer()
+        sources = self._load_sources()
+        trajs: list[Trajectory] = []
+        skipped: Counter[str] = Counter()
+        for src in sources:
+            for t in src.trajectories:
+                if not t.turns:
+                    skipped["no turns"] += 1
+                elif self.only_successful and t.reward <= 0:
+                    skipped["unsuccessful"] += 1
+                else:
+                    trajs.append(t)
+        if not trajs:
+            raise FireactError(f"no usable trajectories in {', '.join(map(str, self.sources))}")
+        if self.mix is not None:  # cells the mix leaves out are never encoded
+            wanted = {c for c, v in self.mix.items() if v}
+            skipped["not in mix"] = sum(1 for t in trajs if cell_of(t) not in wanted)
+            trajs = [t for t in trajs if cell_of(t) in wanted]
+            if not trajs:
+                raise FireactError(f"the sources hold none of the mix cells {', '.join(sorted(wanted))}")
+        train_pool, val_pool = heldout_split(trajs, self.val_size, self.seed)
+        ids, labels, lengths = self.encode(trajs)
+        over = {i for i, n in enumerate(lengths) if n > self.cutoff}
+        dropped: Counter[str] = Counter()
+        if self.truncation == "drop":
+            for i in over:
+                dropped[cell_of(trajs[i])] += 1
+            train_pool = [i for i in train_pool if i not in over]
+            val_pool = [i for i in val_pool if i not in over]
+        else:
+            for i in over:
+                ids[i], labels[i] = ids[i][: self.cutoff], labels[i][: self.cutoff]
+        plans = plan_mix(trajs, train_pool, self.mix, self.seed, self.mix_total)
+        train_idx = [i for p in plans for i in p.indices]
+        mixed_cells = {p.cell for p in plans if p.requested > 0}
+        val_idx = [i for i in val_pool if cell_of(trajs[i]) in mixed_cells]
+        if not train_idx:
+            raise FireactError("the mix selects no training trajectories")
+
+        self.train_set = self._planned(ids, labels, train_idx)
+        self.val_set = self._planned(ids, labels, val_idx) if val_idx else None
+        self.train_indices, self.val_indices, self.trajectories = train_idx, val_idx, trajs
+        self.provenance = self._provenance(sources, trajs, plans, val_idx, ids, labels, over, dropped, skipped)
+        self.provenance["setup_seconds"] = round(time.perf_counter() - started, 3)
+        self._report()
+
+    def _planned(self, ids: list[np.ndarray], labels: list[np.ndarray], idx: list[int]) -> PlannedBatches:
+        """Plan the batches once (seeded); epochs reshuffle their order, not their content."""
+        sub_ids = [ids[i] for i in idx]
+        sub_labels = [labels[i] for i in idx]
+        lengths = [len(x) for x in sub_ids]
+        if self.packing:
+            batches = packed_batches(lengths, self.batch_size, self.cutoff, self.seed)
+        else:
+            batches = length_grouped_batches(lengths, self.batch_size, self.seed)
+        ds = PlannedBatches(sub_ids, sub_labels, batches, self.tokenizer.pad_token_id, self.packing)
+        ds.source_index = idx  # dataset position -> trajectory index (for audits and tests)
+        ds.padding_fraction = padding_fraction(lengths, batches)
+        return ds
+
+    # -- provenance --------------------------------------------------------------------------------
+    def _provenance(
+        self, sources, trajs, plans: list[CellPlan], val_idx, ids, labels, over, dropped, skipped
+    ) -> dict[str, Any]:
+        val_cells = Counter(cell_of(trajs[i]) for i in val_idx)
+        cells = []
+        for p in plans:
+            n_tokens = sum(len(ids[i]) for i in p.indices)
+            n_trained = sum(int((labels[i] != IGNORE_INDEX).sum()) for i in p.indices)
+            cells.append(
+                {
+                    "cell": p.cell,
+                    "available": p.available,
+                    "requested": p.requested,
+                    "realised": len(p.indices),
+                    "distinct": len(set(p.indices)),
+                    "sampling": "upsampled" if p.upsampled else ("all" if p.requested == p.available else "subsampled"),
+                    "tokens": n_tokens,
+                    "trained_tokens": n_trained,
+                    "truncated": sum(1 for i in p.indices if i in over) if self.truncation == "truncate" else 0,
+                    "dropped_over_cutoff": dropped.get(p.cell, 0),
+                    "val": val_cells.get(p.cell, 0),
+                }
+            )
+        return {
+            "format": self.format,
+            "tokenizer": self.tokenizer_name,
+            "cutoff": self.cutoff,
+            "truncation": self.truncation,
+            "seed": self.seed,
+            "mix": self.mix,
+            "packing": self.packing,
+            "batch_size": self.batch_size,
+            "sampling_rule": "per cell: without replacement while the cell has enough, then whole shuffled copies "
+            "plus a remainder without replacement (upsampling)",
+            "cells": cells,
+            "train_examples": sum(c["realised"] for c in cells),
+            "train_tokens": sum(c["tokens"] for c in cells),
+            "train_batches": len(self.train_set),
+            "train_padding_fraction": round(self.train_set.padding_fraction, 4),
+            "val_examples": len(val_idx),
+            "val_questions": len({trajs[i].question for i in val_idx}),
+            "truncated_total": sum(c["truncated"] for c in cells),
+            "dropped_over_cutoff_total": sum(dropped.values()),
+            "skipped": dict(skipped),
+            "sources": [{"path": str(s.path), "sha256": s.sha256, "records": len(s.trajectories)} for s in sources],
+        }
+
+    def _log_dir(self) -> Path | None:
+        trainer = self.trainer
+        if trainer is not None and getattr(trainer, "log_dir", None):
+            return Path(trainer.log_dir)
+        return Path(self.run_dir) if self.run_dir else None
+
+    def _report(self) -> None:
+        out = self._log_dir()  # on every rank: trainer.log_dir is a collective (broadcast) under DDP
+        trainer = self.trainer
+        if trainer is not None and not trainer.is_global_zero:
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        prov = self.provenance
+        table = Table(title=f"training mix ({self.format}, cutoff {self.cutoff}, {self.truncation})")
+        cols = (
+            "cell",
+            "available",
+            "requested",
+            "realised",
+            "sampling",
+            "tokens",
+            "trained",
+            "truncated",
+            "dropped",
+            "val",
+        )
+        for c in cols:
+            table.add_column(c, justify="left" if c in ("cell", "sampling") else "right")
+        for c in prov["cells"]:
+            table.add_row(
+                c["cell"], str(c["available"]), str(c["requested"]), str(c["realised"]), c["sampling"], str(c["tokens"]),
+                str(c["trained_tokens"]), str(c["truncated"]), str(c["dropped_over_cutoff"]), str(c["val"]),
+            )  # fmt: skip
+        console = Console(stderr=True)
+        console.width = max(console.width, 130)
+        console.print(table)
+        console.print(
+            f"{prov['train_examples']} train examples in {prov['train_batches']} batches "
+            f"({'packed' if self.packing else 'length-grouped'}, padding {prov['train_padding_fraction']:.1%}); "
+            f"{prov['val_examples']} val examples on {prov['val_questions']} held-out questions; "
+            f"{prov['truncated_total']} truncated, {prov['dropped_over_cutoff_total']} dropped at the cutoff"
+        )
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / PROVENANCE_FILE).write_text(json.dumps(prov, indent=2) + "\n", encoding="utf-8")
+
+    # -- loaders -----------------------------------------------------------------------------------
+    def train_dataloader(self) -> DataLoader:
+        if self.train_set is None:
+            raise FireactError("TrajectoryDataModule.setup() has not run")
+        generator = torch.Generator().manual_seed(self.seed)
+        return DataLoader(
+            self.train_set,
+            batch_size=1,
+            shuffle=True,
+            generator=generator,
+            collate_fn=unwrap_planned_batch,
+            num_workers=self.num_workers,
+        )
+
+    def val_dataloader(self) -> DataLoader | list:
+        if self.val_set is None:
+            return []
+        return DataLoader(
+            self.val_set, batch_size=1, shuffle=False, collate_fn=unwrap_planned_batch, num_workers=self.num_workers
+        )

@@ -1,0 +1,54 @@
+"""`fireact mask-audit`: trained / masked runs of the rendered examples, as JSON lines and highlighted."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from fireact.cli import main
+from fireact.data.encoding import render, trained_text
+from fireact.data.fireact_format import read_any
+
+
+@pytest.mark.parametrize("fmt", ["chat", "alpaca"])
+def test_json_lines(data_dir, smollm2_dir, fmt):
+    from transformers import AutoTokenizer
+
+    data = data_dir / "finetune" / "gpt_format" / "hotpotqa_multimethod.jsonl"
+    cmd = [sys.executable, "-m", "fireact", "mask-audit", "--data", str(data), "--model", smollm2_dir]
+    out = subprocess.run(
+        [*cmd, "--format", fmt, "--n", "4", "--json"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [r["index"] for r in rows] == [0, 1, 2, 3]
+    tok = AutoTokenizer.from_pretrained(smollm2_dir)
+    for row, traj in zip(rows, read_any(data)[:4]):
+        text, spans = render(traj, tok, fmt)
+        assert "".join(row["trained"]) == trained_text(text, spans)
+        assert all("Observation" not in s for s in row["trained"])
+        assert any(traj.question[:30] in s for s in row["masked"])
+        assert 0 < row["n_trained"] < row["n_tokens"] == len(tok(text, add_special_tokens=fmt == "alpaca")["input_ids"])
+        assert len(row["trained"]) == len(traj.turns)  # one run per agent turn: observations split them
+
+
+def test_highlighted_output(data_dir, smollm2_dir, capsys):
+    data = data_dir / "finetune" / "gpt_format" / "hotpotqa.jsonl"
+    assert main(["mask-audit", "--data", str(data), "--model", smollm2_dir, "--n", "2", "--cutoff", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "example 0:" in out and "example 1:" in out and "truncated from" in out and "Thought:" in out
+
+
+def test_bad_input_is_one_clear_error(tmp_path, smollm2_dir, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{not json\n")
+    assert main(["mask-audit", "--data", str(bad), "--model", smollm2_dir]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("fireact mask-audit: error:") and str(bad) in err and len(err.splitlines()) == 1
