@@ -134,9 +134,9 @@ class RolloutValidation(Callback):
         return out
 
     def _write(self, trainer: pl.Trainer, task: str, trajs: list[Trajectory] | None, tag: str | None) -> Path | None:
+        root = Path(trainer.log_dir or trainer.default_root_dir) / "rollouts"  # log_dir is a collective: all ranks
         if trajs is None or not trainer.is_global_zero:
             return None
-        root = Path(trainer.log_dir or trainer.default_root_dir) / "rollouts"
         name = (
             f"step{trainer.global_step:06d}" + (f"_{tag}" if tag else "") + (f"_{task}" if len(self.tasks) > 1 else "")
         )
