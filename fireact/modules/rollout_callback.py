@@ -57,6 +57,7 @@ class RolloutValidation(Callback):
         self.data_dir = data_dir
         self.history: list[dict[str, Any]] = []  # one row per rollout validation: step, task, metrics, file
         self._validations = 0
+        self._fit_started = time.perf_counter()
 
     # --- which questions this rank plays -------------------------------------------------------
     def examples(self, task: str, rank: int = 0, world_size: int = 1) -> list[Example]:
@@ -65,6 +66,13 @@ class RolloutValidation(Callback):
         return picked[rank::world_size]
 
     # --- hooks ---------------------------------------------------------------------------------
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._fit_started = time.perf_counter()
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.is_global_zero and self.history:
+            print_fit_summary(trainer, self.history, time.perf_counter() - self._fit_started)
+
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.before_training:
             metrics = self.run(trainer, pl_module, tag="before")
@@ -149,6 +157,28 @@ class RolloutValidation(Callback):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.history, self._validations = state["history"], state["validations"]
+
+
+def print_fit_summary(trainer: pl.Trainer, history: list[dict[str, Any]], seconds: float) -> None:
+    """The end-of-run summary: rollout EM before and after training, time, where things are."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"fireact: live-rollout validation ({seconds / 60:.1f} min in all)")
+    for col in ("step", "task", "EM", "F1", "turns", "format errors", "rollouts"):
+        table.add_column(col, justify="left" if col in ("task", "rollouts") else "right")
+    for h in history:
+        step = f"{h['step']}" + (f" ({h['tag']})" if h["tag"] else "")
+        table.add_row(
+            step, h["task"], f"{100 * h['em']:.1f}", f"{100 * h['f1']:.1f}", f"{h['turns_mean']:.1f}",
+            f"{100 * h['format_error_rate']:.0f}%", str(h["file"]),
+        )  # fmt: skip
+    console = Console()
+    console.print(table)
+    ckpt = trainer.checkpoint_callback
+    if ckpt is not None:
+        console.print(f"checkpoints: last {ckpt.last_model_path or '-'}; best {ckpt.best_model_path or '-'}")
+    console.print(f"logs and metrics: {trainer.log_dir}")
 
 
 def _distributed() -> bool:
