@@ -155,6 +155,8 @@ def test_import_labels_multitask_tasks(data_dir, tmp_path):
     assert len(records) == 2063
     tasks = {t: sum(r.task == t for r in records) for t in ("hotpotqa", "strategyqa", "mmlu")}
     assert tasks["hotpotqa"] >= 500 and tasks["strategyqa"] > 0 and tasks["mmlu"] > 0
+    # the 500 GPT-4 HotpotQA ReAct trajectories of hotpotqa.json are all found again in the mix
+    assert sum(r.task == "hotpotqa" and r.method == "react" for r in records) == 500
     assert all(r.question.startswith("Question:") for r in records if r.task == "mmlu")
 
 

@@ -7,13 +7,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fireact.data.errors import FireactError
-from fireact.data.fireact_format import file_task, label_tasks, read_any
+from fireact.data.fireact_format import file_task, label_tasks, read_any, read_fireact_file
 from fireact.data.tasks import TASKS
 from fireact.data.trajectory import Trajectory
 
 
 def task_questions(root: Path) -> dict[str, set[str]]:
-    """Known questions per task, for labelling (splits missing from the data dir are skipped)."""
+    """Known questions per task, for labelling (splits missing from the data dir are skipped).
+
+    Besides the task splits, FireAct's single-task training file (finetune/alpaca_format/TASK.json)
+    names the task of every question in it: HotpotQA's training questions are only there.
+    """
     out: dict[str, set[str]] = {}
     for name, task in TASKS.items():
         qs: set[str] = set()
@@ -22,6 +26,9 @@ def task_questions(root: Path) -> dict[str, set[str]]:
                 qs |= {e.question for e in task.load(root, split)}
             except FireactError:
                 continue
+        single = root / "finetune" / "alpaca_format" / f"{name}.json"
+        if single.is_file():
+            qs |= {t.question for t in read_fireact_file(single)}
         out[name] = qs
     return out
 
