@@ -26,6 +26,7 @@ EPOCHS = 1
 def test_training_teaches_the_agent(tmp_path, smollm2_dir):
     import lightning.pytorch as pl
     import torch
+    from lightning.pytorch.callbacks import ModelCheckpoint
 
     from fireact.modules.datamodule import TrajectoryDataModule
     from fireact.modules.lm_module import FireActLM
@@ -52,8 +53,8 @@ def test_training_teaches_the_agent(tmp_path, smollm2_dir):
         data_dir=str(world),
     )
     trainer = pl.Trainer(
-        accelerator="cpu", devices=1, max_epochs=EPOCHS, check_val_every_n_epoch=EPOCHS, logger=False, callbacks=[cb],
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+        accelerator="cpu", devices=1, max_epochs=EPOCHS, check_val_every_n_epoch=EPOCHS, logger=False,
+        callbacks=[cb, best := ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor="val/em", mode="max")], enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
     )  # fmt: skip
     torch.set_num_threads(2)
     trainer.fit(module, dm)  # rollouts before training and at the one validation, after the last epoch
@@ -79,3 +80,4 @@ def test_training_teaches_the_agent(tmp_path, smollm2_dir):
     assert before["em"] <= 0.1
     assert after["em"] >= 0.5, f"live-rollout EM rose only from {before['em']:.2f} to {after['em']:.2f}"
     assert after["format_error_rate"] < before["format_error_rate"]
+    assert float(best.best_model_score) == pytest.approx(after["em"])  # checkpoints can keep the best agent

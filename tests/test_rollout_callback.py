@@ -173,3 +173,32 @@ def test_callback_under_ddp_equals_single_process(lora_run, capsys, tmp_path):
     row = run["cb"].history[-1]
     for k in ("em", "f1", "turns_mean", "turns_std", "format_error_rate"):
         assert logged[f"val/{k}"] == pytest.approx(row[k]), k
+
+
+@pytest.mark.slow
+def test_callback_under_zero3_gathers_weights_for_generation(lora_run, capsys, tmp_path):
+    """ZeRO-3 shards every weight across 2 processes; the callback gathers them to generate. Before
+    training the LoRA adapter is zero, so the rollouts must equal `fireact eval` of the base model."""
+    run = lora_run
+    config = {
+        "trainer": {
+            "accelerator": "cpu", "devices": 2, "max_steps": 1, "limit_val_batches": 0, "enable_progress_bar": False,
+            "enable_checkpointing": False, "default_root_dir": str(tmp_path),
+            "strategy": {"class_path": "fireact.modules.deepspeed_cpu.DeepSpeedCPUStrategy", "init_args": {"stage": 3, "exclude_frozen_parameters": True}},
+            "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(tmp_path), "name": "zero3"}},
+            "callbacks": [{"class_path": "fireact.modules.rollout_callback.RolloutValidation", "init_args": {**ROLLOUT_ARGS, "data_dir": str(run["world"])}}],
+        },
+        "model": {"model": run["base"], "finetune": "lora", "lora_r": 8, "lora_alpha": 16},
+        "data": {
+            "class_path": "fireact.modules.datamodule.TrajectoryDataModule",
+            "init_args": {"sources": [str(run["world"] / "synthetic/expert_train.jsonl")], "val_size": 0, "batch_size": 2, "data_dir": str(run["world"])},
+        },
+    }  # fmt: skip
+    (tmp_path / "zero3.yaml").write_text(json.dumps(config))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "fireact.train", "fit", "--config", str(tmp_path / "zero3.yaml")]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    (before,) = tmp_path.rglob("rollouts/step000000_before.jsonl")
+    _, base_only = run_eval(run, capsys, adapter=False)
+    assert key(read_trajectories(before)) == key(base_only)
