@@ -24,6 +24,18 @@ from fireact.data.errors import FireactError
 DEFAULT_LORA_TARGETS = ["q_proj", "v_proj"]
 
 
+def _zero_lora_b_under_zero3(model: torch.nn.Module) -> None:
+    """Under zero.Init, parameters are partitioned as soon as they are built, so peft's in-place
+    zero-init of lora_B (which makes a new adapter a no-op) touches an empty shard and the adapter
+    starts random. Zero B again on the gathered parameters."""
+    import deepspeed
+
+    params = [p for name, p in model.named_parameters() if "lora_B" in name]
+    with deepspeed.zero.GatheredParameters(params, modifier_rank=0):
+        for p in params:
+            p.data.zero_()
+
+
 class NonFiniteLossError(FireactError):
     """Raised on every rank when a training loss is NaN/inf: the run stops, no checkpoint is written."""
 
@@ -105,6 +117,8 @@ class FireActLM(pl.LightningModule):
                 model = get_peft_model(model, config)
             except ValueError as e:
                 raise FireactError(f"model.lora_target_modules: {e}") from e
+            if self._hf_deepspeed_config is not None:
+                _zero_lora_b_under_zero3(model)
         self.model = model.train()  # from_pretrained returns eval mode (no dropout); Lightning keeps the mode
 
     def _zero3_hf_config(self):

@@ -3,7 +3,8 @@ ReAct agent with the search tool, and val/em is what ModelCheckpoint can keep th
 
 The model is used in place (LoRA adapters live, no merge, no copy to disk), in eval mode without
 gradients, through the same rollout engine as `fireact eval`, so both give the same EM for the
-same weights. Each rank plays a disjoint shard of the questions; metrics are summed over ranks.
+same weights. Each rank plays a disjoint shard of the questions; metrics are summed over ranks
+(under ZeRO-3 every rank plays all of them in lockstep, see `run`).
 """
 
 from __future__ import annotations
@@ -70,8 +71,9 @@ class RolloutValidation(Callback):
         self._fit_started = time.perf_counter()
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        log_dir = trainer.log_dir  # a collective under DDP: every rank asks
         if trainer.is_global_zero and self.history:
-            print_fit_summary(trainer, self.history, time.perf_counter() - self._fit_started)
+            print_fit_summary(trainer, self.history, time.perf_counter() - self._fit_started, log_dir)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.before_training:
@@ -93,7 +95,11 @@ class RolloutValidation(Callback):
         model, tokenizer = pl_module.model, pl_module.tokenizer
         data_dir = resolve_data_dir(self.data_dir)
         tool = make_tool(data_dir=data_dir, **self.tool_args)
-        rank, world = trainer.global_rank, trainer.world_size
+        # ZeRO-3 gathers each module's weights inside every forward, a collective: all ranks must make
+        # the same calls, so each plays every question in lockstep (greedy decoding keeps them equal),
+        # at world_size times the compute. Otherwise each rank plays a disjoint shard.
+        lockstep = _zero3(trainer)
+        rank, world = (0, 1) if lockstep else (trainer.global_rank, trainer.world_size)
         out: dict[str, float] = {}
         was_training = model.training
         model.eval()
@@ -104,7 +110,6 @@ class RolloutValidation(Callback):
                 start = time.perf_counter()
                 with (
                     torch.no_grad(),
-                    _gathered_for_generation(trainer, model),
                     _progress(trainer, f"rollouts {task_name}", len(examples)) as report,
                 ):
                     trajs = run_rollouts(
@@ -114,11 +119,11 @@ class RolloutValidation(Callback):
                         source=f"rollout-validation step {trainer.global_step}",
                     )  # fmt: skip
                 seconds = time.perf_counter() - start
-                metrics = RolloutMetrics()
+                metrics = RolloutMetrics(sync_on_compute=not lockstep)
                 metrics.update(trajs)
-                values = {k: float(v) for k, v in metrics.compute().items()}  # syncs across ranks
+                values = {k: float(v) for k, v in metrics.compute().items()}  # summed over ranks' shards
                 values["rollout_seconds"] = _max_over_ranks(seconds)
-                path = self._write(trainer, task_name, _gather(trajs), tag)
+                path = self._write(trainer, task_name, trajs if lockstep else _gather(trajs), tag)
                 prefix = "val/" if len(self.tasks) == 1 else f"val/{task_name}/"
                 out.update({f"{prefix}{k}": v for k, v in values.items() if k != "episodes"})
                 self.history.append(
@@ -159,7 +164,7 @@ class RolloutValidation(Callback):
         self.history, self._validations = state["history"], state["validations"]
 
 
-def print_fit_summary(trainer: pl.Trainer, history: list[dict[str, Any]], seconds: float) -> None:
+def print_fit_summary(trainer: pl.Trainer, history: list[dict[str, Any]], seconds: float, log_dir: str | None) -> None:
     """The end-of-run summary: rollout EM before and after training, time, where things are."""
     from rich.console import Console
     from rich.table import Table
@@ -178,7 +183,7 @@ def print_fit_summary(trainer: pl.Trainer, history: list[dict[str, Any]], second
     ckpt = trainer.checkpoint_callback
     if ckpt is not None:
         console.print(f"checkpoints: last {ckpt.last_model_path or '-'}; best {ckpt.best_model_path or '-'}")
-    console.print(f"logs and metrics: {trainer.log_dir}")
+    console.print(f"logs and metrics: {log_dir}")
 
 
 def _distributed() -> bool:
@@ -202,20 +207,9 @@ def _max_over_ranks(value: float) -> float:
     return float(t)
 
 
-@contextlib.contextmanager
-def _gathered_for_generation(trainer: pl.Trainer, model: torch.nn.Module):
-    """Under ZeRO-3 each rank holds a shard of every weight: gather them so that every rank can
-    generate independently (ranks stop at different steps, so per-forward gathers would hang).
-    Costs one full copy of the model per rank for the duration of the rollouts."""
-    strategy = trainer.strategy
-    config = getattr(strategy, "config", None) or {}
-    if config.get("zero_optimization", {}).get("stage") == 3:
-        import deepspeed
-
-        with deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None):
-            yield
-    else:
-        yield
+def _zero3(trainer: pl.Trainer) -> bool:
+    config = getattr(trainer.strategy, "config", None) or {}
+    return config.get("zero_optimization", {}).get("stage") == 3
 
 
 @contextlib.contextmanager

@@ -13,8 +13,8 @@ class RolloutMetrics(Metric):
 
     full_state_update = False
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
         for name in ("em", "f1", "turns", "turns_sq", "format_errors", "episodes"):
             self.add_state(name, default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
 
