@@ -83,7 +83,9 @@ def main() -> None:
         [t.action for t in a.turns] != [t.action for t in b.turns] or a.prediction != b.prediction
         for a, b in zip(fast_trajs, ref_trajs)
     )
-    print(f"final answers differing from the reference: {answers_differ}/{n}; episodes differing: {episodes_differ}/{n}")
+    print(
+        f"final answers differing from the reference: {answers_differ}/{n}; episodes differing: {episodes_differ}/{n}"
+    )
     print(
         f"rollout_throughput: ratio={ref_s / fast_s:.2f} questions/min, fireact engine ({args.slots} slots) over "
         f"one-at-a-time HF generate ({n} questions, {args.dtype} greedy, {answers_differ} answers differ)"

@@ -41,9 +41,7 @@ def test_slot_kv_reuse_rollback_and_prefix_copy_match_full_forward(tiny):
         torch.testing.assert_close(logits[row], _plain_last_logits(tiny.model, ids), atol=1e-4, rtol=1e-4)
     # decode one token on a subset of rows, then roll slot 0 back into its prompt and branch off
     s1.feed = [7]
-    torch.testing.assert_close(
-        eng._forward([s1])[0], _plain_last_logits(tiny.model, b + [7]), atol=1e-4, rtol=1e-4
-    )
+    torch.testing.assert_close(eng._forward([s1])[0], _plain_last_logits(tiny.model, b + [7]), atol=1e-4, rtol=1e-4)
     branch = a[:45] + [11, 12, 13]
     eng._start_turn(s0, branch)
     assert s0.stored == a[:45] and s0.feed == [11, 12, 13]
