@@ -115,7 +115,7 @@ class SlotCache(Cache):
             layer.copy_prefix(src, dsts, n)
 
 
-@dataclass
+@dataclass(eq=False)
 class _Slot:
     index: int
     ex_index: int = -1
@@ -154,9 +154,9 @@ class ContinuousBatcher:
     def _forward(self, slots: list[_Slot]) -> torch.Tensor:
         """Run each slot's `feed` tokens (left-padded to a common width); returns last-token logits."""
         st = self.cache.state
-        q = max(len(s.feed) for s in slots)
+        q = max(len(s.feed) for s in slots)  # (at least one slot feeds tokens)
         n = len(slots)
-        kv_len = max(len(s.stored) + len(s.feed) for s in slots)
+        kv_len = max(len(s.stored) + len(s.feed) for s in slots if s.feed)
         self.cache.ensure_capacity(kv_len)
         trash = st.capacity - 1
         ids = torch.full((n, q), self.lm.pad_id, dtype=torch.long)
@@ -164,6 +164,8 @@ class ContinuousBatcher:
         write = torch.full((n, q), trash, dtype=torch.long)
         for r, s in enumerate(slots):
             m, start = len(s.feed), len(s.stored)
+            if not m:  # an idle row in a whole-batch step: pads only (written to the trash index)
+                continue
             ids[r, q - m :] = torch.tensor(s.feed)
             pos[r, q - m :] = torch.arange(start, start + m)
             write[r, q - m :] = pos[r, q - m :]
@@ -230,12 +232,24 @@ class ContinuousBatcher:
             if not live:
                 return
             self._share_prefixes(fresh)
-            prefill = [s for s in live if len(s.feed) > 1]
-            decode = [s for s in live if len(s.feed) == 1]
-            for group in (prefill, decode):
+            for phase in ("prefill", "decode"):
+                group = [s for s in slots if s.episode is not None and (len(s.feed) > 1) == (phase == "prefill")]
                 if not group:
                     continue
-                logits = self._forward(group)
+                if phase == "decode" and len(group) >= self.slots // 2:
+                    # all rows, idle ones fed nothing: no gather/copy of the KV rows
+                    in_group = {s.index for s in group}
+                    held = {s.index: s.feed for s in slots if s.index not in in_group}
+                    for s in slots:
+                        if s.index in held:
+                            s.feed = []
+                    logits = self._forward(slots)
+                    for s in slots:
+                        if s.index in held:
+                            s.feed = held[s.index]
+                    logits = logits[[s.index for s in group]]
+                else:
+                    logits = self._forward(group)
                 if temperature > 0:
                     probs = torch.softmax(logits.float() / temperature, dim=-1)
                     nxt = torch.multinomial(probs, 1)[:, 0].tolist()
