@@ -57,15 +57,15 @@ def step_flops(batch, n_body: int, n_head: int, n_lora: int, layers: int, d_attn
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="4 timed steps, batch 2, reference vs packed only")
+    p.add_argument("--quick", action="store_true", help="3 timed steps, reference vs packed only")
     p.add_argument("--steps", type=int, default=None, help="timed optimizer steps per variant (after 1 warm-up)")
     p.add_argument("--batch-size", type=int, default=None, help="trajectories (packed: rows) per step")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--source", default="finetune/alpaca_format/hotpotqa_multimethod.json")
     args = p.parse_args()
-    steps = args.steps or (4 if args.quick else 10)
-    bs = args.batch_size or (2 if args.quick else 4)
+    steps = args.steps or (3 if args.quick else 10)
+    bs = args.batch_size or 4
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
     import torch
@@ -73,9 +73,9 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from machine import matmul_flops
 
-    from fireact.data.batching import PlannedBatches, model_inputs, padding_fraction, random_batches
+    from fireact.data.batching import model_inputs, padding_fraction, random_batches
     from fireact.data.paths import resolve_data_dir
-    from fireact.modules.datamodule import TrajectoryDataModule
+    from fireact.modules.datamodule import PlannedBatches, TrajectoryDataModule
     from fireact.modules.lm_module import FireActLM
 
     torch.set_num_threads(args.threads)
