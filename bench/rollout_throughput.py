@@ -19,7 +19,7 @@ import time
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="24 questions (the default is 64)")
+    p.add_argument("--quick", action="store_true", help="16 questions (the default is 64)")
     p.add_argument("--n", type=int, default=None, help="dev questions (the paper's selection, seed 233)")
     p.add_argument("--model", default="smollm2-135m")
     p.add_argument("--few-shot", type=int, default=2)
@@ -30,7 +30,7 @@ def main() -> None:
     p.add_argument("--with-batched", action="store_true", help="also time the per-round batched generate path")
     p.add_argument("--data-dir", default=None)
     args = p.parse_args()
-    n = args.n or (24 if args.quick else 64)
+    n = args.n or (16 if args.quick else 64)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
     import torch
