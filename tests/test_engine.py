@@ -89,9 +89,14 @@ def test_real_smollm2_few_shot_multi_turn_equal_one_at_a_time(smollm2_dir, data_
     tool = SnapshotSearch(snapshot_path(data_dir))
     pool = default_exemplar_pool(data_dir, task.name)
     kw = dict(few_shot=2, exemplar_pool=pool, max_turns=3)
-    fast = run_rollouts(HFLM(smollm2_dir, dtype=torch.float32), tool, task, examples, batch_size=3, **kw)
-    ref_lm = HFLM(smollm2_dir, dtype=torch.float32, batch_size=1, prefix_cache=False, continuous=False)
-    ref = run_rollouts(ref_lm, tool, task, examples, batch_size=1, **kw)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # on a busy 2-core box 2 threads make small decode steps ~30x slower
+    try:
+        fast = run_rollouts(HFLM(smollm2_dir, dtype=torch.float32), tool, task, examples, batch_size=3, **kw)
+        ref_lm = HFLM(smollm2_dir, dtype=torch.float32, batch_size=1, prefix_cache=False, continuous=False)
+        ref = run_rollouts(ref_lm, tool, task, examples, batch_size=1, **kw)
+    finally:
+        torch.set_num_threads(threads)
     assert any(len(t.turns) > 1 for t in ref)  # KV reuse across turns is exercised
     assert [[t.action for t in x.turns] for x in fast] == [[t.action for t in y.turns] for y in ref]
     assert [x.prediction for x in fast] == [y.prediction for y in ref]
