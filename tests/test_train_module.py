@@ -59,3 +59,33 @@ def test_bad_settings_are_clear_errors(tiny_model_dir, tmp_path):
         FireActLM(model=tiny_model_dir, lora_target_modules=["no_such_proj"]).configure_model()
     with pytest.raises(FireactError, match="cannot load"):
         FireActLM(model=str(tmp_path / "missing")).configure_model()
+
+
+@pytest.mark.parametrize("finetune", ["lora", "full"])
+def test_head_on_trained_positions_gives_the_hf_loss_and_grads(tiny_model_dir, finetune):
+    from fireact.data.batching import collate
+
+    module = FireActLM(model=tiny_model_dir, finetune=finetune, lora_r=4, lora_dropout=0.0)
+    module.configure_model()
+    module.model.eval()
+    g = torch.Generator().manual_seed(0)
+    ids = [torch.randint(5, 500, (n,), generator=g).numpy() for n in (9, 6, 12)]
+    labels = [x.copy() for x in ids]
+    for lab in labels:
+        lab[: len(lab) // 2] = -100  # the prompt half is masked
+    for packed in (False, True):
+        batch = collate(ids, labels, [[0, 1], [2]] if packed else [[0], [1], [2]], 0, packed)
+        batch = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids", "labels")}
+        module.hparams.head_on_trained_only = False
+        assert module._backbone_and_head() is not None
+        module.zero_grad()
+        plain = module(batch)
+        plain.backward()
+        plain_grads = [p.grad.clone() for p in module.parameters() if p.requires_grad]
+        module.hparams.head_on_trained_only = True
+        module.zero_grad()
+        fast = module(batch)
+        fast.backward()
+        torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-5)
+        for a, b in zip((p.grad for p in module.parameters() if p.requires_grad), plain_grads):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)

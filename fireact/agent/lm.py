@@ -198,10 +198,12 @@ class HFLM:
         threads: int | None = None,
         prefix_cache: bool = True,
         min_prefix: int = 64,
+        continuous: bool = True,
     ):
         import torch
 
         self.prefix_cache, self.min_prefix = prefix_cache, min_prefix
+        self.continuous = continuous  # run_rollouts uses the continuous-batching engine (engine.py)
         self._prefix_key: tuple[int, ...] | None = None
         self._prefix_kv: Any = None
 
@@ -359,6 +361,6 @@ def make_lm(spec: str, **kw: Any) -> LM:
         keys = ("base_url", "concurrency", "requests_per_minute", "max_retries", "timeout")
         return OpenAILM(target, **{k: v for k, v in kw.items() if k in keys and v is not None})
     if kind == "hf":
-        keys = ("adapter", "batch_size", "dtype", "threads", "prefix_cache")
+        keys = ("adapter", "batch_size", "dtype", "threads", "prefix_cache", "continuous")
         return HFLM(target, **{k: v for k, v in kw.items() if k in keys and v is not None}, name=spec)
     raise FireactError(f"--lm {spec!r}: unknown backend {kind!r}; use openai:MODEL or hf:PATH_OR_NAME")

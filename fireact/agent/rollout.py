@@ -1,7 +1,8 @@
 """Run many agent episodes against an LM and a search tool; returns scored Trajectory records.
 
-Batched backends (HFLM) advance all live episodes one round per batched generate call, and a slot
-is refilled with the next question as soon as its episode ends. Remote backends (OpenAILM) run
+Local HF models (HFLM, continuous=True) run in `engine.py`'s decode loop: continuous batching with
+each episode's KV kept across turns. Other batched backends (and HFLM(continuous=False)) advance all
+live episodes one round per batched generate call, refilling a slot when its episode ends. Remote backends (OpenAILM) run
 each episode in its own worker thread, so a slow request never holds up the others.
 """
 
@@ -122,7 +123,11 @@ def run_rollouts(
         if report is not None:
             report(0, len(examples))
         stop = should_stop or (lambda: False)
-        if lm.batched:
+        if getattr(lm, "continuous", False):
+            from fireact.agent.engine import run_continuous
+
+            run_continuous(lm, tools, spec, temperature, examples, new_episode, finish, batch_size, stop)
+        elif lm.batched:
             _run_batched(lm, tools, spec, temperature, examples, new_episode, finish, batch_size, stop)
         else:
             _run_threaded(lm, tools, spec, temperature, examples, new_episode, finish, batch_size, stop)

@@ -1,0 +1,285 @@
+"""Continuous-batching decode loop for local HF models: each slot keeps its episode's KV across turns.
+
+`run_rollouts` with an HFLM plays episodes here instead of one batched `generate` call per round:
+- token-level continuous batching: a slot whose turn ends calls the tool and goes on at once, and a
+  slot whose episode ends takes the next question at the next step (no waiting for the batch);
+- KV reuse across turns and episodes: every slot stores the KV of the tokens it has seen; the next
+  prompt is re-rendered and tokenized in full (exactly what one-at-a-time generation would see), its
+  longest common prefix with the stored tokens is kept, and only the rest is fed. The few-shot
+  prefix is prefilled once and copied to the slots that share it.
+
+Rows live in one preallocated buffer per layer ([slots, kv heads, capacity, head dim]); row r's
+token at position p is stored at index p, so rolling back is just forgetting a length, and a 4D
+mask tells every query which stored keys are its own past. Greedy output equals one-at-a-time
+generation up to fp rounding of different batch shapes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from transformers.cache_utils import Cache, CacheLayerMixin
+
+from fireact.agent.lm import Completion, truncate_at_stop
+from fireact.agent.parsing import cut_after_action
+
+
+class _SlotState:
+    """What the layers need for the current forward: which rows, where to write, how far to read."""
+
+    def __init__(self, slots: int, capacity: int):
+        self.slots, self.capacity = slots, capacity
+        self.rows: torch.Tensor | None = None  # None: all rows (no gather)
+        self.write_pos: torch.Tensor | None = None  # [n, q]; pads write to the trash index capacity-1
+        self.kv_len = 0
+
+
+class _SlotLayer(CacheLayerMixin):
+    is_compileable = False
+    is_sliding = False
+
+    def __init__(self, state: _SlotState):
+        super().__init__()
+        self.state = state
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        _, h, _, d = key_states.shape
+        shape = (self.state.slots, h, self.state.capacity, d)
+        self.keys = torch.zeros(shape, dtype=key_states.dtype, device=key_states.device)
+        self.values = torch.zeros(shape, dtype=value_states.dtype, device=value_states.device)
+        self.is_initialized = True
+
+    def grow(self, capacity: int) -> None:
+        if self.keys is None or self.keys.shape[2] >= capacity:
+            return
+        b, h, old, d = self.keys.shape
+        for name in ("keys", "values"):
+            t = getattr(self, name)
+            new = torch.zeros((b, h, capacity, d), dtype=t.dtype, device=t.device)
+            new[:, :, : old - 1] = t[:, :, : old - 1]
+            setattr(self, name, new)
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        st = self.state
+        n, h, q, d = key_states.shape
+        if st.rows is None:
+            idx = st.write_pos[:, None, :, None].expand(n, h, q, d)
+            self.keys.scatter_(2, idx, key_states)
+            self.values.scatter_(2, idx, value_states)
+            return self.keys[:, :, : st.kv_len], self.values[:, :, : st.kv_len]
+        rows = st.rows[:, None]
+        self.keys[rows, :, st.write_pos] = key_states.transpose(1, 2)
+        self.values[rows, :, st.write_pos] = value_states.transpose(1, 2)
+        return self.keys[st.rows, :, : st.kv_len], self.values[st.rows, :, : st.kv_len]
+
+    def copy_prefix(self, src: int, dsts: list[int], n: int) -> None:
+        if self.keys is not None:
+            self.keys[dsts, :, :n] = self.keys[src, :, :n]
+            self.values[dsts, :, :n] = self.values[src, :, :n]
+
+    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+        return self.state.kv_len, 0
+
+    def get_seq_length(self) -> int:
+        return self.state.kv_len
+
+    def get_max_length(self) -> int:
+        return self.state.capacity
+
+
+class SlotCache(Cache):
+    """One KV row per slot, written at each token's own position (see module docstring)."""
+
+    def __init__(self, num_layers: int, slots: int, capacity: int = 2048):
+        self.state = _SlotState(slots, capacity)
+        super().__init__(layers=[_SlotLayer(self.state) for _ in range(num_layers)])
+
+    def ensure_capacity(self, needed: int) -> None:
+        if needed + 1 <= self.state.capacity:
+            return
+        cap = self.state.capacity
+        while cap < needed + 1:
+            cap *= 2
+        for layer in self.layers:
+            layer.grow(cap)
+        self.state.capacity = cap
+
+    def copy_prefix(self, src: int, dsts: list[int], n: int) -> None:
+        for layer in self.layers:
+            layer.copy_prefix(src, dsts, n)
+
+
+@dataclass(eq=False)
+class _Slot:
+    index: int
+    ex_index: int = -1
+    episode: Any = None
+    stored: list[int] = field(default_factory=list)  # tokens whose KV row `index` holds, in order
+    feed: list[int] = field(default_factory=list)  # tokens to run next (a prompt suffix or one new token)
+    generated: list[int] = field(default_factory=list)
+    prompt_tokens: int = 0
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class ContinuousBatcher:
+    """Plays episodes on `slots` KV rows of an HFLM's model (greedy or sampled)."""
+
+    def __init__(self, lm: Any, slots: int, min_shared_prefix: int = 32):
+        self.lm, self.slots, self.min_shared_prefix = lm, max(1, slots), min_shared_prefix
+        self.model, self.tok = lm.model, lm.tokenizer
+        self.device = next(self.model.parameters()).device
+        eos = lm.eos_ids
+        self.eos = set(eos if isinstance(eos, list) else [eos]) - {None}
+        config = self.model.config
+        config = getattr(config, "get_text_config", lambda: config)()
+        self.cache = SlotCache(config.num_hidden_layers, self.slots)
+        self.forward_calls = 0
+
+    def _ids(self, prompt) -> list[int]:
+        return self.tok(self.lm.render(prompt), add_special_tokens=False)["input_ids"]
+
+    def _forward(self, slots: list[_Slot]) -> torch.Tensor:
+        """Run each slot's `feed` tokens (left-padded to a common width); returns last-token logits."""
+        st = self.cache.state
+        q = max(len(s.feed) for s in slots)  # (at least one slot feeds tokens)
+        n = len(slots)
+        kv_len = max(len(s.stored) + len(s.feed) for s in slots if s.feed)
+        self.cache.ensure_capacity(kv_len)
+        trash = st.capacity - 1
+        ids = torch.full((n, q), self.lm.pad_id, dtype=torch.long)
+        pos = torch.zeros((n, q), dtype=torch.long)
+        write = torch.full((n, q), trash, dtype=torch.long)
+        for r, s in enumerate(slots):
+            m, start = len(s.feed), len(s.stored)
+            if not m:  # an idle row in a whole-batch step: pads only (written to the trash index)
+                continue
+            ids[r, q - m :] = torch.tensor(s.feed)
+            pos[r, q - m :] = torch.arange(start, start + m)
+            write[r, q - m :] = pos[r, q - m :]
+        # a query sees the stored keys up to its own position; pad queries see key 0 only (no NaN rows)
+        mask = torch.arange(kv_len)[None, None, :] <= pos[:, :, None]
+        whole = n == self.slots and all(s.index == r for r, s in enumerate(slots))
+        st.rows = None if whole else torch.tensor([s.index for s in slots], dtype=torch.long, device=self.device)
+        st.write_pos, st.kv_len = write.to(self.device), kv_len
+        with torch.no_grad():
+            out = self.model(
+                input_ids=ids.to(self.device),
+                attention_mask=mask[:, None].to(self.device),
+                position_ids=pos.to(self.device),
+                past_key_values=self.cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
+        self.forward_calls += 1
+        for s in slots:
+            s.stored += s.feed
+            s.feed = []
+        return out.logits[:, -1, :]
+
+    def _start_turn(self, s: _Slot, ids: list[int]) -> None:
+        keep = min(_common_prefix(s.stored, ids), len(ids) - 1)  # feed at least one token
+        del s.stored[keep:]
+        s.feed, s.generated, s.prompt_tokens = ids[keep:], [], len(ids)
+
+    def _share_prefixes(self, fresh: list[_Slot]) -> None:
+        """Prefill the prompt prefix shared by fresh slots once on one row and copy it to the rest."""
+        if len(fresh) < 2:
+            return
+        full = [s.stored + s.feed for s in fresh]
+        common = min(len(x) for x in full) - 1
+        for x in full[1:]:
+            common = min(common, _common_prefix(full[0], x))
+        kept = max(len(s.stored) for s in fresh)
+        if common - kept < self.min_shared_prefix:
+            return
+        donor = max(fresh, key=lambda s: len(s.stored))
+        donor_ids = donor.stored + donor.feed
+        donor.feed = donor_ids[len(donor.stored) : common]
+        self._forward([donor])
+        donor.feed = donor_ids[common:]
+        others = [s for s in fresh if s is not donor]
+        self.cache.copy_prefix(donor.index, [s.index for s in others], common)
+        for s in others:
+            ids = s.stored + s.feed
+            s.stored, s.feed = ids[:common], ids[common:]
+
+    def run(self, tools, spec, temperature, examples, new_episode, finish, stop) -> None:
+        pending = deque(enumerate(examples))
+        slots = [_Slot(i) for i in range(self.slots)]
+        stop_strings, max_tokens, after_action = spec.stop, spec.max_tokens, spec.stop_after_action
+        while True:
+            fresh = []
+            for s in slots:
+                if s.episode is None and pending and not stop():
+                    s.ex_index, ex = pending.popleft()
+                    s.episode = new_episode(ex)
+                    self._start_turn(s, self._ids(s.episode.prompt()))
+                    fresh.append(s)
+            live = [s for s in slots if s.episode is not None]
+            if not live:
+                return
+            self._share_prefixes(fresh)
+            for phase in ("prefill", "decode"):
+                group = [s for s in slots if s.episode is not None and (len(s.feed) > 1) == (phase == "prefill")]
+                if not group:
+                    continue
+                if phase == "decode" and len(group) >= self.slots // 2:
+                    # all rows, idle ones fed nothing: no gather/copy of the KV rows
+                    in_group = {s.index for s in group}
+                    held = {s.index: s.feed for s in slots if s.index not in in_group}
+                    for s in slots:
+                        if s.index in held:
+                            s.feed = []
+                    logits = self._forward(slots)
+                    for s in slots:
+                        if s.index in held:
+                            s.feed = held[s.index]
+                    logits = logits[[s.index for s in group]]
+                else:
+                    logits = self._forward(group)
+                if temperature > 0:
+                    probs = torch.softmax(logits.float() / temperature, dim=-1)
+                    nxt = torch.multinomial(probs, 1)[:, 0].tolist()
+                else:
+                    nxt = logits.argmax(dim=-1).tolist()
+                for s, t in zip(group, nxt):
+                    self._advance(s, t, stop_strings, max_tokens, after_action, tools, finish)
+
+    def _advance(self, s: _Slot, token: int, stop_strings, max_tokens, after_action, tools, finish) -> None:
+        s.generated.append(token)
+        over = token in self.eos or len(s.generated) >= max_tokens
+        if not over:
+            text = self.tok.decode(s.generated, skip_special_tokens=True)
+            over = any(x in text for x in stop_strings) or (after_action and cut_after_action(text) is not None)
+        if not over:
+            s.feed = [token]
+            return
+        text = self.tok.decode(s.generated, skip_special_tokens=True)
+        c = Completion(truncate_at_stop(text, stop_strings, after_action), s.prompt_tokens, len(s.generated))
+        ep = s.episode
+        ep.feed(c, tools)
+        if ep.done:
+            finish(s.ex_index, ep)
+            s.episode, s.feed = None, []
+        else:
+            self._start_turn(s, self._ids(ep.prompt()))
+
+
+def run_continuous(lm, tools, spec, temperature, examples, new_episode, finish, batch_size, stop) -> float:
+    """`run_rollouts`' batched path for HFLM; returns the seconds spent."""
+    t = time.perf_counter()
+    ContinuousBatcher(lm, batch_size).run(tools, spec, temperature, examples, new_episode, finish, stop)
+    return time.perf_counter() - t
