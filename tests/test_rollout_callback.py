@@ -134,22 +134,31 @@ def test_callback_used_the_lora_weights(lora_run, capsys):
     assert key(base_only) != key(read_trajectories(lora_run["cb"].history[-1]["file"]))
 
 
-@pytest.mark.slow
-def test_callback_under_ddp_equals_single_process(lora_run, capsys, tmp_path):
-    """2 CPU processes (gloo): each rank plays a disjoint shard, metrics are summed across ranks."""
-    run = lora_run
-    config = {
+def two_process_config(run: dict, out: Path, trainer: dict, val_size: int) -> dict:
+    """A `python -m fireact.train` config: 2 CPU processes, the tiny LoRA model, the callback."""
+    callback = {
+        "class_path": "fireact.modules.rollout_callback.RolloutValidation",
+        "init_args": {**ROLLOUT_ARGS, "data_dir": str(run["world"])},
+    }
+    return {
         "trainer": {
-            "accelerator": "cpu", "devices": 2, "strategy": "ddp", "enable_progress_bar": False, "default_root_dir": str(tmp_path),
-            "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(tmp_path), "name": "ddp"}},
-            "callbacks": [{"class_path": "fireact.modules.rollout_callback.RolloutValidation", "init_args": {**ROLLOUT_ARGS, "data_dir": str(run["world"])}}],
+            "accelerator": "cpu", "devices": 2, "enable_progress_bar": False, "default_root_dir": str(out), "callbacks": [callback],
+            "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(out), "name": "run"}},
+            **trainer,
         },
         "model": {"model": run["base"], "finetune": "lora", "lora_r": 8, "lora_alpha": 16},
         "data": {
             "class_path": "fireact.modules.datamodule.TrajectoryDataModule",
-            "init_args": {"sources": [str(run["world"] / "synthetic/expert_train.jsonl")], "val_size": 2, "batch_size": 2, "data_dir": str(run["world"])},
+            "init_args": {"sources": [str(run["world"] / "synthetic/expert_train.jsonl")], "val_size": val_size, "batch_size": 2, "data_dir": str(run["world"])},
         },
     }  # fmt: skip
+
+
+@pytest.mark.slow
+def test_callback_under_ddp_equals_single_process(lora_run, capsys, tmp_path):
+    """2 CPU processes (gloo): each rank plays a disjoint shard, metrics are summed across ranks."""
+    run = lora_run
+    config = two_process_config(run, tmp_path, {"strategy": "ddp"}, val_size=2)
     (tmp_path / "ddp.yaml").write_text(json.dumps(config))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     cmd = [
@@ -180,20 +189,12 @@ def test_callback_under_zero3_gathers_weights_for_generation(lora_run, capsys, t
     """ZeRO-3 shards every weight across 2 processes; the callback gathers them to generate. Before
     training the LoRA adapter is zero, so the rollouts must equal `fireact eval` of the base model."""
     run = lora_run
-    config = {
-        "trainer": {
-            "accelerator": "cpu", "devices": 2, "max_steps": 1, "limit_val_batches": 0, "enable_progress_bar": False,
-            "enable_checkpointing": False, "default_root_dir": str(tmp_path),
-            "strategy": {"class_path": "fireact.modules.deepspeed_cpu.DeepSpeedCPUStrategy", "init_args": {"stage": 3, "exclude_frozen_parameters": True}},
-            "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(tmp_path), "name": "zero3"}},
-            "callbacks": [{"class_path": "fireact.modules.rollout_callback.RolloutValidation", "init_args": {**ROLLOUT_ARGS, "data_dir": str(run["world"])}}],
-        },
-        "model": {"model": run["base"], "finetune": "lora", "lora_r": 8, "lora_alpha": 16},
-        "data": {
-            "class_path": "fireact.modules.datamodule.TrajectoryDataModule",
-            "init_args": {"sources": [str(run["world"] / "synthetic/expert_train.jsonl")], "val_size": 0, "batch_size": 2, "data_dir": str(run["world"])},
-        },
-    }  # fmt: skip
+    zero3 = {
+        "class_path": "fireact.modules.deepspeed_cpu.DeepSpeedCPUStrategy",
+        "init_args": {"stage": 3, "exclude_frozen_parameters": True},
+    }
+    trainer = {"strategy": zero3, "max_steps": 1, "limit_val_batches": 0, "enable_checkpointing": False}
+    config = two_process_config(run, tmp_path, trainer, val_size=0)
     (tmp_path / "zero3.yaml").write_text(json.dumps(config))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "fireact.train", "fit", "--config", str(tmp_path / "zero3.yaml")]
