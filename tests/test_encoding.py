@@ -86,14 +86,11 @@ def test_reward_line_dropped_even_if_present(tokenizer):
         assert "Observation: A is who." in text
 
 
+TWO_TURNS = Trajectory("Q?", "x", "hotpotqa", "react", [Turn("t1", "search[a]", "o1"), Turn("t2", "finish[x]")])
+
+
 def test_chat_render_is_the_gpt_format_conversation(tokenizer):
-    traj = Trajectory(
-        question="Q?",
-        answer="x",
-        task="hotpotqa",
-        method="react",
-        turns=[Turn("t1", "search[a]", "o1"), Turn("t2", "finish[x]")],
-    )
+    traj = TWO_TURNS
     text, spans = render(traj, tokenizer, "chat")
     expected = tokenizer.apply_chat_template(
         [
@@ -113,13 +110,7 @@ def test_chat_render_is_the_gpt_format_conversation(tokenizer):
 
 
 def test_alpaca_render(tokenizer):
-    traj = Trajectory(
-        question="Q?",
-        answer="x",
-        task="hotpotqa",
-        method="react",
-        turns=[Turn("t1", "search[a]", "o1"), Turn("t2", "finish[x]")],
-    )
+    traj = TWO_TURNS
     text, spans = render(traj, tokenizer, "alpaca")
     assert text == (
         "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n"
