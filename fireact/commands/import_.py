@@ -10,8 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fireact.commands.common import add_data_dir, data_dir
-from fireact.data.fireact_format import file_task, label_tasks, read_fireact_file
-from fireact.data.sources import task_questions
+from fireact.data.sources import load_source, task_questions
 from fireact.data.tasks import TASKS
 from fireact.data.trajectory import write_trajectories
 
@@ -25,11 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     known = task_questions(data_dir(args))
-    records = []
-    for path in args.files:
-        recs = read_fireact_file(path)
-        label_tasks(recs, known, args.task or file_task(path, list(TASKS)))
-        records += recs
+    records = [r for path in args.files for r in load_source(path, known, args.task).trajectories]
     n = write_trajectories(args.out, records)
     counts = Counter((r.task, r.method) for r in records)
     table = Table(title=f"imported {n} trajectories -> {args.out}")

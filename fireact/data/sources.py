@@ -59,9 +59,9 @@ class Source:
     trajectories: list[Trajectory]
 
 
-def load_source(path: Path, known_questions: dict[str, set[str]] | None = None) -> Source:
-    """Read one file; records without a task (FireAct files) are labelled as `fireact import` does."""
+def load_source(path: Path, known_questions: dict[str, set[str]] | None = None, task: str | None = None) -> Source:
+    """Read one file; records without a task (FireAct files) get `task`, or an inferred one."""
     records = read_any(path)
     if any(not r.task for r in records):
-        label_tasks(records, known_questions or {}, file_task(path, list(TASKS)))
+        label_tasks(records, known_questions or {}, task or file_task(path, list(TASKS)))
     return Source(path, sha256_file(path), records)
