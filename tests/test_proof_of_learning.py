@@ -6,11 +6,16 @@ questions, its own search snapshot); the dev people never appear in training, so
 learn the procedure (search the person, then the city, then finish with the country), not answers.
 The model is the real SmolLM2-135M: a tiny random model does not learn to copy entity codes from
 observations in a test's time on 2 CPU cores (tried: format learned after ~120 steps, copying not).
-Each guarded failure was provoked once while developing: training on observations, scoring the
-callback against the wrong gold, and validating without the LoRA weights each fail this test.
+Two dev questions carry a deliberately wrong gold answer, so a finished episode is not always a
+correct one and a callback that scored "finished" as EM would disagree with the recount.
+Each guarded failure was provoked once while developing (docs/reproduction.md): labels on every
+token (observations included), EM counted as "finished", and rollouts with the adapter disabled
+each fail this test.
 """
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
@@ -33,6 +38,11 @@ def test_training_teaches_the_agent(tmp_path, smollm2_dir):
     from fireact.modules.rollout_callback import RolloutValidation
 
     world = write_world(tmp_path / "world", n_people=60, n_dev=12, seed=7)
+    dev_file = world / "synthetic/dev.json"
+    dev = json.loads(dev_file.read_text())
+    for q in dev[-2:]:
+        q["answer"] = "nowhere"  # unreachable: the best agent scores 10/12
+    dev_file.write_text(json.dumps(dev))
     pl.seed_everything(0)
     dm = TrajectoryDataModule(
         tokenizer=smollm2_dir, sources=[str(world / "synthetic/expert_train.jsonl")], format="alpaca",

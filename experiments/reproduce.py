@@ -1,0 +1,147 @@
+"""Small-scale reproduction of FireAct's HotpotQA settings with SmolLM2-135M on a CPU (issue 7).
+
+On the first N questions of the paper's HotpotQA dev selection (Random(233)), offline snapshot search,
+greedy decoding, ReAct format, SmolLM2-135M-Instruct:
+  a  few-shot ReAct prompting (2 GPT-4 exemplars)           (paper Table 2, "ReAct" prompting)
+  b  zero-shot ReAct prompting                              (the untuned model without exemplars)
+  c  FireAct: LoRA on the 500 HotpotQA ReAct trajectories   (configs/repro/smollm2_hotpotqa_react.yaml)
+  d  FireAct: LoRA on the multi-method HotpotQA mix         (configs/repro/smollm2_hotpotqa_multimethod.yaml)
+  e  c and d with noisy search: with p=0.5 the tool answers "None" or a random earlier observation
+     (paper Table 4)
+
+Every step runs the public CLI in a subprocess. The command, wall time and result of each step go to
+OUT/steps.json; finished steps are skipped on a rerun, so an interrupted run resumes. The report
+(OUT/results.md and OUT/em_by_setting.png) is rebuilt from steps.json at the end.
+
+    python experiments/reproduce.py [--n 100] [--threads 2] [--concurrency 32] [--only a b c ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+OUT = Path("runs/repro")  # the training configs write under here too
+PY = [sys.executable, "-m"]
+TRAINED = {"c": "react", "d": "multimethod"}  # setting -> configs/repro/smollm2_hotpotqa_<name>.yaml
+SETTINGS = {  # name -> (label, adapter run, extra eval args)
+    "a": ("few-shot ReAct prompting (2-shot)", None, ["--few-shot", "2"]),
+    "b": ("zero-shot ReAct prompting", None, []),
+    "c": ("FireAct: 500 HotpotQA ReAct", "react", []),
+    "d": ("FireAct: HotpotQA ReAct+CoT+Reflexion", "multimethod", []),
+    "e-c-none": ("(c) + noise: None", "react", ["--noise", "nothing"]),
+    "e-c-random": ("(c) + noise: random", "react", ["--noise", "random"]),
+    "e-d-none": ("(d) + noise: None", "multimethod", ["--noise", "nothing"]),
+    "e-d-random": ("(d) + noise: random", "multimethod", ["--noise", "random"]),
+}
+
+
+def load_steps() -> dict:
+    path = OUT / "steps.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def run_step(steps: dict, name: str, cmd: list[str], done: Path) -> dict:
+    """Run `cmd` unless `done` exists; record the command line, wall time and the last JSON line printed."""
+    if name in steps and done.exists():
+        return steps[name]
+    print(f"[{name}] {shlex.join(cmd)}", flush=True)
+    start = time.monotonic()
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+    if proc.returncode != 0 or not done.exists():
+        sys.exit(f"[{name}] failed with exit code {proc.returncode}: {shlex.join(cmd)}")
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    steps[name] = {
+        "cmd": shlex.join(["python", *cmd[1:]]),
+        "seconds": round(time.monotonic() - start, 1),
+        "result": json.loads(lines[-1]) if lines else None,
+    }
+    (OUT / "steps.json").write_text(json.dumps(steps, indent=1))
+    return steps[name]
+
+
+def adapter_dir(run: str) -> Path:
+    return OUT / run / "adapter"
+
+
+def train_and_export(steps: dict, run: str) -> None:
+    ckpt = OUT / run / "checkpoints" / "last.ckpt"
+    run_step(steps, f"train-{run}", [*PY, "fireact.train", "fit", "--config", f"configs/repro/smollm2_hotpotqa_{run}.yaml"], ckpt)
+    export = [*PY, "fireact", "export", "--ckpt", str(ckpt), "--out", str(adapter_dir(run))]
+    run_step(steps, f"export-{run}", export, adapter_dir(run) / "adapter_config.json")
+
+
+def evaluate(steps: dict, setting: str, args: argparse.Namespace) -> None:
+    _, run, extra = SETTINGS[setting]
+    out = OUT / f"eval_{setting}.jsonl"
+    cmd = [*PY, "fireact", "eval", "--task", "hotpotqa", "--split", "dev", "--n", str(args.n), "--out", str(out)]
+    cmd += ["--json", "--threads", str(args.threads), "--concurrency", str(args.concurrency), *extra]
+    if run is not None:
+        cmd += ["--adapter", str(adapter_dir(run))]
+    run_step(steps, f"eval-{setting}", cmd, out)
+
+
+def report(steps: dict, n: int) -> None:
+    """results.md (a table like the paper's Tables 2-4) and em_by_setting.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows, names, ems = [], [], []
+    for setting, (label, run, _) in SETTINGS.items():
+        step = steps.get(f"eval-{setting}")
+        if not step:
+            continue
+        r = step["result"]
+        train = steps.get(f"train-{run}", {}).get("seconds") if run else None
+        rows.append(
+            f"| {setting} | {label} | {100 * r['em']:.1f} | {100 * r['f1']:.1f} | "
+            f"{r['turns_mean']:.2f} ± {r['turns_std']:.2f} | {100 * r['format_error_rate']:.1f} | "
+            f"{r['seconds_per_question']:.2f} | {f'{train / 60:.1f}' if train else '-'} |"
+        )
+        names.append(setting)
+        ems.append(100 * r["em"])
+    table = [
+        f"HotpotQA dev, first {n} questions of the paper's selection, SmolLM2-135M-Instruct, snapshot search.",
+        "",
+        "| setting | agent | EM | F1 | turns (mean ± std) | format errors % | s / question | training min |",
+        "|---|---|---|---|---|---|---|---|",
+        *rows,
+    ]
+    (OUT / "results.md").write_text("\n".join(table) + "\n")
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    ax.bar(names, ems, color=["#888" if s in "ab" else "#d62728" for s in names])
+    ax.set_ylabel("EM (%)")
+    ax.set_title(f"SmolLM2-135M on HotpotQA dev ({n} questions): EM per setting")
+    for i, v in enumerate(ems):
+        ax.text(i, v + 0.3, f"{v:.0f}", ha="center")
+    fig.tight_layout()
+    fig.savefig(OUT / "em_by_setting.png", dpi=120)
+    print("\n".join(table))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=int, default=100, help="HotpotQA dev questions (the paper's selection)")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads for the evals")
+    p.add_argument("--concurrency", type=int, default=32, help="episodes decoded together")
+    p.add_argument("--only", nargs="+", choices=list(SETTINGS), help="run only these settings")
+    args = p.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    steps = load_steps()
+    for setting in args.only or list(SETTINGS):
+        run = SETTINGS[setting][1]
+        if run is not None:
+            train_and_export(steps, run)
+        evaluate(steps, setting, args)
+    report(steps, args.n)
+
+
+if __name__ == "__main__":
+    main()
