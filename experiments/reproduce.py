@@ -8,6 +8,7 @@ greedy decoding, ReAct format, SmolLM2-135M-Instruct:
   d  FireAct: LoRA on the multi-method HotpotQA mix         (configs/repro/smollm2_hotpotqa_multimethod.yaml)
   e  c and d with noisy search: with p=0.5 the tool answers "None" or a random earlier observation
      (paper Table 4)
+  c-k2, d-k2  c and d with the top 2 BM25 snippets per uncached search instead of 1 (more recall)
 
 Every step runs the public CLI in a subprocess. The command, wall time and result of each step go to
 OUT/steps.json; finished steps are skipped on a rerun, so an interrupted run resumes. The report
@@ -38,6 +39,8 @@ SETTINGS = {  # name -> (label, adapter run, extra eval args)
     "e-c-random": ("(c) + noise: random", "react", ["--noise", "random"]),
     "e-d-none": ("(d) + noise: None", "multimethod", ["--noise", "nothing"]),
     "e-d-random": ("(d) + noise: random", "multimethod", ["--noise", "random"]),
+    "c-k2": ("(c), 2 BM25 snippets per search", "react", ["--search-k", "2"]),
+    "d-k2": ("(d), 2 BM25 snippets per search", "multimethod", ["--search-k", "2"]),
 }
 
 
@@ -70,8 +73,12 @@ def adapter_dir(run: str) -> Path:
 
 
 def train_and_export(steps: dict, run: str) -> None:
-    ckpt = OUT / run / "checkpoints" / "last.ckpt"
-    run_step(steps, f"train-{run}", [*PY, "fireact.train", "fit", "--config", f"configs/repro/smollm2_hotpotqa_{run}.yaml"], ckpt)
+    """Train, then export the checkpoint ModelCheckpoint kept as best by live-rollout EM on held-out
+    dev questions (100-119, not the scored ones)."""
+    last = OUT / run / "checkpoints" / "last.ckpt"
+    train = [*PY, "fireact.train", "fit", "--config", f"configs/repro/smollm2_hotpotqa_{run}.yaml"]
+    run_step(steps, f"train-{run}", train, last)
+    (ckpt,) = (OUT / run / "checkpoints").glob("best-*.ckpt")
     export = [*PY, "fireact", "export", "--ckpt", str(ckpt), "--out", str(adapter_dir(run))]
     run_step(steps, f"export-{run}", export, adapter_dir(run) / "adapter_config.json")
 

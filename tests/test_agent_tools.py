@@ -28,6 +28,25 @@ def test_snapshot_exact_then_bm25(snapshot):
     assert snapshot("") == "None" and snapshot("the of and") == "None"
 
 
+def test_snapshot_top_k(tmp_path):
+    from fireact.data.errors import FireactError
+
+    path = tmp_path / "s.jsonl"
+    rows = [
+        ("river nile length", "The Nile is 6,650 km long."),
+        ("nile delta", "The Nile delta is in Egypt."),
+        ("paris", "Paris is in France."),
+    ]
+    path.write_text("".join(json.dumps({"query": q, "snippet": s}) + "\n" for q, s in rows))
+    one, two = SnapshotSearch(path), SnapshotSearch(path, k=2)
+    assert two("nile delta") == one("nile delta") == "The Nile delta is in Egypt."  # a cached query: its own snippet
+    assert one("Nile river in Africa") in two("Nile river in Africa").split(" ... ")
+    assert two("Nile river in Africa").count(" ... ") == 1 and "Paris" not in two("Nile river in Africa")
+    assert SnapshotSearch(path, k=5)("Paris France") == "Paris is in France."  # only positive BM25 scores
+    with pytest.raises(FireactError, match="k must be >= 1"):
+        SnapshotSearch(path, k=0)
+
+
 def test_snapshot_bad_file(tmp_path):
     from fireact.data.errors import FireactError
 

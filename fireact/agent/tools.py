@@ -31,13 +31,20 @@ def normalize_query(q: str) -> str:
 
 
 class SnapshotSearch:
-    """Search over cached Google snippets (query, snippet, source): exact normalised query, then BM25."""
+    """Search over cached Google snippets (query, snippet, source): exact normalised query, then BM25.
+
+    `k` > 1 returns the top k BM25 snippets joined by " ... " when the query is not cached as is: more
+    recall for paraphrased queries than one Google snippet gives (the paper's tool; the default).
+    """
 
     name = "snapshot"
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, k: int = 1):
         import bm25s
 
+        if k < 1:
+            raise FireactError(f"snapshot search k must be >= 1, got {k}")
+        self.k = k
         path = Path(path)
         if not path.is_file():
             raise FireactError(f"no search snapshot at {path}: run `fireact data download`")
@@ -74,10 +81,10 @@ class SnapshotSearch:
         tokens = bm25s.tokenize([query], stopwords="en", show_progress=False)
         if not tokens.vocab:  # only stopwords
             return NONE_OBSERVATION
-        docs, scores = self.retriever.retrieve(tokens, k=1, show_progress=False, n_threads=1)
-        if float(scores[0, 0]) <= 0.0:
-            return NONE_OBSERVATION
-        return self.snippets[int(docs[0, 0])]
+        k = min(self.k, len(self.snippets))
+        docs, scores = self.retriever.retrieve(tokens, k=k, show_progress=False, n_threads=1)
+        hits = [self.snippets[int(d)] for d, sc in zip(docs[0], scores[0]) if float(sc) > 0.0]
+        return " ... ".join(hits) if hits else NONE_OBSERVATION
 
 
 def serpapi_observation(result: dict) -> str:
@@ -188,14 +195,15 @@ def make_tool(
     noise_p: float = 0.5,
     seed: int = 0,
     cache_path: str | os.PathLike | None = None,
+    search_k: int = 1,
 ) -> SearchTool:
-    """`snapshot` (offline default) or `serpapi`, optionally wrapped in noise."""
+    """`snapshot` (offline default; `search_k` snippets per search) or `serpapi`, optionally noisy."""
     from fireact.data.paths import snapshot_path
 
     if name == "snapshot":
         if data_dir is None:
             raise FireactError("the snapshot tool needs a data dir")
-        tool: SearchTool = SnapshotSearch(snapshot_path(data_dir))
+        tool: SearchTool = SnapshotSearch(snapshot_path(data_dir), search_k)
     elif name == "serpapi":
         default_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fireact" / "serpapi.jsonl"
         tool = SerpAPISearch(cache_path or default_cache, backend=os.environ.get("FIREACT_SERPAPI_BACKEND"))

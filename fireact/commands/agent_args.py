@@ -50,6 +50,9 @@ def add_agent(p: argparse.ArgumentParser, method: str = "react") -> None:
         "--serpapi-cache", type=Path, help="serpapi record/replay cache (default: ~/.cache/fireact/serpapi.jsonl)"
     )
     g.add_argument(
+        "--search-k", type=int, default=1, help="snapshot: BM25 snippets per search (1, as one Google result)"
+    )
+    g.add_argument(
         "--noise", default="none", choices=("none", "nothing", "random"), help="robustness study: noisy search"
     )
     g.add_argument("--noise-p", type=float, default=0.5)
@@ -78,7 +81,9 @@ def add_agent(p: argparse.ArgumentParser, method: str = "react") -> None:
 def build_tool(args: argparse.Namespace, data_dir: Path):
     from fireact.agent.tools import make_tool
 
-    return make_tool(args.tool, data_dir, args.noise, args.noise_p, args.exemplar_seed, args.serpapi_cache)
+    return make_tool(
+        args.tool, data_dir, args.noise, args.noise_p, args.exemplar_seed, args.serpapi_cache, args.search_k
+    )
 
 
 def agent_options(args: argparse.Namespace, data_dir: Path) -> dict:

@@ -38,6 +38,7 @@ class RolloutValidation(Callback):
         seed: int = 233,
         offset: int = 0,
         tool: str = "snapshot",
+        search_k: int = 1,
         noise: str = "none",
         noise_p: float = 0.5,
         fmt: str = "chat",
@@ -52,7 +53,7 @@ class RolloutValidation(Callback):
         `every_n_validations`-th validation, and once before training when `before_training`."""
         self.tasks = [tasks] if isinstance(tasks, str) else list(tasks)
         self.split, self.n, self.seed, self.offset = split, n, seed, offset
-        self.tool_args = {"name": tool, "noise": noise, "noise_p": noise_p, "seed": seed}
+        self.tool_args = {"name": tool, "search_k": search_k, "noise": noise, "noise_p": noise_p, "seed": seed}
         self.fmt, self.max_turns, self.max_tokens, self.batch_size = fmt, max_turns, max_tokens, batch_size
         self.every_n_validations, self.before_training = every_n_validations, before_training
         self.data_dir = data_dir
