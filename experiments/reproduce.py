@@ -8,6 +8,7 @@ greedy decoding, ReAct format, SmolLM2-135M-Instruct:
   d  FireAct: LoRA on the multi-method HotpotQA mix         (configs/repro/smollm2_hotpotqa_multimethod.yaml)
   e  c and d with noisy search: with p=0.5 the tool answers "None" or a random earlier observation
      (paper Table 4)
+  c-last      c's last checkpoint (2 epochs) instead of the one kept by held-out rollout EM
   c-k2, d-k2  c and d with the top 2 BM25 snippets per uncached search instead of 1 (more recall)
 
 Every step runs the public CLI in a subprocess. The command, wall time and result of each step go to
@@ -39,6 +40,7 @@ SETTINGS = {  # name -> (label, adapter run, extra eval args)
     "e-c-random": ("(c) + noise: random", "react", ["--noise", "random"]),
     "e-d-none": ("(d) + noise: None", "multimethod", ["--noise", "nothing"]),
     "e-d-random": ("(d) + noise: random", "multimethod", ["--noise", "random"]),
+    "c-last": ("(c) after 2 epochs (the checkpoint not kept)", "react/last", []),
     "c-k2": ("(c), 2 BM25 snippets per search", "react", ["--search-k", "2"]),
     "d-k2": ("(d), 2 BM25 snippets per search", "multimethod", ["--search-k", "2"]),
 }
@@ -59,26 +61,30 @@ def run_step(steps: dict, name: str, cmd: list[str], done: Path) -> dict:
     if proc.returncode != 0 or not done.exists():
         sys.exit(f"[{name}] failed with exit code {proc.returncode}: {shlex.join(cmd)}")
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    steps[name] = {
+    record = {
         "cmd": shlex.join(["python", *cmd[1:]]),
         "seconds": round(time.monotonic() - start, 1),
         "result": json.loads(lines[-1]) if lines else None,
     }
+    steps.update(load_steps())  # another invocation may have recorded steps meanwhile
+    steps[name] = record
     (OUT / "steps.json").write_text(json.dumps(steps, indent=1))
-    return steps[name]
+    return record
 
 
 def adapter_dir(run: str) -> Path:
-    return OUT / run / "adapter"
+    base, _, which = run.partition("/")
+    return OUT / base / ("adapter-last" if which == "last" else "adapter")
 
 
 def train_and_export(steps: dict, run: str) -> None:
     """Train, then export the checkpoint ModelCheckpoint kept as best by live-rollout EM on held-out
-    dev questions (100-119, not the scored ones)."""
-    last = OUT / run / "checkpoints" / "last.ckpt"
-    train = [*PY, "fireact.train", "fit", "--config", f"configs/repro/smollm2_hotpotqa_{run}.yaml"]
-    run_step(steps, f"train-{run}", train, last)
-    (ckpt,) = (OUT / run / "checkpoints").glob("best-*.ckpt")
+    dev questions (100-119, not the scored ones), or the last one for "RUN/last"."""
+    base, _, which = run.partition("/")
+    last = OUT / base / "checkpoints" / "last.ckpt"
+    train = [*PY, "fireact.train", "fit", "--config", f"configs/repro/smollm2_hotpotqa_{base}.yaml"]
+    run_step(steps, f"train-{base}", train, last)
+    (ckpt,) = [last] if which == "last" else (OUT / base / "checkpoints").glob("best-*.ckpt")
     export = [*PY, "fireact", "export", "--ckpt", str(ckpt), "--out", str(adapter_dir(run))]
     run_step(steps, f"export-{run}", export, adapter_dir(run) / "adapter_config.json")
 
@@ -106,7 +112,7 @@ def report(steps: dict, n: int) -> None:
         if not step:
             continue
         r = step["result"]
-        train = steps.get(f"train-{run}", {}).get("seconds") if run else None
+        train = steps.get(f"train-{run.split('/')[0]}", {}).get("seconds") if run else None
         rows.append(
             f"| {setting} | {label} | {100 * r['em']:.1f} | {100 * r['f1']:.1f} | "
             f"{r['turns_mean']:.2f} ± {r['turns_std']:.2f} | {100 * r['format_error_rate']:.1f} | "
@@ -147,7 +153,7 @@ def main() -> None:
         if run is not None:
             train_and_export(steps, run)
         evaluate(steps, setting, args)
-    report(steps, args.n)
+    report(load_steps(), args.n)
 
 
 if __name__ == "__main__":
