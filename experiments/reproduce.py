@@ -128,9 +128,10 @@ def report(steps: dict, n: int) -> None:
         *rows,
     ]
     (OUT / "results.md").write_text("\n".join(table) + "\n")
-    fig, ax = plt.subplots(figsize=(8, 3.5))
+    fig, ax = plt.subplots(figsize=(9, 4))
     ax.bar(names, ems, color=["#888" if s in "ab" else "#d62728" for s in names])
     ax.set_ylabel("EM (%)")
+    ax.tick_params(axis="x", labelrotation=30)
     ax.set_title(f"SmolLM2-135M on HotpotQA dev ({n} questions): EM per setting")
     for i, v in enumerate(ems):
         ax.text(i, v + 0.3, f"{v:.0f}", ha="center")
