@@ -30,7 +30,6 @@ from pathlib import Path
 
 OUT = Path("runs/repro")  # the training configs write under here too
 PY = [sys.executable, "-m"]
-TRAINED = {"c": "react", "d": "multimethod"}  # setting -> configs/repro/smollm2_hotpotqa_<name>.yaml
 SETTINGS = {  # name -> (label, adapter run, extra eval args)
     "a": ("few-shot ReAct prompting (2-shot)", None, ["--few-shot", "2"]),
     "b": ("zero-shot ReAct prompting", None, []),
