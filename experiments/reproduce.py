@@ -128,7 +128,7 @@ def report(steps: dict, n: int) -> None:
     ]
     (OUT / "results.md").write_text("\n".join(table) + "\n")
     fig, ax = plt.subplots(figsize=(9, 4))
-    ax.bar(names, ems, color=["#888" if s in "ab" else "#d62728" for s in names])
+    ax.bar(names, ems, color=["#888" if s in ("a", "b") else "#d62728" for s in names])
     ax.set_ylabel("EM (%)")
     ax.tick_params(axis="x", labelrotation=30)
     ax.set_title(f"SmolLM2-135M on HotpotQA dev ({n} questions): EM per setting")
