@@ -16,7 +16,6 @@ generation up to fp rounding of different batch shapes.
 
 from __future__ import annotations
 
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -146,7 +145,6 @@ class ContinuousBatcher:
         config = self.model.config
         config = getattr(config, "get_text_config", lambda: config)()
         self.cache = SlotCache(config.num_hidden_layers, self.slots)
-        self.forward_calls = 0
 
     def _ids(self, prompt) -> list[int]:
         return self.tok(self.lm.render(prompt), add_special_tokens=False)["input_ids"]
@@ -183,7 +181,6 @@ class ContinuousBatcher:
                 use_cache=True,
                 logits_to_keep=1,
             )
-        self.forward_calls += 1
         for s in slots:
             s.stored += s.feed
             s.feed = []
@@ -260,14 +257,12 @@ class ContinuousBatcher:
 
     def _advance(self, s: _Slot, token: int, stop_strings, max_tokens, after_action, tools, finish) -> None:
         s.generated.append(token)
+        text = self.tok.decode(s.generated, skip_special_tokens=True)
         over = token in self.eos or len(s.generated) >= max_tokens
-        if not over:
-            text = self.tok.decode(s.generated, skip_special_tokens=True)
-            over = any(x in text for x in stop_strings) or (after_action and cut_after_action(text) is not None)
+        over = over or any(x in text for x in stop_strings) or (after_action and cut_after_action(text) is not None)
         if not over:
             s.feed = [token]
             return
-        text = self.tok.decode(s.generated, skip_special_tokens=True)
         c = Completion(truncate_at_stop(text, stop_strings, after_action), s.prompt_tokens, len(s.generated))
         ep = s.episode
         ep.feed(c, tools)
@@ -278,8 +273,6 @@ class ContinuousBatcher:
             self._start_turn(s, self._ids(ep.prompt()))
 
 
-def run_continuous(lm, tools, spec, temperature, examples, new_episode, finish, batch_size, stop) -> float:
-    """`run_rollouts`' batched path for HFLM; returns the seconds spent."""
-    t = time.perf_counter()
+def run_continuous(lm, tools, spec, temperature, examples, new_episode, finish, batch_size, stop) -> None:
+    """`run_rollouts`' batched path for HFLM."""
     ContinuousBatcher(lm, batch_size).run(tools, spec, temperature, examples, new_episode, finish, stop)
-    return time.perf_counter() - t

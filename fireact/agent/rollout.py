@@ -2,8 +2,9 @@
 
 Local HF models (HFLM, continuous=True) run in `engine.py`'s decode loop: continuous batching with
 each episode's KV kept across turns. Other batched backends (and HFLM(continuous=False)) advance all
-live episodes one round per batched generate call, refilling a slot when its episode ends. Remote backends (OpenAILM) run
-each episode in its own worker thread, so a slow request never holds up the others.
+live episodes one round per batched generate call, refilling a slot when its episode ends. Remote
+backends (OpenAILM) run each episode in its own worker thread, so a slow request never holds up the
+others.
 """
 
 from __future__ import annotations
