@@ -33,8 +33,11 @@ def main() -> None:
     n = args.n or (16 if args.quick else 64)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+    from dataclasses import replace
+
     import torch
 
+    from fireact.agent.config import RolloutConfig
     from fireact.agent.lm import HFLM
     from fireact.agent.prompts import default_exemplar_pool
     from fireact.agent.rollout import run_rollouts
@@ -49,7 +52,7 @@ def main() -> None:
     examples = select(task.load(root, "dev"), n)
     tool = SnapshotSearch(snapshot_path(root))
     pool = default_exemplar_pool(root, task.name)
-    kw = dict(few_shot=args.few_shot, exemplar_pool=pool, max_turns=args.max_turns, progress="rich")
+    cfg = RolloutConfig(few_shot=args.few_shot, max_turns=args.max_turns)
     print(
         f"model {args.model} {args.dtype}, {n} HotpotQA dev questions, {args.few_shot}-shot ReAct, "
         f"max {args.max_turns} turns, greedy, snapshot search, {torch.get_num_threads()} thread(s)"
@@ -57,7 +60,7 @@ def main() -> None:
 
     def timed(lm, batch_size):
         start = time.perf_counter()
-        trajs = run_rollouts(lm, tool, task, examples, batch_size=batch_size, **kw)
+        trajs = run_rollouts(lm, tool, task, examples, replace(cfg, batch_size=batch_size), pool, progress="rich")
         return trajs, time.perf_counter() - start
 
     runs = {}

@@ -15,7 +15,7 @@ Every step runs the public CLI in a subprocess. The command, wall time and resul
 OUT/steps.json; finished steps are skipped on a rerun, so an interrupted run resumes. The report
 (OUT/results.md and OUT/em_by_setting.png) is rebuilt from steps.json at the end.
 
-    python experiments/reproduce.py [--n 100] [--threads 2] [--concurrency 32] [--only a b c ...]
+    python experiments/reproduce.py [--n 100] [--threads 2] [--batch-size 32] [--only a b c ...]
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def evaluate(steps: dict, setting: str, args: argparse.Namespace) -> None:
     _, run, extra = SETTINGS[setting]
     out = OUT / f"eval_{setting}.jsonl"
     cmd = [*PY, "fireact", "eval", "--task", "hotpotqa", "--split", "dev", "--n", str(args.n), "--out", str(out)]
-    cmd += ["--json", "--threads", str(args.threads), "--concurrency", str(args.concurrency), *extra]
+    cmd += ["--json", "--threads", str(args.threads), "--batch-size", str(args.batch_size), *extra]
     if run is not None:
         cmd += ["--adapter", str(adapter_dir(run))]
     run_step(steps, f"eval-{setting}", cmd, out)
@@ -143,7 +143,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=100, help="HotpotQA dev questions (the paper's selection)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads for the evals")
-    p.add_argument("--concurrency", type=int, default=32, help="episodes decoded together")
+    p.add_argument("--batch-size", type=int, default=32, help="episodes decoded together")
     p.add_argument("--only", nargs="+", choices=list(SETTINGS), help="run only these settings")
     args = p.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)

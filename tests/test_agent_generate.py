@@ -84,7 +84,7 @@ def test_generate_sigkill_and_resume(served, data_dir, tmp_path):
         "dev",
         "--n",
         str(n),
-        "--concurrency",
+        "--batch-size",
         "1",
         "--max-turns",
         "2",

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from fireact.agent.config import RolloutConfig
 from fireact.agent.lm import HFLM
 from fireact.agent.rollout import run_rollouts
 from fireact.agent.tools import SnapshotSearch
@@ -52,13 +53,15 @@ def test_prefix_kv_cache_keeps_greedy_output(tiny_model_dir, data_dir):
     """Few-shot prompts share a long prefix: prefilled once and reused, the output must not change."""
     import torch
 
-    from fireact.agent.prompts import build_prompt, default_exemplar_pool, few_shot_prefix, pick_exemplars
+    from fireact.agent.prompts import default_exemplar_pool, few_shot_prefix, pick_exemplars
+    from fireact.data.prompt_style import PromptStyle
 
     examples = select(get_task("hotpotqa").load(data_dir, "dev"), 4)
     shots = pick_exemplars(default_exemplar_pool(data_dir, "hotpotqa"), "hotpotqa", 2, 0, set(), "react")
     prefix = few_shot_prefix("react", shots, fmt="chat")
-    prompts = [build_prompt(e.question, [], prefix) for e in examples]
-    prompts[1] = build_prompt(examples[1].question, [Turn("t", "search[x]", "an observation")], prefix)
+    chat = PromptStyle("chat")
+    prompts = [chat.prompt(e.question, [], prefix) for e in examples]
+    prompts[1] = chat.prompt(examples[1].question, [Turn("t", "search[x]", "an observation")], prefix)
     cached = HFLM(tiny_model_dir, dtype=torch.float32, batch_size=4)
     plain = HFLM(tiny_model_dir, dtype=torch.float32, batch_size=4, prefix_cache=False)
     want = plain.complete(prompts, ["\nObservation"], 16)
@@ -96,9 +99,7 @@ def test_rollouts_with_tiny_model_and_snapshot(tiny_lm, data_dir):
         tool,
         task,
         examples,
-        max_turns=2,
-        batch_size=2,
-        max_tokens=16,
+        RolloutConfig(max_turns=2, batch_size=2, max_tokens=16),
         progress=lambda d, n: seen.append((d, n)),
     )
     assert [t.id for t in trajs] == [e.id for e in examples]

@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from fireact.agent.config import RolloutConfig
 from fireact.agent.lm import OpenAILM, price
 from fireact.agent.rollout import run_rollouts
 from fireact.data.tasks import Example, get_task
@@ -100,7 +101,7 @@ def test_slow_response_times_out_and_ends_episode_with_error(fault_server, tmp_p
     task = get_task("hotpotqa")
     examples = [Example("1", "Capital of France?", "Paris")]
     start = time.monotonic()
-    (t,) = run_rollouts(lm, lambda q: "x", task, examples, method="react")
+    (t,) = run_rollouts(lm, lambda q: "x", task, examples, RolloutConfig(method="react"))
     assert time.monotonic() - start < 5
     assert t.end_reason == "error" and "Timeout" in t.meta["error"]
     assert key not in t.to_json() and len(srv.seen) == 2  # one try + one retry

@@ -7,7 +7,8 @@ import pytest
 from fireact.agent.lm import Completion, truncate_at_stop
 from fireact.agent.methods import Episode
 from fireact.agent.parsing import cut_after_action, parse_direct_answer, parse_step
-from fireact.agent.prompts import build_prompt, few_shot_prefix, pick_exemplars
+from fireact.agent.prompts import few_shot_prefix, pick_exemplars
+from fireact.data.prompt_style import PromptStyle
 from fireact.data.tasks import Example, get_task
 from fireact.data.trajectory import Trajectory, Turn
 
@@ -96,13 +97,13 @@ def test_reflexion_asks_for_reflection_at_rounds_6_and_10(hotpot):
 
 def test_prompts_zero_shot_is_gpt_format_and_few_shot_is_seeded():
     turns = [Turn("t1", "search[a]", "o1")]
-    msgs = build_prompt("Q?", turns)
+    msgs = PromptStyle("chat").prompt("Q?", turns)
     assert msgs == [
         {"role": "user", "content": "Q?"},
         {"role": "assistant", "content": "Thought: t1\nAction: search[a]"},
         {"role": "user", "content": "Observation: o1"},
     ]
-    alpaca = build_prompt("Q?", turns, fmt="alpaca")
+    alpaca = PromptStyle("alpaca").prompt("Q?", turns)
     assert alpaca.startswith("Below is an instruction") and alpaca.endswith("Observation: o1\n")
     pool = [
         Trajectory(f"q{i}", "a", "hotpotqa", "react", [Turn("t", "finish[a]")], "a", 1.0, end_reason="finish")
@@ -116,7 +117,7 @@ def test_prompts_zero_shot_is_gpt_format_and_few_shot_is_seeded():
     assert all(e.reward == 1.0 and e.question != "q0" for e in a)
     prefix = few_shot_prefix("react", a)
     assert prefix.count("Question: ") == 3 and "(END OF EXAMPLES)" in prefix
-    chat = build_prompt("Q?", [], few_shot_prefix("react", a, fmt="chat"))
+    chat = PromptStyle("chat").prompt("Q?", [], few_shot_prefix("react", a, fmt="chat"))
     assert [m["role"] for m in chat] == ["user", "assistant"] * 3 + ["user"]
     assert chat[0]["content"].startswith("Solve a question") and chat[-1] == {"role": "user", "content": "Q?"}
     assert parse_step("Observation: made up\nAction: finish[x]").argument == "x"

@@ -3,9 +3,12 @@ rollouts through it == one-at-a-time HF generate, greedy, fp32."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
+from fireact.agent.config import RolloutConfig
 from fireact.agent.engine import ContinuousBatcher, _Slot
 from fireact.agent.lm import HFLM
 from fireact.agent.prompts import default_exemplar_pool
@@ -69,10 +72,10 @@ def test_tiny_rollouts_continuous_equal_one_at_a_time(tiny, tiny_model_dir, data
     examples = select(task.load(data_dir, "dev"), 6)
     tool = SnapshotSearch(snapshot_path(data_dir))
     pool = default_exemplar_pool(data_dir, task.name)
-    kw = dict(few_shot=1, exemplar_pool=pool, max_turns=3, max_tokens=24)
-    fast = run_rollouts(tiny, tool, task, examples, batch_size=4, **kw)
+    cfg = RolloutConfig(few_shot=1, max_turns=3, max_tokens=24)
+    fast = run_rollouts(tiny, tool, task, examples, replace(cfg, batch_size=4), pool)
     ref_lm = HFLM(tiny_model_dir, dtype=torch.float32, batch_size=1, prefix_cache=False, continuous=False)
-    ref = run_rollouts(ref_lm, tool, task, examples, batch_size=1, **kw)
+    ref = run_rollouts(ref_lm, tool, task, examples, replace(cfg, batch_size=1), pool)
     assert [t.id for t in fast] == [e.id for e in examples]
     for x, y in zip(fast, ref):
         assert [(t.thought, t.action, t.observation) for t in x.turns] == [
@@ -88,13 +91,13 @@ def test_real_smollm2_few_shot_multi_turn_equal_one_at_a_time(smollm2_dir, data_
     examples = select(task.load(data_dir, "dev"), 5)  # the 4th takes two turns
     tool = SnapshotSearch(snapshot_path(data_dir))
     pool = default_exemplar_pool(data_dir, task.name)
-    kw = dict(few_shot=2, exemplar_pool=pool, max_turns=3)
+    cfg = RolloutConfig(few_shot=2, max_turns=3)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # on a busy 2-core box 2 threads make small decode steps ~30x slower
     try:
-        fast = run_rollouts(HFLM(smollm2_dir, dtype=torch.float32), tool, task, examples, batch_size=3, **kw)
+        fast = run_rollouts(HFLM(smollm2_dir, dtype=torch.float32), tool, task, examples, replace(cfg, batch_size=3), pool)
         ref_lm = HFLM(smollm2_dir, dtype=torch.float32, batch_size=1, prefix_cache=False, continuous=False)
-        ref = run_rollouts(ref_lm, tool, task, examples, batch_size=1, **kw)
+        ref = run_rollouts(ref_lm, tool, task, examples, replace(cfg, batch_size=1), pool)
     finally:
         torch.set_num_threads(threads)
     assert any(len(t.turns) > 1 for t in ref)  # KV reuse across turns is exercised

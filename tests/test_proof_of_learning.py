@@ -19,6 +19,7 @@ import json
 
 import pytest
 
+from fireact.agent.config import RolloutConfig
 from fireact.data.evaluation import rescore, summarize
 from fireact.data.synthetic import write_world
 from fireact.data.tasks import get_task
@@ -51,17 +52,8 @@ def test_training_teaches_the_agent(tmp_path, smollm2_dir):
     module = FireActLM(
         model=smollm2_dir, finetune="lora", lora_r=16, lora_alpha=32, lora_dropout=0.0, lr=3e-3, warmup=0.1
     )
-    cb = RolloutValidation(
-        tasks="synthetic",
-        split="dev",
-        n=12,
-        seed=None,
-        fmt="alpaca",
-        max_turns=4,
-        max_tokens=40,
-        batch_size=12,
-        data_dir=str(world),
-    )
+    rollouts = RolloutConfig(tasks=["synthetic"], n=12, seed=None, max_turns=4, max_tokens=40, batch_size=12)
+    cb = RolloutValidation(rollouts, data_dir=str(world))  # the format (alpaca) comes from the DataModule
     trainer = pl.Trainer(
         accelerator="cpu", devices=1, max_epochs=EPOCHS, check_val_every_n_epoch=EPOCHS, logger=False,
         callbacks=[cb, best := ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor="val/em", mode="max")], enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
@@ -83,6 +75,7 @@ def test_training_teaches_the_agent(tmp_path, smollm2_dir):
     gold = {e.id: e for e in task.load(world, "dev")}
     for row in (before, after):
         trajs = read_trajectories(row["file"])
+        assert all(t.meta["fmt"] == "alpaca" for t in trajs)  # prompted as the DataModule trains
         recount = summarize(rescore(trajs, task, gold), expected=12)
         assert row["em"] == pytest.approx(recount.em) and row["format_error_rate"] == pytest.approx(
             recount.format_error_rate

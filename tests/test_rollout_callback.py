@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from fireact.agent.config import RolloutConfig
 from fireact.cli import main
 from fireact.data.synthetic import write_world
 from fireact.data.trajectory import Trajectory, Turn, read_trajectories
@@ -20,7 +21,7 @@ from fireact.modules.rollout_metrics import RolloutMetrics
 ROOT = Path(__file__).resolve().parents[1]
 N_DEV = 6
 ROLLOUT_ARGS = {
-    "tasks": "synthetic",
+    "tasks": ["synthetic"],
     "split": "dev",
     "n": N_DEV,
     "seed": 233,
@@ -73,7 +74,7 @@ def lora_run(tmp_path_factory, tiny_model_dir):
         batch_size=2,
         data_dir=str(world),
     )
-    cb = RolloutValidation(**ROLLOUT_ARGS, data_dir=str(world))
+    cb = RolloutValidation(RolloutConfig(**ROLLOUT_ARGS), data_dir=str(world))
     trainer = pl.Trainer(
         accelerator="cpu",
         devices=1,
@@ -138,7 +139,7 @@ def two_process_config(run: dict, out: Path, trainer: dict, val_size: int) -> di
     """A `python -m fireact.train` config: 2 CPU processes, the tiny LoRA model, the callback."""
     callback = {
         "class_path": "fireact.modules.rollout_callback.RolloutValidation",
-        "init_args": {**ROLLOUT_ARGS, "data_dir": str(run["world"])},
+        "init_args": {"rollouts": ROLLOUT_ARGS, "data_dir": str(run["world"])},
     }
     return {
         "trainer": {

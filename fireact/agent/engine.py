@@ -18,13 +18,16 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from transformers.cache_utils import Cache, CacheLayerMixin
 
-from fireact.agent.lm import Completion, truncate_at_stop
-from fireact.agent.parsing import cut_after_action
+from fireact.agent.lm import Completion, should_stop, truncate_at_stop
+from fireact.data.prompt_style import prompt_ids
+
+if TYPE_CHECKING:
+    from fireact.agent.rollout import RolloutJob
 
 
 class _SlotState:
@@ -147,7 +150,7 @@ class ContinuousBatcher:
         self.cache = SlotCache(config.num_hidden_layers, self.slots)
 
     def _ids(self, prompt) -> list[int]:
-        return self.tok(self.lm.render(prompt), add_special_tokens=False)["input_ids"]
+        return prompt_ids(prompt, self.tok)
 
     def _forward(self, slots: list[_Slot]) -> torch.Tensor:
         """Run each slot's `feed` tokens (left-padded to a common width); returns last-token logits."""
@@ -213,16 +216,16 @@ class ContinuousBatcher:
             ids = s.stored + s.feed
             s.stored, s.feed = ids[:common], ids[common:]
 
-    def run(self, tools, spec, temperature, examples, new_episode, finish, stop) -> None:
-        pending = deque(enumerate(examples))
+    def run(self, job: RolloutJob) -> None:
+        pending = deque(enumerate(job.examples))
         slots = [_Slot(i) for i in range(self.slots)]
-        stop_strings, max_tokens, after_action = spec.stop, spec.max_tokens, spec.stop_after_action
+        temperature = job.temperature
         while True:
             fresh = []
             for s in slots:
-                if s.episode is None and pending and not stop():
+                if s.episode is None and pending and not job.should_stop():
                     s.ex_index, ex = pending.popleft()
-                    s.episode = new_episode(ex)
+                    s.episode = job.new_episode(ex)
                     self._start_turn(s, self._ids(s.episode.prompt()))
                     fresh.append(s)
             live = [s for s in slots if s.episode is not None]
@@ -253,26 +256,26 @@ class ContinuousBatcher:
                 else:
                     nxt = logits.argmax(dim=-1).tolist()
                 for s, t in zip(group, nxt):
-                    self._advance(s, t, stop_strings, max_tokens, after_action, tools, finish)
+                    self._advance(s, t, job)
 
-    def _advance(self, s: _Slot, token: int, stop_strings, max_tokens, after_action, tools, finish) -> None:
+    def _advance(self, s: _Slot, token: int, job: RolloutJob) -> None:
         s.generated.append(token)
         text = self.tok.decode(s.generated, skip_special_tokens=True)
-        over = token in self.eos or len(s.generated) >= max_tokens
-        over = over or any(x in text for x in stop_strings) or (after_action and cut_after_action(text) is not None)
-        if not over:
+        spec = job.spec
+        over = token in self.eos or len(s.generated) >= spec.max_tokens
+        if not (over or should_stop(text, spec.stop, spec.stop_after_action)):
             s.feed = [token]
             return
-        c = Completion(truncate_at_stop(text, stop_strings, after_action), s.prompt_tokens, len(s.generated))
+        c = Completion(truncate_at_stop(text, spec.stop, spec.stop_after_action), s.prompt_tokens, len(s.generated))
         ep = s.episode
-        ep.feed(c, tools)
+        ep.feed(c, job.tools)
         if ep.done:
-            finish(s.ex_index, ep)
+            job.finish(s.ex_index, ep)
             s.episode, s.feed = None, []
         else:
             self._start_turn(s, self._ids(ep.prompt()))
 
 
-def run_continuous(lm, tools, spec, temperature, examples, new_episode, finish, batch_size, stop) -> None:
-    """`run_rollouts`' batched path for HFLM."""
-    ContinuousBatcher(lm, batch_size).run(tools, spec, temperature, examples, new_episode, finish, stop)
+def run_continuous(lm: Any, job: RolloutJob) -> None:
+    """`run_rollouts`' path for local HF models."""
+    ContinuousBatcher(lm, job.batch_size).run(job)

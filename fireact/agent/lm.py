@@ -9,7 +9,6 @@ wraps an already loaded model + tokenizer, e.g. the one being trained, without m
 from __future__ import annotations
 
 import os
-import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -17,8 +16,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from fireact.agent.parsing import cut_after_action
-from fireact.agent.prompts import Prompt
 from fireact.data.errors import FireactError
+from fireact.data.prompt_style import Prompt, PromptStyle, prompt_ids
+from fireact.data.secrets import redact
 
 
 @dataclass
@@ -31,8 +31,16 @@ class Completion:
 
 
 class LM(Protocol):
+    """What `run_rollouts` needs of a backend; the capabilities are attributes, never probed."""
+
     name: str
     batched: bool  # True: one call over many prompts beats many concurrent single calls
+    continuous: bool  # True: play episodes in the continuous-batching engine (local HF models)
+    concurrency: int  # parallel episodes for an unbatched backend
+    prompt_style: PromptStyle | None  # the format saved with the weights, if any
+
+    def reset_cache(self) -> None:
+        """Forget cached KV: the weights may have changed since (a model being trained)."""
 
     def complete(
         self,
@@ -42,6 +50,11 @@ class LM(Protocol):
         temperature: float = 0.0,
         stop_after_action: bool = False,
     ) -> list[Completion]: ...
+
+
+def should_stop(text: str, stop: list[str], stop_after_action: bool) -> bool:
+    """A step's text is complete: a stop string appeared, or (optionally) the Action line ended."""
+    return any(s in text for s in stop) or (stop_after_action and cut_after_action(text) is not None)
 
 
 def truncate_at_stop(text: str, stop: list[str], stop_after_action: bool) -> str:
@@ -78,17 +91,12 @@ def price(model: str, prompt_tokens: int, completion_tokens: int) -> float:
     return (prompt_tokens * p + completion_tokens * c) / 1000
 
 
-def redact(message: str, secrets: list[str | None]) -> str:
-    for s in secrets:
-        if s:
-            message = message.replace(s, "***")
-    return re.sub(r"sk-[A-Za-z0-9_\-*]{8,}", "sk-***", message)
-
-
 class OpenAILM:
     """Chat completions through the official openai client; a thread pool bounds concurrency."""
 
     batched = False
+    continuous = False
+    prompt_style = None  # a remote model's format is chat messages
 
     def __init__(
         self,
@@ -113,6 +121,9 @@ class OpenAILM:
         self._min_interval = 60.0 / requests_per_minute if requests_per_minute else 0.0
         self._next_slot = 0.0
         self._rate_lock = threading.Lock()
+
+    def reset_cache(self) -> None:
+        pass
 
     def _wait_for_rate_limit(self) -> None:
         if not self._min_interval:
@@ -139,7 +150,7 @@ class OpenAILM:
                 n=1,
             )
         except openai.OpenAIError as e:
-            return Completion("", error=redact(f"{type(e).__name__}: {e}", [self._key]))
+            return Completion("", error=redact(f"{type(e).__name__}: {e}", (self._key,)))
         text = r.choices[0].message.content or "" if r.choices else ""
         pt = r.usage.prompt_tokens if r.usage else 0
         ct = r.usage.completion_tokens if r.usage else 0
@@ -174,18 +185,21 @@ class _StopCriteria:
         import torch
 
         for i in range(input_ids.shape[0]):
-            if self.done[i]:
-                continue
-            text = self.tok.decode(input_ids[i, self.prompt_len :], skip_special_tokens=True)
-            if any(s in text for s in self.stop) or (self.after_action and cut_after_action(text) is not None):
-                self.done[i] = True
+            if not self.done[i]:
+                text = self.tok.decode(input_ids[i, self.prompt_len :], skip_special_tokens=True)
+                self.done[i] = should_stop(text, self.stop, self.after_action)
         return torch.tensor(self.done, dtype=torch.bool, device=input_ids.device)
 
 
 class HFLM:
-    """A local transformers causal LM (optionally + a peft adapter), or an already loaded one."""
+    """A local transformers causal LM (optionally + a peft adapter), or an already loaded one.
+
+    A folder exported by `fireact export` carries its `PromptStyle` (format and base model): it is
+    read into `prompt_style`, and an adapter folder is loaded on top of that base model.
+    """
 
     batched = True
+    concurrency = 1
 
     def __init__(
         self,
@@ -199,6 +213,7 @@ class HFLM:
         prefix_cache: bool = True,
         min_prefix: int = 64,
         continuous: bool = True,
+        prompt_style: PromptStyle | None = None,
     ):
         import torch
 
@@ -206,27 +221,15 @@ class HFLM:
         self.continuous = continuous  # run_rollouts uses the continuous-batching engine (engine.py)
         self._prefix_key: tuple[int, ...] | None = None
         self._prefix_kv: Any = None
+        self.prompt_style = prompt_style
 
         if threads:
             torch.set_num_threads(threads)
         self.batch_size = max(1, batch_size)
         if isinstance(model, str | os.PathLike):
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-
-            from fireact.agent.models import resolve_model
-
-            path = resolve_model(str(model))
             self.name = name or f"hf:{model}"
-            try:
-                self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(path)
-                self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or default_dtype())
-            except (OSError, ValueError) as e:
-                raise FireactError(f"cannot load model {model!r}: {str(e).splitlines()[0]}") from None
-            if adapter:
-                from peft import PeftModel
-
-                self.model = PeftModel.from_pretrained(self.model, adapter)
-            self.model.eval()
+            self.model, self.tokenizer, saved = _load(str(model), tokenizer, adapter, dtype or default_dtype())
+            self.prompt_style = prompt_style or saved
         else:  # given in memory (e.g. during training): used as is, never moved or cast
             if tokenizer is None:
                 raise FireactError("HFLM given a model object needs its tokenizer too")
@@ -239,16 +242,7 @@ class HFLM:
         self.eos_ids = gen_eos if gen_eos is not None else self.tokenizer.eos_token_id
 
     def reset_cache(self) -> None:
-        """Forget the cached prefix KV (run_rollouts calls this: the weights may have changed since)."""
         self._prefix_key, self._prefix_kv = None, None
-
-    def render(self, prompt: Prompt) -> str:
-        if isinstance(prompt, str):
-            return prompt
-        if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-        # No chat template: plain role-tagged text.
-        return "".join(f"{m['role']}: {m['content']}\n" for m in prompt) + "assistant: "
 
     def complete(self, prompts, stop, max_tokens, temperature=0.0, stop_after_action=False) -> list[Completion]:
         out: list[Completion] = []
@@ -260,15 +254,14 @@ class HFLM:
         import torch
         from transformers import GenerationConfig, StoppingCriteriaList
 
-        texts = [self.render(p) for p in prompts]
-        ids = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+        ids = [prompt_ids(p, self.tokenizer) for p in prompts]
         device = next(self.model.parameters()).device
         enc, cache = self._inputs_with_prefix_cache(ids, device) if self.prefix_cache else (None, None)
         if enc is None:
-            enc = self.tokenizer(
-                texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False
-            )
-            enc = {k: v.to(device) for k, v in enc.items()}
+            width = max(len(x) for x in ids)
+            rows = [[self.pad_id] * (width - len(x)) + x for x in ids]
+            masks = [[0] * (width - len(x)) + [1] * len(x) for x in ids]
+            enc = {"input_ids": torch.tensor(rows, device=device), "attention_mask": torch.tensor(masks, device=device)}
         prompt_len = enc["input_ids"].shape[1]
         sample = temperature > 0
         config = GenerationConfig(
@@ -281,18 +274,18 @@ class HFLM:
             eos_token_id=self.eos_ids,
             use_cache=True,
         )
-        criteria = _StopCriteria(self.tokenizer, prompt_len, stop, after_action, len(texts))
+        criteria = _StopCriteria(self.tokenizer, prompt_len, stop, after_action, len(ids))
         with torch.no_grad():
             extra = {"past_key_values": cache} if cache is not None else {}
             seqs = self.model.generate(
                 **enc, **extra, generation_config=config, stopping_criteria=StoppingCriteriaList([criteria])
             )
         results = []
-        for row, prompt_ids in zip(seqs, ids):
+        for row, prompt in zip(seqs, ids):
             new = row[prompt_len:]
             n_new = _count_generated(new.tolist(), self.pad_id, self.eos_ids)
             text = self.tokenizer.decode(new[:n_new], skip_special_tokens=True)
-            results.append(Completion(truncate_at_stop(text, stop, after_action), len(prompt_ids), n_new))
+            results.append(Completion(truncate_at_stop(text, stop, after_action), len(prompt), n_new))
         return results
 
     def _inputs_with_prefix_cache(self, ids: list[list[int]], device) -> tuple[dict | None, Any]:
@@ -338,6 +331,30 @@ class HFLM:
         cache.batch_repeat_interleave(len(ids))
         enc = {"input_ids": torch.tensor(rows, device=device), "attention_mask": torch.tensor(masks, device=device)}
         return enc, cache
+
+
+def _load(spec: str, tokenizer: Any, adapter: str | None, dtype: Any) -> tuple[Any, Any, PromptStyle | None]:
+    """(model in eval mode, tokenizer, saved prompt style) of a name, model folder or exported adapter."""
+    from pathlib import Path
+
+    from transformers import AutoModelForCausalLM
+
+    from fireact.agent.models import load_tokenizer, resolve_model
+
+    path = resolve_model(spec)
+    saved = [PromptStyle.load(d) for d in (path, adapter) if d and Path(d).is_dir()]
+    style = next((s for s in saved if s is not None), None)
+    is_adapter = (Path(path) / "adapter_config.json").is_file()
+    base = resolve_model(style.base_model) if is_adapter and style and style.base_model else path
+    try:
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+    except (OSError, ValueError) as e:
+        raise FireactError(f"cannot load model {spec!r}: {str(e).splitlines()[0]}") from None
+    from peft import PeftModel
+
+    for extra in ([path] if base != path else []) + ([adapter] if adapter else []):
+        model = PeftModel.from_pretrained(model, extra)
+    return model.eval(), tokenizer or load_tokenizer(path), style
 
 
 def _count_generated(ids: list[int], pad_id: int | None, eos: int | list[int] | None) -> int:

@@ -12,8 +12,9 @@ from typing import Any
 
 from fireact.agent.lm import Completion
 from fireact.agent.parsing import parse_direct_answer, parse_step
-from fireact.agent.prompts import REFLECT_REQUEST, Prompt, build_prompt
+from fireact.agent.prompts import REFLECT_REQUEST
 from fireact.agent.tools import SearchTool, ToolError
+from fireact.data.prompt_style import Prompt, PromptStyle
 from fireact.data.tasks import Example, Task
 from fireact.data.trajectory import METHODS, Trajectory, Turn
 
@@ -45,8 +46,8 @@ class Episode:
     example: Example
     task: Task
     method: str
+    style: PromptStyle = field(default_factory=PromptStyle)
     prefix: str | list[dict[str, str]] = ""  # few-shot instruction + exemplars ("" for zero-shot)
-    fmt: str = "chat"
     max_turns: int = 11
     turns: list[Turn] = field(default_factory=list)
     done: bool = False
@@ -60,7 +61,7 @@ class Episode:
 
     def prompt(self) -> Prompt:
         note = REFLECT_REQUEST if self._reflect_now() else None
-        return build_prompt(self.example.question, self.turns, self.prefix, self.fmt, note)
+        return self.style.prompt(self.example.question, self.turns, self.prefix, note)
 
     def _end(self, reason: str, prediction: str | None = None) -> None:
         self.done, self.end_reason, self.prediction = True, reason, prediction

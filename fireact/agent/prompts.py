@@ -1,10 +1,7 @@
-"""Agent prompts: zero-shot (how fine-tuned models are trained) and few-shot (teacher, baselines).
-
-Zero-shot chat is FireAct's gpt_format: the question is the first user turn, each
-`Thought: ...\\nAction: ...` an assistant turn, each `Observation: ...` a user turn. The alpaca
-variant renders the same episode as one instruction/response text. Few-shot prompts put an
-instruction and K exemplar episodes (successful trajectories of the same task, drawn with a seed)
-in front of the question, as ReAct prompting does.
+"""Few-shot prompting: instructions and exemplar episodes put before the question (teacher runs and
+prompting baselines). The zero-shot format fine-tuned models are trained on, and the rendering of
+every prompt, live in `fireact.data.prompt_style`; in chat format the exemplars are earlier turns of
+the same conversation, in alpaca format a block of example text in the instruction.
 """
 
 from __future__ import annotations
@@ -13,15 +10,8 @@ import random
 from pathlib import Path
 
 from fireact.data.errors import FireactError
+from fireact.data.prompt_style import Message, agent_text, conversation, observation_text
 from fireact.data.trajectory import Trajectory, Turn
-
-Message = dict[str, str]
-Prompt = list[Message] | str  # chat messages, or one raw text (alpaca)
-
-ALPACA_HEADER = (
-    "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n"
-    "### Instruction:\n{question}\n\n### Response:\n"
-)
 
 INSTRUCTIONS = {
     "react": (
@@ -48,17 +38,13 @@ REFLECT_REQUEST = (
 )
 
 
-def assistant_text(turn: Turn) -> str:
-    return f"Thought: {turn.thought}\nAction: {turn.action}" if turn.thought else f"Action: {turn.action}"
-
-
-def episode_text(question: str, turns: list[Turn], with_question: bool = True) -> str:
-    """An episode as ReAct text: Question, then Thought/Action/Observation lines."""
-    lines = [f"Question: {question}"] if with_question else []
+def episode_text(question: str, turns: list[Turn]) -> str:
+    """An exemplar episode as ReAct text: Question, then Thought/Action/Observation lines."""
+    lines = [f"Question: {question}"]
     for t in turns:
-        lines.append(assistant_text(t))
+        lines.append(agent_text(t))
         if t.observation is not None:
-            lines.append(f"Observation: {t.observation}")
+            lines.append(observation_text(t.observation))
     return "\n".join(lines)
 
 
@@ -73,48 +59,11 @@ def few_shot_prefix(
     if not exemplars:
         return ""
     if fmt == "chat":
-        messages: list[Message] = []
-        for e in exemplars:
-            messages += build_prompt(e.question, e.turns)
+        messages: list[Message] = [m for e in exemplars for m in conversation(e.question, e.turns)]
         messages[0] = {**messages[0], "content": f"{INSTRUCTIONS[method]}\n{messages[0]['content']}"}
         return messages
     shots = "\n\n".join(episode_text(e.question, e.turns) for e in exemplars)
     return f"{INSTRUCTIONS[method]}Here are some examples:\n{shots}\n(END OF EXAMPLES)\n\n"
-
-
-def build_prompt(
-    question: str,
-    turns: list[Turn],
-    prefix: str | list[Message] = "",
-    fmt: str = "chat",
-    pending_user_note: str | None = None,
-) -> Prompt:
-    """The prompt for the next assistant step of an episode.
-
-    `pending_user_note` is appended to the last user turn only in the prompt (e.g. the Reflexion
-    request); it never becomes part of the stored observation.
-    """
-    if fmt == "alpaca":
-        body = episode_text(question, turns, with_question=False)
-        text = ALPACA_HEADER.format(question=prefix + question if prefix else question) + body
-        if pending_user_note:
-            text += f"\n{pending_user_note}"
-        return text + ("\n" if body or pending_user_note else "")
-    if fmt != "chat":
-        raise FireactError(f"unknown prompt format {fmt!r}; choose chat or alpaca")
-    messages: list[Message] = []
-    if isinstance(prefix, list):  # few-shot chat: exemplar episodes as earlier turns of the conversation
-        messages += prefix
-        prefix = ""
-    first = f"{prefix}Question: {question}" if prefix else question
-    messages.append({"role": "user", "content": first})
-    for t in turns:
-        messages.append({"role": "assistant", "content": assistant_text(t)})
-        if t.observation is not None:
-            messages.append({"role": "user", "content": f"Observation: {t.observation}"})
-    if pending_user_note:
-        messages[-1] = {**messages[-1], "content": f"{messages[-1]['content']}\n{pending_user_note}"}
-    return messages
 
 
 def pick_exemplars(

@@ -9,16 +9,20 @@ others.
 
 from __future__ import annotations
 
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Any
 
-from fireact.agent.lm import LM
-from fireact.agent.methods import Episode, method_spec
+from fireact.agent.config import RolloutConfig
+from fireact.agent.lm import LM, Completion
+from fireact.agent.methods import Episode, MethodSpec, method_spec
 from fireact.agent.prompts import few_shot_prefix, pick_exemplars
 from fireact.agent.tools import SearchTool
+from fireact.data.prompt_style import Prompt, PromptStyle
 from fireact.data.tasks import Example, Task
 from fireact.data.trajectory import Trajectory, Turn
 
@@ -61,21 +65,43 @@ def _io_exemplars(exemplars: list[Trajectory]) -> list[Trajectory]:
     return out
 
 
+@dataclass
+class RolloutJob:
+    """What every runner needs: the episodes to play, and how one model step is asked for."""
+
+    examples: list[Example]
+    new_episode: Callable[[Example], Episode]
+    finish: Callable[[int, Episode], None]
+    should_stop: Callable[[], bool]
+    tools: dict[str, SearchTool]
+    spec: MethodSpec
+    temperature: float
+    batch_size: int
+
+    def complete(self, lm: LM, prompts: list[Prompt]) -> list[Completion]:
+        s = self.spec
+        return lm.complete(prompts, s.stop, s.max_tokens, self.temperature, s.stop_after_action)
+
+
+def resolve_style(fmt: str | None, lm: LM) -> PromptStyle:
+    """An explicit format wins (with a warning when the model was trained on another); else the
+    format saved with the model; else chat."""
+    saved = lm.prompt_style
+    if fmt is None:
+        return saved or PromptStyle()
+    if saved is not None and saved.format != fmt:
+        warnings.warn(f"format {fmt!r} overrides the {saved.format!r} format {lm.name} was trained with", stacklevel=2)
+    return PromptStyle(fmt, saved.base_model if saved else None)
+
+
 def run_rollouts(
     lm: LM,
     tool: SearchTool,
     task: Task,
     examples: Iterable[Example],
-    method: str = "react",
-    few_shot: int = 0,
+    config: RolloutConfig | None = None,
     exemplar_pool: list[Trajectory] | None = None,
     prompt_text: str | None = None,
-    fmt: str = "chat",
-    max_turns: int = 11,
-    batch_size: int = 8,
-    temperature: float = 0.0,
-    max_tokens: int | None = None,
-    seed: int = 0,
     progress: Progress | str | None = None,
     on_done: Callable[[Trajectory], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
@@ -83,34 +109,29 @@ def run_rollouts(
 ) -> list[Trajectory]:
     """Run one episode per example and return the trajectories in example order.
 
-    few_shot=K draws K successful exemplars of the task from `exemplar_pool` (seeded); a
+    `config.few_shot`=K draws K successful exemplars of the task from `exemplar_pool` (seeded); a
     `prompt_text` replaces them with the user's own prompt; both 0/None means zero-shot (the
     format fine-tuned models are trained on). `on_done` sees each trajectory as soon as it ends;
     `should_stop` (checked before each new episode starts) ends a run early, e.g. on a cost cap.
     `progress` is a callback (done, total), "rich" for a progress bar, or None.
     """
+    cfg = config or RolloutConfig()
     examples = list(examples)
-    spec = method_spec(method, max_tokens)
+    style = resolve_style(cfg.format, lm)
     exemplars: list[Trajectory] = []
-    if prompt_text is None and few_shot > 0:
+    if prompt_text is None and cfg.few_shot > 0:
         asked = {e.question for e in examples}
-        exemplars = pick_exemplars(exemplar_pool or [], task.name, few_shot, seed, asked, method)
-        if method == "io":
+        exemplars = pick_exemplars(exemplar_pool or [], task.name, cfg.few_shot, cfg.exemplar_seed, asked, cfg.method)
+        if cfg.method == "io":
             exemplars = _io_exemplars(exemplars)
-    prefix = few_shot_prefix(method, exemplars, prompt_text, fmt)
-    meta = {"lm": lm.name, "tool": getattr(tool, "name", "search"), "few_shot": len(exemplars), "fmt": fmt}
+    prefix = few_shot_prefix(cfg.method, exemplars, prompt_text, style.format)
+    meta = {"lm": lm.name, "tool": getattr(tool, "name", "search"), "few_shot": len(exemplars), "fmt": style.format}
     if prompt_text is not None:
         meta["few_shot"] = "prompt_file"
-    tools = {"search": tool}
-
-    def new_episode(ex: Example) -> Episode:
-        return Episode(ex, task, method, prefix, fmt, 1 if method in ("io", "cot") else max_turns)
-
-    reset = getattr(lm, "reset_cache", None)
-    if reset is not None:
-        reset()  # a model being trained changes between runs: never reuse its old KV
+    turns = 1 if cfg.method in ("io", "cot") else cfg.max_turns
+    lm.reset_cache()  # a model being trained changes between runs: never reuse its old KV
     results: dict[int, Trajectory] = {}
-    ctx = rich_progress(f"{method} {task.name}") if progress == "rich" else nullcontext(progress)
+    ctx = rich_progress(f"{cfg.method} {task.name}") if progress == "rich" else nullcontext(progress)
     with ctx as report:
 
         def finish(i: int, ep: Episode) -> None:
@@ -123,57 +144,65 @@ def run_rollouts(
 
         if report is not None:
             report(0, len(examples))
-        stop = should_stop or (lambda: False)
-        if getattr(lm, "continuous", False):
+        job = RolloutJob(
+            examples,
+            lambda ex: Episode(ex, task, cfg.method, style, prefix, turns),
+            finish,
+            should_stop or (lambda: False),
+            {"search": tool},
+            method_spec(cfg.method, cfg.max_tokens),
+            cfg.temperature,
+            cfg.batch_size,
+        )
+        if lm.continuous:
             from fireact.agent.engine import run_continuous
 
-            run_continuous(lm, tools, spec, temperature, examples, new_episode, finish, batch_size, stop)
+            run_continuous(lm, job)
         elif lm.batched:
-            _run_batched(lm, tools, spec, temperature, examples, new_episode, finish, batch_size, stop)
+            _run_batched(lm, job)
         else:
-            _run_threaded(lm, tools, spec, temperature, examples, new_episode, finish, batch_size, stop)
+            _run_threaded(lm, job)
     return [results[i] for i in sorted(results)]
 
 
-def _run_batched(lm, tools, spec, temperature, examples, new_episode, finish, batch_size, stop) -> None:
-    pending = deque(enumerate(examples))
+def _run_batched(lm: LM, job: RolloutJob) -> None:
+    pending = deque(enumerate(job.examples))
     live: list[tuple[int, Episode]] = []
     while pending or live:
-        while len(live) < batch_size and pending and not stop():
+        while len(live) < job.batch_size and pending and not job.should_stop():
             i, ex = pending.popleft()
-            live.append((i, new_episode(ex)))
+            live.append((i, job.new_episode(ex)))
         if not live:
             break
-        prompts = [ep.prompt() for _, ep in live]
-        completions = lm.complete(prompts, spec.stop, spec.max_tokens, temperature, spec.stop_after_action)
+        completions = job.complete(lm, [ep.prompt() for _, ep in live])
         for (i, ep), c in zip(live, completions):
-            ep.feed(c, tools)
+            ep.feed(c, job.tools)
             if ep.done:
-                finish(i, ep)
+                job.finish(i, ep)
         live = [(i, ep) for i, ep in live if not ep.done]
 
 
-def _play(lm, tools, spec, temperature, ep: Episode) -> Episode:
+def _play(lm: LM, job: RolloutJob, ep: Episode) -> Episode:
     while not ep.done:
-        (c,) = lm.complete([ep.prompt()], spec.stop, spec.max_tokens, temperature, spec.stop_after_action)
-        ep.feed(c, tools)
+        (c,) = job.complete(lm, [ep.prompt()])
+        ep.feed(c, job.tools)
     return ep
 
 
-def _run_threaded(lm, tools, spec, temperature, examples, new_episode, finish, workers, stop) -> None:
-    workers = max(1, getattr(lm, "concurrency", workers) or workers)
-    pending = deque(enumerate(examples))
+def _run_threaded(lm: LM, job: RolloutJob) -> None:
+    workers = max(1, lm.concurrency)
+    pending = deque(enumerate(job.examples))
     running: dict[Future, int] = {}
     with ThreadPoolExecutor(workers) as pool:
         while pending or running:
-            while len(running) < workers and pending and not stop():
+            while len(running) < workers and pending and not job.should_stop():
                 i, ex = pending.popleft()
-                running[pool.submit(_play, lm, tools, spec, temperature, new_episode(ex))] = i
+                running[pool.submit(_play, lm, job, job.new_episode(ex))] = i
             if not running:
                 break
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for fut in done:
-                finish(running.pop(fut), fut.result())
+                job.finish(running.pop(fut), fut.result())
 
 
 def summary_row(trajs: list[Trajectory], seconds: float) -> dict[str, Any]:

@@ -13,9 +13,15 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from fireact.agent.lm import LM
+from fireact.data.errors import FireactError
+from fireact.data.prompt_style import PromptStyle
 
 
-def make_server(lm: LM, host: str = "127.0.0.1", port: int = 8000, model_name: str | None = None):
+def make_server(
+    lm: LM, host: str = "127.0.0.1", port: int = 8000, model_name: str | None = None, style: PromptStyle | None = None
+):
+    """`style`: how requests are written for the model (default: chat messages as sent)."""
+    style = style or PromptStyle()
     lock = threading.Lock()
     served_name = model_name or lm.name
 
@@ -70,11 +76,12 @@ def make_server(lm: LM, host: str = "127.0.0.1", port: int = 8000, model_name: s
                 temperature = float(req.get("temperature", 1.0) if req.get("temperature") is not None else 1.0)
                 if int(req.get("n") or 1) != 1:
                     raise ValueError("only n=1 is supported")
-            except (ValueError, KeyError, TypeError) as e:
+                prompt = style.from_messages(messages)
+            except (ValueError, KeyError, TypeError, FireactError) as e:
                 self._error(400, f"bad request: {e}")
                 return
             with lock:
-                (c,) = lm.complete([messages], stop, max_tokens, temperature)
+                (c,) = lm.complete([prompt], stop, max_tokens, temperature)
             if c.error:
                 self._error(500, c.error)
                 return

@@ -7,20 +7,20 @@ import json
 import time
 from pathlib import Path
 
-from fireact.commands.agent_args import add_agent, add_lm, agent_options, build_lm, build_tool
-from fireact.commands.common import add_data_dir, add_selection, data_dir
+from fireact.agent.config import RolloutConfig
+from fireact.commands.agent_args import add_agent, add_lm, build_lm, prompt_inputs
+from fireact.commands.common import add_data_dir, data_dir
 from fireact.commands.score import print_summary
 from fireact.data.evaluation import summarize
-from fireact.data.tasks import get_task, select
-from fireact.data.trajectory import write_trajectories
+from fireact.data.tasks import get_task
+from fireact.data.trajectory import Trajectory, write_trajectories
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_lm(p, default="hf:smollm2-135m")
     add_agent(p)
-    add_selection(p, split="dev")
-    p.add_argument("--out", type=Path, required=True, help="trajectory JSONL to write")
-    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.add_argument("--out", type=Path, required=True, help="trajectory JSONL to write (all tasks)")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object per task")
     add_data_dir(p)
 
 
@@ -28,22 +28,29 @@ def run(args: argparse.Namespace) -> int:
     from fireact.agent.rollout import run_rollouts
 
     root = data_dir(args)
-    task = get_task(args.task)
-    examples = select(task.load(root, args.split), args.n, args.seed, args.offset)
-    opts = agent_options(args, root)
-    tool = build_tool(args, root)
+    cfg = RolloutConfig.from_args(args)
+    tool = cfg.make_tool(root)
     lm = build_lm(args)
-    start = time.monotonic()
-    trajs = run_rollouts(
-        lm, tool, task, examples, progress=None if args.json else "rich", source=f"eval:{lm.name}", **opts
-    )
-    seconds = time.monotonic() - start
-    write_trajectories(args.out, trajs)
-    summary = summarize(trajs, len(examples))
-    per_q = seconds / len(examples) if examples else 0.0
-    if args.json:
-        print(json.dumps({"file": str(args.out), **summary.to_dict(), "seconds_per_question": per_q}))
-    else:
-        print_summary(f"{lm.name} on {task.name}/{args.split} ({args.method}) -> {args.out}", summary, False)
-        print(f"{per_q:.2f} s per question")
+    written: list[Trajectory] = []
+    for name in cfg.tasks:
+        task = get_task(name)
+        examples = cfg.examples(name, root)
+        pool, prompt_text = prompt_inputs(args, cfg, name, root)
+        start = time.monotonic()
+        trajs = run_rollouts(
+            lm, tool, task, examples, cfg, pool, prompt_text,
+            progress=None if args.json else "rich", source=f"eval:{lm.name}",
+        )  # fmt: skip
+        per_q = (time.monotonic() - start) / len(examples) if examples else 0.0
+        written += trajs
+        write_trajectories(args.out, written)
+        summary = summarize(trajs, len(examples))
+        fmt = trajs[0].meta["fmt"] if trajs else cfg.format
+        if args.json:
+            row = {"file": str(args.out), "task": name, "format": fmt, **summary.to_dict()}
+            print(json.dumps({**row, "seconds_per_question": per_q}))
+        else:
+            title = f"{lm.name} on {name}/{cfg.split} ({cfg.method}, {fmt} format) -> {args.out}"
+            print_summary(title, summary, False)
+            print(f"{per_q:.2f} s per question")
     return 0

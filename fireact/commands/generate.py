@@ -10,17 +10,17 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from fireact.commands.agent_args import add_agent, add_lm, agent_options, build_lm, build_tool
-from fireact.commands.common import add_data_dir, add_selection, data_dir
+from fireact.agent.config import RolloutConfig
+from fireact.commands.agent_args import add_agent, add_lm, build_lm, prompt_inputs
+from fireact.commands.common import add_data_dir, data_dir
 from fireact.data.errors import FireactError
-from fireact.data.tasks import get_task, select
+from fireact.data.tasks import get_task
 from fireact.data.trajectory import Trajectory, TrajectoryAppender, iter_trajectories
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_lm(p)
-    add_agent(p)
-    add_selection(p, split="train")
+    add_agent(p, split="train")
     p.add_argument("--out", type=Path, required=True, help="trajectory JSONL; appended to, resumed on restart")
     p.add_argument("--only-successful", action="store_true", help="keep reward-1 trajectories only (FireAct's filter)")
     p.add_argument("--max-cost-usd", type=float, help="start no new episode once this much has been spent")
@@ -46,24 +46,32 @@ def _done_ids(out: Path, task: str) -> set[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    root = data_dir(args)
+    cfg = RolloutConfig.from_args(args)
+    tool = cfg.make_tool(root)
+    lm = build_lm(args)
+    spent = 0.0
+    for name in cfg.tasks:
+        spent = _generate(args, cfg, name, root, lm, tool, spent)
+    return 0
+
+
+def _generate(args: argparse.Namespace, cfg: RolloutConfig, name: str, root: Path, lm, tool, spent: float) -> float:
+    """One task's episodes; `spent` carries the cost of earlier tasks (the budget covers the run)."""
     from fireact.agent.rollout import run_rollouts, summary_row
 
-    root = data_dir(args)
-    task = get_task(args.task)
-    examples = select(task.load(root, args.split), args.n, args.seed, args.offset)
+    task = get_task(name)
+    examples = cfg.examples(name, root)
     if any(e.answer is None for e in examples):
-        raise FireactError(f"{task.name}/{args.split} has no gold answers: generation needs them to score episodes")
-    opts = agent_options(args, root)
-    tool = build_tool(args, root)
+        raise FireactError(f"{task.name}/{cfg.split} has no gold answers: generation needs them to score episodes")
+    pool, prompt_text = prompt_inputs(args, cfg, name, root)
     appender = TrajectoryAppender(args.out)  # first: drops a line torn by a kill before reading ids
     done = _done_ids(args.out, task.name)
     todo = [e for e in examples if e.id not in done]
     console = Console(stderr=True)
     if done:
         console.print(f"resuming {args.out}: {len(examples) - len(todo)} of {len(examples)} already done")
-    lm = build_lm(args)
     finished: list[Trajectory] = []
-    spent = 0.0
     side = attempted_path(args.out).open("a", encoding="utf-8")
 
     def on_done(t: Trajectory) -> None:
@@ -82,22 +90,15 @@ def run(args: argparse.Namespace) -> int:
     start = time.monotonic()
     try:
         run_rollouts(
-            lm,
-            tool,
-            task,
-            todo,
-            progress="rich",
-            on_done=on_done,
-            should_stop=over_budget,
-            source=f"generate:{lm.name}",
-            **opts,
-        )
+            lm, tool, task, todo, cfg, pool, prompt_text,
+            progress="rich", on_done=on_done, should_stop=over_budget, source=f"generate:{lm.name}",
+        )  # fmt: skip
     finally:
         appender.close()
         side.close()
     row = summary_row(finished, time.monotonic() - start)
     kept = sum(1 for t in finished if t.reward >= 1.0 or not args.only_successful)
-    table = Table(title=f"{lm.name} {args.method} on {task.name}/{args.split} -> {args.out}")
+    table = Table(title=f"{lm.name} {cfg.method} on {task.name}/{cfg.split} -> {args.out}")
     for col in ("episodes", "kept", "success", "turns mean", "prompt tok", "completion tok", "cost $", "seconds"):
         table.add_column(col, justify="right")
     table.add_row(
@@ -113,4 +114,4 @@ def run(args: argparse.Namespace) -> int:
     Console().print(table)
     if over_budget():
         console.print(f"stopped early: spent ${spent:.4f} >= --max-cost-usd {args.max_cost_usd}")
-    return 0
+    return spent

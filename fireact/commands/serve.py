@@ -13,21 +13,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--model-name", help="the model id clients send and see (default: the --lm spec)")
+    p.add_argument(
+        "--format", choices=("chat", "alpaca"), help="prompt format (default: the one saved with the model, else chat)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    from fireact.agent.rollout import resolve_style
     from fireact.agent.server import make_server
     from fireact.data.errors import FireactError
 
     if not args.lm.startswith("hf:"):
         raise FireactError("fireact serve needs a local model: --lm hf:PATH_OR_NAME")
     lm = build_lm(args)
+    style = resolve_style(args.format, lm)
     try:
-        server = make_server(lm, args.host, args.port, args.model_name)
+        server = make_server(lm, args.host, args.port, args.model_name, style)
     except OSError as e:
         raise FireactError(f"cannot listen on {args.host}:{args.port}: {e.strerror}") from None
     host, port = server.server_address[:2]
-    print(f"serving {lm.name} on http://{host}:{port}/v1", file=sys.stderr, flush=True)
+    print(f"serving {lm.name} ({style.format} format) on http://{host}:{port}/v1", file=sys.stderr, flush=True)
     try:
         server.serve_forever()
     finally:

@@ -19,10 +19,11 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
 from fireact.data.batching import Batch, collate, length_grouped_batches, packed_batches, padding_fraction
-from fireact.data.encoding import IGNORE_INDEX, render, tokenize_with_labels
+from fireact.data.encoding import IGNORE_INDEX, tokenize_with_labels
 from fireact.data.errors import FireactError
 from fireact.data.mixing import CellPlan, cell_of, heldout_split, plan_mix, validate_mix
 from fireact.data.paths import resolve_data_dir
+from fireact.data.prompt_style import PromptStyle
 from fireact.data.sources import Source, load_source, resolve_source, task_questions
 from fireact.data.trajectory import Trajectory
 
@@ -130,6 +131,11 @@ class TrajectoryDataModule(LightningDataModule):
         self.val_set: PlannedBatches | None = None
         self.provenance: dict[str, Any] | None = None
 
+    @property
+    def prompt_style(self) -> PromptStyle:
+        """The format the model is trained on: saved with its checkpoints, used by the rollout callback."""
+        return PromptStyle(self.format, base_model=self.tokenizer_name)
+
     # -- setup -----------------------------------------------------------------------------------
     def _load_tokenizer(self) -> Any:
         from transformers import AutoTokenizer
@@ -153,7 +159,7 @@ class TrajectoryDataModule(LightningDataModule):
         from datasets import Dataset, disable_progress_bars
 
         disable_progress_bars()
-        rendered = [render(t, self.tokenizer, self.format) for t in trajectories]
+        rendered = [self.prompt_style.render(t, self.tokenizer) for t in trajectories]
         ds = Dataset.from_dict(
             {
                 "text": [r[0] for r in rendered],
@@ -166,7 +172,7 @@ class TrajectoryDataModule(LightningDataModule):
             batched=True,
             batch_size=512,
             remove_columns=ds.column_names,
-            fn_kwargs={"tokenizer": self.tokenizer, "add_special_tokens": self.format == "alpaca"},
+            fn_kwargs={"tokenizer": self.tokenizer, "add_special_tokens": self.prompt_style.add_special_tokens},
             keep_in_memory=True,  # 2k trajectories encode in ~2 s: no cache files to go stale
             new_fingerprint=f"fireact-encode-in-memory-{len(trajectories)}-{self.format}",
         )

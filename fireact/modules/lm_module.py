@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from dataclasses import replace
 from typing import Any, Literal
 
 import lightning.pytorch as pl
@@ -18,6 +19,7 @@ import torch
 from lightning.pytorch.strategies import DeepSpeedStrategy
 
 from fireact.data.errors import FireactError
+from fireact.data.prompt_style import PromptStyle
 
 # FireAct's reference LoRA run (finetune/llama_lora): r=8, alpha=16, dropout 0.05 on q_proj/v_proj,
 # lr 3e-4 (alpaca-lora's default). Configs for small models widen it to q/k/v/o with r=16.
@@ -281,6 +283,9 @@ class FireActLM(pl.LightningModule):
             "trainable_only": self.hparams.finetune == "lora",
             "metrics": metrics,
         }
+        style = getattr(self.trainer.datamodule, "prompt_style", None)
+        if isinstance(style, PromptStyle):  # the format travels with the weights (export, eval, serve)
+            checkpoint["fireact"]["prompt_style"] = replace(style, base_model=self.hparams.model).to_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if "state_dict" not in checkpoint or self.model is None:

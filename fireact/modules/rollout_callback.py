@@ -20,52 +20,35 @@ import torch.distributed as dist
 from lightning.pytorch.callbacks import Callback, RichProgressBar
 from lightning.pytorch.utilities import rank_zero_info
 
+from fireact.agent.config import RolloutConfig
 from fireact.agent.lm import HFLM
 from fireact.agent.rollout import run_rollouts
-from fireact.agent.tools import make_tool
 from fireact.data.paths import resolve_data_dir
-from fireact.data.tasks import Example, get_task, select
+from fireact.data.prompt_style import PromptStyle
+from fireact.data.tasks import get_task
 from fireact.data.trajectory import Trajectory, write_trajectories
 from fireact.modules.rollout_metrics import RolloutMetrics
 
 
 class RolloutValidation(Callback):
+    """Run rollouts on the questions `rollouts` selects (the paper's seeded selection; 20 HotpotQA dev
+    questions by default) at every `every_n_validations`-th validation, and once before training
+    when `before_training`. The prompt format is the DataModule's unless `rollouts.format` says
+    otherwise, so a config states it once."""
+
     def __init__(
         self,
-        tasks: list[str] | str = "hotpotqa",
-        split: str = "dev",
-        n: int = 20,
-        seed: int = 233,
-        offset: int = 0,
-        tool: str = "snapshot",
-        search_k: int = 1,
-        noise: str = "none",
-        noise_p: float = 0.5,
-        fmt: str = "chat",
-        max_turns: int = 11,
-        max_tokens: int | None = None,
-        batch_size: int = 8,
+        rollouts: RolloutConfig | None = None,
         every_n_validations: int = 1,
         before_training: bool = True,
         data_dir: str | None = None,
     ) -> None:
-        """Run rollouts on `n` questions of each task (the paper's seeded selection) at every
-        `every_n_validations`-th validation, and once before training when `before_training`."""
-        self.tasks = [tasks] if isinstance(tasks, str) else list(tasks)
-        self.split, self.n, self.seed, self.offset = split, n, seed, offset
-        self.tool_args = {"name": tool, "search_k": search_k, "noise": noise, "noise_p": noise_p, "seed": seed}
-        self.fmt, self.max_turns, self.max_tokens, self.batch_size = fmt, max_turns, max_tokens, batch_size
+        self.config = rollouts or RolloutConfig(n=20)
         self.every_n_validations, self.before_training = every_n_validations, before_training
         self.data_dir = data_dir
         self.history: list[dict[str, Any]] = []  # one row per rollout validation: step, task, metrics, file
         self._validations = 0
         self._fit_started = time.perf_counter()
-
-    # --- which questions this rank plays -------------------------------------------------------
-    def examples(self, task: str, rank: int = 0, world_size: int = 1) -> list[Example]:
-        data_dir = resolve_data_dir(self.data_dir)
-        picked = select(get_task(task).load(data_dir, self.split), self.n, self.seed, self.offset)
-        return picked[rank::world_size]
 
     # --- hooks ---------------------------------------------------------------------------------
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -95,7 +78,12 @@ class RolloutValidation(Callback):
     def run(self, trainer: pl.Trainer, pl_module: pl.LightningModule, tag: str | None = None) -> dict[str, float]:
         model, tokenizer = pl_module.model, pl_module.tokenizer
         data_dir = resolve_data_dir(self.data_dir)
-        tool = make_tool(data_dir=data_dir, **self.tool_args)
+        cfg = self.config
+        tool = cfg.make_tool(data_dir)
+        lm = HFLM(
+            model, tokenizer, name=f"hf:{type(model).__name__}@step{trainer.global_step}",
+            prompt_style=trainer_prompt_style(trainer),
+        )  # fmt: skip
         # ZeRO-3 gathers each module's weights inside every forward, a collective: all ranks must make
         # the same calls, so each plays every question in lockstep (greedy decoding keeps them equal),
         # at world_size times the compute. Otherwise each rank plays a disjoint shard.
@@ -105,18 +93,16 @@ class RolloutValidation(Callback):
         was_training = model.training
         model.eval()
         try:
-            for task_name in self.tasks:
+            for task_name in cfg.tasks:
                 task = get_task(task_name)
-                examples = self.examples(task_name, rank, world)
+                examples = cfg.examples(task_name, data_dir)[rank::world]
                 start = time.perf_counter()
                 with (
                     torch.no_grad(),
                     _progress(trainer, f"rollouts {task_name}", len(examples)) as report,
                 ):
                     trajs = run_rollouts(
-                        HFLM(model, tokenizer, name=f"hf:{type(model).__name__}@step{trainer.global_step}"),
-                        tool, task, examples, method="react", fmt=self.fmt, max_turns=self.max_turns,
-                        max_tokens=self.max_tokens, batch_size=self.batch_size, progress=report,
+                        lm, tool, task, examples, cfg, progress=report,
                         source=f"rollout-validation step {trainer.global_step}",
                     )  # fmt: skip
                 seconds = time.perf_counter() - start
@@ -125,7 +111,7 @@ class RolloutValidation(Callback):
                 values = {k: float(v) for k, v in metrics.compute().items()}  # summed over ranks' shards
                 values["rollout_seconds"] = _max_over_ranks(seconds)
                 path = self._write(trainer, task_name, trajs if lockstep else _gather(trajs), tag)
-                prefix = "val/" if len(self.tasks) == 1 else f"val/{task_name}/"
+                prefix = "val/" if len(cfg.tasks) == 1 else f"val/{task_name}/"
                 out.update({f"{prefix}{k}": v for k, v in values.items() if k != "episodes"})
                 self.history.append(
                     {
@@ -141,8 +127,8 @@ class RolloutValidation(Callback):
                     f"format errors {values['format_error_rate']:.1%} over {int(values['episodes'])} questions "
                     f"({values['rollout_seconds']:.0f}s) -> {path}"
                 )
-            if len(self.tasks) > 1:
-                out["val/em"] = sum(out[f"val/{t}/em"] for t in self.tasks) / len(self.tasks)
+            if len(cfg.tasks) > 1:
+                out["val/em"] = sum(out[f"val/{t}/em"] for t in cfg.tasks) / len(cfg.tasks)
         finally:
             model.train(was_training)
         return out
@@ -152,7 +138,7 @@ class RolloutValidation(Callback):
         if trajs is None or not trainer.is_global_zero:
             return None
         name = (
-            f"step{trainer.global_step:06d}" + (f"_{tag}" if tag else "") + (f"_{task}" if len(self.tasks) > 1 else "")
+            f"step{trainer.global_step:06d}" + (f"_{tag}" if tag else "") + (f"_{task}" if len(self.config.tasks) > 1 else "")
         )
         trajs.sort(key=lambda t: t.id)
         write_trajectories(root / f"{name}.jsonl", trajs)
@@ -185,6 +171,12 @@ def print_fit_summary(trainer: pl.Trainer, history: list[dict[str, Any]], second
     if ckpt is not None:
         console.print(f"checkpoints: last {ckpt.last_model_path or '-'}; best {ckpt.best_model_path or '-'}")
     console.print(f"logs and metrics: {log_dir}")
+
+
+def trainer_prompt_style(trainer: pl.Trainer) -> PromptStyle | None:
+    """The prompt style of the data the trainer trains on (None when its DataModule has none)."""
+    style = getattr(trainer.datamodule, "prompt_style", None)
+    return style if isinstance(style, PromptStyle) else None
 
 
 def _distributed() -> bool:

@@ -1,0 +1,87 @@
+"""One rollout configuration for every place that plays agent episodes.
+
+`fireact eval` / `fireact generate` get their command-line options generated from these fields, and
+the `RolloutValidation` callback takes the same dataclass from the training config (YAML), so an
+option, its default and its help text are written once.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from fireact.data.errors import FireactError
+from fireact.data.tasks import TASKS, Example, get_task, select
+from fireact.data.trajectory import METHODS
+
+
+def _opt(default: Any, help: str, **argparse_kw: Any) -> Any:
+    meta = {"help": help, **argparse_kw}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class RolloutConfig:
+    """Which questions, which agent, which tool: everything that decides an episode but the LM."""
+
+    tasks: list[str] = _opt(["hotpotqa"], f"task(s), of {', '.join(TASKS)}", flag="--task", nargs="+")
+    split: str = _opt("dev", "task split")
+    n: int | None = _opt(None, "questions per task (default: all)")
+    seed: int | None = _opt(233, "question selection shuffle seed (the paper's: 233)")
+    offset: int = _opt(0, "skip this many selected questions")
+    method: str = _opt("react", "agent method", choices=METHODS)
+    format: str | None = _opt(
+        None, "prompt format (default: the one saved with the model, else chat)", choices=("chat", "alpaca")
+    )
+    max_turns: int = _opt(11, "agent steps per episode")
+    max_tokens: int | None = _opt(None, "tokens per model step (default per method)")
+    temperature: float = _opt(0.0, "sampling temperature (0: greedy)")
+    few_shot: int = _opt(0, "K exemplars from successful trajectories of the task")
+    exemplar_seed: int = _opt(0, "seed of the few-shot exemplar draw")
+    tool: str = _opt("snapshot", "search tool", choices=("snapshot", "serpapi"))
+    search_k: int = _opt(1, "snapshot: BM25 snippets per search (1, as one Google result)")
+    serpapi_cache: str | None = _opt(None, "serpapi record/replay cache (default: ~/.cache/fireact/serpapi.jsonl)")
+    noise: str = _opt("none", "robustness study: noisy search", choices=("none", "nothing", "random"))
+    noise_p: float = _opt(0.5, "probability that a search is replaced by noise")
+    noise_seed: int = _opt(0, "seed of the search noise")
+    batch_size: int = _opt(8, "episodes in flight (hf: decode slots; openai: parallel requests)")
+
+    def __post_init__(self) -> None:
+        if isinstance(self.tasks, str):  # a YAML scalar
+            self.tasks = [self.tasks]
+        for name, ok in (("n", self.n is None or self.n > 0), ("max_turns", self.max_turns > 0)):
+            if not ok:
+                raise FireactError(f"rollout option {name} must be positive")
+        if self.batch_size < 1 or self.search_k < 1:
+            raise FireactError("rollout options batch_size and search_k must be at least 1")
+
+    def examples(self, task: str, data_dir: Path) -> list[Example]:
+        """The paper's seeded question selection of one task."""
+        return select(get_task(task).load(data_dir, self.split), self.n, self.seed, self.offset)
+
+    def make_tool(self, data_dir: Path | None):
+        from fireact.agent.tools import make_tool
+
+        return make_tool(
+            self.tool, data_dir, self.noise, self.noise_p, self.noise_seed, self.serpapi_cache, self.search_k
+        )
+
+    # -- command line ---------------------------------------------------------------------------
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser, **defaults: Any) -> None:
+        """One option per field (`--max-turns` for max_turns); `defaults` override per command."""
+        group = parser.add_argument_group("rollouts")
+        for f in fields(cls):
+            meta = dict(f.metadata)
+            flag = meta.pop("flag", "--" + f.name.replace("_", "-"))
+            default = defaults.get(f.name, f.default if f.default_factory is MISSING else f.default_factory())
+            kind = next((t for t in (int, float) if f.type in (t.__name__, f"{t.__name__} | None")), str)
+            group.add_argument(flag, dest=f.name, type=kind, default=default, **meta)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> RolloutConfig:
+        return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})

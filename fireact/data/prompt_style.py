@@ -1,0 +1,248 @@
+"""The one ReAct renderer: the text a model is trained on and the prompt it continues at inference.
+
+Training (`PromptStyle.render`) and inference (`PromptStyle.prompt` + `PromptStyle.prompt_text`)
+call the same functions here, so the prompt of turn k plus the agent's turn-k text is the training
+text up to the end of trained span k, character for character and token for token
+(tests/data/test_prompt_style.py). A `PromptStyle` is saved with the weights (Lightning checkpoint
+and export folder, `STYLE_FILE`) so inference picks the format the model was trained on.
+
+Two formats, both zero-shot (no few-shot examples in the training text):
+
+- `chat`: the tokenizer's chat template over FireAct's gpt_format messages: user = question,
+  assistant = "Thought: ...\\nAction: ...", user = "Observation: ...". Trained: each assistant
+  content plus the special token that closes the turn (e.g. `<|im_end|>`).
+- `alpaca`: FireAct's alpaca prompt, then "Thought: ...\\nAction: ...\\nObservation: ...\\n" lines.
+  Trained: each "Thought: ...\\nAction: ..." with the newline that ends it, and EOS after the final
+  action. Observations are inside the same response string but never trained.
+
+The "Episode finished, reward = ..." line is never rendered (it leaks the reward), nor is an
+observation after the last agent turn (nothing after it is trained).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from fireact.data.errors import FireactError
+from fireact.data.trajectory import Trajectory, Turn
+
+FORMATS: tuple[str, ...] = ("chat", "alpaca")
+STYLE_FILE = "fireact_prompt_style.json"
+ALPACA_PROMPT = (
+    "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n"
+    "### Instruction:\n{question}\n\n### Response:\n"
+)
+_REWARD_LINE = re.compile(r"Episode finished,\s*reward\s*=", re.IGNORECASE)
+
+Message = dict[str, str]
+Prompt = list[Message] | str  # chat messages, or one raw text (alpaca)
+Span = tuple[int, int]
+
+
+def agent_text(turn: Turn) -> str:
+    """What the agent writes in one step (FireAct's assistant message); no Thought line when empty (IO)."""
+    return f"Thought: {turn.thought}\nAction: {turn.action}" if turn.thought else f"Action: {turn.action}"
+
+
+def observation_text(observation: str) -> str:
+    return f"Observation: {observation}"
+
+
+def training_turns(traj: Trajectory) -> list[Turn]:
+    """The turns as rendered: reward lines dropped, no observation after the last agent turn."""
+    turns = [
+        Turn(
+            t.thought, t.action, None if t.observation is None or _REWARD_LINE.search(t.observation) else t.observation
+        )
+        for t in traj.turns
+    ]
+    if turns:
+        turns[-1] = Turn(turns[-1].thought, turns[-1].action, None)
+    return turns
+
+
+def conversation(question: str, turns: list[Turn]) -> list[Message]:
+    """FireAct's gpt_format messages (no system message: the chat template adds its own)."""
+    messages = [{"role": "user", "content": question}]
+    for turn in turns:
+        messages.append({"role": "assistant", "content": agent_text(turn)})
+        if turn.observation is not None:
+            messages.append({"role": "user", "content": observation_text(turn.observation)})
+    return messages
+
+
+def react_lines(turns: list[Turn]) -> str:
+    """Thought/Action/Observation lines, each ending in a newline (the alpaca response body)."""
+    return "".join(
+        agent_text(t) + "\n" + (observation_text(t.observation) + "\n" if t.observation is not None else "")
+        for t in turns
+    )
+
+
+def _special_tokens(tokenizer: Any) -> list[str]:
+    cached = getattr(tokenizer, "_fireact_specials", None)
+    if cached is None:
+        cached = sorted({t for t in tokenizer.all_special_tokens if t}, key=len, reverse=True)
+        tokenizer._fireact_specials = cached
+    return cached
+
+
+def _require_chat_template(tokenizer: Any) -> None:
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise FireactError(f"tokenizer {tokenizer.name_or_path!r} has no chat template: use format 'alpaca'")
+
+
+@dataclass(frozen=True)
+class PromptStyle:
+    """How a model's ReAct episodes are written as text; travels with the weights.
+
+    format: "chat" (the tokenizer's chat template) or "alpaca" (FireAct's alpaca prompt).
+    base_model: the model name the weights were fine-tuned from (what an adapter loads on top of).
+    """
+
+    format: str = "chat"
+    base_model: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise FireactError(f"unknown prompt format {self.format!r}: use one of {', '.join(FORMATS)}")
+
+    # -- persistence ------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = "prompt style") -> PromptStyle:
+        if not isinstance(d, dict) or "format" not in d:
+            raise FireactError(f"{where}: expected an object with a 'format' key, got {d!r}")
+        unknown = sorted(set(d) - {"format", "base_model"})
+        if unknown:
+            raise FireactError(f"{where}: unknown key(s) {', '.join(unknown)}")
+        return cls(**d)
+
+    def save(self, folder: str | Path) -> Path:
+        path = Path(folder) / STYLE_FILE
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, folder: str | Path) -> PromptStyle | None:
+        """The style saved in a model folder, or None when the folder has none."""
+        path = Path(folder) / STYLE_FILE
+        if not path.is_file():
+            return None
+        try:
+            d = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise FireactError(f"{path}: not a readable prompt style ({e})") from None
+        return cls.from_dict(d, str(path))
+
+    # -- tokens -----------------------------------------------------------------------------------
+    @property
+    def add_special_tokens(self) -> bool:
+        """alpaca text gets the tokenizer's BOS; a chat template writes its own special tokens."""
+        return self.format == "alpaca"
+
+    # -- inference --------------------------------------------------------------------------------
+    def prompt(
+        self,
+        question: str,
+        turns: list[Turn],
+        prefix: str | list[Message] = "",
+        pending_user_note: str | None = None,
+    ) -> Prompt:
+        """The prompt for the agent's next step: chat messages or one alpaca text.
+
+        `prefix` is what few-shot prompting puts before the question (text, or earlier chat turns);
+        `pending_user_note` is appended to the last user turn in the prompt only (the Reflexion
+        request), never to the stored observation.
+        """
+        if self.format == "alpaca":
+            text = ALPACA_PROMPT.format(question=prefix + question if prefix else question) + react_lines(turns)
+            return text + f"{pending_user_note}\n" if pending_user_note else text
+        messages: list[Message] = list(prefix) if isinstance(prefix, list) else []
+        head = f"{prefix}Question: {question}" if isinstance(prefix, str) and prefix else question
+        messages += conversation(head, turns)
+        if pending_user_note:
+            messages[-1] = {**messages[-1], "content": f"{messages[-1]['content']}\n{pending_user_note}"}
+        return messages
+
+    def from_messages(self, messages: list[Message]) -> Prompt:
+        """A client's chat request (`fireact serve`) in this format: as is for chat; for alpaca the
+        first user message is the instruction (system text before it) and every later message one
+        line of the response, as `prompt` writes an episode."""
+        if self.format == "chat":
+            return messages
+        system = [m["content"] for m in messages if m["role"] == "system"]
+        rest = [m for m in messages if m["role"] != "system"]
+        if not rest or rest[0]["role"] != "user":
+            raise FireactError("an alpaca prompt needs a user message (the question) first")
+        instruction = "\n\n".join([*system, rest[0]["content"]])
+        return ALPACA_PROMPT.format(question=instruction) + "".join(m["content"] + "\n" for m in rest[1:])
+
+    # -- training ---------------------------------------------------------------------------------
+    def render(self, traj: Trajectory, tokenizer: Any) -> tuple[str, list[Span]]:
+        """(training text, character spans that carry the loss). Pure: same input, same output."""
+        if self.format == "chat":
+            return _render_chat(traj, tokenizer)
+        return _render_alpaca(traj, tokenizer)
+
+
+def prompt_text(prompt: Prompt, tokenizer: Any) -> str:
+    """The exact text a local model continues: chat messages through the template with the
+    assistant header opened; an alpaca prompt is already text."""
+    if isinstance(prompt, str):
+        return prompt
+    _require_chat_template(tokenizer)
+    return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+
+
+def prompt_ids(prompt: Prompt, tokenizer: Any) -> list[int]:
+    """The prompt's token ids, tokenized as training tokenizes the same text (alpaca gets BOS)."""
+    style = PromptStyle("alpaca" if isinstance(prompt, str) else "chat")
+    return tokenizer(prompt_text(prompt, tokenizer), add_special_tokens=style.add_special_tokens)["input_ids"]
+
+
+def _render_chat(traj: Trajectory, tokenizer: Any) -> tuple[str, list[Span]]:
+    _require_chat_template(tokenizer)
+    messages = conversation(traj.question, training_turns(traj))
+    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    specials = _special_tokens(tokenizer)
+    spans: list[Span] = []
+    cursor = 0
+    for m in messages:
+        start = text.find(m["content"], cursor)
+        if start < 0:
+            raise FireactError(
+                f"the chat template of {tokenizer.name_or_path!r} changes message text (trajectory {traj.id or traj.question[:60]!r}): "
+                "cannot locate the agent's turns; use format 'alpaca'"
+            )
+        end = start + len(m["content"])
+        if m["role"] == "assistant":
+            closer = next((s for s in specials if text.startswith(s, end)), None)
+            spans.append((start, end + len(closer) if closer else end))
+        cursor = end
+    return text, spans
+
+
+def _render_alpaca(traj: Trajectory, tokenizer: Any) -> tuple[str, list[Span]]:
+    eos = tokenizer.eos_token or ""
+    turns = training_turns(traj)
+    text = ALPACA_PROMPT.format(question=traj.question)
+    spans: list[Span] = []
+    for i, turn in enumerate(turns):
+        trained = agent_text(turn) + (eos if i == len(turns) - 1 else "\n")
+        spans.append((len(text), len(text) + len(trained)))
+        text += trained
+        if turn.observation is not None:
+            text += observation_text(turn.observation) + "\n"
+    return text, spans
+
+
+def trained_text(text: str, spans: list[Span]) -> str:
+    """The characters the loss is on, concatenated (what the label tokens must decode to)."""
+    return "".join(text[a:b] for a, b in spans)

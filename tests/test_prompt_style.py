@@ -1,0 +1,85 @@
+"""One renderer: the inference prompt at turn k plus the agent's turn-k text is the training text up to
+the end of trained span k, in characters and in token ids, on every real FireAct trajectory."""
+
+from __future__ import annotations
+
+import pytest
+
+from fireact.data.errors import FireactError
+from fireact.data.fireact_format import read_any
+from fireact.data.prompt_style import PromptStyle, agent_text, prompt_ids, prompt_text, training_turns
+from fireact.data.trajectory import Trajectory, Turn
+
+
+@pytest.fixture(scope="module")
+def tokenizer(smollm2_dir):
+    from fireact.agent.models import load_tokenizer
+
+    return load_tokenizer(smollm2_dir)
+
+
+@pytest.fixture(scope="module")
+def multitask(data_dir) -> list[Trajectory]:
+    records = read_any(data_dir / "finetune" / "gpt_format" / "multitask_multimethod.jsonl")
+    assert len(records) == 2063
+    return [r for r in records if r.turns]
+
+
+@pytest.mark.parametrize("fmt", ["chat", "alpaca"])
+def test_inference_prompt_plus_agent_turn_is_the_training_prefix(tokenizer, multitask, fmt):
+    style = PromptStyle(fmt)
+    backend = tokenizer.backend_tokenizer
+    checked = 0
+    for traj in multitask:
+        text, spans = style.render(traj, tokenizer)
+        full = backend.encode(text, add_special_tokens=style.add_special_tokens)
+        turns = training_turns(traj)
+        for k, (turn, (start, end)) in enumerate(zip(turns, spans)):
+            prompt = style.prompt(traj.question, turns[:k])
+            before = prompt_text(prompt, tokenizer)
+            assert before == text[:start], (traj.id, k)
+            closer = text[start + len(agent_text(turn)) : end]  # <|im_end|>, "\n" or EOS
+            assert before + agent_text(turn) + closer == text[:end] and closer in ("<|im_end|>", "\n", tokenizer.eos_token)
+            ids = prompt_ids(prompt, tokenizer)
+            assert full.ids[: len(ids)] == ids, (traj.id, k)
+            assert full.char_to_token(start) == len(ids)  # the agent's first token follows the prompt's last
+            checked += 1
+    assert checked > 2 * len(multitask)  # multi-turn trajectories were compared turn by turn
+
+
+def test_prompt_formats(tokenizer):
+    turns = [Turn("t1", "search[a]", "o1")]
+    chat = PromptStyle("chat").prompt("Q?", turns, pending_user_note="Reflect.")
+    assert chat[-1] == {"role": "user", "content": "Observation: o1\nReflect."}
+    alpaca = PromptStyle("alpaca").prompt("Q?", turns)
+    assert alpaca.endswith("### Response:\nThought: t1\nAction: search[a]\nObservation: o1\n")
+    # a chat request to `fireact serve` for an alpaca model is written as the alpaca prompt of the episode
+    messages = PromptStyle("chat").prompt("Q?", turns)
+    assert PromptStyle("alpaca").from_messages(messages) == alpaca
+    assert PromptStyle("chat").from_messages(messages) == messages
+    with pytest.raises(FireactError, match="unknown prompt format 'sharegpt'"):
+        PromptStyle("sharegpt")
+
+
+def test_style_round_trips_through_a_folder(tmp_path):
+    style = PromptStyle("alpaca", base_model="smollm2-135m")
+    style.save(tmp_path)
+    assert PromptStyle.load(tmp_path) == style
+    assert PromptStyle.load(tmp_path / "nothing-here") is None
+    (tmp_path / "fireact_prompt_style.json").write_text('{"format": "alpaca", "colour": 1}')
+    with pytest.raises(FireactError, match="unknown key"):
+        PromptStyle.load(tmp_path)
+
+
+def test_chat_needs_a_template(tokenizer):
+    import copy
+
+    bare = copy.copy(tokenizer)
+    bare.chat_template = None
+    traj = Trajectory("Q?", "a", "hotpotqa", "react", [Turn("t", "finish[a]")])
+    for call in (
+        lambda: PromptStyle("chat").render(traj, bare),
+        lambda: prompt_text([{"role": "user", "content": "Q?"}], bare),
+    ):
+        with pytest.raises(FireactError, match="no chat template"):
+            call()
