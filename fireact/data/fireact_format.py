@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fireact.data.errors import FireactError
-from fireact.data.trajectory import Trajectory, Turn, parse_action
+from fireact.data.trajectory import Trajectory, Turn, parse_action, question_key
 
 _FIELD = re.compile(r"^\s*(Thought|Action|Observation)\s*\d*\s*:\s?(.*)$", re.IGNORECASE)
 _REWARD = re.compile(r"Episode finished,\s*reward\s*=\s*(\S+)", re.IGNORECASE)
@@ -67,10 +67,6 @@ def final_answer(turns: list[Turn]) -> str | None:
         if t.action and (m := _FINISH.search(t.action)):
             return m.group(1).strip()
     return None
-
-
-def count_actions(turns: list[Turn]) -> int:
-    return sum(1 for t in turns if t.action)
 
 
 def infer_method(parsed: ParsedText, text: str) -> str:
@@ -173,10 +169,6 @@ def read_fireact_file(path: str | Path) -> list[Trajectory]:
 _MMLU_FORM = re.compile(r"^Question:.*\nA\.", re.DOTALL)
 
 
-def _key(question: str) -> str:
-    return " ".join(question.lower().split())
-
-
 def label_tasks(records: list[Trajectory], task_questions: dict[str, set[str]], file_task: str | None = None) -> None:
     """Set `task` in place: the file's own task (hotpotqa*.json), membership in a task's question
     set, then the question's form.
@@ -185,15 +177,15 @@ def label_tasks(records: list[Trajectory], task_questions: dict[str, set[str]], 
     training questions come from train splits the release does not ship, so an unknown question
     answered yes/no is StrategyQA and any other is HotpotQA.
     """
-    index = {_key(q): task for task, qs in task_questions.items() for q in qs}
+    index = {question_key(q): task for task, qs in task_questions.items() for q in qs}
     for r in records:
         if r.task:
             continue
-        task = file_task or index.get(_key(r.question))
+        task = file_task or index.get(question_key(r.question))
         if task is None:
             if _MMLU_FORM.match(r.question) or r.question.startswith("Question:"):
                 task = "mmlu"
-            elif r.prediction is not None and _key(r.prediction).strip(".!") in ("yes", "no"):
+            elif r.prediction is not None and question_key(r.prediction).strip(".!") in ("yes", "no"):
                 task = "strategyqa"
             else:
                 task = "hotpotqa"

@@ -23,15 +23,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from fireact.data.errors import FireactError
-from fireact.data.trajectory import METHODS, Trajectory
+from fireact.data.trajectory import METHODS, Trajectory, question_key
 
 
 def cell_of(traj: Trajectory) -> str:
     return f"{traj.task}/{traj.method}"
-
-
-def question_key(question: str) -> str:
-    return " ".join(question.lower().split())
 
 
 def _rng(seed: int, salt: str) -> np.random.Generator:

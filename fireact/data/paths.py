@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from fireact.data.errors import FireactError
@@ -11,8 +12,25 @@ ENV_VAR = "FIREACT_DATA_DIR"
 
 
 def default_cache_dir() -> Path:
+    """~/.cache/fireact (or under $XDG_CACHE_HOME): data, models and the SerpAPI cache live here."""
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "fireact"
+
+
+def write_lines_atomic(path: str | os.PathLike, lines: Iterable[str]) -> int:
+    """Write lines to a temp file, fsync, rename: an interrupted write never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    n = 0
+    with tmp.open("w", encoding="utf-8") as f:
+        for line in lines:
+            f.write(line + "\n")
+            n += 1
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+    return n
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None = None, must_exist: bool = True) -> Path:

@@ -8,11 +8,11 @@ they make an offline search engine over the questions FireAct studied.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from fireact.data.errors import FireactError
 from fireact.data.fireact_format import read_fireact_file
+from fireact.data.paths import write_lines_atomic
 from fireact.data.trajectory import parse_action
 
 # source label -> glob inside the data dir, in the order records are collected
@@ -43,11 +43,4 @@ def build_snapshot(data_dir: Path, out: Path | None = None) -> tuple[Path, int]:
     if not records:
         raise FireactError(f"no search observations found under {data_dir} (finetune/gpt_format, trajs)")
     out = Path(out) if out is not None else Path(data_dir) / "search_snapshot.jsonl"
-    tmp = out.with_name(out.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for r in records:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(out)
-    return out, len(records)
+    return out, write_lines_atomic(out, (json.dumps(r, ensure_ascii=False) for r in records))

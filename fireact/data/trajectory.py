@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fireact.data.errors import FireactError
+from fireact.data.paths import write_lines_atomic
 
 SCHEMA_VERSION = 1
 METHODS = ("io", "cot", "react", "reflexion")
@@ -22,6 +23,11 @@ METHODS = ("io", "cot", "react", "reflexion")
 END_REASONS = ("finish", "max_turns", "no_action", "bad_action", "unknown_tool", "error")
 
 _ACTION = re.compile(r"^\s*(\w+)\s*\[(.*)\]\s*$", re.DOTALL)
+
+
+def question_key(question: str) -> str:
+    """A question compared across files: case and whitespace do not matter."""
+    return " ".join(question.lower().split())
 
 
 def parse_action(action: str) -> tuple[str, str] | None:
@@ -94,6 +100,11 @@ class Trajectory:
     def finished(self) -> bool:
         return self.end_reason == "finish" and self.prediction is not None
 
+    @property
+    def num_actions(self) -> int:
+        """The episode's turns as every summary counts them: steps that took an action."""
+        return sum(1 for t in self.turns if t.action)
+
 
 def read_trajectories(path: str | os.PathLike) -> list[Trajectory]:
     return list(iter_trajectories(path))
@@ -117,18 +128,7 @@ def iter_trajectories(path: str | os.PathLike) -> Iterator[Trajectory]:
 
 def write_trajectories(path: str | os.PathLike, trajectories: Iterable[Trajectory]) -> int:
     """Write atomically (temp file + rename) so an interrupted write never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    n = 0
-    with tmp.open("w", encoding="utf-8") as f:
-        for t in trajectories:
-            f.write(t.to_json() + "\n")
-            n += 1
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
-    return n
+    return write_lines_atomic(path, (t.to_json() for t in trajectories))
 
 
 class TrajectoryAppender:
@@ -163,3 +163,34 @@ class TrajectoryAppender:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class GenerationLog:
+    """A trajectory file being generated, resumable after a kill: the kept records in `path`, and the
+    (task, id) of every finished episode, kept or not, in `path.attempted`, so a resumed run with a
+    filter (e.g. only successful) skips the dropped ones too. Both are durable on return."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.attempted = self.path.with_name(self.path.name + ".attempted")
+        self._kept = TrajectoryAppender(self.path)  # first: drops a line torn by a kill
+        self._side = self.attempted.open("a", encoding="utf-8")
+
+    def done_ids(self, task: str) -> set[str]:
+        ids = {t.id for t in iter_trajectories(self.path) if t.task == task} if self.path.is_file() else set()
+        for line in self.attempted.read_text(encoding="utf-8").splitlines():
+            name, _, qid = line.partition("\t")
+            if name == task and qid:
+                ids.add(qid)
+        return ids
+
+    def record(self, t: Trajectory, keep: bool) -> None:
+        if keep:
+            self._kept.append(t)
+        self._side.write(f"{t.task}\t{t.id}\n")
+        self._side.flush()
+        os.fsync(self._side.fileno())
+
+    def close(self) -> None:
+        self._kept.close()
+        self._side.close()

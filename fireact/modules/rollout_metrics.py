@@ -20,7 +20,7 @@ class RolloutMetrics(Metric):
 
     def update(self, trajectories: list[Trajectory]) -> None:
         for t in trajectories:
-            turns = sum(1 for turn in t.turns if turn.action)
+            turns = t.num_actions
             self.em += t.reward
             self.f1 += t.f1
             self.turns += turns
