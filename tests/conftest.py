@@ -1,4 +1,9 @@
-"""Shared fixtures: the FireAct data dir (../shared), the default tokenizer, and tiny random models."""
+"""Shared fixtures: the FireAct data dir (../shared), the default tokenizer, and tiny random models.
+
+Tests that need the FireAct release take the `data_dir` fixture: without the release they skip with
+the reason, except in CI (CI=true), where the data is there and they must run. Unit tests of data,
+parsing, encoding and scoring read the small records in tests/assets/ instead.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +14,23 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("FIREACT_DATA_DIR") or ROOT.parent / "shared" / "data" / "fireact")
+ASSETS = Path(__file__).resolve().parent / "assets"
 
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     if not DATA_DIR.is_dir():
-        pytest.fail(f"FireAct data not found at {DATA_DIR}: set FIREACT_DATA_DIR")
+        reason = f"needs the FireAct release, not found at {DATA_DIR}: set FIREACT_DATA_DIR or run `fireact data download`"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
     return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def assets() -> Path:
+    """tests/assets: a few FireAct-format records written for the tests (see its README)."""
+    return ASSETS
 
 
 @pytest.fixture(scope="session")

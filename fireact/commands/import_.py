@@ -18,12 +18,12 @@ from fireact.data.trajectory import write_trajectories
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("files", nargs="+", type=Path, help="FireAct .json / .jsonl files")
     p.add_argument("--out", required=True, type=Path, help="output trajectory JSONL")
-    p.add_argument("--task", choices=list(TASKS), help="force the task instead of inferring it")
+    p.add_argument("--task", choices=list(TASKS), help="force the task instead of inferring it (then no data dir is needed)")
     add_data_dir(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    known = task_questions(data_dir(args))
+    known = {} if args.task else task_questions(data_dir(args))  # the task's questions label the records
     records = [r for path in args.files for r in load_source(path, known, args.task).trajectories]
     n = write_trajectories(args.out, records)
     counts = Counter((r.task, r.method) for r in records)

@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
-sys.path.insert(0, str(Path(__file__).parent))
 
 
 def printed_config(out: str) -> dict:

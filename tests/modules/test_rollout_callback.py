@@ -18,7 +18,7 @@ from fireact.data.synthetic import write_world
 from fireact.data.trajectory import Trajectory, Turn, read_trajectories
 from fireact.modules.rollout_metrics import RolloutMetrics
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 N_DEV = 6
 ROLLOUT_ARGS = {
     "tasks": ["synthetic"],

@@ -25,25 +25,40 @@ def multitask(data_dir) -> list[Trajectory]:
     return [r for r in records if r.turns]
 
 
-@pytest.mark.parametrize("fmt", ["chat", "alpaca"])
-def test_inference_prompt_plus_agent_turn_is_the_training_prefix(tokenizer, multitask, fmt):
+def assert_prompts_are_training_prefixes(trajectories: list[Trajectory], tokenizer, fmt: str) -> int:
+    """For every turn k: prompt(k) + agent text(k) + closer == training text[:end of span k], and the
+    prompt's token ids are the training ids up to the agent's first token. Returns turns checked."""
     style = PromptStyle(fmt)
     backend = tokenizer.backend_tokenizer
     checked = 0
-    for traj in multitask:
+    for traj in trajectories:
         text, spans = style.render(traj, tokenizer)
         full = backend.encode(text, add_special_tokens=style.add_special_tokens)
         turns = training_turns(traj)
+        assert len(spans) == len(turns), traj.id
         for k, (turn, (start, end)) in enumerate(zip(turns, spans)):
             prompt = style.prompt(traj.question, turns[:k])
             before = prompt_text(prompt, tokenizer)
             assert before == text[:start], (traj.id, k)
-            closer = text[start + len(agent_text(turn)) : end]  # <|im_end|>, "\n" or EOS
-            assert before + agent_text(turn) + closer == text[:end] and closer in ("<|im_end|>", "\n", tokenizer.eos_token)
+            closer = text[start + len(agent_text(turn)) : end]  # what ends the agent's turn
+            assert before + agent_text(turn) + closer == text[:end], (traj.id, k)
+            assert closer in ("<|im_end|>", "\n", tokenizer.eos_token), (traj.id, k)
             ids = prompt_ids(prompt, tokenizer)
             assert full.ids[: len(ids)] == ids, (traj.id, k)
             assert full.char_to_token(start) == len(ids)  # the agent's first token follows the prompt's last
             checked += 1
+    return checked
+
+
+@pytest.mark.parametrize("fmt", ["chat", "alpaca"])
+def test_prompts_are_training_prefixes_on_the_test_assets(tokenizer, assets, fmt):
+    trajs = read_any(assets / "fireact_gpt.jsonl") + read_any(assets / "fireact_alpaca.json")
+    assert assert_prompts_are_training_prefixes(trajs, tokenizer, fmt) == 14
+
+
+@pytest.mark.parametrize("fmt", ["chat", "alpaca"])
+def test_prompts_are_training_prefixes_on_all_fireact_trajectories(tokenizer, multitask, fmt):
+    checked = assert_prompts_are_training_prefixes(multitask, tokenizer, fmt)
     assert checked > 2 * len(multitask)  # multi-turn trajectories were compared turn by turn
 
 

@@ -9,9 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
-sys.path.insert(0, str(Path(__file__).parent))
-from train_helpers import read_metrics, train_config, train_losses  # noqa: E402
+from train_helpers import read_metrics, train_config, train_losses
 
 FAKE_KEY = "sk-fake-0123456789abcdef-must-not-be-saved"
 

@@ -15,11 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from train_helpers import train_config, train_losses
 
-sys.path.insert(0, str(Path(__file__).parent))
-from train_helpers import train_config, train_losses  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ZERO = "fireact.modules.deepspeed_cpu.DeepSpeedCPUStrategy"
 pytestmark = pytest.mark.slow
 
@@ -29,7 +27,7 @@ def run_fit(out: Path, model_dir: str, finetune: str, strategy, lr: float) -> li
     out.mkdir(parents=True, exist_ok=True)
     path = out / "config.in.yaml"
     path.write_text(yaml.safe_dump(config))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests" / "support")]), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "fireact.train", "fit", "--config", str(path)],
         env=env,
