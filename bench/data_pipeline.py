@@ -39,13 +39,12 @@ def main() -> None:
     args = p.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
 
-    from transformers import AutoTokenizer
-
-    from fireact.agent.models import resolve_model
+    from fireact.agent.models import load_tokenizer
     from fireact.data.batching import length_grouped_batches, packed_batches, padding_fraction, random_batches
-    from fireact.data.encoding import chat_messages, encode
+    from fireact.data.encoding import IGNORE_INDEX, encode
     from fireact.data.fireact_format import read_any
     from fireact.data.paths import resolve_data_dir
+    from fireact.data.prompt_style import PromptStyle, conversation, training_turns
 
     root = resolve_data_dir(args.data_dir)
     trajs = [t for t in read_any(root / "finetune" / "gpt_format" / "multitask_multimethod.jsonl") if t.turns]
@@ -53,31 +52,27 @@ def main() -> None:
     trajs = trajs[:n]
     target = TARGET_SECONDS * n / FULL
     repeats = 1 if args.quick else 3
-    tok = AutoTokenizer.from_pretrained(resolve_model("smollm2-135m"))
-    encode(trajs[:8], tok, args.format)  # warm the template cache
+    tok = load_tokenizer("smollm2-135m")
+    style = PromptStyle(args.format)
+    encode(trajs[:8], tok, style)  # warm the template cache
 
-    seconds, encoded = best_of(lambda: encode(trajs, tok, args.format, cutoff=args.cutoff), repeats)
+    seconds, encoded = best_of(lambda: encode(trajs, tok, style, cutoff=args.cutoff), repeats)
     n_tokens = sum(len(e.input_ids) for e in encoded)
-    n_trained = sum(sum(1 for x in e.labels if x != -100) for e in encoded)
+    n_trained = sum(int((e.labels != IGNORE_INDEX).sum()) for e in encoded)
     n_truncated = sum(e.truncated for e in encoded)
     print(f"trajectories: {n} ({args.format}), tokens after cutoff {args.cutoff}: {n_tokens}, trained: {n_trained}")
     print(f"truncated at the cutoff: {n_truncated}")
-    print(f"fireact render+tokenize once+mask: {seconds:.3f} s ({n / seconds:.0f} trajectories/s; best of {repeats})")
-
-    from fireact.modules.datamodule import TrajectoryDataModule
-
-    dm = TrajectoryDataModule(tokenizer=resolve_model("smollm2-135m"), format=args.format, cutoff=args.cutoff)
-    dm.tokenizer = tok
-    dm.encode(trajs[:8])  # import datasets outside the timing
-    dm_seconds, _ = best_of(lambda: dm.encode(trajs), repeats)
-    print(f"the same through the DataModule (datasets.map, Arrow storage): {dm_seconds:.3f} s")
+    print(
+        f"fireact render+tokenize once+mask (the DataModule's and mask-audit's one encode path): {seconds:.3f} s "
+        f"({n / seconds:.0f} trajectories/s; best of {repeats})"
+    )
 
     def piecewise():
         """Reference: tokenize every message on its own (what FireAct's reference code did)."""
         out = []
         for t in trajs:
             ids = []
-            for m in chat_messages(t):
+            for m in conversation(t.question, training_turns(t)):
                 ids += tok(m["content"], add_special_tokens=False)["input_ids"]
             out.append(ids)
         return out

@@ -18,7 +18,6 @@ import torch
 from fireact.data.encoding import IGNORE_INDEX
 
 MODEL_KEYS = ("input_ids", "attention_mask", "position_ids", "labels")
-STAT_KEYS = ("num_examples", "num_trained_tokens", "num_real_tokens", "num_pad_tokens")
 
 Row = list[int]  # example indices in one sequence of the batch
 Batch = list[Row]

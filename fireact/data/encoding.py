@@ -9,7 +9,7 @@ A token is trained iff its characters lie inside a trained span.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -17,7 +17,6 @@ from fireact.data.errors import FireactError
 from fireact.data.prompt_style import PromptStyle, Span
 from fireact.data.trajectory import Trajectory
 
-Format = Literal["chat", "alpaca"]
 IGNORE_INDEX = -100
 
 
@@ -36,8 +35,8 @@ def token_mask(offsets: np.ndarray, spans: list[Span]) -> np.ndarray:
 
 @dataclass
 class Encoded:
-    input_ids: list[int]
-    labels: list[int]
+    input_ids: np.ndarray
+    labels: np.ndarray  # input_ids where trained, else IGNORE_INDEX
     length: int  # tokens before truncation
     truncated: bool
 
@@ -81,31 +80,17 @@ def tokenize_with_labels(
     return ids, [span_labels(e, sp) for e, sp in zip(encodings, spans)]
 
 
-def encode_texts(
-    texts: list[str],
-    spans: list[list[Span]],
-    tokenizer: Any,
-    add_special_tokens: bool,
-    cutoff: int | None = None,
-) -> list[Encoded]:
-    """Tokenize all texts at once and derive labels from the spans; cut at `cutoff`, flagged."""
-    ids, labels = tokenize_with_labels(texts, spans, tokenizer, add_special_tokens)
-    out = []
-    for i, lab in zip(ids, labels):
-        n = len(i)
-        cut = cutoff is not None and n > cutoff
-        out.append(
-            Encoded(i[:cutoff].tolist() if cut else i.tolist(), lab[:cutoff].tolist() if cut else lab.tolist(), n, cut)
-        )
-    return out
-
-
 def encode(
-    trajectories: list[Trajectory], tokenizer: Any, fmt: Format = "chat", cutoff: int | None = None
+    trajectories: list[Trajectory], tokenizer: Any, style: PromptStyle, cutoff: int | None = None
 ) -> list[Encoded]:
-    """Render and encode trajectories; truncated examples are flagged (`Encoded.truncated`), not hidden."""
-    style = PromptStyle(fmt)
+    """Render (the one renderer), tokenize all texts in one call, label from the spans, cut at `cutoff`.
+
+    The only encode path: the DataModule trains on exactly this and `fireact mask-audit` shows it.
+    Cut examples are flagged, not hidden: the DataModule keeps them cut or drops them.
+    """
     rendered = [style.render(t, tokenizer) for t in trajectories]
-    return encode_texts(
-        [r[0] for r in rendered], [r[1] for r in rendered], tokenizer, style.add_special_tokens, cutoff=cutoff
+    ids, labels = tokenize_with_labels(
+        [text for text, _ in rendered], [spans for _, spans in rendered], tokenizer, style.add_special_tokens
     )
+    cut = slice(None, cutoff)
+    return [Encoded(i[cut], lab[cut], len(i), cutoff is not None and len(i) > cutoff) for i, lab in zip(ids, labels)]

@@ -18,8 +18,9 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
+from fireact.agent.models import load_tokenizer
 from fireact.data.batching import Batch, collate, length_grouped_batches, packed_batches, padding_fraction
-from fireact.data.encoding import IGNORE_INDEX, tokenize_with_labels
+from fireact.data.encoding import IGNORE_INDEX, encode
 from fireact.data.errors import FireactError
 from fireact.data.mixing import CellPlan, cell_of, heldout_split, plan_mix, validate_mix
 from fireact.data.paths import resolve_data_dir
@@ -51,21 +52,6 @@ class PlannedBatches(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         return collate(self.input_ids, self.labels, self.batches[i], self.pad_id, self.packed)
-
-
-def _tokenize(batch: dict[str, list], tokenizer: Any, add_special_tokens: bool) -> dict[str, list]:
-    """datasets.map body: one batched tokenizer call per chunk, labels from the char spans."""
-    spans = [list(zip(a, b)) for a, b in zip(batch["span_start"], batch["span_end"])]
-    ids, labels = tokenize_with_labels(batch["text"], spans, tokenizer, add_special_tokens)
-    return {"input_ids": ids, "labels": labels}
-
-
-def _ragged(column: Any) -> list[np.ndarray]:
-    """An Arrow list column as numpy arrays without a Python pass over its values."""
-    col = column.combine_chunks()
-    values = col.values.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
-    offsets = col.offsets.to_numpy()
-    return [values[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
 
 
 class TrajectoryDataModule(LightningDataModule):
@@ -137,16 +123,6 @@ class TrajectoryDataModule(LightningDataModule):
         return PromptStyle(self.format, base_model=self.tokenizer_name)
 
     # -- setup -----------------------------------------------------------------------------------
-    def _load_tokenizer(self) -> Any:
-        from transformers import AutoTokenizer
-
-        from fireact.agent.models import resolve_model
-
-        tok = AutoTokenizer.from_pretrained(resolve_model(self.tokenizer_name))
-        if tok.pad_token_id is None:
-            tok.pad_token = tok.eos_token
-        return tok
-
     def _load_sources(self) -> list[Source]:
         root = resolve_data_dir(self.data_dir, must_exist=False)
         root = root if root.is_dir() else None
@@ -154,36 +130,11 @@ class TrajectoryDataModule(LightningDataModule):
         known = task_questions(root) if root is not None else {}
         return [load_source(p, known) for p in paths]
 
-    def encode(self, trajectories: list[Trajectory]) -> tuple[list[np.ndarray], list[np.ndarray], list[int]]:
-        """(input_ids, labels, untruncated lengths) via datasets.map over the rendered texts."""
-        from datasets import Dataset, disable_progress_bars
-
-        disable_progress_bars()
-        rendered = [self.prompt_style.render(t, self.tokenizer) for t in trajectories]
-        ds = Dataset.from_dict(
-            {
-                "text": [r[0] for r in rendered],
-                "span_start": [[a for a, _ in r[1]] for r in rendered],
-                "span_end": [[b for _, b in r[1]] for r in rendered],
-            }
-        )
-        ds = ds.map(
-            _tokenize,
-            batched=True,
-            batch_size=512,
-            remove_columns=ds.column_names,
-            fn_kwargs={"tokenizer": self.tokenizer, "add_special_tokens": self.prompt_style.add_special_tokens},
-            keep_in_memory=True,  # 2k trajectories encode in ~2 s: no cache files to go stale
-            new_fingerprint=f"fireact-encode-in-memory-{len(trajectories)}-{self.format}",
-        )
-        ids, labels = _ragged(ds.data.column("input_ids")), _ragged(ds.data.column("labels"))
-        return ids, labels, [len(x) for x in ids]
-
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
         started = time.perf_counter()
-        self.tokenizer = self._load_tokenizer()
+        self.tokenizer = load_tokenizer(self.tokenizer_name)
         sources = self._load_sources()
         trajs: list[Trajectory] = []
         skipped: Counter[str] = Counter()
@@ -204,17 +155,15 @@ class TrajectoryDataModule(LightningDataModule):
             if not trajs:
                 raise FireactError(f"the sources hold none of the mix cells {', '.join(sorted(wanted))}")
         train_pool, val_pool = heldout_split(trajs, self.val_size, self.seed)
-        ids, labels, lengths = self.encode(trajs)
-        over = {i for i, n in enumerate(lengths) if n > self.cutoff}
+        encoded = encode(trajs, self.tokenizer, self.prompt_style, self.cutoff)
+        ids, labels = [e.input_ids for e in encoded], [e.labels for e in encoded]
+        over = {i for i, e in enumerate(encoded) if e.truncated}
         dropped: Counter[str] = Counter()
         if self.truncation == "drop":
             for i in over:
                 dropped[cell_of(trajs[i])] += 1
             train_pool = [i for i in train_pool if i not in over]
             val_pool = [i for i in val_pool if i not in over]
-        else:
-            for i in over:
-                ids[i], labels[i] = ids[i][: self.cutoff], labels[i][: self.cutoff]
         plans = plan_mix(trajs, train_pool, self.mix, self.seed, self.mix_total)
         train_idx = [i for p in plans for i in p.indices]
         mixed_cells = {p.cell for p in plans if p.requested > 0}
@@ -239,7 +188,6 @@ class TrajectoryDataModule(LightningDataModule):
         else:
             batches = length_grouped_batches(lengths, self.batch_size, self.seed)
         ds = PlannedBatches(sub_ids, sub_labels, batches, self.tokenizer.pad_token_id, self.packing)
-        ds.source_index = idx  # dataset position -> trajectory index (for audits and tests)
         ds.padding_fraction = padding_fraction(lengths, batches)
         return ds
 

@@ -18,6 +18,8 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.strategies import DeepSpeedStrategy
 
+from fireact.data.batching import model_inputs
+from fireact.data.encoding import IGNORE_INDEX
 from fireact.data.errors import FireactError
 from fireact.data.prompt_style import PromptStyle
 
@@ -52,6 +54,9 @@ class FireActLM(pl.LightningModule):
         lr, weight_decay, betas: AdamW (DeepSpeedCPUAdam when DeepSpeed offloads the optimizer).
         warmup: linear warmup, in steps (>= 1) or as a fraction of all steps (< 1); then cosine to 0.
         gradient_checkpointing: recompute activations in backward (less memory, ~30% slower).
+        attn_implementation: the HF attention kernel ("sdpa", "eager", "flash_attention_2"; None: the
+            transformers default). Packed batches stay isolated under each: the batch's block-diagonal
+            mask is adapted to the kernel (`fireact.data.batching.model_inputs`).
         head_on_trained_only: compute the LM head only at trained positions (labels != -100); the
             loss is the same, the vocab-wide projection of prompt/observation tokens is skipped.
     """
@@ -70,6 +75,7 @@ class FireActLM(pl.LightningModule):
         warmup: float = 0.03,
         gradient_checkpointing: bool = False,
         head_on_trained_only: bool = True,
+        attn_implementation: str | None = None,
     ) -> None:
         super().__init__()
         if finetune not in ("lora", "full"):
@@ -95,15 +101,18 @@ class FireActLM(pl.LightningModule):
         """Build the HF model (and LoRA adapter) once; under ZeRO-3 this runs inside zero.Init."""
         if self.model is not None:
             return
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
+
+        from fireact.agent.models import load_tokenizer
 
         path = self.model_path
+        kernel = {"attn_implementation": self.hparams.attn_implementation} if self.hparams.attn_implementation else {}
+        self.tokenizer = load_tokenizer(path)
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(path)
             # transformers holds this by weakref: keep it alive (from_pretrained and generate check it)
             self._hf_deepspeed_config = self._zero3_hf_config()
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.get_default_dtype())
-        except OSError as e:
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.get_default_dtype(), **kernel)
+        except (OSError, ValueError) as e:
             raise FireactError(f"model.model: cannot load {self.hparams.model!r} ({path}): {e}") from e
         model.config.use_cache = False
         if self.hparams.gradient_checkpointing:
@@ -141,23 +150,17 @@ class FireActLM(pl.LightningModule):
 
     # ----------------------------------------------------------------- steps
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Mean loss over the trained tokens; the batch's mask is adapted to the attention kernel, so
+        packed examples never see each other."""
+        inputs = model_inputs(batch, self.model)
         parts = self._backbone_and_head() if self.hparams.head_on_trained_only else None
         if parts is None:
-            out = self.model(
-                input_ids=batch["input_ids"],
-                attention_mask=batch.get("attention_mask"),
-                position_ids=batch.get("position_ids"),
-                labels=batch["labels"],
-            )
-            return out.loss
+            return self.model(**inputs).loss
         backbone, head = parts
-        hidden = backbone(
-            input_ids=batch["input_ids"],
-            attention_mask=batch.get("attention_mask"),
-            position_ids=batch.get("position_ids"),
-        ).last_hidden_state
-        targets = batch["labels"][:, 1:]
-        keep = targets != -100
+        labels = inputs.pop("labels")
+        hidden = backbone(**inputs).last_hidden_state
+        targets = labels[:, 1:]
+        keep = targets != IGNORE_INDEX
         # the (vocab-wide) LM head only where a token is trained: the same mean loss as HF's, less work
         logits = head(hidden[:, :-1][keep]).float()
         return torch.nn.functional.cross_entropy(logits, targets[keep])
@@ -175,27 +178,11 @@ class FireActLM(pl.LightningModule):
             return None
         return backbone, head
 
-    @staticmethod
-    def token_counts(batch: dict[str, torch.Tensor]) -> tuple[int, int, int]:
-        """(positions, real tokens, trained tokens) of a batch; padding = positions - real tokens."""
-        input_ids = batch["input_ids"]
-        positions = input_ids.numel()
-        mask = batch.get("attention_mask")
-        if mask is None:
-            real = positions
-        elif mask.dim() == 2:
-            real = int(mask.sum())
-        else:  # 4D block-diagonal mask: a real token attends to itself (bool/int: nonzero; additive: 0)
-            diag = mask.diagonal(dim1=-2, dim2=-1)[:, 0]
-            real = int((diag == 0).sum()) if mask.is_floating_point() else int((diag != 0).sum())
-        # labels are not shifted: the first position of each row never counts as a target
-        trained = int((batch["labels"][:, 1:] != -100).sum())
-        return positions, real, trained
-
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self(batch)
         self._stop_if_not_finite(loss)
-        positions, real, trained = self.token_counts(batch)
+        positions = batch["input_ids"].numel()
+        real, trained = int(batch["num_real_tokens"]), int(batch["num_trained_tokens"])
         now = time.perf_counter()
         elapsed = None if self._step_clock is None else now - self._step_clock
         self._step_clock = now
@@ -215,7 +202,7 @@ class FireActLM(pl.LightningModule):
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self(batch)
-        _, _, trained = self.token_counts(batch)
+        trained = int(batch["num_trained_tokens"])
         # weight each batch by its trained tokens: val/loss is the token-level mean over held-out trajectories
         self.log("val/loss", loss, prog_bar=True, batch_size=max(trained, 1), sync_dist=True)
         return loss

@@ -22,6 +22,17 @@ class _Rows(Dataset):
         return self.rows[i]
 
 
+def collate_rows(rows: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Stack rows and add the counts every fireact batch carries (see fireact.data.batching.collate)."""
+    batch = {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
+    real = batch["attention_mask"].sum()
+    batch["num_examples"] = torch.tensor(len(rows))
+    batch["num_real_tokens"] = real
+    batch["num_pad_tokens"] = batch["input_ids"].numel() - real
+    batch["num_trained_tokens"] = (batch["labels"] != -100).sum()
+    return batch
+
+
 class EpochSeededSampler(Sampler):
     """Shuffles with (seed, epoch) rather than the global RNG, so a resumed run sees the same order."""
 
@@ -78,21 +89,21 @@ class RandomTokenDataModule(pl.LightningDataModule):
         self.save_hyperparameters()
 
     def setup(self, stage: str) -> None:
-        from transformers import AutoTokenizer
+        from fireact.agent.models import load_tokenizer
 
-        from fireact.agent.models import resolve_model
-
-        pad_id = AutoTokenizer.from_pretrained(resolve_model(self.hparams.tokenizer)).pad_token_id or 0
+        pad_id = load_tokenizer(self.hparams.tokenizer).pad_token_id
         h = self.hparams
         self.train_rows = make_rows(h.n_train, h.seq_len, pad_id, h.seed)
         self.val_rows = make_rows(h.n_val, h.seq_len, pad_id, h.seed + 1)
 
     def train_dataloader(self) -> DataLoader:
         sampler = EpochSeededSampler(len(self.train_rows), self.hparams.seed)
-        return DataLoader(_Rows(self.train_rows), batch_size=self.hparams.batch_size, sampler=sampler)
+        return DataLoader(
+            _Rows(self.train_rows), batch_size=self.hparams.batch_size, sampler=sampler, collate_fn=collate_rows
+        )
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(_Rows(self.val_rows), batch_size=self.hparams.batch_size)
+        return DataLoader(_Rows(self.val_rows), batch_size=self.hparams.batch_size, collate_fn=collate_rows)
 
 
 class PoisonWeights(pl.Callback):

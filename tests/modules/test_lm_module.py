@@ -1,36 +1,39 @@
-"""FireActLM pieces that need no Trainer: token accounting on 2D and packed 4D masks, LoRA wiring."""
+"""FireActLM pieces that need no Trainer: packing isolation under each attention kernel, LoRA wiring, the loss."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from fireact.data.encoding import IGNORE_INDEX
 from fireact.data.errors import FireactError
 from fireact.modules.lm_module import FireActLM
 
 
-def test_token_counts_2d_mask():
-    batch = {
-        "input_ids": torch.ones(2, 5, dtype=torch.long),
-        "attention_mask": torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]),
-        "labels": torch.tensor([[-100, 5, 6, -100, -100], [-100, -100, 7, 8, 9]]),
-    }
-    assert FireActLM.token_counts(batch) == (10, 8, 5)
+@pytest.mark.parametrize("head_on_trained_only", [True, False])
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_packed_examples_never_see_each_other(tiny_model_dir, attn, head_on_trained_only):
+    """The token-summed loss of one packed row equals the sum of its examples' losses computed alone."""
+    from fireact.data.batching import collate
 
-
-@pytest.mark.parametrize("additive", [False, True])
-def test_token_counts_packed_4d_mask(additive):
-    # one row packing two sequences of 2 and 3 tokens, then 1 padding position (attends to nothing)
-    allowed = torch.zeros(1, 1, 6, 6, dtype=torch.bool)
-    for start, end in [(0, 2), (2, 5)]:
-        allowed[0, 0, start:end, start:end] = torch.tril(torch.ones(end - start, end - start, dtype=torch.bool))
-    mask = torch.where(allowed, 0.0, torch.finfo(torch.float32).min) if additive else allowed
-    batch = {
-        "input_ids": torch.ones(1, 6, dtype=torch.long),
-        "attention_mask": mask,
-        "labels": torch.tensor([[-100, 4, -100, 5, 6, -100]]),
-    }
-    assert FireActLM.token_counts(batch) == (6, 5, 3)
+    module = FireActLM(
+        model=tiny_model_dir, lora_dropout=0.0, attn_implementation=attn, head_on_trained_only=head_on_trained_only
+    )
+    module.configure_model()
+    module.model.eval()
+    assert module.model.config._attn_implementation == attn
+    g = torch.Generator().manual_seed(0)
+    ids = [torch.randint(5, 500, (n,), generator=g).numpy() for n in (9, 6, 12)]
+    labels = [x.copy() for x in ids]
+    for lab in labels:
+        lab[:3] = IGNORE_INDEX  # a masked prompt, as every rendered example starts with one
+    with torch.no_grad():
+        packed = collate(ids, labels, [[0, 1, 2]], 0, packed=True)
+        together = module(packed) * packed["num_trained_tokens"]
+        alone = sum(
+            module(b) * b["num_trained_tokens"] for b in (collate(ids, labels, [[i]], 0, False) for i in range(3))
+        )
+    torch.testing.assert_close(together, alone, atol=1e-4, rtol=1e-5)
 
 
 def test_lora_wiring_and_idempotent_configure(tiny_model_dir):

@@ -305,7 +305,7 @@ def test_real_ddp_ranks_train_on_disjoint_shares(data_dir, tiny_model_dir, tmp_p
     import subprocess
     import sys
 
-    script = Path(__file__).with_name("ddp_shards.py")
+    script = Path(__file__).parents[1] / "support" / "ddp_shards.py"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = subprocess.run(
         [sys.executable, str(script), tiny_model_dir, str(data_dir), str(tmp_path)],

@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from fireact.cli import main
-from fireact.data.encoding import render, trained_text
 from fireact.data.fireact_format import read_any
+from fireact.data.prompt_style import PromptStyle, trained_text
 
 
 @pytest.mark.parametrize("fmt", ["chat", "alpaca"])
@@ -21,7 +21,7 @@ def test_json_lines(data_dir, smollm2_dir, fmt):
     data = data_dir / "finetune" / "gpt_format" / "hotpotqa_multimethod.jsonl"
     cmd = [sys.executable, "-m", "fireact", "mask-audit", "--data", str(data), "--model", smollm2_dir]
     out = subprocess.run(
-        [*cmd, "--format", fmt, "--n", "4", "--json"],
+        [*cmd, "--format", fmt, "--n", "4", "--cutoff", "100000", "--json"],
         capture_output=True,
         text=True,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
@@ -31,7 +31,7 @@ def test_json_lines(data_dir, smollm2_dir, fmt):
     assert [r["index"] for r in rows] == [0, 1, 2, 3]
     tok = AutoTokenizer.from_pretrained(smollm2_dir)
     for row, traj in zip(rows, read_any(data)[:4]):
-        text, spans = render(traj, tok, fmt)
+        text, spans = PromptStyle(fmt).render(traj, tok)
         assert "".join(row["trained"]) == trained_text(text, spans)
         assert all("Observation" not in s for s in row["trained"])
         assert any(traj.question[:30] in s for s in row["masked"])
@@ -43,7 +43,7 @@ def test_highlighted_output(data_dir, smollm2_dir, capsys):
     data = data_dir / "finetune" / "gpt_format" / "hotpotqa.jsonl"
     assert main(["mask-audit", "--data", str(data), "--model", smollm2_dir, "--n", "2", "--cutoff", "64"]) == 0
     out = capsys.readouterr().out
-    assert "example 0:" in out and "example 1:" in out and "truncated from" in out and "Thought:" in out
+    assert "example 0:" in out and "example 1:" in out and "cut from" in out and "Thought:" in out
 
 
 def test_bad_input_is_one_clear_error(tmp_path, smollm2_dir, capsys):
