@@ -54,6 +54,12 @@ class PlannedBatches(Dataset):
         return collate(self.input_ids, self.labels, self.batches[i], self.pad_id, self.packed)
 
 
+def trainer_prompt_style(trainer: Any) -> PromptStyle | None:
+    """The prompt style of the data a trainer trains on (None when its DataModule declares none)."""
+    style = getattr(trainer.datamodule, "prompt_style", None)
+    return style if isinstance(style, PromptStyle) else None
+
+
 class TrajectoryDataModule(LightningDataModule):
     """Mixes trajectories by (task, method) cell and serves masked training batches.
 

@@ -21,7 +21,7 @@ from lightning.pytorch.strategies import DeepSpeedStrategy
 from fireact.data.batching import model_inputs
 from fireact.data.encoding import IGNORE_INDEX
 from fireact.data.errors import FireactError
-from fireact.data.prompt_style import PromptStyle
+from fireact.modules.datamodule import trainer_prompt_style
 
 # FireAct's reference LoRA run (finetune/llama_lora): r=8, alpha=16, dropout 0.05 on q_proj/v_proj,
 # lr 3e-4 (alpaca-lora's default). Configs for small models widen it to q/k/v/o with r=16.
@@ -270,8 +270,8 @@ class FireActLM(pl.LightningModule):
             "trainable_only": self.hparams.finetune == "lora",
             "metrics": metrics,
         }
-        style = getattr(self.trainer.datamodule, "prompt_style", None)
-        if isinstance(style, PromptStyle):  # the format travels with the weights (export, eval, serve)
+        style = trainer_prompt_style(self.trainer)
+        if style is not None:  # the format travels with the weights (export, eval, serve)
             checkpoint["fireact"]["prompt_style"] = replace(style, base_model=self.hparams.model).to_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

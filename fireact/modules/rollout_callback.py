@@ -24,9 +24,9 @@ from fireact.agent.config import RolloutConfig
 from fireact.agent.lm import HFLM
 from fireact.agent.rollout import run_rollouts
 from fireact.data.paths import resolve_data_dir
-from fireact.data.prompt_style import PromptStyle
 from fireact.data.tasks import get_task
 from fireact.data.trajectory import Trajectory, write_trajectories
+from fireact.modules.datamodule import trainer_prompt_style
 from fireact.modules.rollout_metrics import RolloutMetrics
 
 
@@ -171,12 +171,6 @@ def print_fit_summary(trainer: pl.Trainer, history: list[dict[str, Any]], second
     if ckpt is not None:
         console.print(f"checkpoints: last {ckpt.last_model_path or '-'}; best {ckpt.best_model_path or '-'}")
     console.print(f"logs and metrics: {log_dir}")
-
-
-def trainer_prompt_style(trainer: pl.Trainer) -> PromptStyle | None:
-    """The prompt style of the data the trainer trains on (None when its DataModule has none)."""
-    style = getattr(trainer.datamodule, "prompt_style", None)
-    return style if isinstance(style, PromptStyle) else None
 
 
 def _distributed() -> bool:
