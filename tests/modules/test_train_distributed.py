@@ -71,7 +71,7 @@ def test_lora_two_processes(finetune, strategy, lr, tmp_path, tiny_model_dir):
     from test_train_runs import reference_logits
     from transformers import AutoModelForCausalLM
 
-    from fireact.commands.export import export, load_checkpoint
+    from fireact.modules.export import export, load_checkpoint
 
     ckpt = load_checkpoint(only_ckpt(tmp_path))  # DeepSpeed dirs are consolidated from their shards
     assert ckpt["state_dict"] and all("lora_" in k for k in ckpt["state_dict"])  # adapter-only, also under ZeRO
@@ -87,7 +87,7 @@ def test_full_ddp_and_zero3_agree_and_zero3_exports(tmp_path, tiny_model_dir):
     consolidated ZeRO-3 checkpoint gives the DDP checkpoint's logits."""
     from transformers import AutoModelForCausalLM
 
-    from fireact.commands.export import export
+    from fireact.modules.export import export
 
     ddp = run_fit(tmp_path / "ddp", tiny_model_dir, "full", "ddp", 0.003)
     zero3 = run_fit(tmp_path / "zero3", tiny_model_dir, "full", {"class_path": ZERO, "init_args": {"stage": 3}}, 0.003)

@@ -1,0 +1,53 @@
+"""The exact tokens of a sampled episode, for on-policy training without re-tokenization.
+
+The rollout engine records, for every turn, the prompt tokens the model was fed (as the part of the
+previous context it kept plus the new tokens after it) and the tokens it sampled with their
+log-probabilities under the sampling policy. `training_rows` turns that log into token rows whose
+trained positions are exactly the sampled tokens: the training side never tokenizes generated text
+again (re-tokenizing sampled text changes token boundaries, and with them the gradient).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class TokenTurn:
+    keep: int  # tokens of the previous turn's context + sampled tokens this turn's prompt starts with
+    prompt: list[int] = field(default_factory=list)  # the prompt tokens after those
+    generated: list[int] = field(default_factory=list)  # sampled by the model
+    logprobs: list[float] = field(default_factory=list)  # of each sampled token, under the sampling policy
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TokenRow:
+    input_ids: list[int]
+    trained: list[bool]  # True at sampled tokens (the agent's own), False at prompts and observations
+    logprobs: list[float]  # the sampling log-prob at trained positions, 0.0 elsewhere
+
+
+def training_rows(turns: list[TokenTurn | dict[str, Any]]) -> list[TokenRow]:
+    """One row while each prompt continues the previous context exactly; a new row where the prompt
+    rewrote earlier tokens (e.g. the chat template closed the turn with other tokens than sampled)."""
+    rows: list[TokenRow] = []
+    context: list[int] = []  # the previous turn's prompt + sampled tokens
+    for t in turns:
+        t = t if isinstance(t, TokenTurn) else TokenTurn(**t)
+        if rows and t.keep == len(context):
+            row = rows[-1]
+        else:
+            row = TokenRow(context[: t.keep], [False] * t.keep, [0.0] * t.keep)
+            rows.append(row)
+        row.input_ids += t.prompt
+        row.trained += [False] * len(t.prompt)
+        row.logprobs += [0.0] * len(t.prompt)
+        row.input_ids += t.generated
+        row.trained += [True] * len(t.generated)
+        row.logprobs += t.logprobs
+        context = context[: t.keep] + t.prompt + t.generated
+    return [r for r in rows if any(r.trained)]
