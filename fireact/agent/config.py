@@ -40,6 +40,12 @@ class RolloutConfig:
     max_turns: int = _opt(11, "agent steps per episode")
     max_tokens: int | None = _opt(None, "tokens per model step (default per method)")
     temperature: float = _opt(0.0, "sampling temperature (0: greedy)")
+    top_p: float = _opt(1.0, "nucleus sampling: sample from the smallest token set of this probability")
+    samples: int = _opt(1, "episodes per question (G; hf: each its own slot, sharing the prompt's KV)")
+    sampling_seed: int = _opt(0, "seed of the sampling generator (hf): the same seed, the same episodes")
+    record_tokens: bool = _opt(
+        False, "hf: keep each episode's exact token ids and log-probs (meta.token_turns) for on-policy training"
+    )
     few_shot: int = _opt(0, "K exemplars from successful trajectories of the task")
     exemplar_seed: int = _opt(0, "seed of the few-shot exemplar draw")
     tool: str = _opt("snapshot", "search tool", choices=("snapshot", "serpapi"))
@@ -56,8 +62,10 @@ class RolloutConfig:
         for name, ok in (("n", self.n is None or self.n > 0), ("max_turns", self.max_turns > 0)):
             if not ok:
                 raise FireactError(f"rollout option {name} must be positive")
-        if self.batch_size < 1 or self.search_k < 1:
-            raise FireactError("rollout options batch_size and search_k must be at least 1")
+        if self.batch_size < 1 or self.search_k < 1 or self.samples < 1:
+            raise FireactError("rollout options batch_size, search_k and samples must be at least 1")
+        if not 0 < self.top_p <= 1:
+            raise FireactError(f"rollout option top_p must be in (0, 1], got {self.top_p}")
 
     def examples(self, task: str, data_dir: Path) -> list[Example]:
         """The paper's seeded question selection of one task."""
@@ -79,6 +87,9 @@ class RolloutConfig:
             meta = dict(f.metadata)
             flag = meta.pop("flag", "--" + f.name.replace("_", "-"))
             default = defaults.get(f.name, f.default if f.default_factory is MISSING else f.default_factory())
+            if f.type == "bool":
+                group.add_argument(flag, dest=f.name, action="store_true", default=default, **meta)
+                continue
             kind = next((t for t in (int, float) if f.type in (t.__name__, f"{t.__name__} | None")), str)
             group.add_argument(flag, dest=f.name, type=kind, default=default, **meta)
 

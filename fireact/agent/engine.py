@@ -25,6 +25,7 @@ from transformers.cache_utils import Cache, CacheLayerMixin
 
 from fireact.agent.lm import Completion, should_stop, truncate_at_stop
 from fireact.data.prompt_style import prompt_ids
+from fireact.data.token_log import TokenTurn
 
 if TYPE_CHECKING:
     from fireact.agent.rollout import RolloutJob
@@ -126,6 +127,8 @@ class _Slot:
     feed: list[int] = field(default_factory=list)  # tokens to run next (a prompt suffix or one new token)
     generated: list[int] = field(default_factory=list)
     prompt_tokens: int = 0
+    context: list[int] = field(default_factory=list)  # this turn's prompt ids (for the token log)
+    log: list[TokenTurn] = field(default_factory=list)  # the episode's exact tokens, when recording
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
@@ -189,7 +192,13 @@ class ContinuousBatcher:
             s.feed = []
         return out.logits[:, -1, :]
 
-    def _start_turn(self, s: _Slot, ids: list[int]) -> None:
+    def _start_turn(self, s: _Slot, ids: list[int], record: bool = False, first: bool = False) -> None:
+        if record:  # the prompt as the part of the last context + sampled tokens it keeps, then new ids
+            before = [] if first else s.context + s.generated
+            k = _common_prefix(before, ids)
+            s.log = [] if first else s.log
+            s.log.append(TokenTurn(k, ids[k:]))
+            s.context = ids
         keep = min(_common_prefix(s.stored, ids), len(ids) - 1)  # feed at least one token
         del s.stored[keep:]
         s.feed, s.generated, s.prompt_tokens = ids[keep:], [], len(ids)
@@ -219,14 +228,14 @@ class ContinuousBatcher:
     def run(self, job: RolloutJob) -> None:
         pending = deque(enumerate(job.examples))
         slots = [_Slot(i) for i in range(self.slots)]
-        temperature = job.temperature
+        generator = torch.Generator(device=self.device).manual_seed(job.sampling_seed)
         while True:
             fresh = []
             for s in slots:
                 if s.episode is None and pending and not job.should_stop():
                     s.ex_index, ex = pending.popleft()
                     s.episode = job.new_episode(ex)
-                    self._start_turn(s, self._ids(s.episode.prompt()))
+                    self._start_turn(s, self._ids(s.episode.prompt()), job.record_tokens, first=True)
                     fresh.append(s)
             live = [s for s in slots if s.episode is not None]
             if not live:
@@ -250,16 +259,15 @@ class ContinuousBatcher:
                     logits = logits[[s.index for s in group]]
                 else:
                     logits = self._forward(group)
-                if temperature > 0:
-                    probs = torch.softmax(logits.float() / temperature, dim=-1)
-                    nxt = torch.multinomial(probs, 1)[:, 0].tolist()
-                else:
-                    nxt = logits.argmax(dim=-1).tolist()
-                for s, t in zip(group, nxt):
-                    self._advance(s, t, job)
+                nxt, logprobs = choose_tokens(logits, job.temperature, job.top_p, generator, job.record_tokens)
+                for s, t, lp in zip(group, nxt, logprobs):
+                    self._advance(s, t, lp, job)
 
-    def _advance(self, s: _Slot, token: int, job: RolloutJob) -> None:
+    def _advance(self, s: _Slot, token: int, logprob: float, job: RolloutJob) -> None:
         s.generated.append(token)
+        if job.record_tokens:
+            s.log[-1].generated.append(token)
+            s.log[-1].logprobs.append(logprob)
         text = self.tok.decode(s.generated, skip_special_tokens=True)
         spec = job.spec
         over = token in self.eos or len(s.generated) >= spec.max_tokens
@@ -270,10 +278,36 @@ class ContinuousBatcher:
         ep = s.episode
         ep.feed(c, job.tools)
         if ep.done:
+            if job.record_tokens:
+                ep.meta["token_turns"] = [t.to_dict() for t in s.log]
             job.finish(s.ex_index, ep)
             s.episode, s.feed = None, []
         else:
-            self._start_turn(s, self._ids(ep.prompt()))
+            self._start_turn(s, self._ids(ep.prompt()), job.record_tokens, first=False)
+
+
+def choose_tokens(
+    logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator, with_logprobs: bool
+) -> tuple[list[int], list[float]]:
+    """Greedy (temperature 0) or seeded sampling at `temperature` from the top-p nucleus. The
+    log-probs (when asked, else 0.0) are of the chosen tokens under the temperature-scaled full
+    distribution: what the trainer recomputes for the policy ratio."""
+    logits = logits.float()
+    if temperature <= 0:
+        nxt = logits.argmax(dim=-1)
+        logp = torch.log_softmax(logits, dim=-1) if with_logprobs else None
+    else:
+        logp = torch.log_softmax(logits / temperature, dim=-1)
+        probs = logp.exp()
+        if top_p < 1.0:
+            sorted_p, order = probs.sort(dim=-1, descending=True)
+            sorted_p = sorted_p * ((sorted_p.cumsum(dim=-1) - sorted_p) < top_p)  # keeps at least the top one
+            nxt = order.gather(-1, torch.multinomial(sorted_p, 1, generator=generator))[:, 0]
+        else:
+            nxt = torch.multinomial(probs, 1, generator=generator)[:, 0]
+    if logp is None:
+        return nxt.tolist(), [0.0] * len(nxt)
+    return nxt.tolist(), logp.gather(-1, nxt[:, None])[:, 0].tolist()
 
 
 def run_continuous(lm: Any, job: RolloutJob) -> None:

@@ -21,6 +21,7 @@ from fireact.agent.lm import LM, Completion
 from fireact.agent.methods import Episode, MethodSpec, method_spec
 from fireact.agent.prompts import few_shot_prefix, pick_exemplars
 from fireact.agent.tools import SearchTool
+from fireact.data.errors import FireactError
 from fireact.data.prompt_style import Prompt, PromptStyle
 from fireact.data.tasks import Example, Task
 from fireact.data.trajectory import Trajectory, Turn
@@ -68,14 +69,17 @@ def _io_exemplars(exemplars: list[Trajectory]) -> list[Trajectory]:
 class RolloutJob:
     """What every runner needs: the episodes to play, and how one model step is asked for."""
 
-    examples: list[Example]
-    new_episode: Callable[[Example], Episode]
+    examples: list[tuple[Example, int]]  # (question, sample index)
+    new_episode: Callable[[tuple[Example, int]], Episode]
     finish: Callable[[int, Episode], None]
     should_stop: Callable[[], bool]
     tools: dict[str, SearchTool]
     spec: MethodSpec
     temperature: float
     batch_size: int
+    top_p: float = 1.0
+    sampling_seed: int = 0
+    record_tokens: bool = False  # the engine keeps each episode's exact token ids and log-probs
 
     def complete(self, lm: LM, prompts: list[Prompt]) -> list[Completion]:
         s = self.spec
@@ -106,7 +110,8 @@ def run_rollouts(
     should_stop: Callable[[], bool] | None = None,
     source: str = "",
 ) -> list[Trajectory]:
-    """Run one episode per example and return the trajectories in example order.
+    """Run `config.samples` episodes per example (G samples side by side) and return the
+    trajectories in example order.
 
     `config.few_shot`=K draws K successful exemplars of the task from `exemplar_pool` (seeded); a
     `prompt_text` replaces them with the user's own prompt; both 0/None means zero-shot (the
@@ -115,6 +120,8 @@ def run_rollouts(
     `progress` is a callback (done, total), "rich" for a progress bar, or None.
     """
     cfg = config or RolloutConfig()
+    if cfg.record_tokens and not lm.continuous:
+        raise FireactError(f"record_tokens needs a local model in the rollout engine (hf:...), not {lm.name}")
     examples = list(examples)
     style = resolve_style(cfg.format, lm)
     exemplars: list[Trajectory] = []
@@ -125,6 +132,7 @@ def run_rollouts(
             exemplars = _io_exemplars(exemplars)
     prefix = few_shot_prefix(cfg.method, exemplars, prompt_text, style.format)
     meta = {"lm": lm.name, "tool": getattr(tool, "name", "search"), "few_shot": len(exemplars), "fmt": style.format}
+    plays = [(ex, j) for ex in examples for j in range(cfg.samples)]  # G samples of a question, side by side
     if prompt_text is not None:
         meta["few_shot"] = "prompt_file"
     turns = 1 if cfg.method in ("io", "cot") else cfg.max_turns
@@ -134,24 +142,27 @@ def run_rollouts(
     with ctx as report:
 
         def finish(i: int, ep: Episode) -> None:
-            t = ep.to_trajectory(source, meta)
+            t = ep.to_trajectory(source, {**meta, "sample": plays[i][1]} if cfg.samples > 1 else meta)
             results[i] = t
             if on_done is not None:
                 on_done(t)
             if report is not None:
-                report(len(results), len(examples))
+                report(len(results), len(plays))
 
         if report is not None:
-            report(0, len(examples))
+            report(0, len(plays))
         job = RolloutJob(
-            examples,
-            lambda ex: Episode(ex, task, cfg.method, style, prefix, turns),
+            plays,
+            lambda play: Episode(play[0], task, cfg.method, style, prefix, turns),
             finish,
             should_stop or (lambda: False),
             {"search": tool},
             method_spec(cfg.method, cfg.max_tokens),
             cfg.temperature,
             cfg.batch_size,
+            cfg.top_p,
+            cfg.sampling_seed,
+            cfg.record_tokens,
         )
         if lm.continuous:
             from fireact.agent.engine import run_continuous
