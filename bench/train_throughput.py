@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+from fireact.data.encoding import IGNORE_INDEX
+
 
 def attention_pairs(batch) -> int:
     """Causal (query, key) pairs inside each real example of the batch."""
@@ -48,7 +50,7 @@ def attention_pairs(batch) -> int:
 
 def step_flops(batch, n_body: int, n_head: int, n_lora: int, layers: int, d_attn: int, head_all: bool) -> float:
     real = int(batch["num_real_tokens"])
-    head_positions = real if head_all else int((batch["labels"][:, 1:] != -100).sum())
+    head_positions = real if head_all else int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
     attn = 4 * d_attn * attention_pairs(batch) * layers
     forward = 2 * (n_body + n_lora) * real + 2 * n_head * head_positions + attn
     backward_activations = 2 * (n_body + n_lora) * real + 2 * n_head * head_positions + 2 * attn
@@ -74,7 +76,7 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from machine import matmul_flops
 
-    from fireact.data.batching import model_inputs, padding_fraction, random_batches
+    from fireact.data.batching import padding_fraction, random_batches
     from fireact.data.paths import resolve_data_dir
     from fireact.modules.datamodule import PlannedBatches, TrajectoryDataModule
     from fireact.modules.lm_module import FireActLM
@@ -126,7 +128,7 @@ def main() -> None:
         batch = ds[i % len(ds)]
         module.hparams.head_on_trained_only = not head_all
         start = time.perf_counter()
-        loss = module(model_inputs(batch, module.model))
+        loss = module(batch)  # FireActLM adapts the mask to the attention kernel itself
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)

@@ -19,6 +19,7 @@ COMMANDS = {
     "generate": "generate",
     "eval": "eval",
     "serve": "serve",
+    "expert-iteration": "expert_iteration",
 }
 
 

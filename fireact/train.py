@@ -25,6 +25,7 @@ def build_cli(args: list[str] | None = None, run: bool = True):
     return FireActCLI(
         FireActLM,
         LightningDataModule,
+        subclass_mode_model=True,  # FireActLM (a plain `model:` block) or a subclass, e.g. GRPOLM by class_path
         subclass_mode_data=True,
         save_config_kwargs={"overwrite": True},
         args=args,

@@ -104,6 +104,7 @@ def collate(
         "labels": lab,
         "example_index": torch.tensor(example_index, dtype=torch.long),
         "num_examples": torch.tensor(len(example_index)),
+        # = the loss's (shifted) targets: an example's first token is never trained (tests/data/test_encoding.py)
         "num_trained_tokens": (lab != IGNORE_INDEX).sum(),
         "num_real_tokens": torch.tensor(n_real),
         "num_pad_tokens": torch.tensor(B * T - n_real),
@@ -115,13 +116,13 @@ def model_inputs(batch: dict[str, Any], model: Any = None) -> dict[str, Any]:
 
     sdpa/flex take the bool mask as is; eager adds the mask to the scores, so it gets 0 / -inf in
     the model dtype; flash-attention kernels take no 4D mask but find packed examples from the
-    reset position ids.
+    reset position ids. A mask already adapted passes unchanged, so a second call is harmless.
     """
     out = {k: batch[k] for k in MODEL_KEYS if k in batch}
     mask = out.get("attention_mask")
     if model is not None and isinstance(mask, torch.Tensor) and mask.ndim == 4:
         impl = getattr(getattr(model, "config", None), "_attn_implementation", "sdpa") or "sdpa"
-        if impl == "eager":
+        if impl == "eager" and mask.dtype == torch.bool:
             dtype = next(model.parameters()).dtype
             out["attention_mask"] = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(
                 ~mask, torch.finfo(dtype).min

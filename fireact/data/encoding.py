@@ -42,7 +42,7 @@ class Encoded:
 
 
 def span_labels(encoding: Any, spans: list[Span]) -> np.ndarray:
-    """Labels of one `tokenizers.Encoding`: its ids where a token lies inside a span, else -100.
+    """Labels of one `tokenizers.Encoding`: its ids where a token lies inside a span, else IGNORE_INDEX.
 
     Two char->token lookups per span instead of materialising every offset (the hot path).
     """

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from fireact.data.errors import FireactError
 from fireact.data.scoring import exact_match, f1_score, letter_match, yes_no_match
+from fireact.data.trajectory import question_key
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,30 @@ def _read_json(path: Path):
 
 
 def _load_hotpotqa(data_dir: Path, split: str) -> list[Example]:
+    if split == "train":
+        return _fireact_training_questions(data_dir / "finetune" / "gpt_format" / "hotpotqa.jsonl")
     rows = _read_json(data_dir / "hotpotqa" / f"{split}.json")
     return [Example(str(i), r["question"], r.get("answer")) for i, r in enumerate(rows)]
+
+
+def _fireact_training_questions(path: Path) -> list[Example]:
+    """The questions of FireAct's fine-tuning trajectories, with their (exact-match) answers.
+
+    The release ships no HotpotQA train split, but its 500 GPT-4 trajectories are the successful ones
+    on train questions, so each final answer is the gold answer, and the search snapshot holds their
+    queries: the training pool for on-policy learning (never a dev question, see fireact.modules.questions).
+    """
+    from fireact.data.fireact_format import read_fireact_file
+
+    if not path.is_file():
+        raise FireactError(f"missing data file {path}: run `fireact data download`")
+    seen, out = set(), []
+    for t in read_fireact_file(path):
+        key = question_key(t.question)
+        if t.prediction and key not in seen:
+            seen.add(key)
+            out.append(Example(f"train-{len(out)}", t.question, t.prediction))
+    return out
 
 
 def _load_bamboogle(data_dir: Path, split: str) -> list[Example]:
@@ -113,7 +136,7 @@ def _load_synthetic(data_dir: Path, split: str) -> list[Example]:
 TASKS: dict[str, Task] = {
     t.name: t
     for t in (
-        Task("hotpotqa", ("dev", "test"), _load_hotpotqa, exact_match, True),
+        Task("hotpotqa", ("dev", "test", "train"), _load_hotpotqa, exact_match, True),
         Task("bamboogle", ("test",), _load_bamboogle, exact_match, True),
         Task("strategyqa", ("dev", "test", "train"), _load_strategyqa, yes_no_match, False),
         Task("mmlu", ("dev", "val", "test", "train"), _load_mmlu, letter_match, False),

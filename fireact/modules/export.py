@@ -48,9 +48,12 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 def module_from_checkpoint(ckpt: dict[str, Any]):
     """Rebuild FireActLM from the checkpoint's hparams and load its (possibly adapter-only) weights."""
+    import inspect
+
     from fireact.modules.lm_module import FireActLM
 
-    hparams = {k: v for k, v in ckpt["hyper_parameters"].items() if not k.startswith("_")}
+    known = set(inspect.signature(FireActLM.__init__).parameters)  # the architecture (GRPO's extras aside)
+    hparams = {k: v for k, v in ckpt["hyper_parameters"].items() if k in known}
     module = FireActLM(**hparams)
     module.configure_model()
     state = {k.removeprefix("_forward_module."): v for k, v in ckpt["state_dict"].items()}

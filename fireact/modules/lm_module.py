@@ -1,6 +1,6 @@
 """FireActLM: fine-tune a transformers causal LM on agent trajectories (LoRA through peft, or full).
 
-The loss is the model's own shifted cross-entropy on `labels` (-100 = masked: prompts and
+The loss is the model's own shifted cross-entropy on `labels` (IGNORE_INDEX = masked: prompts and
 observations), so only the agent's thoughts and actions are learned. The HF model is built in
 `configure_model` so sharded strategies (DeepSpeed ZeRO-3) create it sharded. LoRA checkpoints hold
 only the trainable (adapter) weights; the frozen base is rebuilt from `model` on load.
@@ -21,6 +21,7 @@ from lightning.pytorch.strategies import DeepSpeedStrategy
 from fireact.data.batching import model_inputs
 from fireact.data.encoding import IGNORE_INDEX
 from fireact.data.errors import FireactError
+from fireact.data.prompt_style import PromptStyle
 from fireact.modules.datamodule import trainer_prompt_style
 
 # FireAct's reference LoRA run (finetune/llama_lora): r=8, alpha=16, dropout 0.05 on q_proj/v_proj,
@@ -54,10 +55,13 @@ class FireActLM(pl.LightningModule):
         lr, weight_decay, betas: AdamW (DeepSpeedCPUAdam when DeepSpeed offloads the optimizer).
         warmup: linear warmup, in steps (>= 1) or as a fraction of all steps (< 1); then cosine to 0.
         gradient_checkpointing: recompute activations in backward (less memory, ~30% slower).
+        init_adapter: an exported LoRA adapter folder (`fireact export`) to start from, trained further
+            (its own r/alpha/targets replace lora_*): expert-iteration rounds and GRPO start from an SFT
+            agent this way; its saved prompt style is the run's when the data declares none.
         attn_implementation: the HF attention kernel ("sdpa", "eager", "flash_attention_2"; None: the
             transformers default). Packed batches stay isolated under each: the batch's block-diagonal
             mask is adapted to the kernel (`fireact.data.batching.model_inputs`).
-        head_on_trained_only: compute the LM head only at trained positions (labels != -100); the
+        head_on_trained_only: compute the LM head only at trained positions (labels != IGNORE_INDEX); the
             loss is the same, the vocab-wide projection of prompt/observation tokens is skipped.
     """
 
@@ -76,10 +80,13 @@ class FireActLM(pl.LightningModule):
         gradient_checkpointing: bool = False,
         head_on_trained_only: bool = True,
         attn_implementation: str | None = None,
+        init_adapter: str | None = None,
     ) -> None:
         super().__init__()
         if finetune not in ("lora", "full"):
             raise FireactError(f"model.finetune must be 'lora' or 'full', got {finetune!r}")
+        if init_adapter and finetune != "lora":
+            raise FireactError("model.init_adapter is a LoRA adapter: it needs model.finetune: lora")
         self.save_hyperparameters()
         if finetune == "lora" and not lora_target_modules:  # record the resolved targets: defaults may change
             self.hparams.lora_target_modules = list(DEFAULT_LORA_TARGETS)
@@ -117,7 +124,14 @@ class FireActLM(pl.LightningModule):
         model.config.use_cache = False
         if self.hparams.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        if self.hparams.finetune == "lora":
+        if self.hparams.init_adapter:
+            from peft import PeftModel
+
+            try:
+                model = PeftModel.from_pretrained(model, self.hparams.init_adapter, is_trainable=True)
+            except (OSError, ValueError) as e:
+                raise FireactError(f"model.init_adapter: cannot load {self.hparams.init_adapter!r}: {e}") from e
+        elif self.hparams.finetune == "lora":
             from peft import LoraConfig, get_peft_model
 
             config = LoraConfig(
@@ -144,6 +158,14 @@ class FireActLM(pl.LightningModule):
         from transformers.integrations import HfDeepSpeedConfig
 
         return HfDeepSpeedConfig(self.trainer.strategy.config)
+
+    @property
+    def prompt_style(self) -> PromptStyle | None:
+        """The format this model is trained in: the DataModule's, else the init adapter's."""
+        style = trainer_prompt_style(self.trainer) if self._trainer is not None else None
+        if style is None and self.hparams.init_adapter:
+            style = PromptStyle.load(self.hparams.init_adapter)
+        return replace(style, base_model=self.hparams.model) if style is not None else None
 
     def trainable_state_keys(self) -> set[str]:
         return {name for name, p in self.named_parameters() if p.requires_grad}
@@ -270,9 +292,9 @@ class FireActLM(pl.LightningModule):
             "trainable_only": self.hparams.finetune == "lora",
             "metrics": metrics,
         }
-        style = trainer_prompt_style(self.trainer)
+        style = self.prompt_style
         if style is not None:  # the format travels with the weights (export, eval, serve)
-            checkpoint["fireact"]["prompt_style"] = replace(style, base_model=self.hparams.model).to_dict()
+            checkpoint["fireact"]["prompt_style"] = style.to_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if "state_dict" not in checkpoint or self.model is None:

@@ -82,7 +82,7 @@ class RolloutValidation(Callback):
         tool = cfg.make_tool(data_dir)
         lm = HFLM(
             model, tokenizer, name=f"hf:{type(model).__name__}@step{trainer.global_step}",
-            prompt_style=trainer_prompt_style(trainer),
+            prompt_style=getattr(pl_module, "prompt_style", None) or trainer_prompt_style(trainer),
         )  # fmt: skip
         # ZeRO-3 gathers each module's weights inside every forward, a collective: all ranks must make
         # the same calls, so each plays every question in lockstep (greedy decoding keeps them equal),

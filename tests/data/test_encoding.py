@@ -48,6 +48,9 @@ def test_label_tokens_decode_to_thoughts_and_actions(tokenizer, multitask, fmt):
         assert decoded == trained_text(text, spans) == expected_trained(traj, fmt, tokenizer.eos_token), traj.id
         # labels are the input ids where trained, never shifted or altered
         assert all(lab in (IGNORE_INDEX, tok) for lab, tok in zip(enc.labels, enc.input_ids))
+        # the first token is never a target: packed after another example it would be predicted from that
+        # one, and collate's num_trained_tokens would not be the shifted loss's target count
+        assert enc.labels[0] == IGNORE_INDEX
         masked = tokenizer.decode(enc.input_ids[enc.labels == IGNORE_INDEX].tolist())
         assert traj.question.split("\n")[0][:40] in masked
         assert "Observation" not in decoded and "<|im_start|>" not in decoded and "### " not in decoded

@@ -101,7 +101,7 @@ def test_deterministic_given_seed(dm, data_dir, smollm2_dir):
 def test_batches_carry_stats(dm):
     for batch in list(dm.train_dataloader())[:5]:
         labels, mask = batch["labels"], batch["attention_mask"]
-        assert batch["num_trained_tokens"] == (labels != IGNORE_INDEX).sum()
+        assert batch["num_trained_tokens"] == (labels != IGNORE_INDEX).sum() == (labels[:, 1:] != IGNORE_INDEX).sum()
         assert batch["num_real_tokens"] == mask.sum() and batch["num_pad_tokens"] == mask.numel() - mask.sum()
         assert (batch["position_ids"][mask.bool()] < mask.sum(1).max()).all()
     assert dm.provenance["train_padding_fraction"] < 0.1
@@ -328,7 +328,8 @@ def test_packed_mask_is_block_diagonal_causal():
     from fireact.data.batching import collate
 
     ids = [np.arange(3) + 10, np.arange(2) + 20, np.arange(4) + 30]
-    labels = [np.array([-100, 11, 12]), np.array([-100, 21]), np.array([-100, -100, 32, 33])]
+    no = IGNORE_INDEX
+    labels = [np.array([no, 11, 12]), np.array([no, 21]), np.array([no, no, 32, 33])]
     batch = collate(ids, labels, [[0, 1], [2]], pad_id=0, packed=True)
     mask = batch["attention_mask"][:, 0]
     assert batch["position_ids"].tolist() == [[0, 1, 2, 0, 1], [0, 1, 2, 3, 4]]
@@ -342,6 +343,28 @@ def test_packed_mask_is_block_diagonal_causal():
     assert mask[1, 4].int().tolist() == [1, 0, 0, 0, 0]  # the pad sees the first token only: no empty row
     assert mask.diagonal(dim1=-2, dim2=-1).sum() == batch["num_real_tokens"] == 9
     assert batch["num_pad_tokens"] == 1 and batch["num_trained_tokens"] == 5 and batch["num_examples"] == 3
+
+
+def test_model_inputs_adapt_the_packed_mask_to_the_kernel():
+    import numpy as np
+
+    from fireact.data.batching import collate
+
+    ids = [np.arange(3) + 10, np.arange(2) + 20]
+    batch = collate(ids, [x.copy() for x in ids], [[0, 1]], pad_id=0, packed=True)
+    bool_mask = batch["attention_mask"]
+    model = torch.nn.Linear(2, 2).to(torch.float64)
+    model.config = type("Config", (), {"_attn_implementation": "eager"})()
+    eager = model_inputs(batch, model)
+    assert set(eager) == {"input_ids", "attention_mask", "position_ids", "labels"}  # no counts reach the model
+    additive = eager["attention_mask"]
+    assert additive.dtype == torch.float64
+    assert torch.equal(additive == 0, bool_mask) and (additive[~bool_mask] == torch.finfo(torch.float64).min).all()
+    assert model_inputs({**batch, **eager}, model)["attention_mask"] is additive  # adapted once, left alone after
+    model.config._attn_implementation = "sdpa"
+    assert model_inputs(batch, model)["attention_mask"] is bool_mask
+    model.config._attn_implementation = "flash_attention_2"
+    assert "attention_mask" not in model_inputs(batch, model)  # packed examples found from the position ids
 
 
 def test_own_jsonl_source_and_only_successful(data_dir, smollm2_dir, tmp_path):

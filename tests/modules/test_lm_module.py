@@ -75,7 +75,7 @@ def test_head_on_trained_positions_gives_the_hf_loss_and_grads(tiny_model_dir, f
     ids = [torch.randint(5, 500, (n,), generator=g).numpy() for n in (9, 6, 12)]
     labels = [x.copy() for x in ids]
     for lab in labels:
-        lab[: len(lab) // 2] = -100  # the prompt half is masked
+        lab[: len(lab) // 2] = IGNORE_INDEX  # the prompt half is masked
     for packed in (False, True):
         batch = collate(ids, labels, [[0, 1], [2]] if packed else [[0], [1], [2]], 0, packed)
         batch = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids", "labels")}

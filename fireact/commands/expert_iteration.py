@@ -1,0 +1,33 @@
+"""Expert iteration: K rounds of sampling the agent, keeping its rewarded episodes and fine-tuning on them."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, help="YAML with the fields of fireact.expert_iteration.ExpertIteration")
+    p.add_argument("--out", help="override the config's out dir")
+    p.add_argument("--rounds", type=int, help="override the config's number of rounds")
+
+
+def run(args: argparse.Namespace) -> int:
+    from jsonargparse import ArgumentParser
+
+    from fireact.data.errors import FireactError
+    from fireact.expert_iteration import ExpertIteration
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(ExpertIteration)
+    try:
+        cfg = parser.parse_path(args.config)
+    except Exception as e:  # noqa: BLE001  (jsonargparse reports file, key and value in its message)
+        raise FireactError(f"--config {args.config}: {str(e).strip().splitlines()[0]}") from None
+    loop = ExpertIteration(**parser.instantiate_classes(cfg).as_dict())
+    if args.out:
+        loop.out = args.out
+    if args.rounds:
+        loop.rounds = args.rounds
+    for record in loop.run():
+        print(f"round {record['round']}: kept {record['kept']} of {record['episodes']}, val EM {record['val_em']:.3f}")
+    return 0

@@ -1,0 +1,166 @@
+"""Expert iteration (rejection-sampling fine-tuning): the agent samples G episodes per training
+question, keeps the rewarded ones (EM = 1, one per distinct action sequence), is fine-tuned on them
+(optionally mixed with the teacher's trajectories), and repeats for K rounds.
+
+Each round is a directory under `out/` with what it sampled and kept, the training run, the exported
+adapter and the validation rollouts; `out/rounds.json` records every round (questions tried,
+success rate, kept, validation EM, wall times) and a re-run skips finished rounds (resumable).
+Training reuses `python -m fireact.train fit` on the user's SFT config, so a round trains exactly
+as the first fine-tune did, from the previous round's adapter (`model.init_adapter`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from fireact.agent.config import RolloutConfig
+from fireact.data.errors import FireactError
+from fireact.data.paths import resolve_data_dir
+from fireact.data.trajectory import Trajectory, question_key, write_trajectories
+
+ROUNDS_FILE = "rounds.json"
+
+
+def keep_successful(trajectories: list[Trajectory], dedup: bool = True) -> list[Trajectory]:
+    """The rewarded episodes; with `dedup`, one per (question, action sequence)."""
+    seen: set[tuple[str, tuple[str, ...]]] = set()
+    kept = []
+    for t in trajectories:
+        if t.reward < 1.0 or not t.finished:
+            continue
+        key = (question_key(t.question), tuple(turn.action for turn in t.turns))
+        if dedup and key in seen:
+            continue
+        seen.add(key)
+        kept.append(t)
+    return kept
+
+
+@dataclass
+class ExpertIteration:
+    """K rounds of sample -> keep rewarded -> fine-tune, from `init_adapter` (an exported SFT agent)."""
+
+    train_config: str  # the SFT config (python -m fireact.train fit --config ...) each round trains with
+    init_adapter: str
+    out: str
+    rounds: int = 2
+    pool: RolloutConfig = field(default_factory=lambda: RolloutConfig(split="train", samples=4, temperature=1.0))
+    validation: RolloutConfig = field(default_factory=lambda: RolloutConfig(n=20, offset=100))
+    teacher_sources: list[str] = field(default_factory=list)  # mixed in by the DataModule, as given
+    dedup: bool = True
+    data_dir: str | None = None
+    train_overrides: list[str] = field(default_factory=list)  # extra `--key value` for every round
+
+    def run(self) -> list[dict[str, Any]]:
+        out = Path(self.out)
+        out.mkdir(parents=True, exist_ok=True)
+        done = self.load_rounds()
+        adapter = done[-1]["adapter"] if done else self.init_adapter
+        root = resolve_data_dir(self.data_dir)
+        self.check_disjoint(root)
+        for k in range(len(done) + 1, self.rounds + 1):
+            record = self.run_round(k, adapter, root)
+            done.append(record)
+            (out / ROUNDS_FILE).write_text(json.dumps(done, indent=1) + "\n")
+            adapter = record["adapter"]
+        return done
+
+    def load_rounds(self) -> list[dict[str, Any]]:
+        path = Path(self.out) / ROUNDS_FILE
+        return json.loads(path.read_text()) if path.is_file() else []
+
+    def check_disjoint(self, root: Path) -> None:
+        from fireact.modules.questions import evaluated_questions
+
+        evaluated = evaluated_questions([self.validation], root)
+        for task in self.pool.tasks:
+            for e in self.pool.examples(task, root):
+                if question_key(e.question) in evaluated:
+                    raise FireactError(
+                        f"pool question {task} {e.id!r} ({e.question[:80]!r}) is also a validation question: "
+                        "choose disjoint pool and validation selections"
+                    )
+
+    def play(self, adapter: str, cfg: RolloutConfig, root: Path, source: str) -> list[Trajectory]:
+        from fireact.agent.lm import HFLM
+        from fireact.agent.rollout import run_rollouts
+        from fireact.data.tasks import get_task
+
+        lm = HFLM(adapter, name=f"hf:{adapter}")
+        tool = cfg.make_tool(root)
+        trajs = []
+        for task in cfg.tasks:
+            trajs += run_rollouts(lm, tool, get_task(task), cfg.examples(task, root), cfg, progress="rich", source=source)
+        return trajs
+
+    def run_round(self, k: int, adapter: str, root: Path) -> dict[str, Any]:
+        rdir = Path(self.out) / f"round{k}"
+        rdir.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        sampled = self.play(adapter, self.pool, root, f"expert-iteration round {k}")
+        write_trajectories(rdir / "sampled.jsonl", sampled)
+        kept = keep_successful(sampled, self.dedup)
+        if not kept:
+            raise FireactError(f"round {k}: none of {len(sampled)} sampled episodes was rewarded: nothing to train on")
+        write_trajectories(rdir / "kept.jsonl", kept)
+        sample_seconds = time.perf_counter() - started
+
+        started = time.perf_counter()
+        new_adapter = self.train(rdir, adapter, [str(rdir / "kept.jsonl"), *self.teacher_sources])
+        train_seconds = time.perf_counter() - started
+
+        started = time.perf_counter()
+        val = self.play(new_adapter, replace(self.validation, temperature=0.0, samples=1), root, f"round {k} validation")
+        write_trajectories(rdir / "validation.jsonl", val)
+        record = {
+            "round": k,
+            "start_adapter": adapter,
+            "adapter": new_adapter,
+            "questions": len({(t.task, t.id) for t in sampled}),
+            "episodes": len(sampled),
+            "success_rate": sum(t.reward for t in sampled) / len(sampled),
+            "kept": len(kept),
+            "val_em": sum(t.reward for t in val) / len(val),
+            "val_format_error_rate": sum(not t.finished for t in val) / len(val),
+            "seconds": {
+                "sample": round(sample_seconds, 1),
+                "train": round(train_seconds, 1),
+                "validate": round(time.perf_counter() - started, 1),
+            },
+        }
+        print(json.dumps(record), flush=True)
+        return record
+
+    def train(self, rdir: Path, adapter: str, sources: list[str]) -> str:
+        """One `python -m fireact.train fit` run from `adapter` on `sources`, exported to rdir/adapter."""
+        from fireact.modules.export import export
+
+        run_dir = rdir / "train"
+        cmd = [
+            sys.executable, "-m", "fireact.train", "fit", "--config", self.train_config,
+            "--model.init_adapter", adapter, "--data.init_args.sources", json.dumps(sources),
+            "--trainer.default_root_dir", str(run_dir), "--trainer.logger", "false",
+            "--trainer.callbacks+", "lightning.pytorch.callbacks.ModelCheckpoint",
+            "--trainer.callbacks.dirpath", str(run_dir / "checkpoints"), "--trainer.callbacks.save_last", "true",
+            *self.train_overrides,
+        ]  # fmt: skip
+        log = rdir / "train.log"
+        with log.open("w") as f:
+            f.write(" ".join(cmd) + "\n")
+            f.flush()
+            r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=os.environ.copy())
+        if r.returncode != 0:
+            raise FireactError(f"round training failed (exit {r.returncode}): see {log}")
+        ckpt = run_dir / "checkpoints" / "last.ckpt"
+        export(ckpt, rdir / "adapter")
+        return str(rdir / "adapter")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

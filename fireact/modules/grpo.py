@@ -1,0 +1,284 @@
+"""GRPO: the fine-tuned agent improves from its own live rollouts, rewarded by the task's exact match.
+
+Each training step plays the step's questions G times each with the current weights (the rollout
+engine, sampling, LoRA live, tokens and log-probs recorded), scores every episode, turns rewards into
+group-relative advantages (reward minus its group's mean, over the group's std), and applies the
+clipped policy-gradient loss on the sampled tokens only: prompts and observations carry no loss, and
+the sampled tokens are used as sampled, never re-tokenized (`fireact.data.token_log`). An optional
+KL term keeps the policy near the starting one: the adapter-disabled base, or the frozen copy of the
+adapter it started from (`init_adapter`), so no second model is held in memory.
+
+Under DDP each rank plays its own share of the questions (a question's group never spans ranks).
+DeepSpeed is refused with a message: ZeRO-3 generation gathers weights layer by layer in lockstep across
+ranks, which per-rank sampling does not do, and the loss here needs manual optimization.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import defaultdict
+from dataclasses import replace
+from typing import Any
+
+import torch
+
+from fireact.agent.config import RolloutConfig
+from fireact.data.errors import FireactError
+from fireact.data.token_log import TokenRow, training_rows
+from fireact.data.trajectory import Trajectory
+from fireact.modules.lm_module import FireActLM
+from fireact.modules.questions import Question
+
+REFERENCE = "reference"  # the frozen starting adapter, when training starts from one
+
+
+def group_advantages(rewards: list[float], groups: list[str], eps: float = 1e-4) -> list[float]:
+    """(r - mean of its group) / (std of its group + eps); 0 for a group whose rewards are all equal."""
+    members: dict[str, list[float]] = defaultdict(list)
+    for r, g in zip(rewards, groups):
+        members[g].append(r)
+    stats = {}
+    for g, rs in members.items():
+        t = torch.tensor(rs, dtype=torch.float64)
+        stats[g] = (float(t.mean()), float(t.std(unbiased=False)) if len(rs) > 1 else 0.0)
+    return [0.0 if stats[g][1] == 0 else (r - stats[g][0]) / (stats[g][1] + eps) for r, g in zip(rewards, groups)]
+
+
+def episode_reward(t: Trajectory, reward: str, format_penalty: float) -> float:
+    """EM (or token F1) of the final answer, minus `format_penalty` when the episode never finished."""
+    value = t.reward if reward == "em" else t.f1
+    return value - (0.0 if t.finished else format_penalty)
+
+
+class GRPOLM(FireActLM):
+    """FireActLM trained by GRPO on live rollouts (see the module docstring).
+
+    Args:
+        rollouts: how episodes are sampled (method, turns, tool, temperature, top_p, seed; its question
+            selection is unused: questions come from the DataModule).
+        group_size: G, the samples per question (each its own engine slot, sharing the prompt's KV).
+        clip_eps: PPO clip range of the probability ratio.
+        kl_coef: weight of the k3 KL estimate to the starting policy (0 skips the reference pass).
+        reward: "em" (the task's exact match, the paper's metric) or "f1".
+        format_penalty: subtracted from the reward of an episode that never finished well-formed.
+        ppo_epochs: optimizer steps on each batch of rollouts (1 = strictly on-policy).
+        micro_batch: token rows per forward/backward when computing the loss.
+        data_dir: where the task data and the search snapshot are (default: $FIREACT_DATA_DIR).
+        **kwargs: FireActLM's arguments (model, LoRA, optimizer, init_adapter, ...).
+    """
+
+    def __init__(
+        self,
+        rollouts: RolloutConfig | None = None,
+        group_size: int = 8,
+        clip_eps: float = 0.2,
+        kl_coef: float = 0.0,
+        reward: str = "em",
+        format_penalty: float = 0.0,
+        ppo_epochs: int = 1,
+        micro_batch: int = 8,
+        data_dir: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if reward not in ("em", "f1"):
+            raise FireactError(f"model.reward must be 'em' or 'f1', got {reward!r}")
+        if group_size < 2:
+            raise FireactError("model.group_size must be at least 2: advantages are relative to the group")
+        self.rollout_config = rollouts or RolloutConfig(temperature=1.0)
+        if self.rollout_config.temperature <= 0:
+            raise FireactError("GRPO samples: rollouts.temperature must be > 0")
+        self.automatic_optimization = False
+        self._tool = None
+
+    # ----------------------------------------------------------------- rollouts
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        from lightning.pytorch.strategies import DeepSpeedStrategy
+
+        if isinstance(self.trainer.strategy, DeepSpeedStrategy):
+            raise FireactError(
+                "GRPO does not run under DeepSpeed (ZeRO-3 generation needs every rank in lockstep, and "
+                "Lightning's DeepSpeed takes no manual optimization): use LoRA on one process or strategy: ddp"
+            )
+
+    def configure_model(self) -> None:
+        super().configure_model()
+        if self.hparams.kl_coef > 0 and self.hparams.init_adapter and REFERENCE not in self.model.peft_config:
+            self.model.load_adapter(self.hparams.init_adapter, adapter_name=REFERENCE, is_trainable=False)
+            self.model.set_adapter("default")
+
+    def play(self, questions: list[Question]) -> list[Trajectory]:
+        """G sampled episodes per question with the current weights, tokens and log-probs recorded."""
+        from fireact.agent.lm import HFLM
+        from fireact.agent.rollout import run_rollouts
+        from fireact.data.paths import resolve_data_dir
+        from fireact.data.tasks import get_task
+
+        if self._tool is None:
+            self._tool = self.rollout_config.make_tool(resolve_data_dir(self.hparams.data_dir))
+        world, rank = self.trainer.world_size, self.trainer.global_rank
+        cfg = replace(
+            self.rollout_config,
+            samples=self.hparams.group_size,
+            record_tokens=True,
+            sampling_seed=self.rollout_config.sampling_seed + self.global_step * world + rank,
+        )
+        lm = HFLM(self.model, self.tokenizer, name=f"hf:grpo@step{self.global_step}", prompt_style=self.prompt_style)
+        trajs: list[Trajectory] = []
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                for task in sorted({q.task for q in questions}):
+                    examples = [q.example for q in questions if q.task == task]
+                    trajs += run_rollouts(lm, self._tool, get_task(task), examples, cfg, source="grpo")
+        finally:
+            self.model.train()
+        return trajs
+
+    # ----------------------------------------------------------------- loss
+    def token_logprobs(self, rows: list[TokenRow]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log-probs under the current weights, sampling log-probs) of every trained token of `rows`,
+        flattened in row order; temperature-scaled as sampled. The LM head runs at those tokens only."""
+        device = self.device
+        width = max(len(r.input_ids) for r in rows)
+        ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        trained = torch.zeros((len(rows), width), dtype=torch.bool)
+        old = torch.zeros((len(rows), width))
+        for i, r in enumerate(rows):
+            n = len(r.input_ids)
+            ids[i, :n], mask[i, :n] = torch.tensor(r.input_ids), 1
+            trained[i, :n], old[i, :n] = torch.tensor(r.trained), torch.tensor(r.logprobs)
+        ids, mask, trained = ids.to(device), mask.to(device), trained.to(device)
+        backbone, head = self._backbone_and_head() or (None, None)
+        keep = trained[:, 1:]  # position t predicts token t+1
+        if backbone is None:
+            logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1][keep]
+        else:
+            hidden = backbone(input_ids=ids, attention_mask=mask).last_hidden_state
+            logits = head(hidden[:, :-1][keep])
+        logp = torch.log_softmax(logits.float() / self.rollout_config.temperature, dim=-1)
+        new = logp.gather(-1, ids[:, 1:][keep][:, None])[:, 0]
+        return new, old[:, 1:][keep.cpu()].to(device)
+
+    def reference_logprobs(self, rows: list[TokenRow]) -> torch.Tensor:
+        """Log-probs under the starting policy: the frozen init adapter, or the adapter-disabled base."""
+        with torch.no_grad():
+            if REFERENCE in getattr(self.model, "peft_config", {}):
+                self.model.set_adapter(REFERENCE)
+                try:
+                    return self.token_logprobs(rows)[0]
+                finally:
+                    self.model.set_adapter("default")
+                    for name, p in self.model.named_parameters():  # set_adapter froze "default": unfreeze it
+                        if ".default." in name and "lora_" in name:
+                            p.requires_grad_(True)
+            with self.model.disable_adapter():
+                return self.token_logprobs(rows)[0]
+
+    def training_step(self, batch: list[Question], batch_idx: int) -> torch.Tensor:
+        h = self.hparams
+        started = time.perf_counter()
+        trajs = self.play(batch)
+        sampling_seconds = time.perf_counter() - started
+        rewards = [episode_reward(t, h.reward, h.format_penalty) for t in trajs]
+        groups = [f"{t.task}/{t.id}" for t in trajs]
+        advantages = group_advantages(rewards, groups)
+        rows, row_adv = [], []
+        for t, a in zip(trajs, advantages):
+            if a != 0.0:  # a zero advantage gives no gradient: skip its forward pass
+                for r in training_rows(t.meta["token_turns"]):
+                    rows.append(r)
+                    row_adv.append(a)
+        sampled = sum(len(x["generated"]) for t in trajs for x in t.meta["token_turns"])
+        n_trained = sum(sum(r.trained[1:]) for r in rows)
+        all_trained = max(self._sum_over_ranks(n_trained), 1)  # the loss is a token mean over all ranks
+        optimizer = self.optimizers()
+        stats: dict[str, float] = defaultdict(float)
+        started = time.perf_counter()
+        for _ in range(h.ppo_epochs):
+            optimizer.zero_grad()
+            with self._local_backward():
+                self._policy_loss(rows, row_adv, all_trained, stats)
+            self._sum_grads_over_ranks()  # each rank a different number of backward passes: sum once
+            self._stop_if_not_finite(torch.tensor(stats["loss"]))
+            self.clip_gradients(optimizer, gradient_clip_val=1.0, gradient_clip_algorithm="norm")
+            optimizer.step()
+        scheduler = self.lr_schedulers()
+        if scheduler is not None:
+            scheduler.step()
+        training_seconds = time.perf_counter() - started
+        tokens = max(n_trained * h.ppo_epochs, 1)
+        r = torch.tensor(rewards)
+        live_groups = {g for g, a in zip(groups, advantages) if a != 0.0}
+        metrics = {
+            "train/reward_mean": float(r.mean()),
+            "train/reward_std": float(r.std(unbiased=False)),
+            "train/em": sum(t.reward for t in trajs) / len(trajs),
+            "train/format_error_rate": sum(not t.finished for t in trajs) / len(trajs),
+            "train/zero_advantage_groups": 1 - len(live_groups) / len(set(groups)),
+            "train/loss": stats["loss"] / max(h.ppo_epochs, 1),
+            "train/clip_frac": stats["clipped"] / tokens,
+            "train/ratio_mean": stats["ratio"] / tokens if rows else 1.0,
+            "train/kl": stats["kl"] / tokens,
+            "train/sampled_tokens_per_sec": sampled / max(sampling_seconds, 1e-9),
+            "train/trained_tokens_per_sec": n_trained * h.ppo_epochs / max(training_seconds, 1e-9),
+            "train/sampling_share": sampling_seconds / max(sampling_seconds + training_seconds, 1e-9),
+        }
+        self.log_dict(metrics, batch_size=len(trajs), sync_dist=True)
+        self.log("reward", metrics["train/reward_mean"], prog_bar=True, batch_size=len(trajs), sync_dist=True)
+        return torch.tensor(metrics["train/loss"])
+
+    def _policy_loss(self, rows: list[TokenRow], row_adv: list[float], all_trained: int, stats: dict) -> None:
+        """Backward of the clipped policy-gradient loss (+ k3 KL) in micro-batches of rows."""
+        h = self.hparams
+        for start in range(0, len(rows), h.micro_batch):
+            chunk = rows[start : start + h.micro_batch]
+            new, old = self.token_logprobs(chunk)
+            adv = torch.cat(
+                [torch.full((sum(r.trained[1:]),), a) for r, a in zip(chunk, row_adv[start : start + h.micro_batch])]
+            ).to(new.device)
+            ratio = torch.exp(new - old)
+            per_token = -torch.minimum(ratio * adv, ratio.clamp(1 - h.clip_eps, 1 + h.clip_eps) * adv)
+            if h.kl_coef > 0:
+                ref = self.reference_logprobs(chunk)
+                kl = torch.exp(ref - new) - (ref - new) - 1  # k3: unbiased and >= 0
+                per_token = per_token + h.kl_coef * kl
+                stats["kl"] += float(kl.detach().sum())
+            loss = per_token.sum() / all_trained
+            self.manual_backward(loss)
+            stats["loss"] += float(loss.detach())
+            stats["clipped"] += float(((ratio.detach() - 1).abs() > h.clip_eps).sum())
+            stats["ratio"] += float(ratio.detach().sum())
+
+    # ----------------------------------------------------------------- ranks
+    def _local_backward(self):
+        """Backward passes that do not all-reduce (DDP's no_sync); `_sum_grads_over_ranks` does it once."""
+        block = getattr(self.trainer.strategy, "block_backward_sync", None)
+        return block() if block is not None and self.trainer.world_size > 1 else contextlib.nullcontext()
+
+    def _sum_over_ranks(self, value: float) -> float:
+        if self.trainer.world_size == 1:
+            return value
+        return float(self.trainer.strategy.reduce(torch.tensor(float(value), device=self.device), reduce_op="sum"))
+
+    def _sum_grads_over_ranks(self) -> None:
+        if self.trainer.world_size == 1:
+            return
+        import torch.distributed as dist
+
+        for p in self.parameters():
+            if p.requires_grad:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+                dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        """Validation is the rollout callback's live EM (held-out questions); no loss to compute."""
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        if "state_dict" in checkpoint:  # the frozen reference is the init adapter itself: not saved again
+            checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if f".{REFERENCE}." not in k}

@@ -1,0 +1,146 @@
+"""Questions for on-policy training (GRPO, expert iteration): a pool that never meets the evaluation.
+
+The pool is a task split (by default `hotpotqa/train`: the questions of FireAct's HotpotQA fine-tuning
+trajectories, whose searches the offline snapshot holds). Before training, every pool question is
+checked against the evaluated ones, the `exclude` selections (e.g. the 100 scored dev questions) and
+the questions of every `RolloutValidation` callback on the trainer; any overlap stops the run.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, Dataset
+
+from fireact.agent.config import RolloutConfig
+from fireact.data.errors import FireactError
+from fireact.data.paths import resolve_data_dir
+from fireact.data.prompt_style import PromptStyle
+from fireact.data.tasks import Example
+from fireact.data.trajectory import question_key
+
+
+@dataclass
+class Question:
+    """One training question (plain strings: Lightning walks batches and refuses frozen dataclasses)."""
+
+    task: str
+    id: str
+    question: str
+    answer: str
+
+    @property
+    def example(self) -> Example:
+        return Example(self.id, self.question, self.answer)
+
+
+class _Items(Dataset):
+    def __init__(self, items: list[Question]) -> None:
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> Question:
+        return self.items[i]
+
+
+def as_list(items: list[Question]) -> list[Question]:
+    return items
+
+
+def evaluated_questions(selections: list[RolloutConfig], data_dir: Any) -> dict[str, str]:
+    """question key -> "task/split" for every question the selections evaluate."""
+    return {
+        question_key(e.question): f"{task}/{sel.split}"
+        for sel in selections
+        for task in sel.tasks
+        for e in sel.examples(task, data_dir)
+    }
+
+
+class QuestionDataModule(LightningDataModule):
+    """Batches of questions (each rank its own share under DDP) from a pool disjoint from evaluation.
+
+    Args:
+        pool: the training questions (its tasks, split, n, seed, offset; default hotpotqa/train).
+        questions_per_step: questions per training step per rank (each is played G times).
+        exclude: evaluated selections the pool must not touch (default: the first 100 questions of the
+            paper's dev selection of each pool task, the scored ones of docs/reproduction.md);
+            RolloutValidation's questions are always added.
+        format: the prompt format (default: the init adapter's saved style, see FireActLM).
+        seed: shuffles the pool between epochs.
+        data_dir: FireAct data dir (default: $FIREACT_DATA_DIR).
+    """
+
+    def __init__(
+        self,
+        pool: RolloutConfig | None = None,
+        questions_per_step: int = 4,
+        exclude: list[RolloutConfig] | None = None,
+        format: str | None = None,
+        seed: int = 0,
+        data_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.pool = pool or RolloutConfig(split="train")
+        self.exclude = exclude if exclude is not None else [RolloutConfig(tasks=self.pool.tasks, n=100)]
+        self.questions_per_step, self.seed, self.data_dir = questions_per_step, seed, data_dir
+        self.format = format
+        if questions_per_step < 1:
+            raise FireactError("data.questions_per_step must be at least 1")
+        self.questions: list[Question] | None = None
+
+    @property
+    def prompt_style(self) -> PromptStyle | None:
+        return PromptStyle(self.format) if self.format else None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.questions is not None:
+            return
+        root = resolve_data_dir(self.data_dir)
+        examples = [(t, e) for t in self.pool.tasks for e in self.pool.examples(t, root)]
+        if not examples:
+            raise FireactError(f"data.pool selects no questions ({', '.join(self.pool.tasks)}/{self.pool.split})")
+        if any(e.answer is None for _, e in examples):
+            raise FireactError(f"data.pool {self.pool.split} has no gold answers: on-policy training needs rewards")
+        pool = [Question(t, e.id, e.question, e.answer) for t, e in examples]
+        self.check_disjoint(pool, root)
+        self.questions = pool
+
+    def check_disjoint(self, pool: list[Question], root: Any) -> None:
+        from fireact.modules.rollout_callback import RolloutValidation
+
+        selections = list(self.exclude)
+        trainer = self.trainer
+        if trainer is not None:
+            selections += [cb.config for cb in trainer.callbacks if isinstance(cb, RolloutValidation)]
+        evaluated = evaluated_questions(selections, root)
+        shared = [q for q in pool if question_key(q.question) in evaluated]
+        if shared:
+            q = shared[0]
+            raise FireactError(
+                f"{len(shared)} training questions are also evaluated (e.g. {q.task} {q.id!r} "
+                f"{q.question[:80]!r}, evaluated in {evaluated[question_key(q.question)]}): "
+                "choose a pool disjoint from data.exclude and the RolloutValidation questions"
+            )
+
+    def train_dataloader(self) -> DataLoader:
+        if self.questions is None:
+            raise FireactError("QuestionDataModule.setup() has not run")
+        generator = torch.Generator().manual_seed(self.seed)
+        return DataLoader(
+            _Items(self.questions), batch_size=self.questions_per_step, shuffle=True, generator=generator,
+            collate_fn=as_list,
+        )  # fmt: skip
+
+    def val_dataloader(self) -> DataLoader:
+        """One item, so Lightning runs its validation loop: RolloutValidation scores held-out questions there."""
+        if self.questions is None:
+            raise FireactError("QuestionDataModule.setup() has not run")
+        first = random.Random(self.seed).choice(self.questions)
+        return DataLoader(_Items([first]), batch_size=1, collate_fn=as_list)

@@ -1,0 +1,50 @@
+"""GRPO's pieces without a training run: group-relative advantages, rewards, the training pool check."""
+
+from __future__ import annotations
+
+import pytest
+
+from fireact.agent.config import RolloutConfig
+from fireact.data.errors import FireactError
+from fireact.data.synthetic import write_world
+from fireact.data.trajectory import Trajectory, Turn
+from fireact.modules.grpo import episode_reward, group_advantages
+from fireact.modules.questions import QuestionDataModule
+
+
+def test_group_advantages_are_relative_to_the_own_group():
+    adv = group_advantages([1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.5], ["a", "a", "b", "b", "c", "c", "d"])
+    assert adv[0] == pytest.approx(1.0, abs=1e-3) and adv[1] == pytest.approx(-1.0, abs=1e-3)
+    assert adv[2:] == [0.0, 0.0, 0.0, 0.0, 0.0]  # all-equal groups (and a group of one) carry no signal
+    mixed = group_advantages([1.0, 0.0, 0.0, 0.0], ["q"] * 4)
+    assert sum(mixed) == pytest.approx(0.0, abs=1e-9) and mixed[0] > 0 > mixed[1]
+
+
+def test_episode_reward_em_f1_and_format_penalty():
+    done = Trajectory("Q", "a b", "hotpotqa", "react", [Turn("t", "finish[a]")], "a", 0.0, 0.67)
+    broken = Trajectory("Q", "a", "hotpotqa", "react", [Turn("t", "search[x]", "o")], None, end_reason="max_turns")
+    assert episode_reward(done, "em", 0.5) == 0.0 and episode_reward(done, "f1", 0.5) == pytest.approx(0.67)
+    assert episode_reward(broken, "em", 0.5) == -0.5
+
+
+def test_pool_must_not_touch_evaluated_questions(tmp_path):
+    world = write_world(tmp_path / "world", n_people=20, n_dev=4)
+    ok = QuestionDataModule(pool=RolloutConfig(tasks=["synthetic"], split="train"), data_dir=str(world))
+    ok.setup("fit")
+    assert len(ok.questions) == 16 and all(q.answer for q in ok.questions)
+    clash = QuestionDataModule(
+        pool=RolloutConfig(tasks=["synthetic"], split="dev"), exclude=[RolloutConfig(tasks=["synthetic"], n=2)],
+        data_dir=str(world),
+    )  # fmt: skip
+    with pytest.raises(FireactError, match="2 training questions are also evaluated .*synthetic/dev"):
+        clash.setup("fit")
+
+
+def test_hotpotqa_pool_is_fireacts_training_questions(data_dir):
+    from fireact.data.tasks import get_task
+
+    train = get_task("hotpotqa").load(data_dir, "train")
+    assert len(train) == 500 and all(e.answer for e in train)
+    dm = QuestionDataModule(data_dir=str(data_dir))  # default: hotpotqa/train vs the 100 scored dev questions
+    dm.setup("fit")
+    assert len(dm.questions) == 500
