@@ -144,12 +144,11 @@ class ExpertIteration:
 
         run_dir = rdir / "train"
         cmd = [
-            sys.executable, "-m", "fireact.train", "fit", "--config", self.train_config,
-            "--model.init_adapter", adapter, "--data.init_args.sources", json.dumps(sources),
-            "--trainer.default_root_dir", str(run_dir), "--trainer.logger", "false",
-            "--trainer.callbacks+", "lightning.pytorch.callbacks.ModelCheckpoint",
-            "--trainer.callbacks.dirpath", str(run_dir / "checkpoints"), "--trainer.callbacks.save_last", "true",
-            *self.train_overrides,
+            sys.executable, "-m", "fireact.train", "fit", "--config", self.train_config, *self.train_overrides,
+            f"--model.init_adapter={adapter}", f"--data.init_args.sources={json.dumps(sources)}",
+            f"--trainer.default_root_dir={run_dir}", "--trainer.logger=false",
+            "--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
+            f"--trainer.callbacks.dirpath={run_dir / 'checkpoints'}", "--trainer.callbacks.save_last=true",
         ]  # fmt: skip
         log = rdir / "train.log"
         with log.open("w") as f:

@@ -1,0 +1,131 @@
+"""On-policy training teaches the agent beyond its imitation start, for real and small.
+
+A weak agent is made the way FireAct makes one: SmolLM2-135M LoRA-tuned on a few expert trajectories
+of the synthetic world (stopped half-way, so it answers about half of the held-out questions and
+botches the format on the rest). From its exported adapter:
+- GRPO (GRPOLM + QuestionDataModule, training questions disjoint from the held-out dev ones) must
+  raise live-rollout EM on the held-out questions by at least 0.3 in a few steps;
+- one round of expert iteration (sample, keep the rewarded, fine-tune with the same SFT recipe via
+  `python -m fireact.train`) must raise it too.
+Each guard of GRPO was broken once while developing (docs/on_policy.md): the advantage sign
+flipped, observation tokens trained, rewards shuffled across groups; each fails the GRPO test.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fireact.agent.config import RolloutConfig
+from fireact.data.synthetic import write_world
+
+pytestmark = pytest.mark.slow
+HELD_OUT = RolloutConfig(tasks=["synthetic"], n=12, seed=None, max_turns=4, max_tokens=40, batch_size=12)
+SFT = {"lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.0, "lr": 1e-3, "warmup": 0.1}
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
+
+
+@pytest.fixture(scope="module")
+def weak_agent(tmp_path_factory, smollm2_dir):
+    """SFT on 8 expert trajectories, a 20-step schedule stopped at step 10: EM about 0.5."""
+    import lightning.pytorch as pl
+    import torch
+
+    from fireact.modules.datamodule import TrajectoryDataModule
+    from fireact.modules.export import export
+    from fireact.modules.lm_module import FireActLM
+
+    tmp = tmp_path_factory.mktemp("on-policy")
+    world = write_world(tmp / "world", n_people=60, n_dev=12, seed=7)
+    experts = (world / "synthetic/expert_train.jsonl").read_text().splitlines()[:9]
+    (tmp / "few.jsonl").write_text("\n".join(experts) + "\n")
+
+    class StopAt(pl.Callback):
+        def on_train_batch_end(self, trainer, *args) -> None:
+            trainer.should_stop = trainer.global_step >= 10
+
+    torch.set_num_threads(2)
+    pl.seed_everything(0)
+    dm = TrajectoryDataModule(
+        tokenizer=smollm2_dir, sources=[str(tmp / "few.jsonl")], cutoff=256, val_size=1, batch_size=2, seed=0,
+        data_dir=str(world), run_dir=str(tmp),
+    )  # fmt: skip
+    trainer = pl.Trainer(
+        accelerator="cpu", devices=1, max_steps=20, limit_val_batches=0, logger=False, callbacks=[StopAt()],
+        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False, default_root_dir=tmp,
+    )  # fmt: skip
+    trainer.fit(FireActLM(model=smollm2_dir, lora_target_modules=TARGETS, **SFT), dm)
+    trainer.save_checkpoint(tmp / "sft.ckpt")
+    export(tmp / "sft.ckpt", tmp / "sft")
+    return {"tmp": tmp, "world": world, "adapter": tmp / "sft", "experts": tmp / "few.jsonl", "model": smollm2_dir}
+
+
+def test_grpo_raises_live_rollout_em(weak_agent):
+    import lightning.pytorch as pl
+    from lightning.pytorch.loggers import CSVLogger
+
+    from fireact.modules.grpo import GRPOLM
+    from fireact.modules.questions import QuestionDataModule
+    from fireact.modules.rollout_callback import RolloutValidation
+
+    world, tmp = weak_agent["world"], weak_agent["tmp"]
+    pl.seed_everything(0)
+    module = GRPOLM(
+        model=weak_agent["model"], init_adapter=str(weak_agent["adapter"]), lr=3e-4, warmup=0.0, group_size=4,
+        data_dir=str(world), rollouts=RolloutConfig(temperature=1.0, max_turns=4, max_tokens=40, batch_size=16),
+    )  # fmt: skip
+    questions = QuestionDataModule(
+        pool=RolloutConfig(tasks=["synthetic"], split="train", seed=0), questions_per_step=4, data_dir=str(world)
+    )
+    cb = RolloutValidation(HELD_OUT, data_dir=str(world))
+    trainer = pl.Trainer(
+        accelerator="cpu", devices=1, max_steps=6, val_check_interval=6, check_val_every_n_epoch=None,
+        num_sanity_val_steps=0, logger=CSVLogger(tmp, name="grpo"), log_every_n_steps=1, callbacks=[cb],
+        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False, default_root_dir=tmp,
+    )  # fmt: skip
+    trainer.fit(module, questions)
+    before, after = cb.history[0], cb.history[-1]
+    assert 0.2 <= before["em"] <= 0.6, f"the SFT start should be weak, got EM {before['em']:.2f}"
+    assert after["em"] >= before["em"] + 0.3, f"GRPO moved held-out EM only {before['em']:.2f} -> {after['em']:.2f}"
+    assert after["format_error_rate"] < before["format_error_rate"]
+    import csv
+
+    rows = [r for r in csv.DictReader(open(next(tmp.glob("grpo/*/metrics.csv")))) if r.get("train/ratio_mean")]
+    assert len(rows) == 6
+    # on-policy: the log-probs the engine recorded are the ones training recomputes (ratio 1)
+    assert all(abs(float(r["train/ratio_mean"]) - 1) < 1e-3 for r in rows)
+    assert all(0 < float(r["train/sampling_share"]) < 1 for r in rows)
+
+
+def test_expert_iteration_round_raises_live_rollout_em(weak_agent, tmp_path):
+    from fireact.expert_iteration import ExpertIteration
+
+    world = weak_agent["world"]
+    config = {
+        "trainer": {
+            "accelerator": "cpu", "devices": 1, "max_steps": 8, "limit_val_batches": 0, "logger": False,
+            "enable_progress_bar": False, "enable_model_summary": False,
+        },
+        "model": {"model": weak_agent["model"], **SFT},
+        "data": {
+            "class_path": "fireact.modules.datamodule.TrajectoryDataModule",
+            "init_args": {"cutoff": 256, "val_size": 0, "batch_size": 2, "seed": 0, "data_dir": str(world)},
+        },
+    }  # fmt: skip
+    (tmp_path / "sft.yaml").write_text(json.dumps(config))
+    loop = ExpertIteration(
+        train_config=str(tmp_path / "sft.yaml"), init_adapter=str(weak_agent["adapter"]), out=str(tmp_path / "ei"),
+        rounds=1, data_dir=str(world), validation=HELD_OUT,
+        pool=RolloutConfig(tasks=["synthetic"], split="train", n=16, seed=0, samples=4, temperature=1.0,
+                           max_turns=4, max_tokens=40, batch_size=16),
+    )  # fmt: skip
+    before = loop.play(str(weak_agent["adapter"]), HELD_OUT, world, "before")
+    (record,) = loop.run()
+    em_before = sum(t.reward for t in before) / len(before)
+    assert record["kept"] > 0 and record["questions"] == 16 and record["episodes"] == 64
+    assert record["val_em"] >= em_before + 0.3, (
+        f"expert iteration moved EM only {em_before:.2f} -> {record['val_em']:.2f}"
+    )
+    assert json.loads((tmp_path / "ei" / "rounds.json").read_text()) == [record]
+    assert loop.run() == [record]  # resumable: a finished round is not run again
