@@ -73,7 +73,7 @@ def test_grpo_raises_live_rollout_em(weak_agent):
     pl.seed_everything(0)
     module = GRPOLM(
         model=weak_agent["model"], init_adapter=str(weak_agent["adapter"]), lr=3e-4, warmup=0.0, group_size=4,
-        data_dir=str(world), rollouts=RolloutConfig(temperature=1.0, max_turns=4, max_tokens=40, batch_size=16),
+        data_dir=str(world), rollouts=RolloutConfig(temperature=0.7, max_turns=4, max_tokens=40, batch_size=16),
     )  # fmt: skip
     questions = QuestionDataModule(
         pool=RolloutConfig(tasks=["synthetic"], split="train", seed=0), questions_per_step=4, data_dir=str(world)
