@@ -172,9 +172,9 @@ class GRPOLM(FireActLM):
                     return self.token_logprobs(rows)[0]
                 finally:
                     self.model.set_adapter("default")
-                    for name, p in self.model.named_parameters():  # set_adapter froze "default": unfreeze it
-                        if ".default." in name and "lora_" in name:
-                            p.requires_grad_(True)
+                    for name, p in self.model.named_parameters():  # set_adapter moves trainability: restore it
+                        if "lora_" in name:
+                            p.requires_grad_(f".{REFERENCE}." not in name)
             with self.model.disable_adapter():
                 return self.token_logprobs(rows)[0]
 

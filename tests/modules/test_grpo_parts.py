@@ -48,3 +48,33 @@ def test_hotpotqa_pool_is_fireacts_training_questions(data_dir):
     dm = QuestionDataModule(data_dir=str(data_dir))  # default: hotpotqa/train vs the 100 scored dev questions
     dm.setup("fit")
     assert len(dm.questions) == 500
+
+
+def test_kl_reference_is_the_frozen_start_adapter(tiny_model_dir, tmp_path):
+    """With an init adapter, the KL reference is that adapter frozen: training the live one leaves it."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from fireact.data.token_log import TokenRow
+    from fireact.modules.grpo import GRPOLM, REFERENCE
+
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    start = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    start.save_pretrained(tmp_path / "start")
+    module = GRPOLM(model=tiny_model_dir, init_adapter=str(tmp_path / "start"), kl_coef=0.1, lora_dropout=0.0)
+    module.configure_model()
+    module.model.eval()
+    rows = [TokenRow([5, 6, 7, 8, 9], [False, False, True, True, True], [0.0, 0.0, -1.0, -1.0, -1.0])]
+    live, _ = module.token_logprobs(rows)
+    ref = module.reference_logprobs(rows)
+    torch.testing.assert_close(live, ref)  # at the start the two policies are the same
+    with torch.no_grad():
+        for name, p in module.model.named_parameters():
+            if "lora_B" in name and ".default." in name:
+                p.add_(0.5)
+    assert not torch.allclose(module.token_logprobs(rows)[0], ref)
+    torch.testing.assert_close(module.reference_logprobs(rows), ref)  # the reference did not move
+    trainable = module.trainable_state_keys()
+    assert trainable and all(".default." in k for k in trainable) and not any(REFERENCE in k for k in trainable)
