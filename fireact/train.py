@@ -20,7 +20,7 @@ def build_cli(args: list[str] | None = None, run: bool = True):
 
     class FireActCLI(LightningCLI):
         def add_arguments_to_parser(self, parser) -> None:
-            parser.link_arguments("model.model", "data.init_args.tokenizer")
+            parser.link_arguments("model.init_args.model", "data.init_args.tokenizer")
 
     return FireActCLI(
         FireActLM,

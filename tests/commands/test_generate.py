@@ -147,5 +147,5 @@ def test_generate_only_successful_and_bad_split(served, data_dir, tmp_path, caps
     assert main(args) == 0
     # A random tiny model never answers right: nothing kept, but both questions are marked done.
     assert out.read_text() == "" and len(out.with_name("ok.jsonl.attempted").read_text().splitlines()) == 2
-    assert main([*args[:5], "--split", "train", *args[7:]]) == 2
-    assert "has no split 'train'" in capsys.readouterr().err
+    assert main([*args[:5], "--split", "val", *args[7:]]) == 2
+    assert "has no split 'val'" in capsys.readouterr().err
