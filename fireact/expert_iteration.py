@@ -16,7 +16,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +160,3 @@ class ExpertIteration:
         ckpt = run_dir / "checkpoints" / "last.ckpt"
         export(ckpt, rdir / "adapter")
         return str(rdir / "adapter")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
