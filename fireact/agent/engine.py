@@ -194,9 +194,9 @@ class ContinuousBatcher:
 
     def _start_turn(self, s: _Slot, ids: list[int], record: bool = False, first: bool = False) -> None:
         if record:  # the prompt as the part of the last context + sampled tokens it keeps, then new ids
-            before = [] if first else s.context + s.generated
-            k = _common_prefix(before, ids)
-            s.log = [] if first else s.log
+            if first:
+                s.log, s.context, s.generated = [], [], []
+            k = _common_prefix(s.context + s.generated, ids)
             s.log.append(TokenTurn(k, ids[k:]))
             s.context = ids
         keep = min(_common_prefix(s.stored, ids), len(ids) - 1)  # feed at least one token
@@ -228,14 +228,15 @@ class ContinuousBatcher:
     def run(self, job: RolloutJob) -> None:
         pending = deque(enumerate(job.examples))
         slots = [_Slot(i) for i in range(self.slots)]
-        generator = torch.Generator(device=self.device).manual_seed(job.sampling_seed)
+        cfg = job.config
+        generator = torch.Generator(device=self.device).manual_seed(cfg.sampling_seed)
         while True:
             fresh = []
             for s in slots:
                 if s.episode is None and pending and not job.should_stop():
                     s.ex_index, ex = pending.popleft()
                     s.episode = job.new_episode(ex)
-                    self._start_turn(s, self._ids(s.episode.prompt()), job.record_tokens, first=True)
+                    self._start_turn(s, self._ids(s.episode.prompt()), cfg.record_tokens, first=True)
                     fresh.append(s)
             live = [s for s in slots if s.episode is not None]
             if not live:
@@ -259,13 +260,13 @@ class ContinuousBatcher:
                     logits = logits[[s.index for s in group]]
                 else:
                     logits = self._forward(group)
-                nxt, logprobs = choose_tokens(logits, job.temperature, job.top_p, generator, job.record_tokens)
+                nxt, logprobs = choose_tokens(logits, cfg.temperature, cfg.top_p, generator, cfg.record_tokens)
                 for s, t, lp in zip(group, nxt, logprobs):
                     self._advance(s, t, lp, job)
 
     def _advance(self, s: _Slot, token: int, logprob: float, job: RolloutJob) -> None:
         s.generated.append(token)
-        if job.record_tokens:
+        if job.config.record_tokens:
             s.log[-1].generated.append(token)
             s.log[-1].logprobs.append(logprob)
         text = self.tok.decode(s.generated, skip_special_tokens=True)
@@ -278,12 +279,12 @@ class ContinuousBatcher:
         ep = s.episode
         ep.feed(c, job.tools)
         if ep.done:
-            if job.record_tokens:
+            if job.config.record_tokens:
                 ep.meta["token_turns"] = [t.to_dict() for t in s.log]
             job.finish(s.ex_index, ep)
             s.episode, s.feed = None, []
         else:
-            self._start_turn(s, self._ids(ep.prompt()), job.record_tokens, first=False)
+            self._start_turn(s, self._ids(ep.prompt()), job.config.record_tokens)
 
 
 def choose_tokens(
@@ -312,4 +313,4 @@ def choose_tokens(
 
 def run_continuous(lm: Any, job: RolloutJob) -> None:
     """`run_rollouts`' path for local HF models."""
-    ContinuousBatcher(lm, job.batch_size).run(job)
+    ContinuousBatcher(lm, job.config.batch_size).run(job)

@@ -75,15 +75,11 @@ class RolloutJob:
     should_stop: Callable[[], bool]
     tools: dict[str, SearchTool]
     spec: MethodSpec
-    temperature: float
-    batch_size: int
-    top_p: float = 1.0
-    sampling_seed: int = 0
-    record_tokens: bool = False  # the engine keeps each episode's exact token ids and log-probs
+    config: RolloutConfig  # temperature, top_p, sampling seed, batch size, record_tokens
 
     def complete(self, lm: LM, prompts: list[Prompt]) -> list[Completion]:
         s = self.spec
-        return lm.complete(prompts, s.stop, s.max_tokens, self.temperature, s.stop_after_action)
+        return lm.complete(prompts, s.stop, s.max_tokens, self.config.temperature, s.stop_after_action)
 
 
 def resolve_style(fmt: str | None, lm: LM) -> PromptStyle:
@@ -158,11 +154,7 @@ def run_rollouts(
             should_stop or (lambda: False),
             {"search": tool},
             method_spec(cfg.method, cfg.max_tokens),
-            cfg.temperature,
-            cfg.batch_size,
-            cfg.top_p,
-            cfg.sampling_seed,
-            cfg.record_tokens,
+            cfg,
         )
         if lm.continuous:
             from fireact.agent.engine import run_continuous
@@ -179,7 +171,7 @@ def _run_batched(lm: LM, job: RolloutJob) -> None:
     pending = deque(enumerate(job.examples))
     live: list[tuple[int, Episode]] = []
     while pending or live:
-        while len(live) < job.batch_size and pending and not job.should_stop():
+        while len(live) < job.config.batch_size and pending and not job.should_stop():
             i, ex = pending.popleft()
             live.append((i, job.new_episode(ex)))
         if not live:

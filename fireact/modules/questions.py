@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from fireact.agent.config import RolloutConfig
 from fireact.data.errors import FireactError
@@ -36,21 +36,6 @@ class Question:
     @property
     def example(self) -> Example:
         return Example(self.id, self.question, self.answer)
-
-
-class _Items(Dataset):
-    def __init__(self, items: list[Question]) -> None:
-        self.items = items
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int) -> Question:
-        return self.items[i]
-
-
-def as_list(items: list[Question]) -> list[Question]:
-    return items
 
 
 def evaluated_questions(selections: list[RolloutConfig], data_dir: Any) -> dict[str, str]:
@@ -134,8 +119,7 @@ class QuestionDataModule(LightningDataModule):
             raise FireactError("QuestionDataModule.setup() has not run")
         generator = torch.Generator().manual_seed(self.seed)
         return DataLoader(
-            _Items(self.questions), batch_size=self.questions_per_step, shuffle=True, generator=generator,
-            collate_fn=as_list,
+            self.questions, batch_size=self.questions_per_step, shuffle=True, generator=generator, collate_fn=list,
         )  # fmt: skip
 
     def val_dataloader(self) -> DataLoader:
@@ -143,4 +127,4 @@ class QuestionDataModule(LightningDataModule):
         if self.questions is None:
             raise FireactError("QuestionDataModule.setup() has not run")
         first = random.Random(self.seed).choice(self.questions)
-        return DataLoader(_Items([first]), batch_size=1, collate_fn=as_list)
+        return DataLoader([first], batch_size=1, collate_fn=list)
