@@ -10,10 +10,13 @@ greedy decoding, ReAct format, SmolLM2-135M-Instruct:
      (paper Table 4)
   c-last      c's last checkpoint (2 epochs) instead of the one kept by held-out rollout EM
   c-k2, d-k2  c and d with the top 2 BM25 snippets per uncached search instead of 1 (more recall)
+  f-grpo      c improved by GRPO on its own sampled rollouts, reward = EM (configs/repro/smollm2_hotpotqa_grpo.yaml)
+  f-ei        c improved by expert iteration (configs/repro/smollm2_hotpotqa_expert_iteration.yaml)
 
 Every step runs the public CLI in a subprocess. The command, wall time and result of each step go to
 OUT/steps.json; finished steps are skipped on a rerun, so an interrupted run resumes. The report
-(OUT/results.md and OUT/em_by_setting.png) is rebuilt from steps.json at the end.
+(OUT/results.md and OUT/em_by_setting.png, and OUT/on_policy_curves.png once f-* ran) is rebuilt from
+steps.json at the end.
 
     python experiments/reproduce.py [--n 100] [--threads 2] [--batch-size 32] [--only a b c ...]
 """
@@ -21,12 +24,15 @@ OUT/steps.json; finished steps are skipped on a rerun, so an interrupted run res
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import yaml
 
 OUT = Path("runs/repro")  # the training configs write under here too
 PY = [sys.executable, "-m"]
@@ -42,7 +48,10 @@ SETTINGS = {  # name -> (label, adapter run, extra eval args)
     "c-last": ("(c) after 2 epochs (the checkpoint not kept)", "react/last", []),
     "c-k2": ("(c), 2 BM25 snippets per search", "react", ["--search-k", "2"]),
     "d-k2": ("(d), 2 BM25 snippets per search", "multimethod", ["--search-k", "2"]),
+    "f-grpo": ("(c) + GRPO on its own rollouts (EM reward)", "grpo", []),
+    "f-ei": ("(c) + expert iteration (EM-filtered own rollouts)", "expert_iteration", []),
 }
+EI_CONFIG = "configs/repro/smollm2_hotpotqa_expert_iteration.yaml"
 
 
 def load_steps() -> dict:
@@ -72,6 +81,9 @@ def run_step(steps: dict, name: str, cmd: list[str], done: Path) -> dict:
 
 
 def adapter_dir(run: str) -> Path:
+    if run == "expert_iteration":  # the last round's adapter
+        rounds = yaml.safe_load(Path(EI_CONFIG).read_text())["rounds"]
+        return OUT / run / f"round{rounds}" / "adapter"
     base, _, which = run.partition("/")
     return OUT / base / ("adapter-last" if which == "last" else "adapter")
 
@@ -79,6 +91,10 @@ def adapter_dir(run: str) -> Path:
 def train_and_export(steps: dict, run: str) -> None:
     """Train, then export the checkpoint ModelCheckpoint kept as best by live-rollout EM on held-out
     dev questions (100-119, not the scored ones), or the last one for "RUN/last"."""
+    if run == "expert_iteration":  # samples, trains and exports every round itself
+        run_step(steps, "train-expert_iteration", [*PY, "fireact", "expert-iteration", "--config", EI_CONFIG],
+                 adapter_dir(run) / "adapter_config.json")  # fmt: skip
+        return
     base, _, which = run.partition("/")
     last = OUT / base / "checkpoints" / "last.ckpt"
     train = [*PY, "fireact.train", "fit", "--config", f"configs/repro/smollm2_hotpotqa_{base}.yaml"]
@@ -136,7 +152,51 @@ def report(steps: dict, n: int) -> None:
         ax.text(i, v + 0.3, f"{v:.0f}", ha="center")
     fig.tight_layout()
     fig.savefig(OUT / "em_by_setting.png", dpi=120)
+    plt.close(fig)
+    on_policy_curves(plt)
     print("\n".join(table))
+
+
+def on_policy_curves(plt) -> None:
+    """on_policy_curves.png: GRPO's training reward and held-out rollout EM over steps, and expert
+    iteration's held-out EM per round (round 0 is the (c) start, GRPO's step-0 validation)."""
+    logs = sorted((OUT / "grpo").glob("*/version_*/metrics.csv"), key=lambda f: f.stat().st_mtime)
+    if not logs:
+        return
+    rows = list(csv.DictReader(logs[-1].open()))
+    series = {
+        key: [(int(r["step"]), 100 * float(r[key])) for r in rows if r.get(key)]
+        for key in ("train/reward_mean", "val/em", "val/format_error_rate")
+    }
+    fig, (ax, ax_ei) = plt.subplots(1, 2, figsize=(11, 4))
+    reward = series["train/reward_mean"]
+    if reward:
+        ax.plot(*zip(*reward), color="#bbb", label="reward (training questions, sampled)")
+    if len(reward) >= 5:
+        smooth = [sum(v for _, v in reward[max(0, i - 4) : i + 1]) / len(reward[max(0, i - 4) : i + 1])
+                  for i in range(len(reward))]  # fmt: skip
+        ax.plot([s for s, _ in reward], smooth, color="#555", label="reward, 5-step mean")
+    for key, color in (("val/em", "#d62728"), ("val/format_error_rate", "#1f77b4")):
+        if series[key]:
+            ax.plot(*zip(*series[key]), "o-", color=color, label=f"{key} (dev 100-119, greedy)")
+    ax.set_xlabel("GRPO step")
+    ax.set_ylabel("%")
+    ax.set_title("GRPO from (c)")
+    ax.legend(fontsize=8)
+    rounds_file = OUT / "expert_iteration" / "rounds.json"
+    if rounds_file.is_file() and series["val/em"]:
+        rounds = json.loads(rounds_file.read_text())
+        ems = [series["val/em"][0][1], *(100 * r["val_em"] for r in rounds)]
+        ax_ei.plot(range(len(ems)), ems, "o-", color="#d62728", label="val EM (dev 100-119, greedy)")
+        ax_ei.set_xticks(range(len(ems)))
+        ax_ei.set_xlabel("expert-iteration round")
+        ax_ei.set_title("Expert iteration from (c)")
+        ax_ei.legend(fontsize=8)
+    else:
+        ax_ei.axis("off")
+    fig.tight_layout()
+    fig.savefig(OUT / "on_policy_curves.png", dpi=120)
+    plt.close(fig)
 
 
 def main() -> None:
