@@ -13,6 +13,7 @@ from fireact.data.errors import FireactError
 COMMANDS = {
     "data": "data",
     "export": "export",
+    "export-data": "export_data",
     "import": "import_",
     "mask-audit": "mask_audit",
     "score": "score",

@@ -193,10 +193,14 @@ def label_tasks(records: list[Trajectory], task_questions: dict[str, set[str]], 
 
 
 def read_any(path: str | Path) -> list[Trajectory]:
-    """This project's JSONL, or any FireAct release file (told apart by the first record's keys)."""
+    """This project's JSONL, a `datasets` folder fireact exported, or any FireAct release file (told
+    apart by the first record's keys)."""
+    from fireact.data.training_formats import is_hf_dataset_dir, read_hf_dataset
     from fireact.data.trajectory import read_trajectories
 
     path = Path(path)
+    if is_hf_dataset_dir(path):
+        return read_hf_dataset(path)
     if path.suffix == ".jsonl" and path.is_file():
         with path.open(encoding="utf-8") as f:
             first = next((line for line in f if line.strip()), "")

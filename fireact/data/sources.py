@@ -9,6 +9,7 @@ from pathlib import Path
 from fireact.data.errors import FireactError
 from fireact.data.fireact_format import file_task, label_tasks, read_any, read_fireact_file
 from fireact.data.tasks import TASKS
+from fireact.data.training_formats import is_hf_dataset_dir
 from fireact.data.trajectory import Trajectory
 
 
@@ -34,17 +35,22 @@ def task_questions(root: Path) -> dict[str, set[str]]:
 
 
 def sha256_file(path: Path) -> str:
+    """Of the file, or of a folder's files (relative names and contents, in sorted order)."""
     h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
+    files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            h.update(str(file.relative_to(path)).encode() + b"\0")
+        with file.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
     return h.hexdigest()
 
 
 def resolve_source(source: str | Path, data_dir: Path | None) -> Path:
-    """As given if it exists, else relative to the data dir."""
+    """As given if it exists, else relative to the data dir (a file, or an exported `datasets` folder)."""
     path = Path(source).expanduser()
-    if path.is_file():
+    if path.is_file() or is_hf_dataset_dir(path):
         return path
     if data_dir is not None and not path.is_absolute() and (data_dir / path).is_file():
         return data_dir / path

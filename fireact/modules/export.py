@@ -154,15 +154,15 @@ def export(ckpt_path: Path, out: Path, merge: bool = False, license_id: str | No
     return out
 
 
-def push(out: Path, repo_id: str, private: bool) -> str:
+def push(out: Path, repo_id: str, private: bool, repo_type: str = "model") -> str:
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
     # read at call time (huggingface_hub reads HF_ENDPOINT once at import); None -> its own defaults
     api = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None, token=os.environ.get("HF_TOKEN") or None)
     try:
-        url = api.create_repo(repo_id, private=True if private else None, exist_ok=True, repo_type="model")
-        api.upload_folder(folder_path=out, repo_id=repo_id, repo_type="model", commit_message="fireact export")
+        url = api.create_repo(repo_id, private=True if private else None, exist_ok=True, repo_type=repo_type)
+        api.upload_folder(folder_path=out, repo_id=repo_id, repo_type=repo_type, commit_message="fireact export")
     except HfHubHTTPError as e:
         raise FireactError(f"--push-to-hub {repo_id}: {redact(str(e)).splitlines()[0]}") from e
     return str(url)

@@ -18,6 +18,7 @@ class HubStandIn:
     def __init__(self, root: Path, token: str) -> None:
         self.root, self.token = root, token
         self.repos: dict[str, dict] = {}  # repo_id -> {"private": bool}
+        self.repo_types: dict[str, str] = {}  # repo_id -> "model" | "dataset"
         self.unhandled: list[str] = []
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -57,10 +58,11 @@ class HubStandIn:
                         f"{req.get('organization') or 'user'}/{req['name']}" if "/" not in req["name"] else req["name"]
                     )
                     hub.repos[repo_id] = {"private": bool(req.get("private")) or req.get("visibility") == "private"}
+                    hub.repo_types[repo_id] = req.get("type") or "model"
                     return self._reply(200, {"url": f"{hub.url}/{repo_id}", "name": repo_id, "id": repo_id})
                 if path == "/api/validate-yaml":
                     return self._reply(200, {})
-                if m := re.fullmatch(r"/api/models/(.+)/preupload/([^/]+)", path):
+                if m := re.fullmatch(r"/api/(?:models|datasets)/(.+)/preupload/([^/]+)", path):
                     if m[1] not in hub.repos:
                         return self._reply(404, {"error": "Repository not found"})
                     files = json.loads(body)["files"]
@@ -68,7 +70,7 @@ class HubStandIn:
                         200,
                         {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]},
                     )
-                if m := re.fullmatch(r"/api/models/(.+)/commit/([^/]+)", path):
+                if m := re.fullmatch(r"/api/(?:models|datasets)/(.+)/commit/([^/]+)", path):
                     if m[1] not in hub.repos:
                         return self._reply(404, {"error": "Repository not found"})
                     for line in body.splitlines():

@@ -1,0 +1,136 @@
+"""Export a training set as the DataModule mixes it, for a hosted fine-tune or another training tool.
+
+The trajectories are exactly the ones `TrajectoryDataModule` would train on with the same options
+(sources, mix, seed, filters, the held-out questions removed, over-cutoff ones dropped with
+`--truncation drop`), taken from a training config's `data:` block (`--config`) and/or flags, in a
+seeded shuffled order. Formats: `openai` (chat fine-tuning JSONL, FireAct's gpt_format), `alpaca`
+(FireAct's alpaca JSON), `hf` (a `datasets` folder for `load_from_disk`; `--push-to-hub` uploads it).
+The provenance card (cells, counts, source hashes) is written beside the output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from fireact.data.errors import FireactError
+from fireact.data.training_formats import FORMATS
+
+# flag -> TrajectoryDataModule argument; a flag left unset keeps the config's value (or the default)
+DATA_FLAGS = {
+    "sources": "sources",
+    "mix": "mix",
+    "mix_total": "mix_total",
+    "val_size": "val_size",
+    "seed": "seed",
+    "cutoff": "cutoff",
+    "truncation": "truncation",
+    "tokenizer": "tokenizer",
+    "only_successful": "only_successful",
+    "data_dir": "data_dir",
+}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", required=True, choices=FORMATS, help="openai | alpaca | hf")
+    p.add_argument("--out", required=True, type=Path, help="output file (openai, alpaca) or folder (hf)")
+    p.add_argument("--val-out", type=Path, help="also write the held-out validation split here (same format)")
+    p.add_argument("--config", type=Path, help="a training config whose data: block gives the defaults")
+    p.add_argument("--sources", nargs="+", help="trajectory JSONL / FireAct release files / exported datasets folders")
+    p.add_argument("--mix", type=json.loads, help="JSON cell -> count or fraction, e.g. '{\"hotpotqa/react\": 500}'")
+    p.add_argument("--mix-total", type=int, help="the total that mix fractions refer to")
+    p.add_argument("--val-size", type=_number, help="held-out questions: a count (int) or a fraction (float)")
+    p.add_argument("--seed", type=int, help="drives the held-out split, the mix sampling and the order")
+    p.add_argument(
+        "--cutoff", type=int, help="max tokens per example (with --truncation drop, longer ones are left out)"
+    )
+    p.add_argument("--truncation", choices=("truncate", "drop"))
+    p.add_argument("--tokenizer", help="the tokenizer the cutoff is counted in (default smollm2-135m)")
+    p.add_argument("--only-successful", action="store_true", default=None, help="keep only rewarded trajectories")
+    p.add_argument("--data-dir", help="FireAct data dir (default: $FIREACT_DATA_DIR, then the user cache)")
+    p.add_argument("--push-to-hub", metavar="REPO_ID", help="with --format hf: upload the folder as a dataset repo")
+    p.add_argument("--private", action="store_true", help="create the Hub repo private")
+
+
+def _number(text: str) -> int | float:
+    return float(text) if "." in text else int(text)
+
+
+def config_data_args(path: Path) -> dict[str, Any]:
+    """The `data:` block of a training config (plain or class_path/init_args form)."""
+    import yaml
+
+    try:
+        cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError) as e:
+        raise FireactError(f"--config {path}: cannot read ({e})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise FireactError(f"{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    data = cfg.get("data") if isinstance(cfg, dict) else None
+    if not isinstance(data, dict):
+        raise FireactError(f"--config {path}: no data: block")
+    data = data.get("init_args", data) if "class_path" in data else data
+    if not isinstance(data, dict):
+        raise FireactError(f"--config {path}: data.init_args must be a mapping")
+    return data
+
+
+def datamodule_args(args: argparse.Namespace) -> dict[str, Any]:
+    import inspect
+
+    from fireact.modules.datamodule import TrajectoryDataModule
+
+    kwargs = config_data_args(args.config) if args.config else {}
+    kwargs.update({dest: getattr(args, flag) for flag, dest in DATA_FLAGS.items() if getattr(args, flag) is not None})
+    kwargs.pop("run_dir", None)
+    known = set(inspect.signature(TrajectoryDataModule).parameters)
+    unknown = sorted(set(kwargs) - known)
+    if unknown:
+        raise FireactError(
+            f"--config {args.config}: data key(s) {', '.join(unknown)} are not TrajectoryDataModule arguments"
+        )
+    return kwargs
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    from rich.console import Console
+
+    from fireact.data.training_formats import write_training_set
+    from fireact.modules.datamodule import TrajectoryDataModule
+
+    if args.push_to_hub and args.format != "hf":
+        raise FireactError("--push-to-hub uploads a datasets folder: use it with --format hf")
+    if args.config is None and args.sources is None:
+        raise FireactError("give --sources (or --config with a data: block)")
+    dm = TrajectoryDataModule(**datamodule_args(args))
+    dm.setup("fit")
+    order = np.random.default_rng(dm.seed).permutation(len(dm.train_indices))
+    train = [dm.trajectories[dm.train_indices[i]] for i in order]
+    write_training_set(train, args.out, args.format)
+    written = {"train": {"path": str(args.out), "examples": len(train)}}
+    if args.val_out is not None:
+        val = [dm.trajectories[i] for i in dm.val_indices]
+        write_training_set(val, args.val_out, args.format)
+        written["validation"] = {"path": str(args.val_out), "examples": len(val)}
+    card = provenance_path(args.out, args.format)
+    card.write_text(json.dumps({**dm.provenance, "export": {"format": args.format, **written}}, indent=2) + "\n")
+    console = Console(stderr=True)
+    for split, w in written.items():
+        console.print(f"wrote {w['examples']} {split} examples ({args.format}) to {w['path']}")
+    console.print(f"provenance card: {card}")
+    if args.push_to_hub:
+        from fireact.modules.export import push
+
+        console.print(f"pushed to {push(args.out, args.push_to_hub, args.private, repo_type='dataset')}")
+    return 0
+
+
+def provenance_path(out: Path, fmt: str) -> Path:
+    from fireact.modules.datamodule import PROVENANCE_FILE
+
+    return out / PROVENANCE_FILE if fmt == "hf" else out.with_name(out.name + ".provenance.json")
