@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import resource
 import shlex
 import subprocess
 import sys
@@ -64,14 +65,17 @@ def run_step(steps: dict, name: str, cmd: list[str], done: Path) -> dict:
     if name in steps and done.exists():
         return steps[name]
     print(f"[{name}] {shlex.join(cmd)}", flush=True)
-    start = time.monotonic()
+    start, cpu = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0 or not done.exists():
         sys.exit(f"[{name}] failed with exit code {proc.returncode}: {shlex.join(cmd)}")
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     record = {
         "cmd": shlex.join(["python", *cmd[1:]]),
         "seconds": round(time.monotonic() - start, 1),
+        # CPU time of the step's processes: unlike the wall time, not inflated if the run was paused
+        "cpu_seconds": round(used.ru_utime + used.ru_stime - cpu.ru_utime - cpu.ru_stime, 1),
         "result": json.loads(lines[-1]) if lines else None,
     }
     steps.update(load_steps())  # another invocation may have recorded steps meanwhile
