@@ -97,7 +97,9 @@ class ExpertIteration:
         tool = cfg.make_tool(root)
         trajs = []
         for task in cfg.tasks:
-            trajs += run_rollouts(lm, tool, get_task(task), cfg.examples(task, root), cfg, progress="rich", source=source)
+            trajs += run_rollouts(
+                lm, tool, get_task(task), cfg.examples(task, root), cfg, progress="rich", source=source
+            )
         return trajs
 
     def run_round(self, k: int, adapter: str, root: Path) -> dict[str, Any]:
@@ -117,7 +119,9 @@ class ExpertIteration:
         train_seconds = time.perf_counter() - started
 
         started = time.perf_counter()
-        val = self.play(new_adapter, replace(self.validation, temperature=0.0, samples=1), root, f"round {k} validation")
+        val = self.play(
+            new_adapter, replace(self.validation, temperature=0.0, samples=1), root, f"round {k} validation"
+        )
         write_trajectories(rdir / "validation.jsonl", val)
         record = {
             "round": k,

@@ -3,6 +3,9 @@
 `run_rollouts` with an HFLM plays episodes here instead of one batched `generate` call per round:
 - token-level continuous batching: a slot whose turn ends calls the tool and goes on at once, and a
   slot whose episode ends takes the next question at the next step (no waiting for the batch);
+- tools that wait on the network (`blocking_io`, e.g. SerpAPI) run on a thread pool: that slot waits
+  for its observation while the others keep decoding. Local tools (the snapshot) run inline, which
+  keeps the batch composition, and so greedy output, independent of thread timing;
 - KV reuse across turns and episodes: every slot stores the KV of the tokens it has seen; the next
   prompt is re-rendered and tokenized in full (exactly what one-at-a-time generation would see), its
   longest common prefix with the stored tokens is kept, and only the rest is fed. The few-shot
@@ -17,6 +20,7 @@ generation up to fp rounding of different batch shapes.
 from __future__ import annotations
 
 from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -129,6 +133,7 @@ class _Slot:
     prompt_tokens: int = 0
     context: list[int] = field(default_factory=list)  # this turn's prompt ids (for the token log)
     log: list[TokenTurn] = field(default_factory=list)  # the episode's exact tokens, when recording
+    waiting: Future | None = None  # a tool call running off the decode path
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
@@ -226,11 +231,20 @@ class ContinuousBatcher:
             s.stored, s.feed = ids[:common], ids[common:]
 
     def run(self, job: RolloutJob) -> None:
+        with ThreadPoolExecutor(self.slots, thread_name_prefix="fireact-tool") as self._tool_pool:
+            self._run(job)
+
+    def _run(self, job: RolloutJob) -> None:
         pending = deque(enumerate(job.examples))
         slots = [_Slot(i) for i in range(self.slots)]
         cfg = job.config
         generator = torch.Generator(device=self.device).manual_seed(cfg.sampling_seed)
         while True:
+            for s in slots:
+                if s.waiting is not None and s.waiting.done():
+                    s.episode.observe(*s.waiting.result())
+                    s.waiting = None
+                    self._next_turn(s, job)
             fresh = []
             for s in slots:
                 if s.episode is None and pending and not job.should_stop():
@@ -241,9 +255,16 @@ class ContinuousBatcher:
             live = [s for s in slots if s.episode is not None]
             if not live:
                 return
+            if all(s.waiting is not None for s in live):  # nothing to decode until a tool answers
+                wait([s.waiting for s in live], return_when=FIRST_COMPLETED)
+                continue
             self._share_prefixes(fresh)
             for phase in ("prefill", "decode"):
-                group = [s for s in slots if s.episode is not None and (len(s.feed) > 1) == (phase == "prefill")]
+                group = [
+                    s
+                    for s in slots
+                    if s.episode is not None and s.waiting is None and (len(s.feed) > 1) == (phase == "prefill")
+                ]
                 if not group:
                     continue
                 if phase == "decode" and len(group) >= self.slots // 2:
@@ -276,8 +297,18 @@ class ContinuousBatcher:
             s.feed = [token]
             return
         c = Completion(truncate_at_stop(text, spec.stop, spec.stop_after_action), s.prompt_tokens, len(s.generated))
+        s.feed = []
+        call = s.episode.act(c, job.tools)
+        if call is not None and getattr(call.tool, "blocking_io", False):
+            s.waiting = self._tool_pool.submit(call.run)
+            return
+        if call is not None:
+            s.episode.observe(*call.run())
+        self._next_turn(s, job)
+
+    def _next_turn(self, s: _Slot, job: RolloutJob) -> None:
+        """After a step and its observation: the episode's next prompt, or its end (the slot frees)."""
         ep = s.episode
-        ep.feed(c, job.tools)
         if ep.done:
             if job.config.record_tokens:
                 ep.meta["token_turns"] = [t.to_dict() for t in s.log]

@@ -42,6 +42,19 @@ def method_spec(method: str, max_tokens: int | None = None) -> MethodSpec:
 
 
 @dataclass
+class ToolCall:
+    tool: SearchTool
+    query: str
+
+    def run(self) -> tuple[str | None, str | None]:
+        """(observation, None), or (None, error) when the tool could not answer."""
+        try:
+            return self.tool(self.query), None
+        except ToolError as e:
+            return None, str(e)
+
+
+@dataclass
 class Episode:
     example: Example
     task: Task
@@ -67,22 +80,30 @@ class Episode:
         self.done, self.end_reason, self.prediction = True, reason, prediction
 
     def feed(self, c: Completion, tools: dict[str, SearchTool]) -> None:
-        """Consume the model's completion for the current round; call tools; maybe end."""
+        """Consume the model's completion for the current round; call the tool inline; maybe end."""
+        call = self.act(c, tools)
+        if call is not None:
+            self.observe(*call.run())
+
+    def act(self, c: Completion, tools: dict[str, SearchTool]) -> ToolCall | None:
+        """Consume the completion up to the tool call it asks for (None when the episode ended or
+        finished). The caller runs the call where it likes (the engine: off the decode path) and
+        hands the result to `observe`."""
         self.meta["prompt_tokens"] += c.prompt_tokens
         self.meta["completion_tokens"] += c.completion_tokens
         self.meta["cost_usd"] += c.cost_usd
         if c.error is not None:
             self.meta["error"] = c.error
             self._end("error")
-            return
+            return None
         if self.method == "io":
             answer = parse_direct_answer(c.text)
             if not answer:
                 self._end("no_action")
-                return
+                return None
             self.turns.append(Turn("", f"finish[{answer}]", None))
             self._end("finish", answer)
-            return
+            return None
         allowed = ("finish",) if self.method == "cot" else ("finish", *tools)
         step = parse_step(c.text, allowed)
         thought = step.thought
@@ -90,20 +111,22 @@ class Episode:
             self.meta.setdefault("reflections", []).append(len(self.turns) + 1)
             if not thought.lower().startswith("reflection"):
                 thought = f"Reflection: {thought}"
-        turn = Turn(thought, step.action, None)
-        self.turns.append(turn)
+        self.turns.append(Turn(thought, step.action, None))
         if step.error:
             self._end(step.error)
-            return
+            return None
         if step.tool == "finish":
             self._end("finish", step.argument)
-            return
-        try:
-            turn.observation = tools[step.tool](step.argument or "")
-        except ToolError as e:
-            self.meta["error"] = str(e)
+            return None
+        return ToolCall(tools[step.tool], step.argument or "")
+
+    def observe(self, observation: str | None, error: str | None = None) -> None:
+        """The result of the tool call `act` asked for."""
+        if error is not None:
+            self.meta["error"] = error
             self._end("error")
             return
+        self.turns[-1].observation = observation
         if self.method == "cot" or len(self.turns) >= self.max_turns:
             self._end("max_turns")
 

@@ -177,8 +177,16 @@ def _run_batched(lm: LM, job: RolloutJob) -> None:
         if not live:
             break
         completions = job.complete(lm, [ep.prompt() for _, ep in live])
-        for (i, ep), c in zip(live, completions):
-            ep.feed(c, job.tools)
+        calls = [(ep, ep.act(c, job.tools)) for (_, ep), c in zip(live, completions)]
+        calls = [(ep, call) for ep, call in calls if call is not None]
+        if any(getattr(call.tool, "blocking_io", False) for _, call in calls):  # the round's searches at once
+            with ThreadPoolExecutor(len(calls)) as pool:
+                results = list(pool.map(lambda x: x[1].run(), calls))
+        else:
+            results = [call.run() for _, call in calls]
+        for (ep, _), result in zip(calls, results):
+            ep.observe(*result)
+        for i, ep in live:
             if ep.done:
                 job.finish(i, ep)
         live = [(i, ep) for i, ep in live if not ep.done]

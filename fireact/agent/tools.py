@@ -21,6 +21,9 @@ class ToolError(RuntimeError):
 
 
 class SearchTool(Protocol):
+    """A tool may also set `blocking_io = True` (it waits on the network): the rollout engine then
+    calls it on a thread so one slow search does not stall the other episodes."""
+
     name: str
 
     def __call__(self, query: str) -> str: ...
@@ -110,6 +113,7 @@ class SerpAPISearch:
     cache: a paid search is never repeated, and with no key the cache replays offline."""
 
     name = "serpapi"
+    blocking_io = True  # a live search waits 1-3 s on the network: the engine runs it off the decode path
 
     def __init__(self, cache_path: str | os.PathLike, api_key: str | None = None, backend: str | None = None):
         self.api_key = api_key if api_key is not None else os.environ.get("SERPAPI_API_KEY")
@@ -170,6 +174,7 @@ class NoisySearch:
             raise FireactError(f"noise probability must be in [0, 1], got {p}")
         self.tool, self.mode, self.p = tool, mode, p
         self.name = f"{tool.name}+{mode}"
+        self.blocking_io = False  # inline even over SerpAPI: the noise draws follow the call order
         self.rng = random.Random(seed)
         self.seen: list[str] = []
         self._lock = threading.Lock()
@@ -205,7 +210,9 @@ def make_tool(
             raise FireactError("the snapshot tool needs a data dir")
         tool: SearchTool = SnapshotSearch(snapshot_path(data_dir), search_k)
     elif name == "serpapi":
-        tool = SerpAPISearch(cache_path or default_cache_dir() / "serpapi.jsonl", backend=os.environ.get("FIREACT_SERPAPI_BACKEND"))
+        tool = SerpAPISearch(
+            cache_path or default_cache_dir() / "serpapi.jsonl", backend=os.environ.get("FIREACT_SERPAPI_BACKEND")
+        )
     else:
         raise FireactError(f"unknown tool {name!r}; choose snapshot or serpapi")
     if noise != "none":

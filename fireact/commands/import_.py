@@ -18,7 +18,9 @@ from fireact.data.trajectory import write_trajectories
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("files", nargs="+", type=Path, help="FireAct .json / .jsonl files")
     p.add_argument("--out", required=True, type=Path, help="output trajectory JSONL")
-    p.add_argument("--task", choices=list(TASKS), help="force the task instead of inferring it (then no data dir is needed)")
+    p.add_argument(
+        "--task", choices=list(TASKS), help="force the task instead of inferring it (then no data dir is needed)"
+    )
     add_data_dir(p)
 
 

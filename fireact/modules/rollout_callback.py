@@ -138,7 +138,9 @@ class RolloutValidation(Callback):
         if trajs is None or not trainer.is_global_zero:
             return None
         name = (
-            f"step{trainer.global_step:06d}" + (f"_{tag}" if tag else "") + (f"_{task}" if len(self.config.tasks) > 1 else "")
+            f"step{trainer.global_step:06d}"
+            + (f"_{tag}" if tag else "")
+            + (f"_{task}" if len(self.config.tasks) > 1 else "")
         )
         trajs.sort(key=lambda t: t.id)
         write_trajectories(root / f"{name}.jsonl", trajs)

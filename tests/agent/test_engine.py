@@ -95,7 +95,9 @@ def test_real_smollm2_few_shot_multi_turn_equal_one_at_a_time(smollm2_dir, data_
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # on a busy 2-core box 2 threads make small decode steps ~30x slower
     try:
-        fast = run_rollouts(HFLM(smollm2_dir, dtype=torch.float32), tool, task, examples, replace(cfg, batch_size=3), pool)
+        fast = run_rollouts(
+            HFLM(smollm2_dir, dtype=torch.float32), tool, task, examples, replace(cfg, batch_size=3), pool
+        )
         ref_lm = HFLM(smollm2_dir, dtype=torch.float32, batch_size=1, prefix_cache=False, continuous=False)
         ref = run_rollouts(ref_lm, tool, task, examples, replace(cfg, batch_size=1), pool)
     finally:
@@ -103,3 +105,56 @@ def test_real_smollm2_few_shot_multi_turn_equal_one_at_a_time(smollm2_dir, data_
     assert any(len(t.turns) > 1 for t in ref)  # KV reuse across turns is exercised
     assert [[t.action for t in x.turns] for x in fast] == [[t.action for t in y.turns] for y in ref]
     assert [x.prediction for x in fast] == [y.prediction for y in ref]
+
+
+class _SlowSearch:
+    """The snapshot behind a fixed latency, like a live search; counts the engine's forwards it overlaps."""
+
+    def __init__(self, tool, latency: float, blocking_io: bool, forwards: list[int]):
+        self.tool, self.latency, self.blocking_io, self.forwards = tool, latency, blocking_io, forwards
+        self.name = "slow-snapshot"
+        self.overlapped: list[int] = []  # forwards run by other slots while this call waited
+
+    def __call__(self, query: str) -> str:
+        import time
+
+        before = self.forwards[0]
+        time.sleep(self.latency)
+        self.overlapped.append(self.forwards[0] - before)
+        return self.tool(query)
+
+
+@pytest.mark.slow
+def test_blocking_tool_calls_run_off_the_decode_path(smollm2_dir, data_dir, monkeypatch):
+    """A slow network tool stalls only its own slot: the others keep decoding meanwhile, and every
+    episode is the same as with the tool called inline. (SmolLM2 few-shot: it does search.)"""
+    task = get_task("hotpotqa")
+    examples = select(task.load(data_dir, "dev"), 4)
+    snapshot = SnapshotSearch(snapshot_path(data_dir))
+    forwards = [0]
+    forward = ContinuousBatcher._forward
+
+    def counting(self, slots):
+        forwards[0] += 1
+        return forward(self, slots)
+
+    monkeypatch.setattr(ContinuousBatcher, "_forward", counting)
+    cfg = RolloutConfig(few_shot=2, max_turns=2, max_tokens=64, batch_size=4)
+    pool = default_exemplar_pool(data_dir, task.name)
+    lm = HFLM(smollm2_dir, dtype=torch.float32)
+    runs = {}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for blocking in (False, True):
+            tool = _SlowSearch(snapshot, 0.3, blocking, forwards)
+            runs[blocking] = (run_rollouts(lm, tool, task, examples, cfg, pool), tool.overlapped)
+    finally:
+        torch.set_num_threads(threads)
+    (inline, inline_overlap), (offloaded, overlap) = runs[False], runs[True]
+    assert overlap and inline_overlap and max(inline_overlap) == 0  # inline: the whole batch waits
+    assert max(overlap) > 0  # off the decode path: other slots decoded during a search
+    assert [[(t.thought, t.action, t.observation) for t in x.turns] for x in offloaded] == [
+        [(t.thought, t.action, t.observation) for t in x.turns] for x in inline
+    ]
+    assert [(x.prediction, x.end_reason) for x in offloaded] == [(x.prediction, x.end_reason) for x in inline]
