@@ -19,7 +19,6 @@ generation up to fp rounding of different batch shapes.
 
 from __future__ import annotations
 
-from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -134,6 +133,7 @@ class _Slot:
     context: list[int] = field(default_factory=list)  # this turn's prompt ids (for the token log)
     log: list[TokenTurn] = field(default_factory=list)  # the episode's exact tokens, when recording
     waiting: Future | None = None  # a tool call running off the decode path
+    sampling: tuple[float, float] = (0.0, 1.0)  # (temperature, top_p) of this episode
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
@@ -235,7 +235,7 @@ class ContinuousBatcher:
             self._run(job)
 
     def _run(self, job: RolloutJob) -> None:
-        pending = deque(enumerate(job.examples))
+        pending = job.pending()
         slots = [_Slot(i) for i in range(self.slots)]
         cfg = job.config
         generator = torch.Generator(device=self.device).manual_seed(cfg.sampling_seed)
@@ -250,10 +250,13 @@ class ContinuousBatcher:
                 if s.episode is None and pending and not job.should_stop():
                     s.ex_index, ex = pending.popleft()
                     s.episode = job.new_episode(ex)
+                    s.sampling = job.sampling_for(s.episode)
                     self._start_turn(s, self._ids(s.episode.prompt()), cfg.record_tokens, first=True)
                     fresh.append(s)
             live = [s for s in slots if s.episode is not None]
             if not live:
+                if job.wait_for_work():
+                    continue
                 return
             if all(s.waiting is not None for s in live):  # nothing to decode until a tool answers
                 wait([s.waiting for s in live], return_when=FIRST_COMPLETED)
@@ -281,9 +284,22 @@ class ContinuousBatcher:
                     logits = logits[[s.index for s in group]]
                 else:
                     logits = self._forward(group)
-                nxt, logprobs = choose_tokens(logits, cfg.temperature, cfg.top_p, generator, cfg.record_tokens)
+                nxt, logprobs = self._choose(group, logits, generator, cfg.record_tokens)
                 for s, t, lp in zip(group, nxt, logprobs):
                     self._advance(s, t, lp, job)
+
+    @staticmethod
+    def _choose(group: list[_Slot], logits: torch.Tensor, generator: torch.Generator, with_logprobs: bool):
+        """The next token of each slot: one call when the group samples alike (rollouts), else per
+        row with its own temperature and top-p (requests to `fireact serve`)."""
+        if len({s.sampling for s in group}) == 1:
+            return choose_tokens(logits, *group[0].sampling, generator, with_logprobs)
+        tokens, logprobs = [], []
+        for r, s in enumerate(group):
+            t, lp = choose_tokens(logits[r : r + 1], *s.sampling, generator, with_logprobs)
+            tokens += t
+            logprobs += lp
+        return tokens, logprobs
 
     def _advance(self, s: _Slot, token: int, logprob: float, job: RolloutJob) -> None:
         s.generated.append(token)
@@ -291,10 +307,12 @@ class ContinuousBatcher:
             s.log[-1].generated.append(token)
             s.log[-1].logprobs.append(logprob)
         text = self.tok.decode(s.generated, skip_special_tokens=True)
-        spec = job.spec
+        spec = job.spec_for(s.episode)
         over = token in self.eos or len(s.generated) >= spec.max_tokens
         if not (over or should_stop(text, spec.stop, spec.stop_after_action)):
             s.feed = [token]
+            if (stream := getattr(s.episode, "on_text", None)) is not None:
+                stream(text)
             return
         c = Completion(truncate_at_stop(text, spec.stop, spec.stop_after_action), s.prompt_tokens, len(s.generated))
         s.feed = []

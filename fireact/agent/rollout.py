@@ -81,6 +81,22 @@ class RolloutJob:
         s = self.spec
         return lm.complete(prompts, s.stop, s.max_tokens, self.config.temperature, s.stop_after_action)
 
+    # The engine's view of a job; a live source of requests (fireact serve) overrides these.
+    def pending(self) -> deque:
+        """(index, example) still to play; the engine pops from the left."""
+        return deque(enumerate(self.examples))
+
+    def wait_for_work(self) -> bool:
+        """Called when nothing is pending or live: True once more work arrived, False when done."""
+        return False
+
+    def spec_for(self, episode: Episode) -> MethodSpec:
+        return self.spec
+
+    def sampling_for(self, episode: Episode) -> tuple[float, float]:
+        """(temperature, top_p) of the episode's tokens."""
+        return self.config.temperature, self.config.top_p
+
 
 def resolve_style(fmt: str | None, lm: LM) -> PromptStyle:
     """An explicit format wins (with a warning when the model was trained on another); else the

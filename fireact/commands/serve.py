@@ -16,6 +16,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--format", choices=("chat", "alpaca"), help="prompt format (default: the one saved with the model, else chat)"
     )
+    p.add_argument("--slots", type=int, default=16, help="requests decoded together")
+    p.add_argument("--max-queue", type=int, default=64, help="requests waiting for a slot; beyond, HTTP 503")
+    p.add_argument("--max-tokens-limit", type=int, default=2048, help="the largest max_tokens a request may ask")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,10 +28,14 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.lm.startswith("hf:"):
         raise FireactError("fireact serve needs a local model: --lm hf:PATH_OR_NAME")
+    if args.slots < 1 or args.max_queue < 0 or args.max_tokens_limit < 1:
+        raise FireactError("--slots and --max-tokens-limit must be >= 1, --max-queue >= 0")
     lm = build_lm(args)
     style = resolve_style(args.format, lm)
     try:
-        server = make_server(lm, args.host, args.port, args.model_name, style)
+        server = make_server(
+            lm, args.host, args.port, args.model_name, style, args.slots, args.max_queue, args.max_tokens_limit
+        )
     except OSError as e:
         raise FireactError(f"cannot listen on {args.host}:{args.port}: {e.strerror}") from None
     host, port = server.server_address[:2]
@@ -37,4 +44,5 @@ def run(args: argparse.Namespace) -> int:
         server.serve_forever()
     finally:
         server.server_close()
+        server.service.close()
     return 0
