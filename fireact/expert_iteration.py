@@ -22,7 +22,7 @@ from typing import Any
 
 from fireact.agent.config import RolloutConfig
 from fireact.data.errors import FireactError
-from fireact.data.paths import resolve_data_dir
+from fireact.data.paths import read_text, resolve_data_dir
 from fireact.data.trajectory import Trajectory, question_key, write_trajectories
 
 ROUNDS_FILE = "rounds.json"
@@ -59,9 +59,11 @@ class ExpertIteration:
     train_overrides: list[str] = field(default_factory=list)  # extra `--key value` for every round
 
     def run(self) -> list[dict[str, Any]]:
+        if not Path(self.train_config).is_file():  # checked now, not after the first round's sampling
+            raise FireactError(f"train_config {self.train_config}: no such file")
         out = Path(self.out)
-        out.mkdir(parents=True, exist_ok=True)
         done = self.load_rounds()
+        out.mkdir(parents=True, exist_ok=True)
         adapter = done[-1]["adapter"] if done else self.init_adapter
         root = resolve_data_dir(self.data_dir)
         self.check_disjoint(root)
@@ -74,7 +76,15 @@ class ExpertIteration:
 
     def load_rounds(self) -> list[dict[str, Any]]:
         path = Path(self.out) / ROUNDS_FILE
-        return json.loads(path.read_text()) if path.is_file() else []
+        if not path.exists():
+            return []
+        try:
+            rounds = json.loads(read_text(path))
+        except json.JSONDecodeError as e:
+            raise FireactError(f"{path}:{e.lineno}: not valid JSON ({e.msg}); fix or remove it to start over") from None
+        if not isinstance(rounds, list) or not all(isinstance(r, dict) and "adapter" in r for r in rounds):
+            raise FireactError(f"{path}: expected a list of finished rounds, each with its adapter")
+        return rounds
 
     def check_disjoint(self, root: Path) -> None:
         from fireact.modules.questions import evaluated_questions

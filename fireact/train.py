@@ -13,10 +13,22 @@ import sys
 
 def build_cli(args: list[str] | None = None, run: bool = True):
     from lightning.pytorch import LightningDataModule
-    from lightning.pytorch.cli import LightningCLI
+    from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
     import fireact.modules.deepspeed_cpu  # noqa: F401  (registers the deepspeed_cpu_* strategy names)
+    from fireact.commands.common import config_problem
+    from fireact.data.errors import FireactError
     from fireact.modules.lm_module import FireActLM
+
+    configs = config_files(sys.argv[1:] if args is None else args)
+
+    class Parser(LightningArgumentParser):
+        def error(self, message: str, ex: Exception | None = None):
+            """One line naming the key, not the usage and a tree: where jsonargparse would exit, raise."""
+            if not self.exit_on_error:  # a parser jsonargparse tries values with: it handles the error
+                return super().error(message, ex)
+            where = f"--config {', '.join(configs)}: " if configs else ""
+            raise FireactError(where + config_problem(message))
 
     class FireActCLI(LightningCLI):
         def add_arguments_to_parser(self, parser) -> None:
@@ -28,15 +40,26 @@ def build_cli(args: list[str] | None = None, run: bool = True):
         subclass_mode_model=True,  # FireActLM (a plain `model:` block) or a subclass, e.g. GRPOLM by class_path
         subclass_mode_data=True,
         save_config_kwargs={"overwrite": True},
+        parser_class=Parser,
         args=args,
         run=run,
     )
 
 
+def config_files(argv: list[str]) -> list[str]:
+    """The --config / -c values that name files (a value may also be inline YAML or JSON)."""
+    values = [b for a, b in zip(argv, argv[1:]) if a in ("-c", "--config")]
+    values += [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
+    return [v for v in values if not v.lstrip().startswith("{") and "\n" not in v]
+
+
 def main(args: list[str] | None = None) -> int:
+    from fireact.commands.common import read_config
     from fireact.data.errors import FireactError
 
     try:
+        for path in config_files(sys.argv[1:] if args is None else args):
+            read_config(path)  # first: a bad file is named at once, before Lightning is imported
         build_cli(args)
     except FireactError as e:
         print(f"fireact.train: error: {e}", file=sys.stderr)

@@ -20,7 +20,9 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     if not DATA_DIR.is_dir():
-        reason = f"needs the FireAct release, not found at {DATA_DIR}: set FIREACT_DATA_DIR or run `fireact data download`"
+        reason = (
+            f"needs the FireAct release, not found at {DATA_DIR}: set FIREACT_DATA_DIR or run `fireact data download`"
+        )
         if os.environ.get("CI"):
             pytest.fail(reason)
         pytest.skip(reason)

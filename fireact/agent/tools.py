@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Protocol
 
 from fireact.data.errors import FireactError
+from fireact.data.paths import not_utf8, unreadable
 
 NONE_OBSERVATION = "None"
 
@@ -53,17 +54,22 @@ class SnapshotSearch:
             raise FireactError(f"no search snapshot at {path}: run `fireact data download`")
         self.queries: list[str] = []
         self.snippets: list[str] = []
-        with path.open(encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                    q, s = str(row["query"]), str(row["snippet"])
-                except (json.JSONDecodeError, KeyError, TypeError) as e:
-                    raise FireactError(f"{path}:{lineno}: not a snapshot record {{query, snippet}} ({e})") from None
-                self.queries.append(q)
-                self.snippets.append(s)
+        try:
+            with path.open(encoding="utf-8") as f:
+                for lineno, line in enumerate(f, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        row = json.loads(line)
+                        q, s = str(row["query"]), str(row["snippet"])
+                    except (json.JSONDecodeError, KeyError, TypeError) as e:
+                        raise FireactError(f"{path}:{lineno}: not a snapshot record {{query, snippet}} ({e})") from None
+                    self.queries.append(q)
+                    self.snippets.append(s)
+        except UnicodeDecodeError:
+            raise not_utf8(path) from None
+        except OSError as e:
+            raise unreadable(path, e, "search snapshot") from None
         if not self.queries:
             raise FireactError(f"{path}: the search snapshot is empty")
         self.exact = {}
@@ -121,14 +127,19 @@ class SerpAPISearch:
         self.cache_path = Path(cache_path)
         self.cache: dict[str, str] = {}
         self._lock = threading.Lock()
-        if self.cache_path.is_file():
-            with self.cache_path.open(encoding="utf-8") as f:
-                for line in f:
-                    try:
-                        row = json.loads(line)
-                        self.cache[row["query"]] = row["observation"]
-                    except (json.JSONDecodeError, KeyError, TypeError):
-                        continue  # a torn last line from a killed run
+        if self.cache_path.exists():
+            try:
+                with self.cache_path.open(encoding="utf-8") as f:
+                    for line in f:
+                        try:
+                            row = json.loads(line)
+                            self.cache[row["query"]] = row["observation"]
+                        except (json.JSONDecodeError, KeyError, TypeError):
+                            continue  # a torn last line from a killed run
+            except UnicodeDecodeError:
+                raise not_utf8(self.cache_path) from None
+            except OSError as e:
+                raise unreadable(self.cache_path, e, "SerpAPI cache file") from None
         self.calls = 0  # live (paid) searches made by this process
 
     def _search(self, query: str) -> str:

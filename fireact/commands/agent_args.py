@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from fireact.agent.config import RolloutConfig
-from fireact.data.errors import FireactError
+from fireact.data.paths import read_text
 from fireact.data.trajectory import Trajectory
 
 
@@ -63,9 +63,7 @@ def prompt_inputs(args: argparse.Namespace, cfg: RolloutConfig, task: str, data_
 
     prompt_text = None
     if args.prompt_file is not None:
-        if not args.prompt_file.is_file():
-            raise FireactError(f"--prompt-file {args.prompt_file}: no such file")
-        prompt_text = args.prompt_file.read_text(encoding="utf-8")
+        prompt_text = read_text(args.prompt_file, "prompt file")
     pool: list[Trajectory] | None = None
     if cfg.few_shot > 0 and prompt_text is None:
         if args.few_shot_from is not None:

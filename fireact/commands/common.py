@@ -1,11 +1,18 @@
-"""Arguments shared by several subcommands."""
+"""Arguments shared by several subcommands, and reading the YAML configs they take."""
 
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
+from typing import Any
 
-from fireact.data.paths import resolve_data_dir
+from fireact.data.errors import FireactError
+from fireact.data.paths import read_text, resolve_data_dir
+
+_PARSER_KEY = re.compile(r'Parser key "([^"]+)"')
+# jsonargparse's report is a tree: these lines frame it, the remaining first one is the problem
+_FRAME = ("Parser key", "Does not validate", "Subtypes:", "Errors:", "Given value", "- Problem with given class_path")
 
 
 def add_data_dir(parser: argparse.ArgumentParser) -> None:
@@ -14,3 +21,28 @@ def add_data_dir(parser: argparse.ArgumentParser) -> None:
 
 def data_dir(args: argparse.Namespace) -> Path:
     return resolve_data_dir(args.data_dir)
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """A YAML config file as a mapping; a FireactError naming the file (and line) when it is not one."""
+    import yaml
+
+    try:
+        cfg = yaml.safe_load(read_text(path, "config file"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise FireactError(f"{where}: not valid YAML ({getattr(e, 'problem', None) or e})") from None
+    if not isinstance(cfg, dict):
+        raise FireactError(f"{path}: a config must be a mapping of keys to values, got {type(cfg).__name__}")
+    return cfg
+
+
+def config_problem(message: str) -> str:
+    """jsonargparse's multi-line report ('Parser key "data": ... Parser key "cutoff": Expected ...') as
+    one line: the dotted key and the problem."""
+    keys = ".".join(_PARSER_KEY.findall(message))
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    problems = [line.removeprefix("- ") for line in lines if not line.startswith(_FRAME)]
+    problems = [p for p in problems if p != "Expected a <class 'NoneType'>"] or lines or [""]
+    return f"{keys}: {problems[0]}" if keys else problems[0]

@@ -14,15 +14,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from jsonargparse import ArgumentParser
 
+    from fireact.commands.common import config_problem, read_config
     from fireact.data.errors import FireactError
     from fireact.expert_iteration import ExpertIteration
 
+    read_config(args.config)  # names the file (and line) when it cannot be read or is not YAML
     parser = ArgumentParser(exit_on_error=False)
     parser.add_class_arguments(ExpertIteration)
     try:
         cfg = parser.parse_path(args.config)
-    except Exception as e:  # noqa: BLE001  (jsonargparse reports file, key and value in its message)
-        raise FireactError(f"--config {args.config}: {str(e).strip().splitlines()[0]}") from None
+    except Exception as e:  # noqa: BLE001  (jsonargparse reports the key and value in its message)
+        raise FireactError(f"--config {args.config}: {config_problem(str(e))}") from None
     loop = ExpertIteration(**parser.instantiate_classes(cfg).as_dict())
     if args.out:
         loop.out = args.out

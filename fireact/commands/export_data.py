@@ -60,17 +60,9 @@ def _number(text: str) -> int | float:
 
 def config_data_args(path: Path) -> dict[str, Any]:
     """The `data:` block of a training config (plain or class_path/init_args form)."""
-    import yaml
+    from fireact.commands.common import read_config
 
-    try:
-        cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, UnicodeDecodeError) as e:
-        raise FireactError(f"--config {path}: cannot read ({e})") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise FireactError(f"{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
-    data = cfg.get("data") if isinstance(cfg, dict) else None
+    data = read_config(path).get("data")
     if not isinstance(data, dict):
         raise FireactError(f"--config {path}: no data: block")
     data = data.get("init_args", data) if "class_path" in data else data
@@ -93,7 +85,24 @@ def datamodule_args(args: argparse.Namespace) -> dict[str, Any]:
         raise FireactError(
             f"--config {args.config}: data key(s) {', '.join(unknown)} are not TrajectoryDataModule arguments"
         )
+    check_types(kwargs, f"--config {args.config}: " if args.config else "")
     return kwargs
+
+
+def check_types(kwargs: dict[str, Any], where: str = "") -> None:
+    """The arguments' types, checked as the training CLI checks them (`cutoff: many` is named here,
+    not failed on deep in setup)."""
+    from jsonargparse import ArgumentParser
+
+    from fireact.commands.common import config_problem
+    from fireact.modules.datamodule import TrajectoryDataModule
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(TrajectoryDataModule, "data")
+    try:
+        parser.parse_object({"data": kwargs})
+    except Exception as e:  # noqa: BLE001  (jsonargparse's ArgumentError, its message names the key)
+        raise FireactError(where + config_problem(str(e))) from None
 
 
 def run(args: argparse.Namespace) -> int:

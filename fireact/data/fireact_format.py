@@ -13,13 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fireact.data.errors import FireactError
-from fireact.data.trajectory import Trajectory, Turn, parse_action, question_key
+from fireact.data.paths import not_utf8, read_text, unreadable
+from fireact.data.trajectory import Trajectory, Turn, check_text_sizes, parse_action, question_key
 
 _FIELD = re.compile(r"^\s*(Thought|Action|Observation)\s*\d*\s*:\s?(.*)$", re.IGNORECASE)
 _REWARD = re.compile(r"Episode finished,\s*reward\s*=\s*(\S+)", re.IGNORECASE)
 _FINISH = re.compile(r"finish\s*\[(.*)\]", re.IGNORECASE | re.DOTALL)
 _ALPACA_INSTRUCTION = re.compile(r"### Instruction:\n(.*?)\n+### Response:\n?", re.DOTALL)
 REFLECTION_MARKER = "reflection"
+CHAT_ROLES = ("system", "developer", "user", "assistant")
 
 
 @dataclass
@@ -84,13 +86,39 @@ def infer_method(parsed: ParsedText, text: str) -> str:
     return "react"
 
 
-def _question_from_chat(messages: list[dict]) -> tuple[str, str]:
+def message_text(content: object, where: str) -> str:
+    """A chat message's content: a string, or OpenAI content parts when all are text (joined with "",
+    as OpenAI does); other parts (images, audio) have no text to train on and are refused."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list) and all(isinstance(p, dict) for p in content):
+        for p in content:
+            if p.get("type") != "text":
+                raise ValueError(f"{where}.content has a part of type {p.get('type')!r}; only text parts can be read")
+            if not isinstance(p.get("text"), str):
+                raise ValueError(f"{where}.content has a text part whose text is not a string")
+        return "".join(p["text"] for p in content)
+    raise ValueError(f"{where}.content must be a string or a list of text parts, got {type(content).__name__}")
+
+
+def _question_from_chat(messages: object) -> tuple[str, str]:
     """(question, the rest as ReAct text) from a gpt_format / chat rollout message list."""
-    users = [i for i, m in enumerate(messages) if m.get("role") == "user"]
+    if not isinstance(messages, list):
+        raise ValueError(f"messages must be a list, got {type(messages).__name__}")
+    chat: list[tuple[str, str]] = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict):
+            raise ValueError(f"messages[{i}] must be an object with role and content, got {type(m).__name__}")
+        if m.get("role") not in CHAT_ROLES:
+            raise ValueError(f"messages[{i}].role {m.get('role')!r} is not one of {', '.join(CHAT_ROLES)}")
+        if "content" not in m:
+            raise ValueError(f"messages[{i}] has no content")
+        chat.append((m["role"], message_text(m["content"], f"messages[{i}]")))
+    users = [i for i, (role, _) in enumerate(chat) if role == "user"]
     if not users:
         raise ValueError("no user message holding the question")
-    q = messages[users[0]]["content"]
-    rest = "\n".join(m["content"] for m in messages[users[0] + 1 :] if m.get("role") in ("user", "assistant"))
+    q = chat[users[0]][1]
+    rest = "\n".join(text for role, text in chat[users[0] + 1 :] if role in ("user", "assistant"))
     return q.strip(), rest
 
 
@@ -106,6 +134,7 @@ def _record(question: str, react_text: str, source: str, **kw) -> Trajectory:
     parsed = parse_react_text(react_text)
     if parsed.preamble:
         question = f"{question}\n{parsed.preamble}"
+    check_text_sizes(question, parsed.turns)
     pred = final_answer(parsed.turns)
     last = parsed.turns[-1] if parsed.turns else None
     ended = last is not None and pred is not None and last.observation is None
@@ -127,9 +156,9 @@ def _record(question: str, react_text: str, source: str, **kw) -> Trajectory:
 def read_fireact_file(path: str | Path) -> list[Trajectory]:
     """Read any FireAct release file into records with task left empty (see `label_tasks`)."""
     path = Path(path)
-    if not path.is_file():
-        raise FireactError(f"no such file: {path}")
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path)
+    if not text.strip():
+        raise FireactError(f"{path}: empty file, no records")
     source = path.name
     out: list[Trajectory] = []
     if path.suffix == ".jsonl":
@@ -140,7 +169,11 @@ def read_fireact_file(path: str | Path) -> list[Trajectory]:
                 row = json.loads(line)
                 q, rest = _question_from_chat(row["messages"])
                 out.append(_record(q, rest, source, id=f"{source}:{lineno}"))
-            except (json.JSONDecodeError, KeyError, ValueError, TypeError) as e:
+            except json.JSONDecodeError as e:
+                raise FireactError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+            except KeyError as e:
+                raise FireactError(f"{path}:{lineno}: not a FireAct gpt_format record (no {e} key)") from None
+            except (ValueError, TypeError) as e:
                 raise FireactError(f"{path}:{lineno}: not a FireAct gpt_format record ({e})") from None
         return out
     try:
@@ -151,17 +184,26 @@ def read_fireact_file(path: str | Path) -> list[Trajectory]:
         for i, row in enumerate(data):
             if not isinstance(row, dict) or "instruction" not in row or "output" not in row:
                 raise FireactError(f"{path}: item {i}: not a FireAct alpaca record (needs instruction, output)")
+            if not all(isinstance(row.get(k, ""), str) for k in ("instruction", "input", "output")):
+                raise FireactError(f"{path}: item {i}: instruction, input and output must be strings")
             q = row["instruction"] + (f"\n{row['input']}" if row.get("input") else "")
-            out.append(_record(q, row["output"], source, id=f"{source}:{i}"))
+            try:
+                out.append(_record(q, row["output"], source, id=f"{source}:{i}"))
+            except ValueError as e:
+                raise FireactError(f"{path}: item {i}: {e}") from None
         return out
     if isinstance(data, dict):  # trajs/*.json rollouts: index -> {traj, em, f1, pred, gt}
         for key, row in data.items():
             if not isinstance(row, dict) or "traj" not in row:
                 raise FireactError(f"{path}: entry {key!r}: not a FireAct rollout (needs traj)")
-            traj = row["traj"]
-            q, rest = _question_from_chat(traj) if isinstance(traj, list) else _question_from_prompt_text(traj)
-            rec = _record(q, rest, source, id=str(key), answer=row.get("gt"))
-            out.append(rec)
+            traj, gt = row["traj"], row.get("gt")
+            try:
+                if not isinstance(traj, (list, str)) or not isinstance(gt, (str, type(None))):
+                    raise ValueError("traj must be a message list or text, gt a string")
+                q, rest = _question_from_chat(traj) if isinstance(traj, list) else _question_from_prompt_text(traj)
+                out.append(_record(q, rest, source, id=str(key), answer=gt))
+            except ValueError as e:
+                raise FireactError(f"{path}: entry {key!r}: not a FireAct rollout ({e})") from None
         return out
     raise FireactError(f"{path}: not a FireAct file (expected a list, a dict of rollouts, or JSONL)")
 
@@ -202,8 +244,15 @@ def read_any(path: str | Path) -> list[Trajectory]:
     if is_hf_dataset_dir(path):
         return read_hf_dataset(path)
     if path.suffix == ".jsonl" and path.is_file():
-        with path.open(encoding="utf-8") as f:
-            first = next((line for line in f if line.strip()), "")
+        try:
+            with path.open(encoding="utf-8") as f:
+                first = next((line for line in f if line.strip()), "")
+        except UnicodeDecodeError:
+            raise not_utf8(path) from None
+        except OSError as e:
+            raise unreadable(path, e) from None
+        if not first:
+            raise FireactError(f"{path}: empty file, no records")
         if '"messages"' not in first[:200]:
             return read_trajectories(path)
     return read_fireact_file(path)

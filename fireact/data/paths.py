@@ -17,19 +17,61 @@ def default_cache_dir() -> Path:
     return Path(base) / "fireact"
 
 
+def unreadable(path: Path, e: OSError, what: str = "file") -> FireactError:
+    """The error for a file that cannot be opened: missing, a directory, not permitted."""
+    if isinstance(e, FileNotFoundError):
+        return FireactError(f"no such {what}: {path}")
+    if isinstance(e, IsADirectoryError):
+        return FireactError(f"{path}: is a directory, not a {what}")
+    if isinstance(e, PermissionError):
+        return FireactError(f"{path}: permission denied")
+    return FireactError(f"{path}: cannot read ({e.strerror or e})")
+
+
+def not_utf8(path: Path, data: bytes | None = None) -> FireactError:
+    """The error for a file that is not UTF-8 text, naming its first bad line (`data`: the file's
+    bytes; read again when not given, as a streaming reader has only the failing chunk)."""
+    data = Path(path).read_bytes() if data is None else data
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        return FireactError(f"{path}:{line}: not UTF-8 text (byte 0x{data[e.start]:02x}); save it as UTF-8")
+    return FireactError(f"{path}: not UTF-8 text")
+
+
+def read_text(path: str | os.PathLike, what: str = "file") -> str:
+    """A UTF-8 text file's content, or a FireactError naming the file (and line) and what is wrong."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise unreadable(path, e, what) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise not_utf8(path, data) from None
+
+
 def write_lines_atomic(path: str | os.PathLike, lines: Iterable[str]) -> int:
     """Write lines to a temp file, fsync, rename: an interrupted write never leaves half a file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise FireactError(f"{path}: is a directory, not a file to write")
     tmp = path.with_name(path.name + ".tmp")
     n = 0
-    with tmp.open("w", encoding="utf-8") as f:
-        for line in lines:
-            f.write(line + "\n")
-            n += 1
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tmp.open("w", encoding="utf-8") as f:
+            for line in lines:
+                f.write(line + "\n")
+                n += 1
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise FireactError(f"{path}: cannot write ({e.strerror or e})") from None
     return n
 
 
@@ -41,6 +83,8 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None, must_exist: bool
     else:
         path, origin = default_cache_dir() / "data", "the default cache dir"
     path = path.expanduser()
+    if must_exist and path.exists() and not path.is_dir():
+        raise FireactError(f"data dir {path} (from {origin}) is not a directory")
     if must_exist and not path.is_dir():
         raise FireactError(
             f"data dir {path} (from {origin}) does not exist: run `fireact data download` or set {ENV_VAR} / --data-dir"

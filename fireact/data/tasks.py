@@ -11,6 +11,7 @@ from functools import cache
 from pathlib import Path
 
 from fireact.data.errors import FireactError
+from fireact.data.paths import not_utf8, read_text
 from fireact.data.scoring import exact_match, f1_score, letter_match, yes_no_match
 from fireact.data.trajectory import question_key
 
@@ -51,13 +52,34 @@ def _cached_load(task: Task, data_dir: Path, split: str) -> list[Example]:
     return task.loader(data_dir, split)
 
 
-def _read_json(path: Path):
-    if not path.is_file():
+def _read_json(path: Path, answer: tuple[type, ...] = (str, type(None))) -> list[dict]:
+    """A task file: a JSON list of objects, each with a string question and an `answer`-typed answer."""
+    if not path.exists():
         raise FireactError(f"missing data file {path}: run `fireact data download`")
     try:
-        return json.loads(path.read_text())
+        rows = json.loads(read_text(path))
     except json.JSONDecodeError as e:
         raise FireactError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    if not isinstance(rows, list):
+        raise FireactError(f"{path}: expected a JSON list of questions, got {type(rows).__name__}")
+    for i, r in enumerate(rows):
+        if not isinstance(r, dict) or not isinstance(r.get("question"), str):
+            raise FireactError(f"{path}: item {i}: expected an object with a string question")
+        if not isinstance(r.get("answer"), answer):
+            kinds = " or ".join("null" if t is type(None) else t.__name__ for t in answer)
+            raise FireactError(f"{path}: item {i}: answer must be {kinds}")
+    return rows
+
+
+def _read_csv(path: Path) -> list[list[str]]:
+    """A task's CSV rows (header included)."""
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            return list(csv.reader(f))
+    except UnicodeDecodeError:
+        raise not_utf8(path) from None
+    except (OSError, csv.Error) as e:
+        raise FireactError(f"{path}: cannot read as CSV ({e})") from None
 
 
 def _load_hotpotqa(data_dir: Path, split: str) -> list[Example]:
@@ -91,15 +113,20 @@ def _load_bamboogle(data_dir: Path, split: str) -> list[Example]:
     path = data_dir / "bamboogle" / f"{split}.csv"
     if not path.is_file():
         raise FireactError(f"missing data file {path}: run `fireact data download`")
-    with path.open(newline="") as f:
-        return [Example(str(i), r["Question"], r["Answer"]) for i, r in enumerate(csv.DictReader(f))]
+    header, *rows = _read_csv(path) or [[]]
+    if header[:2] != ["Question", "Answer"]:
+        raise FireactError(f"{path}:1: expected the columns Question, Answer, got {', '.join(header) or 'none'}")
+    for i, row in enumerate(rows):
+        if len(row) < 2:
+            raise FireactError(f"{path}:{i + 2}: expected a Question and an Answer, got {len(row)} column(s)")
+    return [Example(str(i), row[0], row[1]) for i, row in enumerate(rows)]
 
 
 _STRATEGYQA_FILES = {"dev": "strategyqa_dev", "test": "strategyqa_test", "train": "strategyqa_train_filtered"}
 
 
 def _load_strategyqa(data_dir: Path, split: str) -> list[Example]:
-    rows = _read_json(data_dir / "strategyqa" / f"{_STRATEGYQA_FILES[split]}.json")
+    rows = _read_json(data_dir / "strategyqa" / f"{_STRATEGYQA_FILES[split]}.json", answer=(bool, type(None)))
     out = []
     for i, r in enumerate(rows):
         gold = r.get("answer")
@@ -120,16 +147,15 @@ def _load_mmlu(data_dir: Path, split: str) -> list[Example]:
         raise FireactError(f"no MMLU csv files in {folder}: run `fireact data download`")
     out = []
     for path in files:
-        with path.open(newline="") as f:
-            for i, row in enumerate(csv.reader(f)):
-                if len(row) != 6:
-                    raise FireactError(f"{path}:{i + 1}: expected 6 columns (question, A-D, answer), got {len(row)}")
-                out.append(Example(f"{path.stem}/{i}", mmlu_question(row[0], row[1:5]), row[5].strip()))
+        for i, row in enumerate(_read_csv(path)):
+            if len(row) != 6:
+                raise FireactError(f"{path}:{i + 1}: expected 6 columns (question, A-D, answer), got {len(row)}")
+            out.append(Example(f"{path.stem}/{i}", mmlu_question(row[0], row[1:5]), row[5].strip()))
     return out
 
 
 def _load_synthetic(data_dir: Path, split: str) -> list[Example]:
-    rows = _read_json(data_dir / "synthetic" / f"{split}.json")
+    rows = _read_json(data_dir / "synthetic" / f"{split}.json", answer=(str,))
     return [Example(str(i), r["question"], r["answer"]) for i, r in enumerate(rows)]
 
 

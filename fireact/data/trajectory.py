@@ -15,12 +15,29 @@ from pathlib import Path
 from typing import Any
 
 from fireact.data.errors import FireactError
-from fireact.data.paths import write_lines_atomic
+from fireact.data.paths import not_utf8, unreadable, write_lines_atomic
 
 SCHEMA_VERSION = 1
 METHODS = ("io", "cot", "react", "reflexion")
 # Why an episode ended; anything but "finish" is a format/runtime failure of the agent.
 END_REASONS = ("finish", "max_turns", "no_action", "bad_action", "unknown_tool", "error")
+
+# Far beyond any real question or step (FireAct's longest are a few KB): a longer text field is a
+# broken or hostile file, refused where it is read rather than tokenized and trained on.
+MAX_TEXT_CHARS = 1_000_000
+# key -> (accepted types, as the message says them), checked on read so that a record of the wrong
+# shape is named with its file and line instead of failing later in scoring or training
+_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "answer": ((str, type(None)), "a string or null"),
+    "task": ((str,), "a string"),
+    "prediction": ((str, type(None)), "a string or null"),
+    "reward": ((int, float), "a number"),
+    "f1": ((int, float), "a number"),
+    "end_reason": ((str,), "a string"),
+    "id": ((str,), "a string"),
+    "source": ((str,), "a string"),
+    "meta": ((dict,), "an object"),
+}
 
 _ACTION = re.compile(r"^\s*(\w+)\s*\[(.*)\]\s*$", re.DOTALL)
 
@@ -28,6 +45,21 @@ _ACTION = re.compile(r"^\s*(\w+)\s*\[(.*)\]\s*$", re.DOTALL)
 def question_key(question: str) -> str:
     """A question compared across files: case and whitespace do not matter."""
     return " ".join(question.lower().split())
+
+
+def check_text_sizes(question: str, turns: list[Turn]) -> None:
+    """ValueError when the question or a step's text exceeds MAX_TEXT_CHARS."""
+    texts = [("question", question)]
+    for i, t in enumerate(turns):
+        texts += [
+            (f"turn {i} thought", t.thought),
+            (f"turn {i} action", t.action),
+            (f"turn {i} observation", t.observation),
+        ]
+    for name, text in texts:
+        text = text or ""
+        if len(text) > MAX_TEXT_CHARS:
+            raise ValueError(f"{name} is {len(text):,} characters long; fireact reads at most {MAX_TEXT_CHARS:,}")
 
 
 def parse_action(action: str) -> tuple[str, str] | None:
@@ -82,6 +114,9 @@ class Trajectory:
             raise ValueError(f"end_reason {d['end_reason']!r} is not one of {', '.join(END_REASONS)}")
         if not isinstance(d["question"], str) or not d["question"].strip():
             raise ValueError("question must be a non-empty string")
+        for key, (types, said) in _TYPES.items():
+            if key in d and (not isinstance(d[key], types) or isinstance(d[key], bool)):
+                raise ValueError(f"{key} must be {said}, got {type(d[key]).__name__}")
         turns = d.get("turns", [])
         if not isinstance(turns, list):
             raise ValueError("turns must be a list")
@@ -93,7 +128,13 @@ class Trajectory:
                 or set(t) - {"thought", "action", "observation"}
             ):
                 raise ValueError(f"turn {i} must be an object with thought, action and optional observation")
-            parsed.append(Turn(str(t["thought"]), str(t["action"]), t.get("observation")))
+            if not isinstance(t["thought"], str) or not isinstance(t["action"], str):
+                raise ValueError(f"turn {i}: thought and action must be strings")
+            if not isinstance(t.get("observation"), (str, type(None))):
+                kind = type(t["observation"]).__name__
+                raise ValueError(f"turn {i}: observation must be a string or null, got {kind}")
+            parsed.append(Turn(t["thought"], t["action"], t.get("observation")))
+        check_text_sizes(d["question"], parsed)
         return cls(**{**d, "turns": parsed})
 
     @property
@@ -112,18 +153,25 @@ def read_trajectories(path: str | os.PathLike) -> list[Trajectory]:
 
 def iter_trajectories(path: str | os.PathLike) -> Iterator[Trajectory]:
     path = Path(path)
-    if not path.is_file():
+    if not path.is_file() and not path.is_dir():
         raise FireactError(f"no such trajectory file: {path}")
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                yield Trajectory.from_dict(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise FireactError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            except (ValueError, TypeError) as e:
-                raise FireactError(f"{path}:{lineno}: bad trajectory record: {e}") from None
+    try:
+        f = path.open(encoding="utf-8")
+    except OSError as e:
+        raise unreadable(path, e, "trajectory file") from None
+    with f:
+        try:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    yield Trajectory.from_dict(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise FireactError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+                except (ValueError, TypeError) as e:
+                    raise FireactError(f"{path}:{lineno}: bad trajectory record: {e}") from None
+        except UnicodeDecodeError:
+            raise not_utf8(path) from None
 
 
 def write_trajectories(path: str | os.PathLike, trajectories: Iterable[Trajectory]) -> int:
@@ -136,6 +184,8 @@ class TrajectoryAppender:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
+        if self.path.is_dir():
+            raise FireactError(f"{self.path}: is a directory, not a trajectory file")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._drop_torn_tail()
         self._f = self.path.open("a", encoding="utf-8")
@@ -174,11 +224,17 @@ class GenerationLog:
         self.path = Path(path)
         self.attempted = self.path.with_name(self.path.name + ".attempted")
         self._kept = TrajectoryAppender(self.path)  # first: drops a line torn by a kill
-        self._side = self.attempted.open("a", encoding="utf-8")
+        self._side: Any = None  # opened at the first record: a resume that stops on a bad file adds nothing
 
     def done_ids(self, task: str) -> set[str]:
         ids = {t.id for t in iter_trajectories(self.path) if t.task == task} if self.path.is_file() else set()
-        for line in self.attempted.read_text(encoding="utf-8").splitlines():
+        if not self.attempted.is_file():
+            return ids
+        try:
+            attempted = self.attempted.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise not_utf8(self.attempted) from None
+        for line in attempted.splitlines():
             name, _, qid = line.partition("\t")
             if name == task and qid:
                 ids.add(qid)
@@ -187,10 +243,13 @@ class GenerationLog:
     def record(self, t: Trajectory, keep: bool) -> None:
         if keep:
             self._kept.append(t)
+        if self._side is None:
+            self._side = self.attempted.open("a", encoding="utf-8")
         self._side.write(f"{t.task}\t{t.id}\n")
         self._side.flush()
         os.fsync(self._side.fileno())
 
     def close(self) -> None:
         self._kept.close()
-        self._side.close()
+        if self._side is not None:
+            self._side.close()

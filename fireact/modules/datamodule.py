@@ -140,8 +140,8 @@ class TrajectoryDataModule(LightningDataModule):
         if self.train_set is not None:
             return
         started = time.perf_counter()
+        sources = self._load_sources()  # first: a bad file is named before a tokenizer is loaded
         self.tokenizer = load_tokenizer(self.tokenizer_name)
-        sources = self._load_sources()
         trajs: list[Trajectory] = []
         skipped: Counter[str] = Counter()
         for src in sources:

@@ -43,6 +43,12 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise FireactError(f"--ckpt {path}: not a Lightning checkpoint ({e})") from e
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
         raise FireactError(f"--ckpt {path}: not a FireActLM checkpoint (no state_dict / hyper_parameters)")
+    hp = ckpt["hyper_parameters"]
+    if not isinstance(ckpt["state_dict"], dict) or not isinstance(hp, dict) or not isinstance(hp.get("model"), str):
+        raise FireactError(
+            f"--ckpt {path}: not a FireActLM checkpoint (state_dict and hyper_parameters must be mappings, "
+            "hyper_parameters naming the model)"
+        )
     return ckpt
 
 

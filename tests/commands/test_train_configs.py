@@ -105,7 +105,7 @@ def test_on_policy_repro_configs_parse(capsys, monkeypatch, tmp_path):
     assert done.value.code in (0, None)
     printed = printed_config(capsys.readouterr().out)
     assert printed["model"]["class_path"] == "fireact.modules.grpo.GRPOLM"
-    assert printed["model"]["init_args"]["rollouts"]["temperature"] == 1.0
+    assert printed["model"]["init_args"]["rollouts"]["temperature"] == 0.8
     assert printed["data"]["class_path"] == "fireact.modules.questions.QuestionDataModule"
     parser = ArgumentParser(exit_on_error=False)
     parser.add_class_arguments(ExpertIteration)

@@ -94,3 +94,27 @@ def test_bad_trajectory_line_names_file_and_line(tmp_path, line, message):
     with pytest.raises(FireactError) as e:
         read_trajectories(path)
     assert f"{path}:2:" in str(e.value) and message in str(e.value)
+
+
+def test_chat_content_parts_of_text_read_as_their_joined_text(assets, tmp_path):
+    """OpenAI content parts are valid chat input: all-text parts read as their texts joined with "",
+    exactly as the plain-string records they split; an image part is refused with file and line."""
+    from fireact.data.fireact_format import read_fireact_file
+
+    plain = (assets / "fireact_gpt.jsonl").read_text().splitlines()
+    parted = []
+    for line in plain:
+        row = json.loads(line)
+        for m in row["messages"]:
+            text = m["content"]
+            m["content"] = [{"type": "text", "text": text[:7]}, {"type": "text", "text": text[7:]}]
+        parted.append(json.dumps(row))
+    (tmp_path / "parts.jsonl").write_text("\n".join(parted) + "\n")
+    as_text = [(t.question, t.turns, t.prediction) for t in read_fireact_file(assets / "fireact_gpt.jsonl")]
+    assert [(t.question, t.turns, t.prediction) for t in read_fireact_file(tmp_path / "parts.jsonl")] == as_text
+
+    image = {"type": "image_url", "image_url": {"url": "https://example.com/x.png"}}
+    row = {"messages": [{"role": "user", "content": [{"type": "text", "text": "Q?"}, image]}]}
+    (tmp_path / "image.jsonl").write_text(plain[0] + "\n" + json.dumps(row) + "\n")
+    with pytest.raises(FireactError, match=r"image\.jsonl:2: .*messages\[0\]\.content has a part of type 'image_url'"):
+        read_fireact_file(tmp_path / "image.jsonl")

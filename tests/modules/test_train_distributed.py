@@ -27,7 +27,11 @@ def run_fit(out: Path, model_dir: str, finetune: str, strategy, lr: float) -> li
     out.mkdir(parents=True, exist_ok=True)
     path = out / "config.in.yaml"
     path.write_text(yaml.safe_dump(config))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests" / "support")]), "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests" / "support")]),
+        "OMP_NUM_THREADS": "1",
+    }
     proc = subprocess.run(
         [sys.executable, "-m", "fireact.train", "fit", "--config", str(path)],
         env=env,
