@@ -45,6 +45,20 @@ def group_advantages(rewards: list[float], groups: list[str], eps: float = 1e-4)
     return [0.0 if stats[g][1] == 0 else (r - stats[g][0]) / (stats[g][1] + eps) for r, g in zip(rewards, groups)]
 
 
+def token_budget_chunks(rows: list[TokenRow], budget: int) -> list[list[int]]:
+    """Row indices in micro-batches of at most `budget` padded tokens (rows x longest), longest first so
+    that rows of similar length share a batch; a row longer than the budget goes alone."""
+    chunks: list[list[int]] = []
+    for i in sorted(range(len(rows)), key=lambda i: -len(rows[i].input_ids)):
+        chunk = chunks[-1] if chunks else None
+        # sorted: the chunk's first row is its longest, so its padded size is (rows + 1) x that length
+        if chunk and (len(chunk) + 1) * len(rows[chunk[0]].input_ids) <= budget:
+            chunk.append(i)
+        else:
+            chunks.append([i])
+    return chunks
+
+
 def episode_reward(t: Trajectory, reward: str, format_penalty: float) -> float:
     """EM (or token F1) of the final answer, minus `format_penalty` when the episode never finished."""
     value = t.reward if reward == "em" else t.f1
@@ -63,7 +77,10 @@ class GRPOLM(FireActLM):
         reward: "em" (the task's exact match, the paper's metric) or "f1".
         format_penalty: subtracted from the reward of an episode that never finished well-formed.
         ppo_epochs: optimizer steps on each batch of rollouts (1 = strictly on-policy).
-        micro_batch: token rows per forward/backward when computing the loss.
+        micro_batch_tokens: padded tokens per forward/backward when computing the loss (rows sorted by
+            length and packed up to it; a longer row goes alone). Activation memory grows with it:
+            about 1.4 MB per token for SmolLM2-135M in fp32, so 4096 is ~6 GB; a row-count cap would
+            let 8 full 11-turn episodes (~24k tokens) take 30+ GB.
         data_dir: where the task data and the search snapshot are (default: $FIREACT_DATA_DIR).
         **kwargs: FireActLM's arguments (model, LoRA, optimizer, init_adapter, ...).
     """
@@ -77,7 +94,7 @@ class GRPOLM(FireActLM):
         reward: str = "em",
         format_penalty: float = 0.0,
         ppo_epochs: int = 1,
-        micro_batch: int = 8,
+        micro_batch_tokens: int = 4096,
         data_dir: str | None = None,
         **kwargs: Any,
     ) -> None:
@@ -234,16 +251,13 @@ class GRPOLM(FireActLM):
     def _policy_loss(self, rows: list[TokenRow], row_adv: list[float], all_trained: int, stats: dict) -> None:
         """Backward of the clipped policy-gradient loss (+ k3 KL) in micro-batches of rows."""
         h = self.hparams
-        for start in range(0, len(rows), h.micro_batch):
-            chunk = rows[start : start + h.micro_batch]
-            new, old = self.token_logprobs(chunk)
-            adv = torch.cat(
-                [torch.full((sum(r.trained[1:]),), a) for r, a in zip(chunk, row_adv[start : start + h.micro_batch])]
-            ).to(new.device)
+        for chunk in token_budget_chunks(rows, h.micro_batch_tokens):
+            new, old = self.token_logprobs([rows[i] for i in chunk])
+            adv = torch.cat([torch.full((sum(rows[i].trained[1:]),), row_adv[i]) for i in chunk]).to(new.device)
             ratio = torch.exp(new - old)
             per_token = -torch.minimum(ratio * adv, ratio.clamp(1 - h.clip_eps, 1 + h.clip_eps) * adv)
             if h.kl_coef > 0:
-                ref = self.reference_logprobs(chunk)
+                ref = self.reference_logprobs([rows[i] for i in chunk])
                 kl = torch.exp(ref - new) - (ref - new) - 1  # k3: unbiased and >= 0
                 per_token = per_token + h.kl_coef * kl
                 stats["kl"] += float(kl.detach().sum())

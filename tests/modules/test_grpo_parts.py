@@ -7,8 +7,9 @@ import pytest
 from fireact.agent.config import RolloutConfig
 from fireact.data.errors import FireactError
 from fireact.data.synthetic import write_world
+from fireact.data.token_log import TokenRow
 from fireact.data.trajectory import Trajectory, Turn
-from fireact.modules.grpo import episode_reward, group_advantages
+from fireact.modules.grpo import episode_reward, group_advantages, token_budget_chunks
 from fireact.modules.questions import QuestionDataModule
 
 
@@ -25,6 +26,18 @@ def test_episode_reward_em_f1_and_format_penalty():
     broken = Trajectory("Q", "a", "hotpotqa", "react", [Turn("t", "search[x]", "o")], None, end_reason="max_turns")
     assert episode_reward(done, "em", 0.5) == 0.0 and episode_reward(done, "f1", 0.5) == pytest.approx(0.67)
     assert episode_reward(broken, "em", 0.5) == -0.5
+
+
+def test_loss_micro_batches_stay_within_the_token_budget():
+    """A row cap let 8 full episodes (~24k tokens, 30+ GB of activations) into one backward: OOM."""
+    lengths = [3000, 10, 900, 1000, 5000, 950, 20, 30]
+    rows = [TokenRow([1] * n, [True] * n, [0.0] * n) for n in lengths]
+    chunks = token_budget_chunks(rows, 2048)
+    assert sorted(i for c in chunks for i in c) == list(range(len(rows)))  # every row once
+    for c in chunks:
+        padded = len(c) * max(lengths[i] for i in c)
+        assert padded <= 2048 or len(c) == 1  # a row longer than the budget goes alone
+    assert [len(c) for c in chunks] == [1, 1, 2, 2, 2]  # longest first: 5000, 3000, 1000+950, 900+30, 20+10
 
 
 def test_pool_must_not_touch_evaluated_questions(tmp_path):
