@@ -14,6 +14,7 @@ COMMANDS = {
     "data": "data",
     "export": "export",
     "export-data": "export_data",
+    "openai-finetune": "openai_finetune",
     "import": "import_",
     "mask-audit": "mask_audit",
     "score": "score",
