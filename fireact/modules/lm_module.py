@@ -275,7 +275,10 @@ class FireActLM(pl.LightningModule):
 
     # ----------------------------------------------------------------- threads
     def setup(self, stage: str) -> None:
-        """One OpenMP pool per process: split the cores between the processes on this node."""
+        """Atomic checkpoint writes; one OpenMP pool per process: split the cores between the processes."""
+        from fireact.modules.checkpoint_io import use_atomic_checkpoints
+
+        use_atomic_checkpoints(self.trainer)
         if os.environ.get("OMP_NUM_THREADS") or self.trainer.strategy.root_device.type != "cpu":
             return
         procs = max(int(getattr(self.trainer, "num_devices", 1) or 1), 1)

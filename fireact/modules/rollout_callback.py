@@ -60,7 +60,7 @@ class RolloutValidation(Callback):
             print_fit_summary(trainer, self.history, time.perf_counter() - self._fit_started, log_dir)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.before_training:
+        if self.before_training and trainer.global_step == 0:  # not again when resuming a run
             metrics = self.run(trainer, pl_module, tag="before")
             if trainer.logger is not None and trainer.is_global_zero:
                 trainer.logger.log_metrics(metrics, step=trainer.global_step)

@@ -183,3 +183,34 @@ def read_metrics(out) -> list[dict[str, float]]:
 
 def train_losses(out) -> list[float]:
     return [row["train/loss"] for row in read_metrics(out) if "train/loss" in row]
+
+
+class KillAt(pl.Callback):
+    """SIGKILLs its own process at the start of training step `at_step` (after the checkpoint of the
+    step before was written): a crash with no cleanup, as an OOM kill or a lost node."""
+
+    def __init__(self, at_step: int) -> None:
+        self.at_step = at_step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.at_step:
+            import os
+            import signal
+
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class FileSizeLimitAt(pl.Callback):
+    """From training step `at_step` on, no file of this process may grow past `max_bytes`
+    (RLIMIT_FSIZE): a checkpoint write then fails part-way, as on a full disk."""
+
+    def __init__(self, at_step: int, max_bytes: int) -> None:
+        self.at_step, self.max_bytes = at_step, max_bytes
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.at_step:
+            import resource
+            import signal
+
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with EFBIG instead of a kill
+            resource.setrlimit(resource.RLIMIT_FSIZE, (self.max_bytes, resource.RLIM_INFINITY))
