@@ -34,6 +34,13 @@ def build_cli(args: list[str] | None = None, run: bool = True):
         def add_arguments_to_parser(self, parser) -> None:
             parser.link_arguments("model.init_args.model", "data.init_args.tokenizer")
 
+        def instantiate_trainer(self, **kwargs):
+            from fireact.modules.progress import use_step_progress_bar
+
+            trainer = super().instantiate_trainer(**kwargs)
+            use_step_progress_bar(trainer)
+            return trainer
+
     return FireActCLI(
         FireActLM,
         LightningDataModule,
@@ -53,10 +60,29 @@ def config_files(argv: list[str]) -> list[str]:
     return [v for v in values if not v.lstrip().startswith("{") and "\n" not in v]
 
 
+# Third-party deprecation notices printed at every run that say nothing about the user's run; the
+# match is on each message, so any other warning still shows.
+KNOWN_NOISE = (
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",  # lightning's pytree use under torch 2.13
+    r"Found \d+ module\(s\) in eval mode at the start of training",  # peft's frozen dropout-free layers
+    r"`(is_)?gradient_checkpointing(_enable)?` is deprecated",  # transformers' rename to activation_*
+)
+
+
+def quiet_known_noise() -> None:
+    import os
+    import warnings
+
+    os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")  # LightningCLI's use of old APIs
+    for message in KNOWN_NOISE:
+        warnings.filterwarnings("ignore", message=message)
+
+
 def main(args: list[str] | None = None) -> int:
     from fireact.commands.common import read_config
     from fireact.data.errors import FireactError
 
+    quiet_known_noise()
     try:
         for path in config_files(sys.argv[1:] if args is None else args):
             read_config(path)  # first: a bad file is named at once, before Lightning is imported

@@ -154,25 +154,64 @@ class RolloutValidation(Callback):
 
 
 def print_fit_summary(trainer: pl.Trainer, history: list[dict[str, Any]], seconds: float, log_dir: str | None) -> None:
-    """The end-of-run summary: rollout EM before and after training, time, where things are."""
+    """The end-of-run summary: rollout EM over training, time, and where things are (full paths, on
+    their own lines: a table column would cut them)."""
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"fireact: live-rollout validation ({seconds / 60:.1f} min in all)")
-    for col in ("step", "task", "EM", "F1", "turns", "format errors", "rollouts"):
-        table.add_column(col, justify="left" if col in ("task", "rollouts") else "right")
+    for col in ("step", "task", "EM", "F1", "turns", "format errors"):
+        table.add_column(col, justify="left" if col == "task" else "right")
     for h in history:
         step = f"{h['step']}" + (f" ({h['tag']})" if h["tag"] else "")
         table.add_row(
             step, h["task"], f"{100 * h['em']:.1f}", f"{100 * h['f1']:.1f}", f"{h['turns_mean']:.1f}",
-            f"{100 * h['format_error_rate']:.0f}%", str(h["file"]),
+            f"{100 * h['format_error_rate']:.0f}%",
         )  # fmt: skip
-    console = Console()
+    console = Console(soft_wrap=True)
     console.print(table)
+    files = [h["file"] for h in history if h["file"]]
+    if files:
+        console.print(f"rollouts: {Path(files[0]).parent.resolve()}/ (one JSONL per validation)")
     ckpt = trainer.checkpoint_callback
     if ckpt is not None:
-        console.print(f"checkpoints: last {ckpt.last_model_path or '-'}; best {ckpt.best_model_path or '-'}")
-    console.print(f"logs and metrics: {log_dir}")
+        console.print(f"checkpoints: last {_full(ckpt.last_model_path)}; best {_full(ckpt.best_model_path)}")
+    if log_dir:
+        console.print(f"logs and metrics: {Path(log_dir).resolve()}")
+        plot = plot_rollout_curves(history, Path(log_dir) / "rollout_curves.png")
+        if plot is not None:
+            console.print(f"curves (EM and format errors by step): {plot.resolve()}")
+
+
+def _full(path: str | None) -> str:
+    return str(Path(path).resolve()) if path else "-"
+
+
+def plot_rollout_curves(history: list[dict[str, Any]], out: Path) -> Path | None:
+    """EM and format-error rate of the live rollouts by training step, one line per task."""
+    if len({h["step"] for h in history}) < 2:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    for task in sorted({h["task"] for h in history}):
+        rows = sorted((h["step"], h["em"], h["format_error_rate"]) for h in history if h["task"] == task)
+        steps = [r[0] for r in rows]
+        ax.plot(steps, [100 * r[1] for r in rows], "o-", label=f"{task} EM")
+        ax.plot(steps, [100 * r[2] for r in rows], "s--", label=f"{task} format errors")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("% of validation episodes")
+    ax.set_ylim(-2, 102)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
 
 
 def _distributed() -> bool:

@@ -225,3 +225,16 @@ def test_bf16_with_gradient_checkpointing(tmp_path, tiny_model_dir, monkeypatch)
     assert len(losses) == 4 and losses[-1] < losses[0]
     ckpt = torch.load(ckpt_at(tmp_path, 4), weights_only=False)
     assert {v.dtype for v in ckpt["state_dict"].values()} == {torch.bfloat16}
+
+
+def test_step_bounded_run_describes_its_steps():
+    """Lightning shows a step-bounded run (max_epochs -1) as "Epoch 0/-2"."""
+    from types import SimpleNamespace
+
+    from fireact.modules.progress import StepProgressBar
+
+    bar = StepProgressBar()
+    bar._trainer = SimpleNamespace(max_epochs=-1, max_steps=30)
+    assert bar._get_train_description(0) == "Epoch 0 · 30 steps"
+    bar._trainer = SimpleNamespace(max_epochs=3, max_steps=-1)
+    assert bar._get_train_description(1).strip() == "Epoch 1/2"

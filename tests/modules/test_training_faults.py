@@ -74,6 +74,11 @@ def uninterrupted(world, tiny_model_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("uninterrupted")
     proc = train(config(out, world, tiny_model_dir))
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # what a user sees at the end: full paths, the curves PNG, no third-party deprecation noise
+    plot = out / "run" / "version_0" / "rollout_curves.png"
+    assert plot.stat().st_size > 0 and f"curves (EM and format errors by step): {plot.resolve()}" in proc.stdout
+    assert f"checkpoints: last {(out / 'ckpt' / 'last.ckpt').resolve()}" in proc.stdout
+    assert "is deprecated" not in proc.stderr and "eval mode at the start of training" not in proc.stderr
     return out
 
 
