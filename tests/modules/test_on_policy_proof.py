@@ -48,7 +48,7 @@ def weak_agent(tmp_path_factory, smollm2_dir):
     torch.set_num_threads(2)
     pl.seed_everything(0)
     dm = TrajectoryDataModule(
-        tokenizer=smollm2_dir, sources=[str(tmp / "few.jsonl")], cutoff=256, val_size=1, batch_size=2, seed=0,
+        tokenizer=smollm2_dir, sources=[str(tmp / "few.jsonl")], cutoff=256, val_size=1, batch_size=2, seed=3,
         data_dir=str(world), run_dir=str(tmp),
     )  # fmt: skip
     trainer = pl.Trainer(
