@@ -276,7 +276,7 @@ class HFLM:
         )
         criteria = _StopCriteria(self.tokenizer, prompt_len, stop, after_action, len(ids))
         with torch.no_grad():
-            extra = {"past_key_values": cache} if cache is not None else {}
+            extra = {cache_kwarg(self.model): cache} if cache is not None else {}
             seqs = self.model.generate(
                 **enc, **extra, generation_config=config, stopping_criteria=StoppingCriteriaList([criteria])
             )
@@ -316,7 +316,7 @@ class HFLM:
                 cache = DynamicCache(config=self.model.config)
                 prefix = torch.tensor([ids[0][:common]], device=device)
                 with torch.no_grad():
-                    self.model(input_ids=prefix, past_key_values=cache, use_cache=True)
+                    self.model(input_ids=prefix, use_cache=True, **{cache_kwarg(self.model): cache})
             except Exception:  # a model whose cache cannot be built this way: plain prefill
                 self.prefix_cache = False
                 return None, None
@@ -355,6 +355,15 @@ def _load(spec: str, tokenizer: Any, adapter: str | None, dtype: Any) -> tuple[A
     for extra in ([path] if base != path else []) + ([adapter] if adapter else []):
         model = PeftModel.from_pretrained(model, extra)
     return model.eval(), tokenizer or load_tokenizer(path), style
+
+
+def cache_kwarg(model: Any) -> str:
+    """The name forward/generate take the KV cache under: transformers 5.24 renamed
+    `past_key_values` to `cache` (the old name warns and is removed in 5.40)."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft wraps forward as **kwargs
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 
 def _count_generated(ids: list[int], pad_id: int | None, eos: int | list[int] | None) -> int:
