@@ -150,7 +150,11 @@ class OpenAILM:
                 n=1,
             )
         except openai.OpenAIError as e:
-            return Completion("", error=redact(f"{type(e).__name__}: {e}", (self._key,)))
+            return Completion("", error=redact(f"{type(e).__name__}: {e} ({self.client.base_url})", (self._key,)))
+        if isinstance(r, str):  # the client hands back a body that is not JSON (a proxy's error page) as text
+            return Completion(
+                "", error=f"{self.client.base_url}: the reply is not a chat completion (starts {r[:60]!r})"
+            )
         text = r.choices[0].message.content or "" if r.choices else ""
         pt = r.usage.prompt_tokens if r.usage else 0
         ct = r.usage.completion_tokens if r.usage else 0

@@ -13,6 +13,8 @@ from typing import Protocol
 
 from fireact.data.errors import FireactError
 from fireact.data.paths import not_utf8, unreadable
+from fireact.data.retry import RETRY_STATUS, HTTPStatusError, with_retries
+from fireact.data.secrets import redact
 
 NONE_OBSERVATION = "None"
 
@@ -120,6 +122,7 @@ class SerpAPISearch:
 
     name = "serpapi"
     blocking_io = True  # a live search waits 1-3 s on the network: the engine runs it off the decode path
+    timeout = 30.0  # seconds per request
 
     def __init__(self, cache_path: str | os.PathLike, api_key: str | None = None, backend: str | None = None):
         self.api_key = api_key if api_key is not None else os.environ.get("SERPAPI_API_KEY")
@@ -145,16 +148,28 @@ class SerpAPISearch:
     def _search(self, query: str) -> str:
         from serpapi import GoogleSearch
 
-        search = GoogleSearch({"q": query, "api_key": self.api_key, "engine": "google"})
+        search = GoogleSearch({"q": query, "api_key": self.api_key, "engine": "google", "output": "json"})
         if self.backend:
             search.BACKEND = self.backend  # instance attribute: a stand-in server, never global state
-        search.timeout = 60
-        try:
-            result = search.get_dict()
-        except Exception as e:  # network errors, a non-JSON body
-            raise ToolError(f"serpapi request failed: {type(e).__name__}") from None
+        search.timeout = self.timeout
+
+        def fetch() -> dict:
+            response = search.get_response()
+            if response.status_code in RETRY_STATUS:
+                raise HTTPStatusError(response.status_code, response.text[:200])
+            try:
+                return response.json()
+            except ValueError:
+                raise FireactError(
+                    f"serpapi search: the HTTP {response.status_code} reply is not JSON (starts {response.text[:60]!r})"
+                ) from None
+
+        try:  # retried here, so one flaky request costs a few seconds, not the episode
+            result = with_retries(fetch, "serpapi search", secrets=(self.api_key,))
+        except FireactError as e:
+            raise ToolError(str(e)) from None
         if "error" in result and not result.get("organic_results") and not result.get("answer_box"):
-            raise ToolError(f"serpapi error: {str(result['error'])[:200]}")
+            raise ToolError(f"serpapi error: {redact(str(result['error']), (self.api_key,))[:200]}")
         return serpapi_observation(result)
 
     def __call__(self, query: str) -> str:

@@ -11,6 +11,7 @@ from fireact.agent.config import RolloutConfig
 from fireact.commands.agent_args import add_agent, add_lm, build_lm, prompt_inputs
 from fireact.commands.common import add_data_dir, data_dir
 from fireact.commands.score import print_summary
+from fireact.data.errors import FireactError
 from fireact.data.evaluation import summarize
 from fireact.data.tasks import get_task
 from fireact.data.trajectory import Trajectory, write_trajectories
@@ -53,4 +54,11 @@ def run(args: argparse.Namespace) -> int:
             title = f"{lm.name} on {name}/{cfg.split} ({cfg.method}, {fmt} format) -> {args.out}"
             print_summary(title, summary, False)
             print(f"{per_q:.2f} s per question")
+    failed = [t for t in written if t.end_reason == "error"]
+    if failed:  # the scores above count them as wrong: not a measurement to use silently
+        raise FireactError(
+            f"{len(failed)} of {len(written)} episodes ended on a backend or tool error "
+            f"({failed[-1].meta.get('error', 'no detail')}), scored as wrong above; all are in {args.out}: "
+            "run again once the backend answers"
+        )
     return 0

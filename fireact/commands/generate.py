@@ -17,6 +17,8 @@ from fireact.data.evaluation import summarize
 from fireact.data.tasks import get_task
 from fireact.data.trajectory import GenerationLog, Trajectory
 
+FAILING_IN_A_ROW = 8  # consecutive failed episodes that stop the run: the backend or tool is down, not flaky
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_lm(p)
@@ -54,21 +56,31 @@ def _generate(args: argparse.Namespace, cfg: RolloutConfig, name: str, root: Pat
     if done:
         console.print(f"resuming {args.out}: {len(examples) - len(todo)} of {len(examples)} already done")
     finished: list[Trajectory] = []
+    failed: list[Trajectory] = []  # ended by a backend or tool failure: not recorded, so a rerun retries them
+
+    streak = 0  # episodes failed in a row
 
     def on_done(t: Trajectory) -> None:
-        nonlocal spent
+        nonlocal spent, streak
         spent += t.meta.get("cost_usd", 0.0)
+        streak = streak + 1 if t.end_reason == "error" else 0
+        if t.end_reason == "error":
+            failed.append(t)
+            return
         finished.append(t)
         log.record(t, keep=t.reward >= 1.0 or not args.only_successful)
 
     def over_budget() -> bool:
         return args.max_cost_usd is not None and spent >= args.max_cost_usd
 
+    def should_stop() -> bool:  # the budget is spent, or the backend or tool is down (no point going on)
+        return over_budget() or streak >= FAILING_IN_A_ROW
+
     start = time.monotonic()
     try:
         run_rollouts(
             lm, tool, task, todo, cfg, pool, prompt_text,
-            progress="rich", on_done=on_done, should_stop=over_budget, source=f"generate:{lm.name}",
+            progress="rich", on_done=on_done, should_stop=should_stop, source=f"generate:{lm.name}",
         )  # fmt: skip
     finally:
         log.close()
@@ -91,4 +103,9 @@ def _generate(args: argparse.Namespace, cfg: RolloutConfig, name: str, root: Pat
     Console().print(table)
     if over_budget():
         console.print(f"stopped early: spent ${spent:.4f} >= --max-cost-usd {args.max_cost_usd}")
+    if failed:
+        raise FireactError(
+            f"{len(failed)} {task.name} episodes failed ({failed[-1].meta.get('error', 'backend error')}); "
+            f"{len(finished)} finished ones are saved in {args.out}: run the same command again to retry the rest"
+        )
     return spent

@@ -16,6 +16,7 @@ from typing import Any
 
 from fireact.data.errors import FireactError
 from fireact.data.prompt_style import PromptStyle
+from fireact.data.retry import with_retries
 from fireact.data.secrets import redact
 
 # Base-model licenses of the families in configs/ (model cards must name one).
@@ -161,14 +162,21 @@ def export(ckpt_path: Path, out: Path, merge: bool = False, license_id: str | No
 
 
 def push(out: Path, repo_id: str, private: bool, repo_type: str = "model") -> str:
+    """Upload `out` (already complete on disk) to the Hub; transient faults are retried, and a push
+    that still fails says how to push the same folder again without re-exporting."""
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
 
+    token = os.environ.get("HF_TOKEN") or None
     # read at call time (huggingface_hub reads HF_ENDPOINT once at import); None -> its own defaults
-    api = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None, token=os.environ.get("HF_TOKEN") or None)
-    try:
+    api = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None, token=token)
+
+    def upload() -> str:
         url = api.create_repo(repo_id, private=True if private else None, exist_ok=True, repo_type=repo_type)
         api.upload_folder(folder_path=out, repo_id=repo_id, repo_type=repo_type, commit_message="fireact export")
-    except HfHubHTTPError as e:
-        raise FireactError(f"--push-to-hub {repo_id}: {redact(str(e)).splitlines()[0]}") from e
-    return str(url)
+        return str(url)
+
+    try:
+        return with_retries(upload, f"--push-to-hub {repo_id} ({api.endpoint})", secrets=(token,))
+    except FireactError as e:
+        again = f"hf upload {repo_id} {out}" + (" --repo-type dataset" if repo_type == "dataset" else "")
+        raise FireactError(f"{e}; the exported folder {out} is complete: push it with `{again}`") from None

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from chat_standin import ChatStandIn
+from faults import refused_url
 
 from fireact.agent.config import RolloutConfig
 from fireact.agent.lm import OpenAILM, price
@@ -15,70 +14,10 @@ from fireact.agent.rollout import run_rollouts
 from fireact.data.tasks import Example, get_task
 
 
-class _FaultServer(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    faults: list[str] = []
-    seen: list[dict] = []
-    reply = "Thought: easy\nAction: finish[Paris]"
-
-    def log_message(self, *a):
-        pass
-
-    def _json(self, code, body, headers=()):
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for k, v in headers:
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_POST(self):
-        try:
-            self._post()
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up on a slow response: expected here
-
-    def _post(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        cls = type(self)
-        cls.seen.append({"body": body, "auth": self.headers.get("Authorization")})
-        fault = cls.faults.pop(0) if cls.faults else "ok"
-        if fault == "429":
-            self._json(429, {"error": {"message": "rate limited"}}, [("retry-after-ms", "10")])
-        elif fault == "500":
-            self._json(500, {"error": {"message": "boom"}}, [("retry-after-ms", "10")])
-        elif fault == "drop":
-            self.close_connection = True
-            self.connection.shutdown(2)  # no response at all
-        else:
-            if fault == "slow":
-                time.sleep(1.5)
-            self._json(
-                200,
-                {
-                    "id": "x",
-                    "object": "chat.completion",
-                    "created": 0,
-                    "model": body["model"],
-                    "choices": [
-                        {"index": 0, "message": {"role": "assistant", "content": cls.reply}, "finish_reason": "stop"}
-                    ],
-                    "usage": {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110},
-                },
-            )
-
-
 @pytest.fixture
 def fault_server():
-    _FaultServer.faults, _FaultServer.seen = [], []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _FaultServer)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1", _FaultServer
-    server.shutdown()
-    server.server_close()
+    with ChatStandIn() as srv:
+        yield srv.url, srv
 
 
 def test_retries_through_429_500_and_dropped_connection(fault_server):
@@ -105,6 +44,26 @@ def test_slow_response_times_out_and_ends_episode_with_error(fault_server, tmp_p
     assert time.monotonic() - start < 5
     assert t.end_reason == "error" and "Timeout" in t.meta["error"]
     assert key not in t.to_json() and len(srv.seen) == 2  # one try + one retry
+
+
+@pytest.mark.parametrize(
+    ("faults", "error"),
+    [
+        (["cut"], None),  # half a body, retried
+        (["html"], "the reply is not a chat completion (starts '<html>"),  # a proxy's page: not retried
+        ("refused", "APIConnectionError: Connection error. (http://127.0.0.1:"),
+    ],
+)
+def test_cut_body_non_json_and_unreachable_server(fault_server, faults, error):
+    url, srv = fault_server
+    key = "sk-testkey-abcdefgh"
+    if faults == "refused":
+        url = refused_url() + "/v1"
+    else:
+        srv.faults = faults
+    c = OpenAILM("gpt-4", base_url=url, api_key=key, max_retries=1, timeout=2).complete(["Q"], ["\nObservation"], 20)[0]
+    assert c.error == error if error is None else error in c.error and key not in c.error, c.error
+    assert c.text == ("Thought: easy\nAction: finish[Paris]" if error is None else "")
 
 
 def test_concurrent_episodes_and_token_accounting(fault_server):

@@ -8,8 +8,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+from faults import refused_url, send
 
 from fireact.agent.tools import NoisySearch, SerpAPISearch, SnapshotSearch, ToolError, serpapi_observation
+from fireact.data import retry
 from fireact.data.paths import snapshot_path
 
 
@@ -66,6 +68,7 @@ def test_serpapi_rule():
 
 class _SerpStandIn(BaseHTTPRequestHandler):
     calls: list[dict] = []
+    faults: list[str | None] = []  # one per request, see faults.py
 
     def log_message(self, *a):
         pass
@@ -79,17 +82,14 @@ class _SerpStandIn(BaseHTTPRequestHandler):
             if "box" not in q
             else {"answer_box": {"answer": "42"}}
         )
-        data = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send(self, 200, json.dumps(body).encode(), self.faults.pop(0) if self.faults else None)
 
 
 @pytest.fixture
-def serp_server():
-    _SerpStandIn.calls = []
+def serp_server(monkeypatch):
+    monkeypatch.setattr(retry, "DELAYS", (0.0, 0.0, 0.0))
+    monkeypatch.setattr(SerpAPISearch, "timeout", 0.5)
+    _SerpStandIn.calls, _SerpStandIn.faults = [], []
     server = ThreadingHTTPServer(("127.0.0.1", 0), _SerpStandIn)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}", _SerpStandIn.calls
@@ -114,6 +114,36 @@ def test_serpapi_record_replay(serp_server, tmp_path):
     with pytest.raises(ToolError, match="not in the replay cache"):
         replay("never asked")
     assert len(calls) == 2
+
+
+def test_serpapi_retries_transient_faults(serp_server, tmp_path):
+    url, calls = serp_server
+    _SerpStandIn.faults[:] = ["429", "slow", "cut"]
+    tool = SerpAPISearch(tmp_path / "serp.jsonl", api_key="secret-key-123", backend=url)
+    assert tool("who wrote x") == "snippet about who wrote x"
+    assert len(calls) == 4 and tool.calls == 1
+
+
+@pytest.mark.parametrize(
+    ("faults", "expected"),
+    [
+        (["503"] * 4, "serpapi search failed after 4 attempts: HTTPStatusError: HTTP 503"),
+        (["html"], "serpapi search: the HTTP 200 reply is not JSON (starts '<html>"),
+        (["refused"], "serpapi search failed after 4 attempts: ConnectionError"),
+    ],
+)
+def test_serpapi_failure_fails_the_search_not_the_run(serp_server, tmp_path, faults, expected):
+    """A search that cannot be answered raises ToolError (the episode ends with an error, and
+    `fireact generate` retries it on the next run); nothing is cached, the key is never in the message."""
+    url, _ = serp_server
+    _SerpStandIn.faults[:] = faults
+    key = "secret-key-123"
+    cache = tmp_path / "serp.jsonl"
+    tool = SerpAPISearch(cache, api_key=key, backend=refused_url() if faults == ["refused"] else url)
+    with pytest.raises(ToolError) as e:
+        tool("who wrote x")
+    assert str(e.value).startswith(expected) and key not in str(e.value), str(e.value)
+    assert not cache.exists() and tool.calls == 0
 
 
 def test_noise_wrappers_seeded():

@@ -9,8 +9,11 @@ import sys
 from collections import Counter
 
 import pytest
+from datasets import load_from_disk
+from faults import refused_url
 
 from fireact.cli import main
+from fireact.data import retry
 from fireact.data.trajectory import read_trajectories
 from fireact.modules.datamodule import TrajectoryDataModule
 
@@ -136,6 +139,34 @@ def test_hf_folder_trains_and_pushes(assets, tmp_path, monkeypatch, capsys):
     dm = TrajectoryDataModule(sources=[str(out)], val_size=0)
     dm.setup("fit")
     assert len(dm.train_indices) == 3 and dm.provenance["sources"][0]["path"] == str(out)
+
+
+def test_push_survives_transient_faults_and_says_how_to_push_again(assets, tmp_path, monkeypatch, capsys):
+    """A 500, a dropped connection and a body cut in half are retried; a Hub that stays unreachable
+    ends with one line that names it, says the exported folder is complete and how to push it, no token."""
+    from hub_standin import HubStandIn
+
+    monkeypatch.setattr(retry, "DELAYS", (0.0, 0.0, 0.0))
+    out = tmp_path / "ds"
+    token = "hf_standin_token_export_data"
+    monkeypatch.setenv("HF_TOKEN", token)
+    argv = ["export-data", "--sources", str(assets / "fireact_alpaca.json"), "--val-size", "0", "--format", "hf"]
+    with HubStandIn(tmp_path / "hub", token) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        hub.faults[:] = ["500", "drop", "cut"]
+        assert main([*argv, "--out", str(out), "--push-to-hub", "me/traj"]) == 0, capsys.readouterr().err
+        assert (tmp_path / "hub/me/traj/data_provenance.json").is_file() and not hub.faults
+        capsys.readouterr()
+        hub.faults[:] = ["503"] * 4
+        assert main([*argv, "--out", str(tmp_path / "ds2"), "--push-to-hub", "me/traj2"]) == 2
+    monkeypatch.setenv("HF_ENDPOINT", refused_url())
+    assert main([*argv, "--out", str(tmp_path / "ds3"), "--push-to-hub", "me/traj3"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 2
+    for folder, err in zip(("ds2", "ds3"), errors):
+        assert "--push-to-hub me/traj" in err and "failed after 4 attempts" in err and token not in err, err
+        assert f"the exported folder {tmp_path / folder} is complete" in err and "--repo-type dataset`" in err
+        assert len(load_from_disk(str(tmp_path / folder))) == 3
 
 
 @pytest.mark.parametrize(

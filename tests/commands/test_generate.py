@@ -149,3 +149,47 @@ def test_generate_only_successful_and_bad_split(served, data_dir, tmp_path, caps
     assert out.read_text() == "" and len(out.with_name("ok.jsonl.attempted").read_text().splitlines()) == 2
     assert main([*args[:5], "--split", "val", *args[7:]]) == 2
     assert "has no split 'val'" in capsys.readouterr().err
+
+
+def test_failed_episodes_are_not_recorded_and_a_rerun_retries_them(data_dir, tmp_path, capsys, monkeypatch):
+    """An episode the backend could not serve (HTTP 500 through every retry) is not marked done: the
+    run ends with one line saying so and a rerun plays exactly it. A backend that is down stops the
+    run after FAILING_IN_A_ROW failures instead of burning through every question."""
+    from chat_standin import ChatStandIn
+
+    from fireact.agent.config import RolloutConfig
+    from fireact.commands.generate import FAILING_IN_A_ROW
+
+    key = "sk-generate-secret-0123456789"
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    out = tmp_path / "gen.jsonl"
+    questions = [e.question for e in RolloutConfig(split="dev", n=3).examples("hotpotqa", data_dir)]
+    with ChatStandIn() as srv:
+        args = ["generate", "--lm", "openai:teacher", "--base-url", srv.url, "--split", "dev", "--n", "3"]
+        args += ["--max-turns", "2", "--max-retries", "1", "--batch-size", "2", "--out", str(out)]
+        args += ["--data-dir", str(data_dir)]
+        srv.failing = {questions[1]}
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert "1 hotpotqa episodes failed" in err and "500" in err and key not in err, err
+        assert f"2 finished ones are saved in {out}: run the same command again to retry the rest" in err
+        saved = [t["question"] for t in map(json.loads, out.read_text().splitlines())]
+        assert sorted(saved) == sorted([questions[0], questions[2]])
+        srv.failing, srv.seen = set(), []
+        assert main(args) == 0
+        assert {json.dumps(r["body"]["messages"]).count(questions[1]) > 0 for r in srv.seen} == {True}
+        assert sorted(t["question"] for t in map(json.loads, out.read_text().splitlines())) == sorted(questions)
+
+        srv.faults = ["503"] * 1000  # down for good
+        srv.seen = []
+        many = [a if a != "3" else "40" for a in args]
+        assert main([*many[:-4], "--out", str(tmp_path / "down.jsonl"), *many[-2:]]) == 2
+        asked = {json.dumps(r["body"]["messages"]) for r in srv.seen}
+        assert FAILING_IN_A_ROW <= len(asked) <= FAILING_IN_A_ROW + 2  # + the episodes already in flight
+        assert not (tmp_path / "down.jsonl").read_text()
+        # eval writes every episode, and says its scores count the failed ones as wrong
+        ev = tmp_path / "eval.jsonl"
+        assert main(["eval", *args[1:9], "--max-retries", "0", "--out", str(ev), "--data-dir", str(data_dir)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert "3 of 3 episodes ended on a backend or tool error" in err and f"all are in {ev}" in err, err
+        assert len(ev.read_text().splitlines()) == 3

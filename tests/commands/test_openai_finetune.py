@@ -189,7 +189,7 @@ def test_key_problems(api, chat_file, tmp_path, capsys, monkeypatch):
 
 def test_sigint_in_a_real_process_then_reattach(api, chat_file, tmp_path, capsys):
     """Ctrl-C on the real CLI detaches; the same command then re-attaches to the same job."""
-    api.steps_per_poll = 1
+    api.steps_per_poll = 0  # the job stays running until the interrupt has landed
     env = {**os.environ, "OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": api.url}
     cmd = [sys.executable, "-m", "fireact", "openai-finetune", "--file", str(chat_file),
            "--runs-dir", str(tmp_path / "runs"), "--poll-seconds", "0.05"]  # fmt: skip

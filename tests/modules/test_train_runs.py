@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from faults import refused_url
 from train_helpers import read_metrics, train_config, train_losses
+
+from fireact.data import retry
 
 FAKE_KEY = "sk-fake-0123456789abcdef-must-not-be-saved"
 
@@ -199,6 +202,15 @@ def test_push_to_local_hub(lora_run, tmp_path, monkeypatch, capsys):
         assert main([*cmd, "--push-to-hub", "me/x"]) == 2
         err = capsys.readouterr().err
         assert "--push-to-hub me/x" in err and "hf_wrong_token_abcdef" not in err and "me/x" not in hub.repos
+        assert "not a transient error: retrying will not help" in err  # a 401 is not retried
+
+    # the case: the Hub cannot be reached (an httpx ConnectError traceback before)
+    monkeypatch.setenv("HF_ENDPOINT", refused_url())
+    monkeypatch.setattr(retry, "DELAYS", (0.0,))
+    assert main([*cmd, "--push-to-hub", "me/fireact-tiny"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(err) == 1 and "ConnectError" in err[0] and "transient: run again later" in err[0], err
+    assert f"the exported folder {out} is complete: push it with `hf upload me/fireact-tiny {out}`" in err[0]
 
 
 def test_nan_loss_stops_with_message_and_keeps_good_checkpoints(tmp_path, tiny_model_dir, capsys, monkeypatch):

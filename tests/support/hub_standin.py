@@ -13,6 +13,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from faults import replaces_answer, send
+
 
 class HubStandIn:
     def __init__(self, root: Path, token: str) -> None:
@@ -20,6 +22,7 @@ class HubStandIn:
         self.repos: dict[str, dict] = {}  # repo_id -> {"private": bool}
         self.repo_types: dict[str, str] = {}  # repo_id -> "model" | "dataset"
         self.unhandled: list[str] = []
+        self.faults: list[str | None] = []  # one per POST, see faults.py
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -39,16 +42,16 @@ class HubStandIn:
             def log_message(self, *args) -> None:  # keep pytest output clean
                 pass
 
+            fault: str | None = None
+
             def _reply(self, status: int, body: dict) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send(self, status, json.dumps(body).encode(), self.fault)
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.fault = hub.faults.pop(0) if hub.faults else None
+                if replaces_answer(self.fault):
+                    return send(self, 0, b"", self.fault)
                 if self.headers.get("Authorization") != f"Bearer {hub.token}":
                     return self._reply(401, {"error": "Invalid credentials in Authorization header"})
                 path = self.path.split("?")[0]

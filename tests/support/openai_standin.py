@@ -3,8 +3,7 @@ create, retrieve, list, list events, cancel), since the real service cannot be r
 
 A job advances one stage per retrieve (validating_files, queued, running through its steps with
 metrics events, succeeded), so a test follows a whole job in a few polls. Faults are injected per
-request from `faults` (an HTTP status such as 429 or 500, or "drop" to close the connection without
-an answer); `fail_jobs` makes jobs fail the way the API reports a bad training file. Requests without
+request from `faults` (see faults.py); `fail_jobs` makes jobs fail the way the API reports a bad training file. Requests without
 the expected bearer key get 401.
 """
 
@@ -16,6 +15,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlparse
+
+from faults import replaces_answer, send
 
 
 class OpenAIStandIn:
@@ -166,20 +167,10 @@ class OpenAIStandIn:
                 with standin.lock:
                     standin.requests.append(f"{method} {url.path}")
                     fault = standin.faults.pop(0) if standin.faults else None
-                    if fault is None:
+                    status, reply = 0, {}
+                    if not replaces_answer(fault):
                         status, reply = standin.handle(method, url.path, dict(parse_qsl(url.query)), self.headers, body)
-                if fault == "drop":  # the connection closes before any answer
-                    self.close_connection = True
-                    return
-                if fault is not None:
-                    status, reply = fault, {"error": {"message": f"injected {fault}", "type": "server_error"}}
-                data = json.dumps(reply).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.send_header("retry-after-ms", "5")  # the client's retries stay fast in tests
-                self.end_headers()
-                self.wfile.write(data)
+                send(self, status, json.dumps(reply).encode(), fault)
 
             def do_GET(self) -> None:
                 self._serve("GET")

@@ -1,0 +1,58 @@
+"""A chat-completions server for the real openai client: every request gets `reply` (a finish action),
+unless a fault from `faults` comes first (one per request, see faults.py) or the request's messages
+contain one of the `failing` strings (then HTTP 500, every time: a question whose episode cannot finish)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from faults import send
+
+
+class ChatStandIn:
+    def __init__(self, reply: str = "Thought: easy\nAction: finish[Paris]") -> None:
+        self.reply = reply
+        self.faults: list[str | None] = []
+        self.failing: set[str] = set()
+        self.seen: list[dict] = []  # {"body": request JSON, "auth": Authorization header}
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def __enter__(self) -> ChatStandIn:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _handler(self):
+        standin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                standin.seen.append({"body": body, "auth": self.headers.get("Authorization")})
+                fault = standin.faults.pop(0) if standin.faults else None
+                if any(s in json.dumps(body["messages"]) for s in standin.failing):
+                    fault = "500"
+                message = {"role": "assistant", "content": standin.reply}
+                reply = {
+                    "id": "x",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": body["model"],
+                    "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110},
+                }
+                send(self, 200, json.dumps(reply).encode(), fault)
+
+        return Handler
