@@ -18,6 +18,7 @@ COMMANDS = {
     "import": "import_",
     "mask-audit": "mask_audit",
     "score": "score",
+    "report": "report",
     "generate": "generate",
     "eval": "eval",
     "serve": "serve",

@@ -117,6 +117,11 @@ def run(args: argparse.Namespace) -> int:
     if args.config is None and args.sources is None:
         raise FireactError("give --sources (or --config with a data: block)")
     dm = TrajectoryDataModule(**datamodule_args(args))
+    if args.format == "openai" and not dm.mask_observations:
+        raise FireactError(
+            f"--config {args.config}: mask_observations: false cannot be exported as OpenAI chat data "
+            "(a hosted fine-tune trains the assistant messages only); use --format alpaca or hf"
+        )
     dm.setup("fit")
     order = np.random.default_rng(dm.seed).permutation(len(dm.train_indices))
     train = [dm.trajectories[dm.train_indices[i]] for i in order]

@@ -24,6 +24,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--cutoff", type=int, default=512, help="tokens per example, as the DataModule's cutoff (its default: 512)"
     )
+    p.add_argument(
+        "--no-mask-observations",
+        dest="mask_observations",
+        action="store_false",
+        help="as the DataModule's mask_observations: false (observations trained too, as FireAct's released runs)",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per example instead of highlighted text")
 
 
@@ -55,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     if not trajectories:
         raise FireactError(f"{args.data}: no trajectories with turns")
     tokenizer = load_tokenizer(args.model)
-    encoded = encode(trajectories, tokenizer, PromptStyle(args.format), cutoff=args.cutoff)
+    encoded = encode(trajectories, tokenizer, PromptStyle(args.format), args.cutoff, args.mask_observations)
     console = Console(highlight=False)
     for i, enc in enumerate(encoded):
         parts = runs(enc.input_ids.tolist(), enc.labels.tolist(), tokenizer)
@@ -77,5 +83,6 @@ def run(args: argparse.Namespace) -> int:
         console.rule(f"example {i}: {n_trained}/{len(enc.input_ids)} tokens trained ({args.format}{cut})")
         console.print(text)
     if not args.json:
-        console.print("[bold black on green]trained[/] = in the loss; dim = masked (prompt, template, observations)")
+        masked = "prompt, template, observations" if args.mask_observations else "question and prompt"
+        console.print(f"[bold black on green]trained[/] = in the loss; dim = masked ({masked})")
     return 0

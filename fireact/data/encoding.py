@@ -80,15 +80,29 @@ def tokenize_with_labels(
     return ids, [span_labels(e, sp) for e, sp in zip(encodings, spans)]
 
 
+def unmasked(spans: list[Span]) -> list[Span]:
+    """One span from the agent's first token to its last: observations (and, in chat, the template
+    tokens around them) carry the loss too; the question and prompt before it never do."""
+    return [(spans[0][0], spans[-1][1])] if spans else []
+
+
 def encode(
-    trajectories: list[Trajectory], tokenizer: Any, style: PromptStyle, cutoff: int | None = None
+    trajectories: list[Trajectory],
+    tokenizer: Any,
+    style: PromptStyle,
+    cutoff: int | None = None,
+    mask_observations: bool = True,
 ) -> list[Encoded]:
     """Render (the one renderer), tokenize all texts in one call, label from the spans, cut at `cutoff`.
 
     The only encode path: the DataModule trains on exactly this and `fireact mask-audit` shows it.
     Cut examples are flagged, not hidden: the DataModule keeps them cut or drops them.
+    `mask_observations=False` is how FireAct's released runs trained (their masked labels were built
+    but never used): the loss also covers the observations between the agent's turns.
     """
     rendered = [style.render(t, tokenizer) for t in trajectories]
+    if not mask_observations:
+        rendered = [(text, unmasked(spans)) for text, spans in rendered]
     ids, labels = tokenize_with_labels(
         [text for text, _ in rendered], [spans for _, spans in rendered], tokenizer, style.add_special_tokens
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import asdict, dataclass
 
@@ -50,3 +51,82 @@ def summarize(records: list[Trajectory], expected: int | None = None) -> Summary
         format_errors=errors,
         format_error_rate=errors / len(records) if records else 0.0,
     )
+
+
+# -- the paper's analyses of a set of runs (`fireact report`) -----------------------------------------
+
+METHODS = ("cot", "react", "reflexion")
+
+
+def acted_as(t: Trajectory) -> str:
+    """The method an episode acted like, from what it did (not from what it was prompted with):
+    a reflection among its thoughts -> reflexion; one turn that answered without a search -> cot;
+    else react. The paper's Table 4 reads a multi-method agent's choices this way."""
+    if any(turn.thought.lstrip().lower().startswith("reflection") for turn in t.turns):
+        return "reflexion"
+    if len(t.turns) == 1 and t.turns[0].observation is None:
+        return "cot"
+    return "react"
+
+
+@dataclass
+class MethodShare:
+    method: str
+    episodes: int
+    share: float
+    em: float
+    turns_mean: float
+    turns_std: float
+
+
+def method_choice(records: list[Trajectory]) -> list[MethodShare]:
+    """Per method acted as: share of the episodes, EM among them, turns mean and std."""
+    rows = []
+    for m in METHODS:
+        mine = [t for t in records if acted_as(t) == m]
+        s = summarize(mine)
+        rows.append(
+            MethodShare(m, len(mine), len(mine) / len(records) if records else 0.0, s.em, s.turns_mean, s.turns_std)
+        )
+    return rows
+
+
+def _correct_by_question(records: list[Trajectory]) -> dict[tuple[str, str], bool]:
+    return {(t.task, t.id or t.question): t.reward >= 1.0 for t in records}
+
+
+def method_references(runs: dict[str, list[Trajectory]]) -> dict[str, float]:
+    """The paper's two references from single-method runs on the same questions: an agent that picks a
+    method uniformly at random per question (its expected EM) and the per-question oracle (right if
+    any method's run was right). Only questions every run answered count."""
+    correct = [_correct_by_question(r) for r in runs.values()]
+    shared = set.intersection(*(set(c) for c in correct)) if correct else set()
+    if not shared:
+        return {"questions": 0, "random_method_em": 0.0, "oracle_em": 0.0}
+    random_em = sum(sum(c[q] for c in correct) / len(correct) for q in shared) / len(shared)
+    oracle = sum(any(c[q] for c in correct) for q in shared) / len(shared)
+    return {"questions": len(shared), "random_method_em": random_em, "oracle_em": oracle}
+
+
+def mcnemar(a: list[Trajectory], b: list[Trajectory]) -> dict[str, float]:
+    """Paired exact McNemar test on the questions both runs answered: b-only right vs a-only right,
+    two-sided binomial p-value (with 100 questions one question is one point: this says when a
+    difference is within noise)."""
+    ca, cb = _correct_by_question(a), _correct_by_question(b)
+    shared = set(ca) & set(cb)
+    only_a = sum(ca[q] and not cb[q] for q in shared)
+    only_b = sum(cb[q] and not ca[q] for q in shared)
+    n, k = only_a + only_b, min(only_a, only_b)
+    p = min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n) if n else 1.0
+    return {"questions": len(shared), "only_first": only_a, "only_second": only_b, "p_value": p}
+
+
+def cost_row(records: list[Trajectory]) -> dict[str, float]:
+    """Per question: prompt tokens, generated tokens and episode seconds (the paper's Table 3 axes;
+    with batched rollouts episodes overlap, so seconds are latency, not throughput)."""
+    n = max(len(records), 1)
+    return {
+        "prompt_tokens": sum(t.meta.get("prompt_tokens", 0) for t in records) / n,
+        "generated_tokens": sum(t.meta.get("completion_tokens", 0) for t in records) / n,
+        "seconds": sum(t.meta.get("seconds", 0.0) for t in records) / n,
+    }

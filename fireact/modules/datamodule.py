@@ -127,6 +127,9 @@ class TrajectoryDataModule(LightningDataModule):
         run_dir: where data_provenance.json goes when no trainer log dir is available.
         only_successful: keep only trajectories with reward > 0 (FireAct's release is already the
             paper's selection, so the default keeps everything).
+        mask_observations: True (default) trains on the agent's thoughts/actions only; False also
+            on the observations between them, as FireAct's released runs did (never on the question
+            or prompt). `fireact mask-audit --no-mask-observations` shows the difference.
     """
 
     def __init__(
@@ -146,6 +149,7 @@ class TrajectoryDataModule(LightningDataModule):
         data_dir: str | None = None,
         run_dir: str | None = None,
         only_successful: bool = False,
+        mask_observations: bool = True,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -156,6 +160,7 @@ class TrajectoryDataModule(LightningDataModule):
         self.val_size, self.batch_size, self.packing = val_size, batch_size, packing
         self.seed, self.num_workers = seed, num_workers
         self.data_dir, self.run_dir, self.only_successful = data_dir, run_dir, only_successful
+        self.mask_observations = mask_observations
         if truncation not in ("truncate", "drop"):
             raise FireactError(f"truncation {truncation!r} must be 'truncate' or 'drop'")
         if cutoff < 1 or batch_size < 1:
@@ -203,7 +208,7 @@ class TrajectoryDataModule(LightningDataModule):
             if not trajs:
                 raise FireactError(f"the sources hold none of the mix cells {', '.join(sorted(wanted))}")
         train_pool, val_pool = heldout_split(trajs, self.val_size, self.seed)
-        encoded = encode(trajs, self.tokenizer, self.prompt_style, self.cutoff)
+        encoded = encode(trajs, self.tokenizer, self.prompt_style, self.cutoff, self.mask_observations)
         ids, labels = [e.input_ids for e in encoded], [e.labels for e in encoded]
         over = {i for i, e in enumerate(encoded) if e.truncated}
         dropped: Counter[str] = Counter()
@@ -268,6 +273,7 @@ class TrajectoryDataModule(LightningDataModule):
             "tokenizer": self.tokenizer_name,
             "cutoff": self.cutoff,
             "truncation": self.truncation,
+            "mask_observations": self.mask_observations,
             "seed": self.seed,
             "mix": self.mix,
             "packing": self.packing,

@@ -176,10 +176,14 @@ def test_push_survives_transient_faults_and_says_how_to_push_again(assets, tmp_p
         (["--format", "hf", "--mix", '{"hotpotqa/nope": 3}'], "mix cell 'hotpotqa/nope'"),
         (["--format", "alpaca", "--config", "configs/repro/smollm2_hotpotqa_expert_iteration.yaml"], "no data: block"),
         (["--format", "alpaca", "--config", "README.md"], "README.md:11: not valid YAML"),
+        (["--format", "openai", "--config", "UNMASKED"], "mask_observations: false cannot be exported as OpenAI"),
     ],
 )
 def test_bad_input_is_one_line(assets, tmp_path, argv, message):
     out = tmp_path / "never"
+    if "UNMASKED" in argv:
+        (tmp_path / "unmasked.yaml").write_text("data:\n  mask_observations: false\n")
+        argv = [str(tmp_path / "unmasked.yaml") if a == "UNMASKED" else a for a in argv]
     cmd = [sys.executable, "-m", "fireact", "export-data", "--sources", str(assets / "fireact_gpt.jsonl")]
     r = subprocess.run([*cmd, *argv, "--out", str(out)], capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr

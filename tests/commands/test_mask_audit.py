@@ -52,3 +52,24 @@ def test_bad_input_is_one_clear_error(tmp_path, smollm2_dir, capsys):
     assert main(["mask-audit", "--data", str(bad), "--model", smollm2_dir]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("fireact mask-audit: error:") and str(bad) in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("fmt", ["chat", "alpaca"])
+def test_unmasked_observations_train_everything_after_the_question(data_dir, smollm2_dir, fmt, capsys):
+    """`--no-mask-observations` (the DataModule's mask_observations: false, how FireAct's released
+    runs trained): one trained run from the first thought to the end, observations inside, the
+    question and prompt never; the same examples' masked audit trains a strict subset."""
+    data = data_dir / "finetune" / "gpt_format" / "hotpotqa.jsonl"
+    argv = ["mask-audit", "--data", str(data), "--model", smollm2_dir, "--format", fmt, "--n", "3"]
+    argv += ["--cutoff", "100000", "--json"]
+    assert main(argv) == 0
+    masked = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert main([*argv, "--no-mask-observations"]) == 0
+    unmasked = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    for m, u, traj in zip(masked, unmasked, read_any(data)[:3]):
+        (trained,) = u["trained"]
+        assert trained.lstrip().startswith("Thought") and traj.question[:30] in u["masked"][0]
+        observed = [t.observation for t in traj.turns if t.observation]
+        assert observed and all(o[:40] in trained for o in observed)
+        assert all(s in trained for s in m["trained"]) and u["n_trained"] > m["n_trained"]
+        assert u["n_tokens"] == m["n_tokens"]

@@ -6,6 +6,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -125,6 +126,23 @@ def test_truncation_drop_and_truncate_are_counted(data_dir, smollm2_dir):
     n_over = sum(1 for x in kept.train_set.input_ids if len(x) == cut)
     assert kept.provenance["truncated_total"] > 0 and kept.provenance["truncated_total"] <= n_over
     assert max(len(x) for x in kept.train_set.input_ids) == cut
+
+
+def test_mask_observations_false_trains_the_observations_too(data_dir, smollm2_dir):
+    """The same examples, the same tokens; unmasked, each example's labels are one run from the
+    first agent token to the last, a superset of the masked labels, and the card says which."""
+    kw = {"mix": None, "sources": ["finetune/gpt_format/hotpotqa.jsonl"], "cutoff": 100000, "val_size": 0}
+    masked = make_dm(data_dir, smollm2_dir, **kw)
+    unmasked = make_dm(data_dir, smollm2_dir, mask_observations=False, **kw)
+    assert unmasked.provenance["mask_observations"] is False and masked.provenance["mask_observations"] is True
+    for m, u in zip(masked.train_set.labels, unmasked.train_set.labels):
+        m, u = np.asarray(m), np.asarray(u)
+        trained = np.flatnonzero(u != IGNORE_INDEX)
+        assert (trained == np.arange(trained[0], trained[-1] + 1)).all()  # one run: observations inside
+        assert ((m == IGNORE_INDEX) | (m == u)).all()  # a superset of the masked labels
+        assert trained[0] == np.flatnonzero(m != IGNORE_INDEX)[0]  # the question and prompt never
+    count = lambda labels: sum(int((np.asarray(x) != IGNORE_INDEX).sum()) for x in labels)  # noqa: E731
+    assert count(unmasked.train_set.labels) > 1.5 * count(masked.train_set.labels)
 
 
 def test_bad_inputs(data_dir, smollm2_dir):

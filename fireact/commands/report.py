@@ -1,0 +1,108 @@
+"""Compare eval runs as the paper does: EM with a paired test, cost and time per question, the method
+each episode acted as, and the random-method and oracle references from single-method runs.
+
+Reads the rewards the runs were scored with (`fireact score` re-scores against gold first if needed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from fireact.data.errors import FireactError
+from fireact.data.evaluation import cost_row, mcnemar, method_choice, method_references, summarize
+from fireact.data.fireact_format import read_any
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("files", nargs="+", type=Path, help="eval trajectory files; each is compared with the first")
+    p.add_argument(
+        "--single",
+        nargs="+",
+        default=[],
+        metavar="METHOD=FILE",
+        help="single-method runs on the same questions (e.g. cot=a.jsonl react=b.jsonl reflexion=c.jsonl) "
+        "for the random-method and oracle references",
+    )
+    p.add_argument("--expected", type=int, help="episodes expected per file; missing ones count as wrong in EM")
+    p.add_argument("--json", action="store_true", help="one JSON object per file, then one for the references")
+
+
+def run(args: argparse.Namespace) -> int:
+    single_paths: dict[str, str] = {}
+    for item in args.single:
+        method, sep, path = item.partition("=")
+        if not sep or not method or not path:
+            raise FireactError(f"--single {item!r}: expected METHOD=FILE")
+        single_paths[method] = path
+    singles = {method: read_any(Path(path)) for method, path in single_paths.items()}
+    runs = {str(path): read_any(path) for path in args.files}
+    first = next(iter(runs.values()))
+    rows = []
+    for name, records in runs.items():
+        s = summarize(records, args.expected)
+        row = {
+            "file": name,
+            "n": s.n,
+            "em": s.em,
+            "format_error_rate": s.format_error_rate,
+            "turns_mean": s.turns_mean,
+            "turns_std": s.turns_std,
+            **cost_row(records),
+            "vs_first": mcnemar(first, records) if records is not first else None,
+            "acted_as": [m.__dict__ for m in method_choice(records)],
+        }
+        rows.append(row)
+    references = method_references(singles) if singles else None
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+        if references is not None:
+            print(json.dumps({"references": references, "single": single_paths}))
+        return 0
+    _print(rows, references)
+    return 0
+
+
+def _print(rows: list[dict], references: dict | None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title="runs (paired McNemar vs the first file)")
+    for col in ("file", "N", "EM", "format err", "turns", "prompt tok/q", "gen tok/q", "s/episode", "vs first"):
+        table.add_column(col, justify="left" if col == "file" else "right")
+    for r in rows:
+        vs = r["vs_first"]
+        table.add_row(
+            Path(r["file"]).name,
+            str(r["n"]),
+            f"{100 * r['em']:.1f}",
+            f"{100 * r['format_error_rate']:.1f}%",
+            f"{r['turns_mean']:.1f} ± {r['turns_std']:.1f}",
+            f"{r['prompt_tokens']:.0f}",
+            f"{r['generated_tokens']:.0f}",
+            f"{r['seconds']:.2f}",
+            "-" if vs is None else f"+{vs['only_second']} / -{vs['only_first']}, p={vs['p_value']:.3f}",
+        )
+    console.print(table)
+    choice = Table(title="method each episode acted as (reflection -> reflexion, one answer-only turn -> cot)")
+    for col in ("file", "method", "share", "EM", "turns"):
+        choice.add_column(col, justify="left" if col in ("file", "method") else "right")
+    for r in rows:
+        for m in r["acted_as"]:
+            choice.add_row(
+                Path(r["file"]).name,
+                m["method"],
+                f"{100 * m['share']:.1f}% ({m['episodes']})",
+                f"{100 * m['em']:.1f}" if m["episodes"] else "-",
+                f"{m['turns_mean']:.1f} ± {m['turns_std']:.1f}" if m["episodes"] else "-",
+            )
+    console.print(choice)
+    if references is not None:
+        console.print(
+            f"references over {references['questions']} questions every single-method run answered: "
+            f"random method EM {100 * references['random_method_em']:.1f}, "
+            f"per-question oracle EM {100 * references['oracle_em']:.1f}"
+        )
