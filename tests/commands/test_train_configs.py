@@ -112,3 +112,34 @@ def test_on_policy_repro_configs_parse(capsys, monkeypatch, tmp_path):
     cfg = parser.parse_path(str(ROOT / "configs/repro/smollm2_hotpotqa_expert_iteration.yaml"))
     loop = ExpertIteration(**parser.instantiate_classes(cfg).as_dict())
     assert loop.rounds == 2 and loop.pool.samples == 4 and loop.validation.offset == 100
+
+
+def test_reproduce_variants_and_report(tmp_path, monkeypatch, capsys, data_dir):
+    """experiments/reproduce.py's derived runs (data scaling, unmasked) parse through the training CLI
+    with their changes and their own output dirs, and the report pairs each setting with (c)."""
+    sys.path.insert(0, str(ROOT / "experiments"))
+    import reproduce
+
+    from fireact.data.trajectory import Trajectory, write_trajectories
+    from fireact.train import build_cli
+
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(reproduce, "OUT", tmp_path)
+    monkeypatch.setattr(sys, "argv", ["fireact.train"])
+    n100 = yaml.safe_load(reproduce.variant_config("react-n100").read_text())
+    assert n100["trainer"]["max_steps"] == 50 and n100["data"]["init_args"]["mix"] == {"hotpotqa/react": 100}
+    assert "runs/repro/react-n100/checkpoints" in json.dumps(n100) and "runs/repro/react/" not in json.dumps(n100)
+    with pytest.raises(SystemExit):
+        build_cli(["fit", "--config", str(reproduce.variant_config("react-unmasked")), "--print_config"])
+    assert printed_config(capsys.readouterr().out)["data"]["init_args"]["mask_observations"] is False
+
+    def run(name: str, right: set[int]) -> dict:
+        trajs = [Trajectory(f"q{i}", "a", "hotpotqa", "react", reward=float(i in right), id=str(i)) for i in range(10)]
+        write_trajectories(tmp_path / f"eval_{name}.jsonl", trajs)
+        result = {"em": len(right) / 10, "f1": 0, "turns_mean": 1, "turns_std": 0, "format_error_rate": 0}
+        return {"result": {**result, "seconds_per_question": 1.0}}
+
+    steps = {"eval-c": run("c", {0, 1, 2, 3}), "eval-g-n100": run("g-n100", {0, 5}), "eval-g-n200": run("g-n200", {1})}
+    reproduce.report(steps, 10)
+    table = (tmp_path / "results.md").read_text()
+    assert "| g-n100 |" in table and "+1 / -3, p=0.62 |" in table and (tmp_path / "data_scaling.png").stat().st_size
