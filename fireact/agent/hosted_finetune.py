@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
+import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -131,8 +131,11 @@ class HostedFinetune:
     def cancel(self, job_id: str) -> Any:
         return self._call(f"cancelling job {job_id}", self.client.fine_tuning.jobs.cancel, job_id)
 
-    def follow(self, job_id: str, poll_seconds: float) -> Iterator[tuple[Any, list[Any]]]:
-        """(job, its new events, oldest first) at every poll, until the job ends."""
+    def follow(
+        self, job_id: str, poll_seconds: float, stop: threading.Event | None = None
+    ) -> Iterator[tuple[Any, list[Any]]]:
+        """(job, its new events, oldest first) at every poll, until the job ends or `stop` is set."""
+        stop = stop or threading.Event()
         seen: set[str] = set()
         while True:
             job = self.retrieve(job_id)
@@ -142,6 +145,5 @@ class HostedFinetune:
             new = [e for e in reversed(page.data) if e.id not in seen]  # the API lists newest first
             seen.update(e.id for e in new)
             yield job, new
-            if job.status in TERMINAL:
+            if job.status in TERMINAL or stop.wait(poll_seconds):
                 return
-            time.sleep(poll_seconds)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import signal
+import threading
 from pathlib import Path
 
 from fireact.data.errors import FireactError
@@ -73,7 +75,7 @@ def eval_command(model_id: str, task: str) -> str:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from fireact.agent.hosted_finetune import FinetuneRecord, HostedFinetune, run_key
+    from fireact.agent.hosted_finetune import TERMINAL, FinetuneRecord, HostedFinetune, run_key
 
     console = Console(stderr=True, soft_wrap=True)
     chat = check_chat_file(args.file, args.model)
@@ -134,9 +136,21 @@ def run(args: argparse.Namespace) -> int:
     else:
         console.print(f"re-attached to job {rec.job_id} (record: {record_path})")
 
+    stop = threading.Event()
+
+    def on_sigint(*_: object) -> None:  # detach between two polls, never in the middle of a request
+        if stop.is_set():
+            raise KeyboardInterrupt  # a second Ctrl-C does not wait for the request in flight
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
     try:
-        job = follow(api, rec, record_path, args.poll_seconds, console)
+        job = follow(api, rec, record_path, args.poll_seconds, console, stop)
     except KeyboardInterrupt:
+        job = None
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if job is None or (stop.is_set() and job.status not in TERMINAL):
         console.print(
             f"detached from job {rec.job_id}: it keeps running (and billing) on the server. Run the same command "
             "to re-attach, or add --cancel to cancel it."
@@ -152,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def follow(api, rec, record_path: Path, poll_seconds: float, console):
+def follow(api, rec, record_path: Path, poll_seconds: float, console, stop: threading.Event):
     """Poll the job until it ends: its events printed, its metrics steps as a progress bar."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -160,7 +174,7 @@ def follow(api, rec, record_path: Path, poll_seconds: float, console):
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task(f"{rec.job_id}: starting", total=None)
         metrics: dict = {}
-        for job, events in api.follow(rec.job_id, poll_seconds):
+        for job, events in api.follow(rec.job_id, poll_seconds, stop):
             for e in events:
                 if e.type == "metrics" and e.data:
                     metrics = e.data

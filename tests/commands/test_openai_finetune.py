@@ -163,7 +163,7 @@ def test_failed_job_then_new_job(api, chat_file, tmp_path, capsys):
 
 
 def test_interrupt_detaches_and_cancel_cancels(api, chat_file, tmp_path, capsys, monkeypatch):
-    def interrupted(self, job_id, poll_seconds):
+    def interrupted(self, job_id, poll_seconds, stop=None):
         raise KeyboardInterrupt
         yield
 
