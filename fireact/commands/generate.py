@@ -57,16 +57,16 @@ def _generate(args: argparse.Namespace, cfg: RolloutConfig, name: str, root: Pat
         console.print(f"resuming {args.out}: {len(examples) - len(todo)} of {len(examples)} already done")
     finished: list[Trajectory] = []
     failed: list[Trajectory] = []  # ended by a backend or tool failure: not recorded, so a rerun retries them
-
     streak = 0  # episodes failed in a row
 
     def on_done(t: Trajectory) -> None:
         nonlocal spent, streak
         spent += t.meta.get("cost_usd", 0.0)
-        streak = streak + 1 if t.end_reason == "error" else 0
         if t.end_reason == "error":
             failed.append(t)
+            streak += 1
             return
+        streak = 0
         finished.append(t)
         log.record(t, keep=t.reward >= 1.0 or not args.only_successful)
 
