@@ -15,6 +15,7 @@ from fireact.data.errors import FireactError
 from fireact.data.paths import not_utf8, unreadable
 from fireact.data.retry import RETRY_STATUS, HTTPStatusError, with_retries
 from fireact.data.secrets import redact
+from fireact.data.tasks import Example
 
 NONE_OBSERVATION = "None"
 
@@ -96,6 +97,21 @@ class SnapshotSearch:
         docs, scores = self.retriever.retrieve(tokens, k=k, show_progress=False, n_threads=1)
         hits = [self.snippets[int(d)] for d, sc in zip(docs[0], scores[0]) if float(sc) > 0.0]
         return " ... ".join(hits) if hits else NONE_OBSERVATION
+
+
+def snapshot_coverage(tool: SnapshotSearch, examples: list[Example]) -> dict[str, float]:
+    """How far offline search can take a free-form task: the share of questions whose gold answer
+    (SQuAD-normalised, whole words) is in some snapshot snippet at all, and in what the tool returns
+    for the question itself. An upper bound on EM with this tool, and a lower one on the searches
+    an agent needs."""
+    from fireact.data.scoring import normalize_answer
+
+    blob = "\n".join(f" {normalize_answer(s)} " for s in tool.snippets)
+    scored = [(e, f" {normalize_answer(e.answer)} ") for e in examples if e.answer and normalize_answer(e.answer)]
+    anywhere = sum(gold in blob for _, gold in scored)
+    for_question = sum(gold in f" {normalize_answer(tool(e.question))} " for e, gold in scored)
+    n = max(len(scored), 1)
+    return {"questions": len(scored), "answer_in_snapshot": anywhere / n, "answer_for_the_question": for_question / n}
 
 
 def serpapi_observation(result: dict) -> str:

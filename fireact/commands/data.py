@@ -23,6 +23,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     sub.add_parser("path", help="print the resolved data dir").add_argument("--data-dir")
     s = sub.add_parser("snapshot", help="(re)build search_snapshot.jsonl from the data dir's trajectories")
     s.add_argument("--data-dir")
+    c = sub.add_parser("coverage", help="how many gold answers the offline search snapshot can find, per task")
+    c.add_argument("--task", nargs="+", default=["hotpotqa", "bamboogle"], help="free-form tasks (EM on entities)")
+    c.add_argument("--split", help="default: dev, or the task's first split")
+    c.add_argument("--n", type=int, help="first N questions of the paper's seeded selection (default: all)")
+    c.add_argument("--search-k", type=int, default=1, help="snippets per uncached search, as the agents' tool")
+    c.add_argument("--data-dir")
     w = sub.add_parser("synthetic", help="write the invented offline world (task `synthetic`) as a data dir")
     w.add_argument("--out", required=True, help="data dir to write")
     w.add_argument("--people", type=int, default=120)
@@ -38,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
         root = write_world(args.out, n_people=args.people, n_dev=args.dev, seed=args.seed)
         print(f"wrote the synthetic world to {root} (task synthetic, splits train/dev)")
         return 0
+    if args.action == "coverage":
+        return coverage(args)
     if args.action == "snapshot":
         path, n = build_snapshot(resolve_data_dir(args.data_dir))
         print(f"search snapshot: {n} cached Google snippets -> {path}")
@@ -55,4 +63,36 @@ def run(args: argparse.Namespace) -> int:
     print(f"{len(files)} files in {root} verified ({fetched} downloaded, {len(files) - fetched} already there)")
     path, n = build_snapshot(root)
     print(f"search snapshot: {n} cached Google snippets -> {path}")
+    return 0
+
+
+def coverage(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from fireact.agent.tools import SnapshotSearch, snapshot_coverage
+    from fireact.data.errors import FireactError
+    from fireact.data.paths import snapshot_path
+    from fireact.data.tasks import get_task, select
+
+    root = resolve_data_dir(args.data_dir)
+    tool = SnapshotSearch(snapshot_path(root), k=args.search_k)
+    table = Table(title=f"offline search snapshot ({len(tool.snippets)} snippets, k={args.search_k}) vs gold answers")
+    for col in ("task/split", "questions", "answer in some snippet", "answer in the search for the question"):
+        table.add_column(col, justify="left" if col == "task/split" else "right")
+    for name in args.task:
+        task = get_task(name)
+        if not task.uses_f1:
+            raise FireactError(
+                f"--task {name}: its answers are yes/no or a letter, which no snippet can be searched for"
+            )
+        split = args.split or ("dev" if "dev" in task.splits else task.splits[0])
+        examples = task.load(root, split)
+        examples = select(examples, args.n, 233, 0) if args.n else examples
+        c = snapshot_coverage(tool, examples)
+        table.add_row(
+            f"{name}/{split}", str(c["questions"]), f"{100 * c['answer_in_snapshot']:.1f}%",
+            f"{100 * c['answer_for_the_question']:.1f}%",
+        )  # fmt: skip
+    Console().print(table)
     return 0

@@ -49,6 +49,29 @@ def test_snapshot_top_k(tmp_path):
         SnapshotSearch(path, k=0)
 
 
+def test_snapshot_coverage(tmp_path, data_dir, capsys):
+    """Gold answers found as whole normalised words: in any snippet, and in the search for the question."""
+    from fireact.agent.tools import snapshot_coverage
+    from fireact.cli import main
+    from fireact.data.tasks import Example
+
+    path = tmp_path / "s.jsonl"
+    rows = [("nile length", "The Nile is 6,650 km long."), ("capital of france", "Paris is the capital.")]
+    path.write_text("".join(json.dumps({"query": q, "snippet": s}) + "\n" for q, s in rows))
+    examples = [
+        Example("1", "How long is the Nile river?", "6,650 km"),  # found by its own search
+        Example("2", "Who founded Rome?", "Paris"),  # in a snippet, not in the search for it
+        Example("3", "Where is the Louvre?", "Par"),  # a word piece is not the answer
+        Example("4", "Unanswered?", None),
+    ]
+    cov = snapshot_coverage(SnapshotSearch(path), examples)
+    assert cov == {"questions": 3, "answer_in_snapshot": 2 / 3, "answer_for_the_question": 1 / 3}
+    assert main(["data", "coverage", "--task", "bamboogle", "--data-dir", str(data_dir)]) == 0
+    assert "bamboogle/test" in capsys.readouterr().out
+    assert main(["data", "coverage", "--task", "mmlu", "--data-dir", str(data_dir)]) == 2
+    assert "yes/no or a letter" in capsys.readouterr().err
+
+
 def test_snapshot_bad_file(tmp_path):
     from fireact.data.errors import FireactError
 
