@@ -109,11 +109,18 @@ def run_step(steps: dict, name: str, cmd: list[str], done: Path) -> dict:
         # CPU time of the step's processes: unlike the wall time, not inflated if the run was paused
         "cpu_seconds": round(used.ru_utime + used.ru_stime - cpu.ru_utime - cpu.ru_stime, 1),
         "result": json.loads(lines[-1]) if lines else None,
+        "versions": library_versions(),  # the same config moved EM 14 -> 10 across a library upgrade
     }
     steps.update(load_steps())  # another invocation may have recorded steps meanwhile
     steps[name] = record
     (OUT / "steps.json").write_text(json.dumps(steps, indent=1))
     return record
+
+
+def library_versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    return {name: version(name) for name in ("torch", "transformers", "peft", "lightning", "bm25s")}
 
 
 def adapter_dir(run: str) -> Path:
