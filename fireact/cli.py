@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from fireact.commands.common import quiet_known_noise
+
+    quiet_known_noise()
     args = build_parser().parse_args(argv)
     try:
         return args._run(args) or 0

@@ -60,26 +60,8 @@ def config_files(argv: list[str]) -> list[str]:
     return [v for v in values if not v.lstrip().startswith("{") and "\n" not in v]
 
 
-# Third-party deprecation notices printed at every run that say nothing about the user's run; the
-# match is on each message, so any other warning still shows.
-KNOWN_NOISE = (
-    r"`isinstance\(treespec, LeafSpec\)` is deprecated",  # lightning's pytree use under torch 2.13
-    r"Found \d+ module\(s\) in eval mode at the start of training",  # peft's frozen dropout-free layers
-    r"`(is_)?gradient_checkpointing(_enable)?` is deprecated",  # transformers' rename to activation_*
-)
-
-
-def quiet_known_noise() -> None:
-    import os
-    import warnings
-
-    os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")  # LightningCLI's use of old APIs
-    for message in KNOWN_NOISE:
-        warnings.filterwarnings("ignore", message=message)
-
-
 def main(args: list[str] | None = None) -> int:
-    from fireact.commands.common import read_config
+    from fireact.commands.common import quiet_known_noise, read_config
     from fireact.data.errors import FireactError
 
     quiet_known_noise()

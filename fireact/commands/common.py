@@ -46,3 +46,22 @@ def config_problem(message: str) -> str:
     problems = [line.removeprefix("- ") for line in lines if not line.startswith(_FRAME)]
     problems = [p for p in problems if p != "Expected a <class 'NoneType'>"] or lines or [""]
     return f"{keys}: {problems[0]}" if keys else problems[0]
+
+
+# Third-party deprecation notices printed at every run that say nothing about the user's run; the
+# match is on each message, so any other warning still shows.
+KNOWN_NOISE = (
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",  # lightning's pytree use under torch 2.13
+    r"Found \d+ module\(s\) in eval mode at the start of training",  # peft's frozen dropout-free layers
+    r"`(is_)?gradient_checkpointing(_enable)?` is deprecated",  # transformers' rename to activation_*
+)
+
+
+def quiet_known_noise() -> None:
+    """Called first by `fireact` and `python -m fireact.train`."""
+    import os
+    import warnings
+
+    os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")  # LightningCLI's use of old APIs
+    for message in KNOWN_NOISE:
+        warnings.filterwarnings("ignore", message=message)
