@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from transformers.cache_utils import Cache, CacheLayerMixin
 
-from fireact.agent.lm import Completion, cache_kwarg, should_stop, truncate_at_stop
+from fireact.agent.lm import Completion, should_stop, truncate_at_stop
 from fireact.data.prompt_style import prompt_ids
 from fireact.data.token_log import TokenTurn
 
@@ -156,7 +156,6 @@ class ContinuousBatcher:
         config = self.model.config
         config = getattr(config, "get_text_config", lambda: config)()
         self.cache = SlotCache(config.num_hidden_layers, self.slots)
-        self.cache_kwarg = cache_kwarg(self.model)
 
     def _ids(self, prompt) -> list[int]:
         return prompt_ids(prompt, self.tok)
@@ -191,7 +190,7 @@ class ContinuousBatcher:
                 position_ids=pos.to(self.device),
                 use_cache=True,
                 logits_to_keep=1,
-                **{self.cache_kwarg: self.cache},
+                **{self.lm.cache_kwarg: self.cache},
             )
         for s in slots:
             s.stored += s.feed

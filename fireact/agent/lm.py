@@ -239,6 +239,7 @@ class HFLM:
                 raise FireactError("HFLM given a model object needs its tokenizer too")
             self.model, self.tokenizer = model, tokenizer
             self.name = name or "hf:in-memory"
+        self.cache_kwarg = cache_kwarg(self.model)  # the engine uses it too
         self.pad_id = self.tokenizer.pad_token_id
         if self.pad_id is None:
             self.pad_id = self.tokenizer.eos_token_id
@@ -280,7 +281,7 @@ class HFLM:
         )
         criteria = _StopCriteria(self.tokenizer, prompt_len, stop, after_action, len(ids))
         with torch.no_grad():
-            extra = {cache_kwarg(self.model): cache} if cache is not None else {}
+            extra = {self.cache_kwarg: cache} if cache is not None else {}
             seqs = self.model.generate(
                 **enc, **extra, generation_config=config, stopping_criteria=StoppingCriteriaList([criteria])
             )
@@ -320,7 +321,7 @@ class HFLM:
                 cache = DynamicCache(config=self.model.config)
                 prefix = torch.tensor([ids[0][:common]], device=device)
                 with torch.no_grad():
-                    self.model(input_ids=prefix, use_cache=True, **{cache_kwarg(self.model): cache})
+                    self.model(input_ids=prefix, use_cache=True, **{self.cache_kwarg: cache})
             except Exception:  # a model whose cache cannot be built this way: plain prefill
                 self.prefix_cache = False
                 return None, None

@@ -87,9 +87,7 @@ def coverage(args: argparse.Namespace) -> int:
                 f"--task {name}: its answers are yes/no or a letter, which no snippet can be searched for"
             )
         split = args.split or ("dev" if "dev" in task.splits else task.splits[0])
-        examples = task.load(root, split)
-        examples = select(examples, args.n, 233, 0) if args.n else examples
-        c = snapshot_coverage(tool, examples)
+        c = snapshot_coverage(tool, select(task.load(root, split), args.n))
         table.add_row(
             f"{name}/{split}", str(c["questions"]), f"{100 * c['answer_in_snapshot']:.1f}%",
             f"{100 * c['answer_for_the_question']:.1f}%",

@@ -8,7 +8,6 @@ up at once on the rest (401/403/404, a body that is not what was asked for), and
 from __future__ import annotations
 
 import http.client
-import socket
 import time
 import urllib.error
 from collections.abc import Callable
@@ -61,7 +60,7 @@ def is_transient(e: BaseException) -> bool:
     status = status_of(e)
     if status is not None:
         return status in RETRY_STATUS
-    transient = (urllib.error.URLError, ConnectionError, TimeoutError, socket.timeout, http.client.HTTPException)
+    transient = (urllib.error.URLError, ConnectionError, TimeoutError, http.client.HTTPException)
     if isinstance(e, transient):  # refused, reset, unresolvable (offline), timed out, dropped mid-body
         return True
     # requests / httpx name their connection, timeout and protocol errors this way; no import needed
@@ -75,16 +74,10 @@ def describe(e: BaseException, secrets: tuple[str | None, ...] = ()) -> str:
     return f"{type(e).__name__}: {text[0][:300]}" if text and text[0] else type(e).__name__
 
 
-def with_retries(
-    call: Callable[[], T],
-    what: str,
-    delays: tuple[float, ...] | None = None,
-    secrets: tuple[str | None, ...] = (),
-    on_retry: Callable[[int, BaseException], None] | None = None,
-) -> T:
+def with_retries(call: Callable[[], T], what: str, secrets: tuple[str | None, ...] = ()) -> T:
     """`call()`, retried after each transient failure; FireactError naming `what` and whether running
     again may help once the retries are spent or the failure is permanent."""
-    delays = DELAYS if delays is None else delays
+    delays = DELAYS  # read at call time: tests shrink it
     for attempt in range(len(delays) + 1):
         try:
             return call()
@@ -99,7 +92,5 @@ def with_retries(
                 raise FireactError(
                     f"{what} failed after {attempt + 1} attempts: {describe(e, secrets)} (transient: run again later)"
                 ) from None
-            if on_retry is not None:
-                on_retry(attempt + 1, e)
             time.sleep(delays[attempt])
     raise AssertionError("unreachable")

@@ -5,29 +5,18 @@ contain one of the `failing` strings (then HTTP 500, every time: a question whos
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
-from faults import send
+from faults import LocalServer, send
 
 
-class ChatStandIn:
+class ChatStandIn(LocalServer):
     def __init__(self, reply: str = "Thought: easy\nAction: finish[Paris]") -> None:
         self.reply = reply
         self.faults: list[str | None] = []
         self.failing: set[str] = set()
         self.seen: list[dict] = []  # {"body": request JSON, "auth": Authorization header}
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def __enter__(self) -> ChatStandIn:
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(self._handler(), "/v1")
 
     def _handler(self):
         standin = self

@@ -10,10 +10,28 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
-from http.server import BaseHTTPRequestHandler
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 SLOW = 1.5  # seconds; clients under test use a shorter timeout
+
+
+class LocalServer:
+    """A stand-in's HTTP server on 127.0.0.1 (a free port), served while used as a context manager."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler], path: str = "") -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+
+    def __enter__(self):
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def replaces_answer(fault: str | int | None) -> bool:

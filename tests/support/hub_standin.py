@@ -9,31 +9,20 @@ import base64
 import hashlib
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
-from faults import replaces_answer, send
+from faults import LocalServer, replaces_answer, send
 
 
-class HubStandIn:
+class HubStandIn(LocalServer):
     def __init__(self, root: Path, token: str) -> None:
         self.root, self.token = root, token
         self.repos: dict[str, dict] = {}  # repo_id -> {"private": bool}
         self.repo_types: dict[str, str] = {}  # repo_id -> "model" | "dataset"
         self.unhandled: list[str] = []
         self.faults: list[str | None] = []  # one per POST, see faults.py
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> HubStandIn:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(self._handler())
 
     def _handler(self):
         hub = self

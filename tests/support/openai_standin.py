@@ -13,13 +13,13 @@ import email
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qsl, urlparse
 
-from faults import replaces_answer, send
+from faults import LocalServer, replaces_answer, send
 
 
-class OpenAIStandIn:
+class OpenAIStandIn(LocalServer):
     def __init__(self, key: str, steps_per_poll: int = 4) -> None:
         self.key, self.steps_per_poll = key, steps_per_poll
         self.files: dict[str, bytes] = {}
@@ -29,17 +29,7 @@ class OpenAIStandIn:
         self.fail_jobs = False
         self.requests: list[str] = []  # "METHOD /path" of every request, faulted ones included
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> OpenAIStandIn:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(self._handler(), "/v1")
 
     def count(self, request: str) -> int:
         return sum(r == request for r in self.requests)
