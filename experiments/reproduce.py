@@ -19,6 +19,12 @@ greedy decoding, ReAct format, SmolLM2-135M-Instruct:
               (same steps would show 100 trajectories 10 times); c is the 500 point
   h-unmasked  c's recipe with mask_observations: false (observations in the loss, as FireAct's released
               runs trained), same data, steps and questions
+  m           multi-task (the paper's multi-task table): c's recipe on ReAct trajectories of HotpotQA,
+              StrategyQA and MMLU drawn from multitask.json (all 458 HotpotQA, 200 StrategyQA, all 160
+              MMLU), 2 epochs
+  a@T, c@T, m@T
+              the prompted model, c and m on task T: strategyqa (dev), mmlu (dev) or bamboogle (test,
+              a task none of them trained on), first N questions of the same seeded selection
 
 Every step runs the public CLI in a subprocess. The command, wall time and result of each step go to
 OUT/steps.json; finished steps are skipped on a rerun, so an interrupted run resumes. The report
@@ -61,10 +67,20 @@ SETTINGS = {  # name -> (label, adapter run, extra eval args)
 }
 SETTINGS.update({f"g-n{n}": (f"FireAct: {n} HotpotQA ReAct (2 epochs)", f"react-n{n}", []) for n in (100, 200, 300)})
 SETTINGS["h-unmasked"] = ("(c) with observations in the loss", "react-unmasked", [])
+SETTINGS["m"] = ("FireAct: multi-task ReAct (HotpotQA+StrategyQA+MMLU)", "multitask", [])
+CROSS_TASKS = {"strategyqa": "dev", "mmlu": "dev", "bamboogle": "test"}  # task -> split; HotpotQA is dev
+for _agent in ("a", "c", "m"):
+    for _task in CROSS_TASKS:
+        SETTINGS[f"{_agent}@{_task}"] = (f"{SETTINGS[_agent][0]}, on {_task}", *SETTINGS[_agent][1:])
 # derived runs: c's config with these changes (data: init_args keys; max_steps: trainer)
 VARIANTS = {
     **{f"react-n{n}": {"mix": {"hotpotqa/react": n}, "max_steps": n // 2} for n in (100, 200, 300)},
     "react-unmasked": {"mask_observations": False},
+    "multitask": {
+        "sources": ["finetune/alpaca_format/multitask.json"],
+        "mix": {"hotpotqa/react": 458, "strategyqa/react": 200, "mmlu/react": 160},
+        "max_steps": 409,  # 818 trajectories x 2 epochs / batch 4
+    },
 }
 EI_CONFIG = "configs/repro/smollm2_hotpotqa_expert_iteration.yaml"
 
@@ -148,10 +164,17 @@ def train_and_export(steps: dict, run: str) -> None:
     run_step(steps, f"export-{run}", export, adapter_dir(run) / "adapter_config.json")
 
 
+def task_of(setting: str) -> tuple[str, str]:
+    """The task and split a setting is scored on: "m@mmlu" is m on MMLU dev; plain names, HotpotQA dev."""
+    task = setting.partition("@")[2] or "hotpotqa"
+    return task, CROSS_TASKS.get(task, "dev")
+
+
 def evaluate(steps: dict, setting: str, args: argparse.Namespace) -> None:
     _, run, extra = SETTINGS[setting]
     out = OUT / f"eval_{setting}.jsonl"
-    cmd = [*PY, "fireact", "eval", "--task", "hotpotqa", "--split", "dev", "--n", str(args.n), "--out", str(out)]
+    task, split = task_of(setting)
+    cmd = [*PY, "fireact", "eval", "--task", task, "--split", split, "--n", str(args.n), "--out", str(out)]
     cmd += ["--json", "--threads", str(args.threads), "--batch-size", str(args.batch_size), *extra]
     if run is not None:
         cmd += ["--adapter", str(adapter_dir(run))]
@@ -168,7 +191,7 @@ def report(steps: dict, n: int) -> None:
     rows, names, ems = [], [], []
     for setting, (label, run, _) in SETTINGS.items():
         step = steps.get(f"eval-{setting}")
-        if not step:
+        if not step or "@" in setting:
             continue
         r = step["result"]
         train = steps.get(f"train-{run.split('/')[0]}", {}).get("seconds") if run else None
@@ -186,6 +209,7 @@ def report(steps: dict, n: int) -> None:
         "|---|---|---|---|---|---|---|---|---|",
         *rows,
     ]
+    table += multitask_table(steps, n)
     (OUT / "results.md").write_text("\n".join(table) + "\n")
     fig, ax = plt.subplots(figsize=(9, 4))
     ax.bar(names, ems, color=["#888" if s in ("a", "b") else "#d62728" for s in names])
@@ -202,13 +226,41 @@ def report(steps: dict, n: int) -> None:
     print("\n".join(table))
 
 
+def multitask_table(steps: dict, n: int) -> list[str]:
+    """EM (format errors) of the prompted model, c and m on every task, paired with c per task."""
+    agents = {agent: SETTINGS[agent][0] for agent in ("a", "c", "m")}
+    if not any(f"eval-{a}@{t}" in steps for a in agents for t in CROSS_TASKS):
+        return []
+    names = ["hotpotqa", *CROSS_TASKS]
+    lines = [
+        "",
+        f"Multi-task: first {n} questions of each task (HotpotQA, StrategyQA and MMLU dev, Bamboogle test:",
+        "trained on by none). EM % (format errors %), and vs (c) on the same questions: +/-, McNemar p.",
+        "",
+        f"| agent | {' | '.join(names)} |",
+        "|---|" + "---|" * len(names),
+    ]
+    for agent, label in agents.items():
+        cells = []
+        for task in names:
+            setting = agent if task == "hotpotqa" else f"{agent}@{task}"
+            r = (steps.get(f"eval-{setting}") or {}).get("result")
+            pair = "" if agent == "c" else f"; {paired_with_c(setting)}"
+            cells.append(f"{100 * r['em']:.1f} ({100 * r['format_error_rate']:.0f}){pair}" if r else "-")
+        lines.append(f"| {agent}: {label} | {' | '.join(cells)} |")
+    return lines
+
+
 def paired_with_c(setting: str) -> str:
-    """Questions only this setting got right / only (c) got right, and the exact McNemar p-value."""
+    """Questions only this setting got right / only (c) got right on the same task, and the exact
+    McNemar p-value."""
     from fireact.data.evaluation import mcnemar
     from fireact.data.trajectory import read_trajectories
 
-    mine, c = OUT / f"eval_{setting}.jsonl", OUT / "eval_c.jsonl"
-    if setting == "c" or not (mine.is_file() and c.is_file()):
+    task = setting.partition("@")[2]
+    c_setting = f"c@{task}" if task else "c"
+    mine, c = OUT / f"eval_{setting}.jsonl", OUT / f"eval_{c_setting}.jsonl"
+    if setting == c_setting or not (mine.is_file() and c.is_file()):
         return "-"
     t = mcnemar(read_trajectories(c), read_trajectories(mine))
     return f"+{t['only_second']} / -{t['only_first']}, p={t['p_value']:.2f}"

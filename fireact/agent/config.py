@@ -33,6 +33,11 @@ class RolloutConfig:
     n: int | None = _opt(None, "questions per task (default: all)")
     seed: int | None = _opt(233, "question selection shuffle seed (the paper's: 233)")
     offset: int = _opt(0, "skip this many selected questions")
+    answerable: bool = _opt(
+        False,
+        "only questions whose gold answer is in some snapshot snippet: offline, search cannot answer the "
+        "rest (see `fireact data coverage`); selected before offset and n",
+    )
     method: str = _opt("react", "agent method", choices=METHODS)
     format: str | None = _opt(
         None, "prompt format (default: the one saved with the model, else chat)", choices=("chat", "alpaca")
@@ -68,8 +73,20 @@ class RolloutConfig:
             raise FireactError(f"rollout option top_p must be in (0, 1], got {self.top_p}")
 
     def examples(self, task: str, data_dir: Path) -> list[Example]:
-        """The paper's seeded question selection of one task."""
-        return select(get_task(task).load(data_dir, self.split), self.n, self.seed, self.offset)
+        """The paper's seeded question selection of one task (of its answerable questions if asked)."""
+        examples = get_task(task).load(data_dir, self.split)
+        if self.answerable:
+            if not get_task(task).uses_f1:
+                raise FireactError(
+                    f"rollout option answerable: {task}'s answers are yes/no or a letter, not searchable"
+                )
+            from fireact.agent.tools import SnapshotSearch
+            from fireact.data.paths import snapshot_path
+
+            snapshot = SnapshotSearch(snapshot_path(data_dir))
+            examples = [e for e in select(examples, None, self.seed) if snapshot.holds(e.answer)]
+            return select(examples, self.n, None, self.offset)
+        return select(examples, self.n, self.seed, self.offset)
 
     def make_tool(self, data_dir: Path | None):
         from fireact.agent.tools import make_tool

@@ -9,7 +9,13 @@
 - KV reuse across turns and episodes: every slot stores the KV of the tokens it has seen; the next
   prompt is re-rendered and tokenized in full (exactly what one-at-a-time generation would see), its
   longest common prefix with the stored tokens is kept, and only the rest is fed. The few-shot
-  prefix is prefilled once and copied to the slots that share it.
+  prefix is prefilled once and copied to the slots that share it;
+- draft and verify (greedy, when few rows are left): a step on few rows costs about as much as on
+  many (the weights are read once per step), so each greedy row feeds its last token plus up to
+  `draft_tokens` drafted ones, copied from what followed the latest earlier occurrence of its
+  context's last n-gram (prompt lookup: actions copy entities from the question and observations).
+  One forward scores them all; the drafts that match the model's own argmax are kept, plus its next
+  token, and the KV of the rest is forgotten. Lossless: the tokens are the argmax at every position.
 
 Rows live in one preallocated buffer per layer ([slots, kv heads, capacity, head dim]); row r's
 token at position p is stored at index p, so rolling back is just forgetting a length, and a 4D
@@ -147,8 +153,10 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
 class ContinuousBatcher:
     """Plays episodes on `slots` KV rows of an HFLM's model (greedy or sampled)."""
 
-    def __init__(self, lm: Any, slots: int, min_shared_prefix: int = 32):
+    def __init__(self, lm: Any, slots: int, min_shared_prefix: int = 32, draft_tokens: int | None = None):
         self.lm, self.slots, self.min_shared_prefix = lm, max(1, slots), min_shared_prefix
+        self.draft_tokens = getattr(lm, "draft_tokens", 0) if draft_tokens is None else draft_tokens
+        self.drafts = {"proposed": 0, "accepted": 0}  # draft tokens fed and kept (bench/rollout_throughput.py)
         self.model, self.tok = lm.model, lm.tokenizer
         self.device = next(self.model.parameters()).device
         eos = lm.eos_ids
@@ -160,8 +168,9 @@ class ContinuousBatcher:
     def _ids(self, prompt) -> list[int]:
         return prompt_ids(prompt, self.tok)
 
-    def _forward(self, slots: list[_Slot]) -> torch.Tensor:
-        """Run each slot's `feed` tokens (left-padded to a common width); returns last-token logits."""
+    def _forward(self, slots: list[_Slot], keep: int = 1) -> torch.Tensor:
+        """Run each slot's `feed` tokens (left-padded to a common width); returns the logits of the
+        last token ([rows, vocab]), or of the last `keep` positions ([rows, keep, vocab])."""
         st = self.cache.state
         q = max(len(s.feed) for s in slots)  # (at least one slot feeds tokens)
         n = len(slots)
@@ -189,13 +198,13 @@ class ContinuousBatcher:
                 attention_mask=mask[:, None].to(self.device),
                 position_ids=pos.to(self.device),
                 use_cache=True,
-                logits_to_keep=1,
+                logits_to_keep=keep,
                 **{self.lm.cache_kwarg: self.cache},
             )
         for s in slots:
             s.stored += s.feed
             s.feed = []
-        return out.logits[:, -1, :]
+        return out.logits[:, -1, :] if keep == 1 else out.logits
 
     def _start_turn(self, s: _Slot, ids: list[int], record: bool = False, first: bool = False) -> None:
         if record:  # the prompt as the part of the last context + sampled tokens it keeps, then new ids
@@ -282,11 +291,36 @@ class ContinuousBatcher:
                         if s.index in held:
                             s.feed = held[s.index]
                     logits = logits[[s.index for s in group]]
+                elif phase == "decode" and self.draft_tokens and all(s.sampling[0] <= 0 for s in group):
+                    self._decode_drafted(group, job, generator)
+                    continue
                 else:
                     logits = self._forward(group)
                 nxt, logprobs = self._choose(group, logits, generator, cfg.record_tokens)
                 for s, t, lp in zip(group, nxt, logprobs):
                     self._advance(s, t, lp, job)
+
+    def _decode_drafted(self, group: list[_Slot], job: RolloutJob, generator: torch.Generator) -> None:
+        """One greedy step that may emit several tokens per row (draft and verify, module docstring)."""
+        k = min(self.draft_tokens, self.slots // len(group) - 1)  # ~ the tokens of a full decode step
+        fed = []
+        for s in group:
+            s.feed = s.feed + (_lookup_draft(s.stored + s.feed, k) if k > 0 else [])
+            fed.append(len(s.feed))
+        q = max(fed)
+        logits = self._forward(group, keep=q).reshape(len(group), q, -1)  # [rows, q, vocab], also when q == 1
+        for r, (s, m) in enumerate(zip(group, fed)):
+            tokens, logprobs = choose_tokens(logits[r, q - m :], 0.0, 1.0, generator, job.config.record_tokens)
+            drafted = s.stored[len(s.stored) - m + 1 :]
+            ok = 0
+            while ok < m - 1 and tokens[ok] == drafted[ok]:
+                ok += 1
+            del s.stored[len(s.stored) - (m - 1 - ok) :]  # the rejected drafts' KV is forgotten
+            self.drafts["proposed"] += m - 1
+            self.drafts["accepted"] += ok
+            for t, lp in zip(tokens[: ok + 1], logprobs[: ok + 1]):
+                if not self._advance(s, t, lp, job):
+                    break
 
     @staticmethod
     def _choose(group: list[_Slot], logits: torch.Tensor, generator: torch.Generator, with_logprobs: bool):
@@ -301,7 +335,8 @@ class ContinuousBatcher:
             logprobs += lp
         return tokens, logprobs
 
-    def _advance(self, s: _Slot, token: int, logprob: float, job: RolloutJob) -> None:
+    def _advance(self, s: _Slot, token: int, logprob: float, job: RolloutJob) -> bool:
+        """Append one generated token; False when it ended the turn."""
         s.generated.append(token)
         if job.config.record_tokens:
             s.log[-1].generated.append(token)
@@ -313,16 +348,17 @@ class ContinuousBatcher:
             s.feed = [token]
             if (stream := getattr(s.episode, "on_text", None)) is not None:
                 stream(text)
-            return
+            return True
         c = Completion(truncate_at_stop(text, spec.stop, spec.stop_after_action), s.prompt_tokens, len(s.generated))
         s.feed = []
         call = s.episode.act(c, job.tools)
         if call is not None and getattr(call.tool, "blocking_io", False):
             s.waiting = self._tool_pool.submit(call.run)
-            return
+            return False
         if call is not None:
             s.episode.observe(*call.run())
         self._next_turn(s, job)
+        return False
 
     def _next_turn(self, s: _Slot, job: RolloutJob) -> None:
         """After a step and its observation: the episode's next prompt, or its end (the slot frees)."""
@@ -334,6 +370,18 @@ class ContinuousBatcher:
             s.episode, s.feed = None, []
         else:
             self._start_turn(s, self._ids(ep.prompt()), job.config.record_tokens)
+
+
+def _lookup_draft(context: list[int], k: int, ngram: tuple[int, ...] = (3, 2)) -> list[int]:
+    """Up to k tokens that followed the latest earlier occurrence of the context's last n-gram."""
+    for n in ngram:
+        if len(context) <= n:
+            continue
+        tail = context[-n:]
+        for i in range(len(context) - n - 1, -1, -1):
+            if context[i : i + n] == tail:
+                return context[i + n : i + n + k]
+    return []
 
 
 def choose_tokens(

@@ -218,11 +218,13 @@ class HFLM:
         min_prefix: int = 64,
         continuous: bool = True,
         prompt_style: PromptStyle | None = None,
+        draft_tokens: int = 8,
     ):
         import torch
 
         self.prefix_cache, self.min_prefix = prefix_cache, min_prefix
         self.continuous = continuous  # run_rollouts uses the continuous-batching engine (engine.py)
+        self.draft_tokens = draft_tokens  # engine: greedy drafts verified per step when few rows are left (0: off)
         self._prefix_key: tuple[int, ...] | None = None
         self._prefix_kv: Any = None
         self.prompt_style = prompt_style

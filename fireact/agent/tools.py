@@ -78,9 +78,19 @@ class SnapshotSearch:
         self.exact = {}
         for q, s in zip(self.queries, self.snippets):
             self.exact.setdefault(normalize_query(q), s)
+        self._normalized: str | None = None  # all snippets, normalised once for `holds`
         self.retriever = bm25s.BM25()
         corpus = [f"{q} {s}" for q, s in zip(self.queries, self.snippets)]
         self.retriever.index(bm25s.tokenize(corpus, stopwords="en", show_progress=False), show_progress=False)
+
+    def holds(self, answer: str) -> bool:
+        """Whether the answer (SQuAD-normalised, whole words) is in some snippet: findable offline."""
+        from fireact.data.scoring import normalize_answer
+
+        if self._normalized is None:
+            self._normalized = "\n".join(f" {normalize_answer(s)} " for s in self.snippets)
+        gold = normalize_answer(answer)
+        return bool(gold) and f" {gold} " in self._normalized
 
     def __call__(self, query: str) -> str:
         import bm25s
@@ -106,10 +116,9 @@ def snapshot_coverage(tool: SnapshotSearch, examples: list[Example]) -> dict[str
     an agent needs."""
     from fireact.data.scoring import normalize_answer
 
-    blob = "\n".join(f" {normalize_answer(s)} " for s in tool.snippets)
-    scored = [(e, f" {normalize_answer(e.answer)} ") for e in examples if e.answer and normalize_answer(e.answer)]
-    anywhere = sum(gold in blob for _, gold in scored)
-    for_question = sum(gold in f" {normalize_answer(tool(e.question))} " for e, gold in scored)
+    scored = [e for e in examples if normalize_answer(e.answer or "")]
+    anywhere = sum(tool.holds(e.answer) for e in scored)
+    for_question = sum(f" {normalize_answer(e.answer)} " in f" {normalize_answer(tool(e.question))} " for e in scored)
     n = max(len(scored), 1)
     return {"questions": len(scored), "answer_in_snapshot": anywhere / n, "answer_for_the_question": for_question / n}
 

@@ -85,6 +85,41 @@ def test_tiny_rollouts_continuous_equal_one_at_a_time(tiny, tiny_model_dir, data
         assert x.meta["completion_tokens"] == y.meta["completion_tokens"]
 
 
+def test_draft_and_verify_is_lossless(tiny, data_dir, monkeypatch):
+    """Greedy drafts (prompt lookup) verified in one forward give the very tokens and log-probs of
+    one-token steps, and some drafts are kept (a random tiny model repeats itself)."""
+    from fireact.agent import engine
+
+    made: list[ContinuousBatcher] = []
+    init = ContinuousBatcher.__init__
+    monkeypatch.setattr(
+        ContinuousBatcher, "__init__", lambda self, *a, **k: (init(self, *a, **k), made.append(self))[0]
+    )
+    assert engine._lookup_draft([1, 2, 3, 9, 1, 2, 3, 7, 5, 1, 2, 3], 3) == [7, 5, 1]  # the latest occurrence
+    assert engine._lookup_draft([4, 5, 6], 3) == []
+    task = get_task("hotpotqa")
+    examples = select(task.load(data_dir, "dev"), 6)
+    tool = SnapshotSearch(snapshot_path(data_dir))
+    # 5 slots for 6 questions: the tiny model always writes max_tokens, so the 6th episode decodes alone
+    cfg = RolloutConfig(few_shot=1, max_turns=3, max_tokens=24, batch_size=5, record_tokens=True)
+    pool = default_exemplar_pool(data_dir, task.name)
+    runs = {}
+    for draft in (0, 6):
+        monkeypatch.setattr(tiny, "draft_tokens", draft)
+        runs[draft] = run_rollouts(tiny, tool, task, examples, cfg, pool)
+    assert made[0].drafts["proposed"] == 0 and made[1].drafts["accepted"] > 0
+    for x, y in zip(runs[0], runs[6]):
+        assert [(t.thought, t.action, t.observation) for t in x.turns] == [
+            (t.thought, t.action, t.observation) for t in y.turns
+        ]
+        turns_x, turns_y = x.meta["token_turns"], y.meta["token_turns"]
+        assert [(t["keep"], t["prompt"], t["generated"]) for t in turns_x] == [
+            (t["keep"], t["prompt"], t["generated"]) for t in turns_y
+        ]
+        for a, b in zip(turns_x, turns_y):
+            assert a["logprobs"] == pytest.approx(b["logprobs"], abs=1e-4)
+
+
 @pytest.mark.slow
 def test_real_smollm2_few_shot_multi_turn_equal_one_at_a_time(smollm2_dir, data_dir):
     task = get_task("hotpotqa")

@@ -12,6 +12,7 @@ from faults import refused_url, send
 
 from fireact.agent.tools import NoisySearch, SerpAPISearch, SnapshotSearch, ToolError, serpapi_observation
 from fireact.data import retry
+from fireact.data.errors import FireactError
 from fireact.data.paths import snapshot_path
 
 
@@ -31,7 +32,6 @@ def test_snapshot_exact_then_bm25(snapshot):
 
 
 def test_snapshot_top_k(tmp_path):
-    from fireact.data.errors import FireactError
 
     path = tmp_path / "s.jsonl"
     rows = [
@@ -72,8 +72,21 @@ def test_snapshot_coverage(tmp_path, data_dir, capsys):
     assert "yes/no or a letter" in capsys.readouterr().err
 
 
+def test_answerable_selection(data_dir):
+    """`answerable` keeps the seeded order of the questions the snapshot can answer, then offset/n."""
+    from fireact.agent.config import RolloutConfig
+
+    snapshot = SnapshotSearch(snapshot_path(data_dir))
+    every = RolloutConfig().examples("hotpotqa", data_dir)
+    chosen = RolloutConfig(n=10, offset=5, answerable=True).examples("hotpotqa", data_dir)
+    findable = [e for e in every if snapshot.holds(e.answer)]
+    assert 0 < len(findable) < len(every)
+    assert [e.id for e in chosen] == [e.id for e in findable[5:15]]
+    with pytest.raises(FireactError, match="yes/no or a letter"):
+        RolloutConfig(answerable=True).examples("strategyqa", data_dir)
+
+
 def test_snapshot_bad_file(tmp_path):
-    from fireact.data.errors import FireactError
 
     bad = tmp_path / "s.jsonl"
     bad.write_text('{"query": "a"}\n')

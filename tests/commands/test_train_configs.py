@@ -132,6 +132,11 @@ def test_reproduce_variants_and_report(tmp_path, monkeypatch, capsys, data_dir):
     with pytest.raises(SystemExit):
         build_cli(["fit", "--config", str(reproduce.variant_config("react-unmasked")), "--print_config"])
     assert printed_config(capsys.readouterr().out)["data"]["init_args"]["mask_observations"] is False
+    with pytest.raises(SystemExit):
+        build_cli(["fit", "--config", str(reproduce.variant_config("multitask")), "--print_config"])
+    multitask = printed_config(capsys.readouterr().out)
+    assert multitask["data"]["init_args"]["mix"]["mmlu/react"] == 160 and multitask["trainer"]["max_steps"] == 409
+    assert reproduce.task_of("m@bamboogle") == ("bamboogle", "test") and reproduce.task_of("c") == ("hotpotqa", "dev")
 
     def run(name: str, right: set[int]) -> dict:
         trajs = [Trajectory(f"q{i}", "a", "hotpotqa", "react", reward=float(i in right), id=str(i)) for i in range(10)]
@@ -140,6 +145,12 @@ def test_reproduce_variants_and_report(tmp_path, monkeypatch, capsys, data_dir):
         return {"result": {**result, "seconds_per_question": 1.0}}
 
     steps = {"eval-c": run("c", {0, 1, 2, 3}), "eval-g-n100": run("g-n100", {0, 5}), "eval-g-n200": run("g-n200", {1})}
+    steps |= {"eval-c@mmlu": run("c@mmlu", {0}), "eval-m@mmlu": run("m@mmlu", {0, 1, 2})}
     reproduce.report(steps, 10)
     table = (tmp_path / "results.md").read_text()
     assert "| g-n100 |" in table and "+1 / -3, p=0.62 |" in table and (tmp_path / "data_scaling.png").stat().st_size
+    assert "| c@mmlu |" not in table and "| hotpotqa | strategyqa | mmlu | bamboogle |" in table
+    assert "| c: FireAct: 500 HotpotQA ReAct | 40.0 (0) | - | 10.0 (0) | - |" in table
+    assert (
+        "| m: FireAct: multi-task ReAct (HotpotQA+StrategyQA+MMLU) | - | - | 30.0 (0); +2 / -0, p=0.50 | - |" in table
+    )
