@@ -22,6 +22,10 @@ greedy decoding, ReAct format, SmolLM2-135M-Instruct:
   m           multi-task (the paper's multi-task table): c's recipe on ReAct trajectories of HotpotQA,
               StrategyQA and MMLU drawn from multitask.json (all 458 HotpotQA, 200 StrategyQA, all 160
               MMLU), 2 epochs
+  s-cot, s-reflexion
+              single-method agents for the method-choice study (the paper's Table 4 references): c's recipe
+              on the CoT-only or Reflexion-only HotpotQA trajectories (c is the ReAct one), 2 epochs; the
+              report gives d's method choice and the random-method and oracle EM of {s-cot, c, s-reflexion}
   a@T, c@T, m@T
               the prompted model, c and m on task T: strategyqa (dev), mmlu (dev) or bamboogle (test,
               a task none of them trained on), first N questions of the same seeded selection
@@ -67,6 +71,8 @@ SETTINGS = {  # name -> (label, adapter run, extra eval args)
 }
 SETTINGS.update({f"g-n{n}": (f"FireAct: {n} HotpotQA ReAct (2 epochs)", f"react-n{n}", []) for n in (100, 200, 300)})
 SETTINGS["h-unmasked"] = ("(c) with observations in the loss", "react-unmasked", [])
+SETTINGS["s-cot"] = ("FireAct: HotpotQA CoT only", "cot", [])
+SETTINGS["s-reflexion"] = ("FireAct: HotpotQA Reflexion only", "reflexion", [])
 SETTINGS["m"] = ("FireAct: multi-task ReAct (HotpotQA+StrategyQA+MMLU)", "multitask", [])
 CROSS_TASKS = {"strategyqa": "dev", "mmlu": "dev", "bamboogle": "test"}  # task -> split; HotpotQA is dev
 for _agent in ("a", "c", "m"):
@@ -76,10 +82,19 @@ for _agent in ("a", "c", "m"):
 VARIANTS = {
     **{f"react-n{n}": {"mix": {"hotpotqa/react": n}, "max_steps": n // 2} for n in (100, 200, 300)},
     "react-unmasked": {"mask_observations": False},
+    # counts a little under what each cell has, so none is upsampled after the 5 held-out questions
+    **{
+        method: {
+            "sources": ["finetune/alpaca_format/hotpotqa_multimethod.json"],
+            "mix": {f"hotpotqa/{method}": n},
+            "max_steps": n // 2,
+        }
+        for method, n in (("cot", 180), ("reflexion", 44))
+    },  # fmt: skip
     "multitask": {
         "sources": ["finetune/alpaca_format/multitask.json"],
-        "mix": {"hotpotqa/react": 458, "strategyqa/react": 200, "mmlu/react": 160},
-        "max_steps": 409,  # 818 trajectories x 2 epochs / batch 4
+        "mix": {"hotpotqa/react": 450, "strategyqa/react": 200, "mmlu/react": 150},
+        "max_steps": 400,  # 800 trajectories x 2 epochs / batch 4
     },
 }
 EI_CONFIG = "configs/repro/smollm2_hotpotqa_expert_iteration.yaml"
@@ -209,7 +224,7 @@ def report(steps: dict, n: int) -> None:
         "|---|---|---|---|---|---|---|---|---|",
         *rows,
     ]
-    table += multitask_table(steps, n)
+    table += multitask_table(steps, n) + method_choice_table() + cost_table(n)
     (OUT / "results.md").write_text("\n".join(table) + "\n")
     fig, ax = plt.subplots(figsize=(9, 4))
     ax.bar(names, ems, color=["#888" if s in ("a", "b") else "#d62728" for s in names])
@@ -248,6 +263,48 @@ def multitask_table(steps: dict, n: int) -> list[str]:
             pair = "" if agent == "c" else f"; {paired_with_c(setting)}"
             cells.append(f"{100 * r['em']:.1f} ({100 * r['format_error_rate']:.0f}){pair}" if r else "-")
         lines.append(f"| {agent}: {label} | {' | '.join(cells)} |")
+    return lines
+
+
+def method_choice_table() -> list[str]:
+    """d's episodes by the method they acted as, and the random-method and oracle references of the
+    single-method agents (the paper's Table 4 analysis), from the eval files."""
+    from fireact.data.evaluation import method_choice, method_references
+    from fireact.data.trajectory import read_trajectories
+
+    files = {name: OUT / f"eval_{name}.jsonl" for name in ("d", "s-cot", "c", "s-reflexion")}
+    if not all(f.is_file() for f in files.values()):
+        return []
+    d = read_trajectories(files["d"])
+    singles = {
+        m: read_trajectories(files[s]) for m, s in (("cot", "s-cot"), ("react", "c"), ("reflexion", "s-reflexion"))
+    }
+    refs = method_references(singles)
+    lines = ["", "Method choice of (d), by what each episode did (reflection -> reflexion, one answer-only turn -> cot):",
+             "", "| acted as | share % | EM % | turns (mean ± std) |", "|---|---|---|---|"]  # fmt: skip
+    lines += [f"| {r.method} | {100 * r.share:.0f} | {100 * r.em:.1f} | {r.turns_mean:.2f} ± {r.turns_std:.2f} |"
+              for r in method_choice(d)]  # fmt: skip
+    return lines + [
+        "",
+        f"References from the single-method agents on the same {refs['questions']} questions: random method "
+        f"{100 * refs['random_method_em']:.1f} EM, per-question oracle {100 * refs['oracle_em']:.1f} EM.",
+    ]
+
+
+def cost_table(n: int) -> list[str]:
+    """Prompt tokens, generated tokens and episode seconds per question: few-shot prompting vs the
+    fine-tuned agents (the paper's Table 3 efficiency axes)."""
+    from fireact.data.evaluation import cost_row
+    from fireact.data.trajectory import read_trajectories
+
+    rows = [(s, OUT / f"eval_{s}.jsonl") for s in ("a", "b", "c", "d", "m") if (OUT / f"eval_{s}.jsonl").is_file()]
+    if len(rows) < 2:
+        return []
+    lines = ["", f"Cost per question (HotpotQA dev, {n} questions):", "",
+             "| setting | prompt tokens | generated tokens | episode s |", "|---|---|---|---|"]  # fmt: skip
+    for setting, path in rows:
+        c = cost_row(read_trajectories(path))
+        lines.append(f"| {setting} | {c['prompt_tokens']:.0f} | {c['generated_tokens']:.0f} | {c['seconds']:.2f} |")
     return lines
 
 

@@ -135,7 +135,7 @@ def test_reproduce_variants_and_report(tmp_path, monkeypatch, capsys, data_dir):
     with pytest.raises(SystemExit):
         build_cli(["fit", "--config", str(reproduce.variant_config("multitask")), "--print_config"])
     multitask = printed_config(capsys.readouterr().out)
-    assert multitask["data"]["init_args"]["mix"]["mmlu/react"] == 160 and multitask["trainer"]["max_steps"] == 409
+    assert multitask["data"]["init_args"]["mix"]["mmlu/react"] == 150 and multitask["trainer"]["max_steps"] == 400
     assert reproduce.task_of("m@bamboogle") == ("bamboogle", "test") and reproduce.task_of("c") == ("hotpotqa", "dev")
 
     def run(name: str, right: set[int]) -> dict:
@@ -146,6 +146,7 @@ def test_reproduce_variants_and_report(tmp_path, monkeypatch, capsys, data_dir):
 
     steps = {"eval-c": run("c", {0, 1, 2, 3}), "eval-g-n100": run("g-n100", {0, 5}), "eval-g-n200": run("g-n200", {1})}
     steps |= {"eval-c@mmlu": run("c@mmlu", {0}), "eval-m@mmlu": run("m@mmlu", {0, 1, 2})}
+    steps |= {f"eval-{s}": run(s, right) for s, right in (("d", {0}), ("s-cot", {5, 6}), ("s-reflexion", {0, 9}))}
     reproduce.report(steps, 10)
     table = (tmp_path / "results.md").read_text()
     assert "| g-n100 |" in table and "+1 / -3, p=0.62 |" in table and (tmp_path / "data_scaling.png").stat().st_size
@@ -154,3 +155,9 @@ def test_reproduce_variants_and_report(tmp_path, monkeypatch, capsys, data_dir):
     assert (
         "| m: FireAct: multi-task ReAct (HotpotQA+StrategyQA+MMLU) | - | - | 30.0 (0); +2 / -0, p=0.50 | - |" in table
     )
+    # random method: (4 + 2 + 2) / 3 right per 10 questions; oracle: 0-3, 5, 6, 9 right
+    assert (
+        "| react | 100 | 10.0 | 0.00 ± 0.00 |" in table
+        and "random method 26.7 EM, per-question oracle 70.0 EM" in table
+    )
+    assert "| d | 0 | 0 | 0.00 |" in table
