@@ -57,11 +57,24 @@ KNOWN_NOISE = (
 )
 
 
+KNOWN_LOG_NOISE = {  # logger -> messages
+    # logged at every import of deepspeed on a machine without a GPU (the CPU is what it then uses)
+    "DeepSpeed": (
+        r"^Setting accelerator to CPU\. If you have GPU or other accelerator, we were unable to detect it\.$",
+    ),
+}
+
+
 def quiet_known_noise() -> None:
     """Called first by `fireact` and `python -m fireact.train`."""
+    import logging
     import os
+    import re
     import warnings
 
     os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")  # LightningCLI's use of old APIs
     for message in KNOWN_NOISE:
         warnings.filterwarnings("ignore", message=message)
+    for name, messages in KNOWN_LOG_NOISE.items():  # the library's logger keeps a filter added before it loads
+        known = re.compile("|".join(messages))
+        logging.getLogger(name).addFilter(lambda record, known=known: not known.search(record.getMessage()))
