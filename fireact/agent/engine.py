@@ -153,9 +153,9 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
 class ContinuousBatcher:
     """Plays episodes on `slots` KV rows of an HFLM's model (greedy or sampled)."""
 
-    def __init__(self, lm: Any, slots: int, min_shared_prefix: int = 32, draft_tokens: int | None = None):
+    def __init__(self, lm: Any, slots: int, min_shared_prefix: int = 32):
         self.lm, self.slots, self.min_shared_prefix = lm, max(1, slots), min_shared_prefix
-        self.draft_tokens = getattr(lm, "draft_tokens", 0) if draft_tokens is None else draft_tokens
+        self.draft_tokens = getattr(lm, "draft_tokens", 0)
         self.drafts = {"proposed": 0, "accepted": 0}  # draft tokens fed and kept (bench/rollout_throughput.py)
         self.model, self.tok = lm.model, lm.tokenizer
         self.device = next(self.model.parameters()).device

@@ -169,9 +169,9 @@ def test_blocking_tool_calls_run_off_the_decode_path(smollm2_dir, data_dir, monk
     forwards = [0]
     forward = ContinuousBatcher._forward
 
-    def counting(self, slots):
+    def counting(self, slots, keep=1):
         forwards[0] += 1
-        return forward(self, slots)
+        return forward(self, slots, keep)
 
     monkeypatch.setattr(ContinuousBatcher, "_forward", counting)
     cfg = RolloutConfig(few_shot=2, max_turns=2, max_tokens=64, batch_size=4)
