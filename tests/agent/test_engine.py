@@ -108,6 +108,8 @@ def test_draft_and_verify_is_lossless(tiny, data_dir, monkeypatch):
         monkeypatch.setattr(tiny, "draft_tokens", draft)
         runs[draft] = run_rollouts(tiny, tool, task, examples, cfg, pool)
     assert made[0].drafts["proposed"] == 0 and made[1].drafts["accepted"] > 0
+    monkeypatch.setattr(engine, "_lookup_draft", lambda context, k: [])  # drafting on, nothing to draft
+    assert [t.turns for t in run_rollouts(tiny, tool, task, examples, cfg, pool)] == [t.turns for t in runs[0]]
     for x, y in zip(runs[0], runs[6]):
         assert [(t.thought, t.action, t.observation) for t in x.turns] == [
             (t.thought, t.action, t.observation) for t in y.turns
