@@ -74,9 +74,10 @@ class RolloutConfig:
 
     def examples(self, task: str, data_dir: Path) -> list[Example]:
         """The paper's seeded question selection of one task (of its answerable questions if asked)."""
-        examples = get_task(task).load(data_dir, self.split)
+        spec = get_task(task)
+        examples = spec.load(data_dir, self.split)
         if self.answerable:
-            if not get_task(task).uses_f1:
+            if not spec.uses_f1:
                 raise FireactError(
                     f"rollout option answerable: {task}'s answers are yes/no or a letter, not searchable"
                 )
