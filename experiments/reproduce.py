@@ -20,8 +20,7 @@ greedy decoding, ReAct format, SmolLM2-135M-Instruct:
   h-unmasked  c's recipe with mask_observations: false (observations in the loss, as FireAct's released
               runs trained), same data, steps and questions
   m           multi-task (the paper's multi-task table): c's recipe on ReAct trajectories of HotpotQA,
-              StrategyQA and MMLU drawn from multitask.json (all 458 HotpotQA, 200 StrategyQA, all 160
-              MMLU), 2 epochs
+              StrategyQA and MMLU drawn from multitask.json (450 HotpotQA, 200 StrategyQA, 150 MMLU), 2 epochs
   s-cot, s-reflexion
               single-method agents for the method-choice study (the paper's Table 4 references): c's recipe
               on the CoT-only or Reflexion-only HotpotQA trajectories (c is the ReAct one), 2 epochs; the
@@ -314,8 +313,8 @@ def paired_with_c(setting: str) -> str:
     from fireact.data.evaluation import mcnemar
     from fireact.data.trajectory import read_trajectories
 
-    task = setting.partition("@")[2]
-    c_setting = f"c@{task}" if task else "c"
+    task, _ = task_of(setting)
+    c_setting = "c" if task == "hotpotqa" else f"c@{task}"
     mine, c = OUT / f"eval_{setting}.jsonl", OUT / f"eval_{c_setting}.jsonl"
     if setting == c_setting or not (mine.is_file() and c.is_file()):
         return "-"

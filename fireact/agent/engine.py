@@ -168,9 +168,9 @@ class ContinuousBatcher:
     def _ids(self, prompt) -> list[int]:
         return prompt_ids(prompt, self.tok)
 
-    def _forward(self, slots: list[_Slot], keep: int = 1) -> torch.Tensor:
+    def _forward(self, slots: list[_Slot], keep: int | None = None) -> torch.Tensor:
         """Run each slot's `feed` tokens (left-padded to a common width); returns the logits of the
-        last token ([rows, vocab]), or of the last `keep` positions ([rows, keep, vocab])."""
+        last token ([rows, vocab]), or with `keep` those of the last `keep` positions ([rows, keep, vocab])."""
         st = self.cache.state
         q = max(len(s.feed) for s in slots)  # (at least one slot feeds tokens)
         n = len(slots)
@@ -198,13 +198,13 @@ class ContinuousBatcher:
                 attention_mask=mask[:, None].to(self.device),
                 position_ids=pos.to(self.device),
                 use_cache=True,
-                logits_to_keep=keep,
+                logits_to_keep=keep or 1,
                 **{self.lm.cache_kwarg: self.cache},
             )
         for s in slots:
             s.stored += s.feed
             s.feed = []
-        return out.logits[:, -1, :] if keep == 1 else out.logits
+        return out.logits[:, -1, :] if keep is None else out.logits
 
     def _start_turn(self, s: _Slot, ids: list[int], record: bool = False, first: bool = False) -> None:
         if record:  # the prompt as the part of the last context + sampled tokens it keeps, then new ids
@@ -303,20 +303,18 @@ class ContinuousBatcher:
     def _decode_drafted(self, group: list[_Slot], job: RolloutJob, generator: torch.Generator) -> None:
         """One greedy step that may emit several tokens per row (draft and verify, module docstring)."""
         k = min(self.draft_tokens, self.slots // len(group) - 1)  # ~ the tokens of a full decode step
-        fed = []
-        for s in group:
-            s.feed = s.feed + (_lookup_draft(s.stored + s.feed, k) if k > 0 else [])
-            fed.append(len(s.feed))
-        q = max(fed)
-        logits = self._forward(group, keep=q).reshape(len(group), q, -1)  # [rows, q, vocab], also when q == 1
-        for r, (s, m) in enumerate(zip(group, fed)):
-            tokens, logprobs = choose_tokens(logits[r, q - m :], 0.0, 1.0, generator, job.config.record_tokens)
-            drafted = s.stored[len(s.stored) - m + 1 :]
+        drafts = [_lookup_draft(s.stored + s.feed, k) if k > 0 else [] for s in group]
+        for s, d in zip(group, drafts):
+            s.feed = s.feed + d
+        q = 1 + max(len(d) for d in drafts)
+        logits = self._forward(group, keep=q)
+        for r, (s, d) in enumerate(zip(group, drafts)):
+            tokens, logprobs = choose_tokens(logits[r, q - 1 - len(d) :], 0.0, 1.0, generator, job.config.record_tokens)
             ok = 0
-            while ok < m - 1 and tokens[ok] == drafted[ok]:
+            while ok < len(d) and tokens[ok] == d[ok]:
                 ok += 1
-            del s.stored[len(s.stored) - (m - 1 - ok) :]  # the rejected drafts' KV is forgotten
-            self.drafts["proposed"] += m - 1
+            del s.stored[len(s.stored) - (len(d) - ok) :]  # the rejected drafts' KV is forgotten
+            self.drafts["proposed"] += len(d)
             self.drafts["accepted"] += ok
             for t, lp in zip(tokens[: ok + 1], logprobs[: ok + 1]):
                 if not self._advance(s, t, lp, job):

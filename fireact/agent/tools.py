@@ -47,8 +47,6 @@ class SnapshotSearch:
     name = "snapshot"
 
     def __init__(self, path: str | os.PathLike, k: int = 1):
-        import bm25s
-
         if k < 1:
             raise FireactError(f"snapshot search k must be >= 1, got {k}")
         self.k = k
@@ -79,9 +77,20 @@ class SnapshotSearch:
         for q, s in zip(self.queries, self.snippets):
             self.exact.setdefault(normalize_query(q), s)
         self._normalized: str | None = None  # all snippets, normalised once for `holds`
-        self.retriever = bm25s.BM25()
-        corpus = [f"{q} {s}" for q, s in zip(self.queries, self.snippets)]
-        self.retriever.index(bm25s.tokenize(corpus, stopwords="en", show_progress=False), show_progress=False)
+        self._retriever = None  # BM25, built at the first search not cached as is
+        self._lock = threading.Lock()  # rollouts call tools from several threads
+
+    @property
+    def retriever(self):
+        import bm25s
+
+        with self._lock:
+            if self._retriever is None:
+                corpus = [f"{q} {s}" for q, s in zip(self.queries, self.snippets)]
+                retriever = bm25s.BM25()
+                retriever.index(bm25s.tokenize(corpus, stopwords="en", show_progress=False), show_progress=False)
+                self._retriever = retriever
+        return self._retriever
 
     def holds(self, answer: str) -> bool:
         """Whether the answer (SQuAD-normalised, whole words) is in some snippet: findable offline."""

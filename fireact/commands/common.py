@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -57,24 +58,32 @@ KNOWN_NOISE = (
 )
 
 
-KNOWN_LOG_NOISE = {  # logger -> messages
+class _DropKnown(logging.Filter):
+    """Drops a logger's records whose message matches one of `messages`."""
+
+    def __init__(self, *messages: str) -> None:
+        super().__init__()
+        self.known = re.compile("|".join(messages))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not self.known.search(record.getMessage())
+
+
+KNOWN_LOG_NOISE = {  # logger -> filter; one object each, so adding it again is a no-op
     # logged at every import of deepspeed on a machine without a GPU (the CPU is what it then uses)
-    "DeepSpeed": (
-        r"^Setting accelerator to CPU\. If you have GPU or other accelerator, we were unable to detect it\.$",
+    "DeepSpeed": _DropKnown(
+        r"^Setting accelerator to CPU\. If you have GPU or other accelerator, we were unable to detect it\.$"
     ),
 }
 
 
 def quiet_known_noise() -> None:
     """Called first by `fireact` and `python -m fireact.train`."""
-    import logging
     import os
-    import re
     import warnings
 
     os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")  # LightningCLI's use of old APIs
     for message in KNOWN_NOISE:
         warnings.filterwarnings("ignore", message=message)
-    for name, messages in KNOWN_LOG_NOISE.items():  # the library's logger keeps a filter added before it loads
-        known = re.compile("|".join(messages))
-        logging.getLogger(name).addFilter(lambda record, known=known: not known.search(record.getMessage()))
+    for name, drop in KNOWN_LOG_NOISE.items():  # the library's logger keeps a filter added before it loads
+        logging.getLogger(name).addFilter(drop)

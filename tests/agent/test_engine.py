@@ -171,7 +171,7 @@ def test_blocking_tool_calls_run_off_the_decode_path(smollm2_dir, data_dir, monk
     forwards = [0]
     forward = ContinuousBatcher._forward
 
-    def counting(self, slots, keep=1):
+    def counting(self, slots, keep=None):
         forwards[0] += 1
         return forward(self, slots, keep)
 

@@ -133,7 +133,7 @@ def test_a_failed_decode_step_fails_its_requests_and_the_server_goes_on(tiny_lm,
     forward = ContinuousBatcher._forward
     calls = [0]
 
-    def flaky(self, slots, keep=1):
+    def flaky(self, slots, keep=None):
         calls[0] += 1
         if calls[0] == 2:
             raise RuntimeError("injected fault")
