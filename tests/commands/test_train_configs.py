@@ -120,7 +120,8 @@ def test_reproduce_variants_and_report(tmp_path, monkeypatch, capsys, data_dir):
     sys.path.insert(0, str(ROOT / "experiments"))
     import reproduce
 
-    from fireact.data.trajectory import Trajectory, write_trajectories
+    from fireact.data.paths import snapshot_path
+    from fireact.data.trajectory import Trajectory, Turn, write_trajectories
     from fireact.train import build_cli
 
     monkeypatch.chdir(ROOT)
@@ -147,6 +148,17 @@ def test_reproduce_variants_and_report(tmp_path, monkeypatch, capsys, data_dir):
     steps = {"eval-c": run("c", {0, 1, 2, 3}), "eval-g-n100": run("g-n100", {0, 5}), "eval-g-n200": run("g-n200", {1})}
     steps |= {"eval-c@mmlu": run("c@mmlu", {0}), "eval-m@mmlu": run("m@mmlu", {0, 1, 2})}
     steps |= {f"eval-{s}": run(s, right) for s, right in (("d", {0}), ("s-cot", {5, 6}), ("s-reflexion", {0, 9}))}
+    # (c)'s Bamboogle episode: one search the snapshot holds as is (a different case), one it does not, an answer
+    cached = json.loads(snapshot_path(data_dir).open().readline())["query"]
+    turns = [
+        Turn("t", f"search[{cached.upper()}]", "o"),
+        Turn("t", "search[no such query xq]", "o"),
+        Turn("t", "finish[a]"),
+    ]
+    write_trajectories(
+        tmp_path / "eval_c@bamboogle.jsonl", [Trajectory("q0", "a", "bamboogle", "react", turns=turns, id="0")]
+    )
+    monkeypatch.setenv("FIREACT_DATA_DIR", str(data_dir))
     reproduce.report(steps, 10)
     table = (tmp_path / "results.md").read_text()
     assert "| g-n100 |" in table and "+1 / -3, p=0.62 |" in table and (tmp_path / "data_scaling.png").stat().st_size
@@ -161,3 +173,4 @@ def test_reproduce_variants_and_report(tmp_path, monkeypatch, capsys, data_dir):
         and "random method 26.7 EM, per-question oracle 70.0 EM" in table
     )
     assert "| d | 0 | 0 | 0.00 |" in table
+    assert "| c | - | - | - | 50 |" in table  # share of searches answered from the snapshot's cache
