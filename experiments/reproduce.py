@@ -81,14 +81,15 @@ for _agent in ("a", "c", "m"):
 VARIANTS = {
     **{f"react-n{n}": {"mix": {"hotpotqa/react": n}, "max_steps": n // 2} for n in (100, 200, 300)},
     "react-unmasked": {"mask_observations": False},
-    # counts a little under what each cell has, so none is upsampled after the 5 held-out questions
+    # counts at most what each cell has after the held-out questions and the cutoff (14 of the 47
+    # Reflexion trajectories are longer than 1024 tokens, as in d), so none is upsampled
     **{
         method: {
             "sources": ["finetune/alpaca_format/hotpotqa_multimethod.json"],
             "mix": {f"hotpotqa/{method}": n},
             "max_steps": n // 2,
         }
-        for method, n in (("cot", 180), ("reflexion", 44))
+        for method, n in (("cot", 180), ("reflexion", 30))
     },  # fmt: skip
     "multitask": {
         "sources": ["finetune/alpaca_format/multitask.json"],
