@@ -70,6 +70,8 @@ def _print(rows: list[dict], references: dict | None) -> None:
     from rich.table import Table
 
     console = Console()
+    if not console.is_terminal:  # rich would squeeze the columns into 80 characters in a file or a pipe
+        console = Console(width=160)
     table = Table(title="runs (paired McNemar vs the first file)")
     for col in ("file", "N", "EM", "format err", "turns", "prompt tok/q", "gen tok/q", "s/episode", "vs first"):
         table.add_column(col, justify="left" if col == "file" else "right")
