@@ -303,7 +303,8 @@ def method_choice_table() -> list[str]:
         m: read_trajectories(files[s]) for m, s in (("cot", "s-cot"), ("react", "c"), ("reflexion", "s-reflexion"))
     }
     refs = method_references(singles)
-    lines = ["", "Method choice of (d), by what each episode did (reflection -> reflexion, one answer-only turn -> cot):",
+    lines = ["", "Method choice of (d), by what each episode did (reflection -> reflexion, one finish turn -> cot,",
+             "no well-formed action -> no action):",
              "", "| acted as | share % | EM % | turns (mean ± std) |", "|---|---|---|---|"]  # fmt: skip
     lines += [f"| {r.method} | {100 * r.share:.0f} | {100 * r.em:.1f} | {r.turns_mean:.2f} ± {r.turns_std:.2f} |"
               for r in method_choice(d)]  # fmt: skip

@@ -89,7 +89,9 @@ def _print(rows: list[dict], references: dict | None) -> None:
             "-" if vs is None else f"+{vs['only_second']} / -{vs['only_first']}, p={vs['p_value']:.3f}",
         )
     console.print(table)
-    choice = Table(title="method each episode acted as (reflection -> reflexion, one answer-only turn -> cot)")
+    choice = Table(
+        title="method each episode acted as (reflection -> reflexion, one finish turn -> cot, no well-formed action -> no action)"
+    )
     for col in ("file", "method", "share", "EM", "turns"):
         choice.add_column(col, justify="left" if col in ("file", "method") else "right")
     for r in rows:

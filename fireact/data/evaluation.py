@@ -7,7 +7,7 @@ import statistics
 from dataclasses import asdict, dataclass
 
 from fireact.data.tasks import Example, Task
-from fireact.data.trajectory import Trajectory
+from fireact.data.trajectory import Trajectory, parse_action
 
 
 @dataclass
@@ -55,18 +55,20 @@ def summarize(records: list[Trajectory], expected: int | None = None) -> Summary
 
 # -- the paper's analyses of a set of runs (`fireact report`) -----------------------------------------
 
-METHODS = ("cot", "react", "reflexion")
+ACTED_AS = ("cot", "react", "reflexion", "no action")
 
 
 def acted_as(t: Trajectory) -> str:
     """The method an episode acted like, from what it did (not from what it was prompted with):
-    a reflection among its thoughts -> reflexion; one turn that answered without a search -> cot;
-    else react. The paper's Table 4 reads a multi-method agent's choices this way."""
+    a reflection among its thoughts -> reflexion; one turn that answered (finish) -> cot; no
+    well-formed action at all -> "no action" (a format failure is no choice of method); else react.
+    The paper's Table 4 reads a multi-method agent's choices this way."""
     if any(turn.thought.lstrip().lower().startswith("reflection") for turn in t.turns):
         return "reflexion"
-    if len(t.turns) == 1 and t.turns[0].observation is None:
+    actions = [parse_action(turn.action) for turn in t.turns]
+    if len(actions) == 1 and actions[0] and actions[0][0] == "finish":
         return "cot"
-    return "react"
+    return "react" if any(actions) else "no action"
 
 
 @dataclass
@@ -82,7 +84,7 @@ class MethodShare:
 def method_choice(records: list[Trajectory]) -> list[MethodShare]:
     """Per method acted as: share of the episodes, EM among them, turns mean and std."""
     rows = []
-    for m in METHODS:
+    for m in ACTED_AS:
         mine = [t for t in records if acted_as(t) == m]
         s = summarize(mine)
         rows.append(

@@ -22,8 +22,15 @@ def test_acted_as_reads_what_the_episode_did():
     assert acted_as(episode("1", True, [Turn("Look it up.", "search[x]", "obs"), FINISH])) == "react"
     reflect = Turn("Reflection: I searched the wrong name.", "search[y]", "obs")
     assert acted_as(episode("1", True, [Turn("t", "search[x]", "obs"), reflect, FINISH])) == "reflexion"
-    shares = method_choice([episode("1", True, [FINISH]), episode("2", False, [FINISH]), episode("3", True, [])])
-    assert [(m.method, m.episodes, m.em) for m in shares] == [("cot", 2, 0.5), ("react", 1, 1.0), ("reflexion", 0, 0.0)]
+    assert acted_as(episode("1", False, [Turn("The film is X.", "")])) == "no action"  # not a one-turn answer
+    assert acted_as(episode("1", False, [Turn("t", "search[x]", "obs"), Turn("t", "")])) == "react"
+    searched = episode("3", True, [Turn("t", "search[x]", "obs"), FINISH])
+    shares = method_choice(
+        [episode("1", True, [FINISH]), episode("2", False, [FINISH]), searched, episode("4", False, [])]
+    )
+    assert [(m.method, m.episodes, m.em) for m in shares] == [
+        ("cot", 2, 0.5), ("react", 1, 1.0), ("reflexion", 0, 0.0), ("no action", 1, 0.0)
+    ]  # fmt: skip
 
 
 def test_references_and_paired_test():
@@ -47,7 +54,7 @@ def test_report_on_the_released_runs(data_dir, capsys, tmp_path):
     assert second["em"] == pytest.approx(0.262) and first["em"] == pytest.approx(0.40)
     vs = second["vs_first"]
     assert vs["p_value"] < 0.001 and vs["only_first"] > vs["only_second"]
-    assert {m["method"]: m["episodes"] for m in second["acted_as"]} == {"cot": 0, "react": 500, "reflexion": 0}
+    assert {m["method"]: m["episodes"] for m in second["acted_as"]} == {"cot": 0, "react": 500, "reflexion": 0, "no action": 0}
     assert main(["report", str(gpt)]) == 0 and "per-question oracle" not in capsys.readouterr().out
     single = [f"cot={gpt}", "react"]
     assert main(["report", str(gpt), "--single", *single]) == 2

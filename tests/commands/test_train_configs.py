@@ -140,7 +140,10 @@ def test_reproduce_variants_and_report(tmp_path, monkeypatch, capsys, data_dir):
     assert reproduce.task_of("m@bamboogle") == ("bamboogle", "test") and reproduce.task_of("c") == ("hotpotqa", "dev")
 
     def run(name: str, right: set[int]) -> dict:
-        trajs = [Trajectory(f"q{i}", "a", "hotpotqa", "react", reward=float(i in right), id=str(i)) for i in range(10)]
+        turns = [Turn("t", "search[x]", "o"), Turn("t", "finish[a]")]
+        trajs = [
+            Trajectory(f"q{i}", "a", "hotpotqa", "react", turns, reward=float(i in right), id=str(i)) for i in range(10)
+        ]
         write_trajectories(tmp_path / f"eval_{name}.jsonl", trajs)
         result = {"em": len(right) / 10, "f1": 0, "turns_mean": 1, "turns_std": 0, "format_error_rate": 0}
         return {"result": {**result, "seconds_per_question": 1.0}}
@@ -169,8 +172,8 @@ def test_reproduce_variants_and_report(tmp_path, monkeypatch, capsys, data_dir):
     )
     # random method: (4 + 2 + 2) / 3 right per 10 questions; oracle: 0-3, 5, 6, 9 right
     assert (
-        "| react | 100 | 10.0 | 0.00 ± 0.00 |" in table
+        "| react | 100 | 10.0 | 2.00 ± 0.00 |" in table
         and "random method 26.7 EM, per-question oracle 70.0 EM" in table
     )
     assert "| d | 0 | 0 | 0.00 |" in table
-    assert "| c | - | - | - | 50 |" in table  # share of searches answered from the snapshot's cache
+    assert "| c | 0 | - | 0 | 50 |" in table  # share of searches answered from the snapshot's cache
