@@ -191,6 +191,10 @@ def evaluate(steps: dict, setting: str, args: argparse.Namespace) -> None:
     task, split = task_of(setting)
     cmd = [*PY, "fireact", "eval", "--task", task, "--split", split, "--n", str(args.n), "--out", str(out)]
     cmd += ["--json", "--threads", str(args.threads), "--batch-size", str(args.batch_size), *extra]
+    if task == "bamboogle" and "--few-shot" in extra:  # no Bamboogle trajectories: HotpotQA's, also multi-hop
+        from fireact.data.paths import resolve_data_dir
+
+        cmd += ["--few-shot-from", str(resolve_data_dir() / "finetune/gpt_format/hotpotqa.jsonl")]
     if run is not None:
         cmd += ["--adapter", str(adapter_dir(run))]
     run_step(steps, f"eval-{setting}", cmd, out)
