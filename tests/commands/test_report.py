@@ -54,7 +54,12 @@ def test_report_on_the_released_runs(data_dir, capsys, tmp_path):
     assert second["em"] == pytest.approx(0.262) and first["em"] == pytest.approx(0.40)
     vs = second["vs_first"]
     assert vs["p_value"] < 0.001 and vs["only_first"] > vs["only_second"]
-    assert {m["method"]: m["episodes"] for m in second["acted_as"]} == {"cot": 0, "react": 500, "reflexion": 0, "no action": 0}
+    assert {m["method"]: m["episodes"] for m in second["acted_as"]} == {
+        "cot": 0,
+        "react": 500,
+        "reflexion": 0,
+        "no action": 0,
+    }
     assert main(["report", str(gpt)]) == 0 and "per-question oracle" not in capsys.readouterr().out
     single = [f"cot={gpt}", "react"]
     assert main(["report", str(gpt), "--single", *single]) == 2
