@@ -265,7 +265,7 @@ def multitask_table(steps: dict, n: int) -> list[str]:
     for agent, label in agents.items():
         cells = []
         for task in names:
-            setting = agent if task == "hotpotqa" else f"{agent}@{task}"
+            setting = on_task(agent, task)
             r = (steps.get(f"eval-{setting}") or {}).get("result")
             pair = "" if agent == "c" else f"; {paired_with_c(setting)}"
             cells.append(f"{100 * r['em']:.1f} ({100 * r['format_error_rate']:.0f}){pair}" if r else "-")
@@ -273,24 +273,27 @@ def multitask_table(steps: dict, n: int) -> list[str]:
     lines += ["", "Searches the snapshot answers with a recorded Google result (query cached as is; the rest get BM25",
               "over all snippets), % of each agent's searches on each task:", "",
               f"| agent | {' | '.join(names)} |", "|---|" + "---|" * len(names)]  # fmt: skip
-    cached = SnapshotSearch(snapshot_path(resolve_data_dir())).exact
+    snapshot = SnapshotSearch(snapshot_path(resolve_data_dir()))
     for agent in agents:
-        files = [OUT / f"eval_{agent if t == 'hotpotqa' else f'{agent}@{t}'}.jsonl" for t in names]
-        shares = [cached_search_share(f, cached) for f in files]
+        shares = [cached_search_share(OUT / f"eval_{on_task(agent, t)}.jsonl", snapshot) for t in names]
         lines.append(f"| {agent} | {' | '.join('-' if s is None else f'{100 * s:.0f}' for s in shares)} |")
     return lines
 
 
-def cached_search_share(path: Path, cached: dict[str, str]) -> float | None:
+def on_task(agent: str, task: str) -> str:
+    """The setting of `agent` scored on `task`: plain on HotpotQA, "m@mmlu" elsewhere."""
+    return agent if task == "hotpotqa" else f"{agent}@{task}"
+
+
+def cached_search_share(path: Path, snapshot) -> float | None:
     """The share of an eval file's searches whose query the snapshot holds as is: those read the snippet
     Google returned to FireAct's GPT-4 for that query; the others read BM25's best guess."""
-    from fireact.agent.tools import normalize_query
     from fireact.data.trajectory import parse_action, read_trajectories
 
     if not path.is_file():
         return None
     queries = [a[1] for t in read_trajectories(path) for turn in t.turns if (a := parse_action(turn.action)) and a[0] == "search"]  # fmt: skip
-    return sum(normalize_query(q) in cached for q in queries) / len(queries) if queries else None
+    return sum(map(snapshot.cached, queries)) / len(queries) if queries else None
 
 
 def method_choice_table() -> list[str]:

@@ -92,6 +92,10 @@ class SnapshotSearch:
                 self._retriever = retriever
         return self._retriever
 
+    def cached(self, query: str) -> bool:
+        """Whether the query is answered by a recorded Google result (cached as is), not by BM25."""
+        return normalize_query(query) in self.exact
+
     def holds(self, answer: str) -> bool:
         """Whether the answer (SQuAD-normalised, whole words) is in some snippet: findable offline."""
         from fireact.data.scoring import normalize_answer
