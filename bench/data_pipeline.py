@@ -39,12 +39,12 @@ def main() -> None:
     args = p.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
 
-    from fireact.agent.models import load_tokenizer
     from fireact.data.batching import length_grouped_batches, packed_batches, padding_fraction, random_batches
     from fireact.data.encoding import IGNORE_INDEX, encode
     from fireact.data.fireact_format import read_any
     from fireact.data.paths import resolve_data_dir
     from fireact.data.prompt_style import PromptStyle, conversation, training_turns
+    from fireact.lm.models import load_tokenizer
 
     root = resolve_data_dir(args.data_dir)
     trajs = [t for t in read_any(root / "finetune" / "gpt_format" / "multitask_multimethod.jsonl") if t.turns]

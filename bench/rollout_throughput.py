@@ -39,13 +39,13 @@ def main() -> None:
 
     import torch
 
-    from fireact.agent.config import RolloutConfig
-    from fireact.agent.lm import HFLM
     from fireact.agent.prompts import default_exemplar_pool
-    from fireact.agent.rollout import run_rollouts
-    from fireact.agent.tools import SnapshotSearch
     from fireact.data.paths import resolve_data_dir, snapshot_path
     from fireact.data.tasks import get_task, select
+    from fireact.lm.hf import HFLM
+    from fireact.rollout.config import RolloutConfig
+    from fireact.rollout.runners import run_rollouts
+    from fireact.tools.snapshot import SnapshotSearch
 
     torch.set_num_threads(args.threads)
     dtype = torch.float32 if args.dtype == "fp32" else torch.bfloat16
@@ -65,7 +65,7 @@ def main() -> None:
         trajs = run_rollouts(lm, tool, task, examples, replace(cfg, batch_size=batch_size), pool, progress="rich")
         return trajs, time.perf_counter() - start
 
-    from fireact.agent import engine
+    from fireact.rollout import engine
 
     batchers = []  # to read the draft counts of each engine run
     init = engine.ContinuousBatcher.__init__

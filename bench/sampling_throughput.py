@@ -31,15 +31,16 @@ def main() -> None:
     import torch
     from transformers import StoppingCriteriaList
 
-    from fireact.agent.config import RolloutConfig
-    from fireact.agent.lm import HFLM, _StopCriteria, should_stop
     from fireact.agent.methods import method_spec
     from fireact.agent.prompts import default_exemplar_pool, few_shot_prefix, pick_exemplars
-    from fireact.agent.rollout import run_rollouts
-    from fireact.agent.tools import SnapshotSearch
     from fireact.data.paths import resolve_data_dir, snapshot_path
     from fireact.data.prompt_style import PromptStyle, prompt_ids
     from fireact.data.tasks import get_task, select
+    from fireact.lm.base import should_stop
+    from fireact.lm.hf import HFLM, _StopCriteria
+    from fireact.rollout.config import RolloutConfig
+    from fireact.rollout.runners import run_rollouts
+    from fireact.tools.snapshot import SnapshotSearch
 
     torch.set_num_threads(args.threads)
     root = resolve_data_dir(args.data_dir)

@@ -59,10 +59,10 @@ def main() -> None:
 
     import torch
 
-    from fireact.agent.lm import HFLM
-    from fireact.agent.server import make_server
     from fireact.data.paths import resolve_data_dir
     from fireact.data.tasks import get_task, select
+    from fireact.lm.hf import HFLM
+    from fireact.serve.server import make_server
 
     torch.set_num_threads(args.threads)
     task = get_task("hotpotqa")

@@ -45,13 +45,13 @@ def main() -> None:
 
     import torch
 
-    from fireact.agent.config import RolloutConfig
-    from fireact.agent.lm import HFLM
     from fireact.agent.prompts import default_exemplar_pool
-    from fireact.agent.rollout import run_rollouts
-    from fireact.agent.tools import SnapshotSearch
     from fireact.data.paths import resolve_data_dir, snapshot_path
     from fireact.data.tasks import get_task, select
+    from fireact.lm.hf import HFLM
+    from fireact.rollout.config import RolloutConfig
+    from fireact.rollout.runners import run_rollouts
+    from fireact.tools.snapshot import SnapshotSearch
 
     torch.set_num_threads(args.threads)
     root = resolve_data_dir(args.data_dir)

@@ -247,8 +247,8 @@ def report(steps: dict, n: int) -> None:
 
 def multitask_table(steps: dict, n: int) -> list[str]:
     """EM (format errors) of the prompted model, c and m on every task, paired with c per task."""
-    from fireact.agent.tools import SnapshotSearch
     from fireact.data.paths import resolve_data_dir, snapshot_path
+    from fireact.tools.snapshot import SnapshotSearch
 
     agents = {agent: SETTINGS[agent][0] for agent in ("a", "c", "m")}
     if not any(f"eval-{a}@{t}" in steps for a in agents for t in CROSS_TASKS):

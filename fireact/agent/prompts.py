@@ -9,9 +9,9 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from fireact.data.errors import FireactError
 from fireact.data.prompt_style import Message, agent_text, conversation, observation_text
 from fireact.data.trajectory import Trajectory, Turn
+from fireact.errors import FireactError
 
 INSTRUCTIONS = {
     "react": (

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fireact.agent.config import RolloutConfig
 from fireact.data.paths import read_text
 from fireact.data.trajectory import Trajectory
+from fireact.rollout.config import RolloutConfig
 
 
 def add_lm(p: argparse.ArgumentParser, default: str | None = None) -> None:
@@ -27,7 +27,7 @@ def add_lm(p: argparse.ArgumentParser, default: str | None = None) -> None:
 
 
 def build_lm(args: argparse.Namespace):
-    from fireact.agent.lm import make_lm
+    from fireact.lm.factory import make_lm
 
     batch = getattr(args, "batch_size", None)
     return make_lm(

@@ -8,8 +8,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from fireact.data.errors import FireactError
 from fireact.data.paths import read_text, resolve_data_dir
+from fireact.errors import FireactError
 
 _PARSER_KEY = re.compile(r'Parser key "([^"]+)"')
 # jsonargparse's report is a tree: these lines frame it, the remaining first one is the problem

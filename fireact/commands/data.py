@@ -70,10 +70,10 @@ def coverage(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from fireact.agent.tools import SnapshotSearch, snapshot_coverage
-    from fireact.data.errors import FireactError
     from fireact.data.paths import snapshot_path
     from fireact.data.tasks import get_task, select
+    from fireact.errors import FireactError
+    from fireact.tools.snapshot import SnapshotSearch, snapshot_coverage
 
     root = resolve_data_dir(args.data_dir)
     tool = SnapshotSearch(snapshot_path(root), k=args.search_k)

@@ -7,14 +7,14 @@ import json
 import time
 from pathlib import Path
 
-from fireact.agent.config import RolloutConfig
 from fireact.commands.agent_args import add_agent, add_lm, build_lm, prompt_inputs
 from fireact.commands.common import add_data_dir, data_dir
 from fireact.commands.score import print_summary
-from fireact.data.errors import FireactError
 from fireact.data.evaluation import summarize
 from fireact.data.tasks import get_task
 from fireact.data.trajectory import Trajectory, write_trajectories
+from fireact.errors import FireactError
+from fireact.rollout.config import RolloutConfig
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fireact.agent.rollout import run_rollouts
+    from fireact.rollout.runners import run_rollouts
 
     root = data_dir(args)
     cfg = RolloutConfig.from_args(args)

@@ -15,7 +15,7 @@ def run(args: argparse.Namespace) -> int:
     from jsonargparse import ArgumentParser
 
     from fireact.commands.common import config_problem, read_config
-    from fireact.data.errors import FireactError
+    from fireact.errors import FireactError
     from fireact.expert_iteration import ExpertIteration
 
     read_config(args.config)  # names the file (and line) when it cannot be read or is not YAML

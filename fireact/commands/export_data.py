@@ -15,8 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fireact.data.errors import FireactError
 from fireact.data.training_formats import FORMATS
+from fireact.errors import FireactError
 
 # flag -> TrajectoryDataModule argument; a flag left unset keeps the config's value (or the default)
 DATA_FLAGS = {

@@ -9,13 +9,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from fireact.agent.config import RolloutConfig
 from fireact.commands.agent_args import add_agent, add_lm, build_lm, prompt_inputs
 from fireact.commands.common import add_data_dir, data_dir
-from fireact.data.errors import FireactError
 from fireact.data.evaluation import summarize
 from fireact.data.tasks import get_task
 from fireact.data.trajectory import GenerationLog, Trajectory
+from fireact.errors import FireactError
+from fireact.rollout.config import RolloutConfig
 
 FAILING_IN_A_ROW = 8  # consecutive failed episodes that stop the run: the backend or tool is down, not flaky
 
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _generate(args: argparse.Namespace, cfg: RolloutConfig, name: str, root: Path, lm, tool, spent: float) -> float:
     """One task's episodes; `spent` carries the cost of earlier tasks (the budget covers the run)."""
-    from fireact.agent.rollout import run_rollouts
+    from fireact.rollout.runners import run_rollouts
 
     task = get_task(name)
     examples = cfg.examples(name, root)

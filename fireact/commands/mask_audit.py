@@ -49,11 +49,11 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.text import Text
 
-    from fireact.agent.models import load_tokenizer
     from fireact.data.encoding import encode
-    from fireact.data.errors import FireactError
     from fireact.data.fireact_format import read_any
     from fireact.data.prompt_style import PromptStyle
+    from fireact.errors import FireactError
+    from fireact.lm.models import load_tokenizer
 
     if args.n < 1:
         raise FireactError("--n must be at least 1")

@@ -10,9 +10,9 @@ import argparse
 import json
 from pathlib import Path
 
-from fireact.data.errors import FireactError
 from fireact.data.evaluation import cost_row, mcnemar, method_choice, method_references, summarize
 from fireact.data.fireact_format import read_any
+from fireact.errors import FireactError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

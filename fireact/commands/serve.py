@@ -22,9 +22,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fireact.agent.rollout import resolve_style
-    from fireact.agent.server import make_server
-    from fireact.data.errors import FireactError
+    from fireact.errors import FireactError
+    from fireact.rollout.runners import resolve_style
+    from fireact.serve.server import make_server
 
     if not args.lm.startswith("hf:"):
         raise FireactError("fireact serve needs a local model: --lm hf:PATH_OR_NAME")

@@ -2,7 +2,7 @@
 
 Idempotent (a file whose git blob hash matches is skipped), resumable (partial downloads continue
 with an HTTP Range request, within a run after a dropped connection and across runs), retried on
-transient faults (fireact.data.retry) and verified (each file's git blob SHA-1 is checked against the
+transient faults (fireact.retry) and verified (each file's git blob SHA-1 is checked against the
 repository tree before it is moved into place).
 """
 
@@ -18,8 +18,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from fireact.data.errors import FireactError
-from fireact.data.retry import with_retries
+from fireact.errors import FireactError
+from fireact.retry import with_retries
 
 REPO = "anchen1011/FireAct"
 REF = "main"

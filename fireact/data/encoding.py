@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from fireact.data.errors import FireactError
 from fireact.data.prompt_style import PromptStyle, Span
 from fireact.data.trajectory import Trajectory
+from fireact.errors import FireactError
 
 IGNORE_INDEX = -100
 

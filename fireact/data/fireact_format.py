@@ -12,9 +12,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from fireact.data.errors import FireactError
 from fireact.data.paths import not_utf8, read_text, unreadable
 from fireact.data.trajectory import Trajectory, Turn, check_text_sizes, parse_action, question_key
+from fireact.errors import FireactError
 
 _FIELD = re.compile(r"^\s*(Thought|Action|Observation)\s*\d*\s*:\s?(.*)$", re.IGNORECASE)
 _REWARD = re.compile(r"Episode finished,\s*reward\s*=\s*(\S+)", re.IGNORECASE)

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fireact.data.errors import FireactError
 from fireact.data.trajectory import METHODS, Trajectory, question_key
+from fireact.errors import FireactError
 
 
 def cell_of(traj: Trajectory) -> str:

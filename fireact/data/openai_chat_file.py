@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fireact.data.errors import FireactError
 from fireact.data.paths import read_text
+from fireact.errors import FireactError
 
 MIN_EXAMPLES = 10
 ROLES = ("system", "user", "assistant")

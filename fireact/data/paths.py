@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from fireact.data.errors import FireactError
+from fireact.errors import FireactError
 
 ENV_VAR = "FIREACT_DATA_DIR"
 

@@ -27,8 +27,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from fireact.data.errors import FireactError
 from fireact.data.trajectory import Trajectory, Turn
+from fireact.errors import FireactError
 
 FORMATS: tuple[str, ...] = ("chat", "alpaca")
 STYLE_FILE = "fireact_prompt_style.json"

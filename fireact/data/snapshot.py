@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fireact.data.errors import FireactError
 from fireact.data.fireact_format import read_fireact_file
 from fireact.data.paths import write_lines_atomic
 from fireact.data.trajectory import parse_action
+from fireact.errors import FireactError
 
 # source label -> glob inside the data dir, in the order records are collected
 SOURCES = {"fireact-finetune": "finetune/gpt_format/*.jsonl", "fireact-dev-rollouts": "trajs/*.json"}

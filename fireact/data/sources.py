@@ -6,11 +6,11 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from fireact.data.errors import FireactError
 from fireact.data.fireact_format import file_task, label_tasks, read_any, read_fireact_file
 from fireact.data.tasks import TASKS
 from fireact.data.training_formats import is_hf_dataset_dir
 from fireact.data.trajectory import Trajectory
+from fireact.errors import FireactError
 
 
 def task_questions(root: Path) -> dict[str, set[str]]:

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from fireact.data.errors import FireactError
 from fireact.data.paths import not_utf8, read_text
 from fireact.data.scoring import exact_match, f1_score, letter_match, yes_no_match
 from fireact.data.trajectory import question_key
+from fireact.errors import FireactError
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from fireact.data.errors import FireactError
 from fireact.data.paths import write_lines_atomic
 from fireact.data.prompt_style import conversation, observation_text, react_lines, training_turns
 from fireact.data.trajectory import Trajectory
+from fireact.errors import FireactError
 
 FORMATS = ("openai", "alpaca", "hf")
 

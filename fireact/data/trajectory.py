@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from fireact.data.errors import FireactError
 from fireact.data.paths import not_utf8, unreadable, write_lines_atomic
+from fireact.errors import FireactError
 
 SCHEMA_VERSION = 1
 METHODS = ("io", "cot", "react", "reflexion")

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from fireact.data.errors import FireactError
+from fireact.errors import FireactError
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

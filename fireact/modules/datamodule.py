@@ -18,15 +18,15 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from fireact.agent.models import load_tokenizer
 from fireact.data.batching import Batch, collate, length_grouped_batches, packed_batches, padding_fraction
 from fireact.data.encoding import IGNORE_INDEX, encode
-from fireact.data.errors import FireactError
 from fireact.data.mixing import CellPlan, cell_of, heldout_split, plan_mix, validate_mix
 from fireact.data.paths import resolve_data_dir
 from fireact.data.prompt_style import PromptStyle
 from fireact.data.sources import Source, load_source, resolve_source, task_questions
 from fireact.data.trajectory import Trajectory
+from fireact.errors import FireactError
+from fireact.lm.models import load_tokenizer
 
 PROVENANCE_FILE = "data_provenance.json"
 

@@ -14,10 +14,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from fireact.data.errors import FireactError
 from fireact.data.prompt_style import PromptStyle
-from fireact.data.retry import with_retries
-from fireact.data.secrets import redact
+from fireact.errors import FireactError
+from fireact.retry import with_retries
+from fireact.secrets import redact
 
 # Base-model licenses of the families in configs/ (model cards must name one).
 LICENSES = {"codellama": "llama2", "llama-2": "llama2", "llama2": "llama2", "smollm": "apache-2.0"}

@@ -20,8 +20,8 @@ from lightning.pytorch.strategies import DeepSpeedStrategy
 
 from fireact.data.batching import model_inputs
 from fireact.data.encoding import IGNORE_INDEX
-from fireact.data.errors import FireactError
 from fireact.data.prompt_style import PromptStyle
+from fireact.errors import FireactError
 from fireact.modules.datamodule import trainer_prompt_style
 
 # FireAct's reference LoRA run (finetune/llama_lora): r=8, alpha=16, dropout 0.05 on q_proj/v_proj,
@@ -100,7 +100,7 @@ class FireActLM(pl.LightningModule):
     # ----------------------------------------------------------------- model
     @property
     def model_path(self) -> str:
-        from fireact.agent.models import resolve_model
+        from fireact.lm.models import resolve_model
 
         return resolve_model(self.hparams.model)
 
@@ -110,7 +110,7 @@ class FireActLM(pl.LightningModule):
             return
         from transformers import AutoModelForCausalLM
 
-        from fireact.agent.models import load_tokenizer
+        from fireact.lm.models import load_tokenizer
 
         path = self.model_path
         kernel = {"attn_implementation": self.hparams.attn_implementation} if self.hparams.attn_implementation else {}

@@ -16,12 +16,12 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
-from fireact.agent.config import RolloutConfig
-from fireact.data.errors import FireactError
 from fireact.data.paths import resolve_data_dir
 from fireact.data.prompt_style import PromptStyle
 from fireact.data.tasks import Example
 from fireact.data.trajectory import question_key
+from fireact.errors import FireactError
+from fireact.rollout.config import RolloutConfig
 
 
 @dataclass

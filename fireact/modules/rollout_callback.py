@@ -20,14 +20,14 @@ import torch.distributed as dist
 from lightning.pytorch.callbacks import Callback, RichProgressBar
 from lightning.pytorch.utilities import rank_zero_info
 
-from fireact.agent.config import RolloutConfig
-from fireact.agent.lm import HFLM
-from fireact.agent.rollout import run_rollouts
 from fireact.data.paths import resolve_data_dir
 from fireact.data.tasks import get_task
 from fireact.data.trajectory import Trajectory, write_trajectories
+from fireact.lm.hf import HFLM
 from fireact.modules.datamodule import trainer_prompt_style
 from fireact.modules.rollout_metrics import RolloutMetrics
+from fireact.rollout.config import RolloutConfig
+from fireact.rollout.runners import run_rollouts
 
 
 class RolloutValidation(Callback):
@@ -253,7 +253,7 @@ def _progress(trainer: pl.Trainer, description: str, total: int):
         finally:
             progress.update(task_id, visible=False)
     elif trainer.is_global_zero and bar is not None:
-        from fireact.agent.rollout import rich_progress
+        from fireact.rollout.progress import rich_progress
 
         with rich_progress(description) as report:
             yield report

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from fireact.agent.lm import Completion, truncate_at_stop
 from fireact.agent.methods import Episode
 from fireact.agent.parsing import cut_after_action, parse_direct_answer, parse_step
 from fireact.agent.prompts import few_shot_prefix, pick_exemplars
 from fireact.data.prompt_style import PromptStyle
 from fireact.data.tasks import Example, get_task
 from fireact.data.trajectory import Trajectory, Turn
+from fireact.lm.base import Completion, truncate_at_stop
 
 
 def test_parse_step_variants():
@@ -124,8 +124,8 @@ def test_prompts_zero_shot_is_gpt_format_and_few_shot_is_seeded():
 
 
 def test_bad_backend_specs_are_user_errors():
-    from fireact.agent.lm import make_lm
-    from fireact.data.errors import FireactError
+    from fireact.errors import FireactError
+    from fireact.lm.factory import make_lm
 
     for spec, msg in (
         ("gpt-4", "expected openai:MODEL"),

@@ -12,8 +12,8 @@ import pytest
 from datasets import load_from_disk
 from faults import refused_url
 
+from fireact import retry
 from fireact.cli import main
-from fireact.data import retry
 from fireact.data.trajectory import read_trajectories
 from fireact.modules.datamodule import TrajectoryDataModule
 

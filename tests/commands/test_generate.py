@@ -157,8 +157,8 @@ def test_failed_episodes_are_not_recorded_and_a_rerun_retries_them(data_dir, tmp
     run after FAILING_IN_A_ROW failures instead of burning through every question."""
     from chat_standin import ChatStandIn
 
-    from fireact.agent.config import RolloutConfig
     from fireact.commands.generate import FAILING_IN_A_ROW
+    from fireact.rollout.config import RolloutConfig
 
     key = "sk-generate-secret-0123456789"
     monkeypatch.setenv("OPENAI_API_KEY", key)

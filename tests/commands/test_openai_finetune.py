@@ -13,8 +13,8 @@ import time
 import pytest
 from openai_standin import OpenAIStandIn
 
-from fireact.agent.hosted_finetune import HostedFinetune
 from fireact.cli import main
+from fireact.hosted.finetune import HostedFinetune
 
 KEY = "sk-standin-0123456789abcdefghij"
 

@@ -10,8 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from faults import refused_url, send
 
+from fireact import retry
 from fireact.cli import main
-from fireact.data import download, retry
+from fireact.data import download
 
 FILES = {
     "data/hotpotqa/dev.json": json.dumps([{"question": "Q?", "answer": "A"}]).encode(),

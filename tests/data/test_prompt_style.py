@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from fireact.data.errors import FireactError
 from fireact.data.fireact_format import read_any
 from fireact.data.prompt_style import PromptStyle, agent_text, prompt_ids, prompt_text, training_turns
 from fireact.data.trajectory import Trajectory, Turn
+from fireact.errors import FireactError
 
 
 @pytest.fixture(scope="module")
 def tokenizer(smollm2_dir):
-    from fireact.agent.models import load_tokenizer
+    from fireact.lm.models import load_tokenizer
 
     return load_tokenizer(smollm2_dir)
 

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from fireact.data.errors import FireactError
 from fireact.data.tasks import TASKS, get_task, select
 from fireact.data.trajectory import Trajectory, Turn, read_trajectories, write_trajectories
+from fireact.errors import FireactError
 
 TRAJS = "trajs/hotpotqa_dev_0_500_{}.json"
 PAPER = {  # Table 2 / 4 of the paper: EM over the 500 selected dev questions

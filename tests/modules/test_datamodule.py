@@ -12,9 +12,9 @@ import torch
 
 from fireact.data.batching import model_inputs, pack_rows
 from fireact.data.encoding import IGNORE_INDEX
-from fireact.data.errors import FireactError
 from fireact.data.mixing import question_key, resolve_counts, sample_cell, validate_mix
 from fireact.data.sources import sha256_file
+from fireact.errors import FireactError
 from fireact.modules.datamodule import PROVENANCE_FILE, TrajectoryDataModule
 
 MULTI = "finetune/gpt_format/multitask_multimethod.jsonl"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from fireact.agent.config import RolloutConfig
-from fireact.data.errors import FireactError
 from fireact.data.synthetic import write_world
 from fireact.data.token_log import TokenRow
 from fireact.data.trajectory import Trajectory, Turn
+from fireact.errors import FireactError
 from fireact.modules.grpo import episode_reward, group_advantages, token_budget_chunks
 from fireact.modules.questions import QuestionDataModule
+from fireact.rollout.config import RolloutConfig
 
 
 def test_group_advantages_are_relative_to_the_own_group():

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fireact.data.encoding import IGNORE_INDEX
-from fireact.data.errors import FireactError
+from fireact.errors import FireactError
 from fireact.modules.lm_module import FireActLM
 
 

@@ -17,8 +17,8 @@ import json
 
 import pytest
 
-from fireact.agent.config import RolloutConfig
 from fireact.data.synthetic import write_world
+from fireact.rollout.config import RolloutConfig
 
 pytestmark = pytest.mark.slow
 HELD_OUT = RolloutConfig(tasks=["synthetic"], n=12, seed=None, max_turns=4, max_tokens=40, batch_size=12)

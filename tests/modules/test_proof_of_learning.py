@@ -19,11 +19,11 @@ import json
 
 import pytest
 
-from fireact.agent.config import RolloutConfig
 from fireact.data.evaluation import rescore, summarize
 from fireact.data.synthetic import write_world
 from fireact.data.tasks import get_task
 from fireact.data.trajectory import read_trajectories
+from fireact.rollout.config import RolloutConfig
 
 pytestmark = pytest.mark.slow
 EPOCHS = 1

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from fireact.agent.config import RolloutConfig
 from fireact.cli import main
 from fireact.data.synthetic import write_world
 from fireact.data.trajectory import Trajectory, Turn, read_trajectories
 from fireact.modules.rollout_metrics import RolloutMetrics
+from fireact.rollout.config import RolloutConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 N_DEV = 6

@@ -9,11 +9,11 @@ import json
 import pytest
 import torch
 
-from fireact.agent.config import RolloutConfig
 from fireact.cli import main
 from fireact.data.prompt_style import STYLE_FILE, PromptStyle
 from fireact.data.synthetic import write_world
 from fireact.data.trajectory import read_trajectories
+from fireact.rollout.config import RolloutConfig
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import yaml
 from faults import refused_url
 from train_helpers import read_metrics, train_config, train_losses
 
-from fireact.data import retry
+from fireact import retry
 
 FAKE_KEY = "sk-fake-0123456789abcdef-must-not-be-saved"
 

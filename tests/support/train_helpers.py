@@ -89,7 +89,7 @@ class RandomTokenDataModule(pl.LightningDataModule):
         self.save_hyperparameters()
 
     def setup(self, stage: str) -> None:
-        from fireact.agent.models import load_tokenizer
+        from fireact.lm.models import load_tokenizer
 
         pad_id = load_tokenizer(self.hparams.tokenizer).pad_token_id
         h = self.hparams

@@ -1,171 +1,13 @@
-"""LM backends behind one interface: batched chat completion with stop strings.
-
-`OpenAILM` talks to any OpenAI-compatible server (OpenAI, vLLM, TGI, `fireact serve`) through the
-official client, whose own retries back off on 429/5xx/timeouts. `HFLM` runs a transformers model
-locally (batched, left padding, KV cache, per-sequence stop at the end of an Action line); it also
-wraps an already loaded model + tokenizer, e.g. the one being trained, without moving or casting it.
-"""
+"""A local transformers model as an LM: batched generate, or the continuous-batching engine."""
 
 from __future__ import annotations
 
 import os
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from fireact.agent.parsing import cut_after_action
-from fireact.data.errors import FireactError
-from fireact.data.prompt_style import Prompt, PromptStyle, prompt_ids
-from fireact.data.secrets import redact
-
-
-@dataclass
-class Completion:
-    text: str
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
-    error: str | None = None  # set when the backend failed after its retries
-
-
-class LM(Protocol):
-    """What `run_rollouts` needs of a backend; the capabilities are attributes, never probed."""
-
-    name: str
-    batched: bool  # True: one call over many prompts beats many concurrent single calls
-    continuous: bool  # True: play episodes in the continuous-batching engine (local HF models)
-    concurrency: int  # parallel episodes for an unbatched backend
-    prompt_style: PromptStyle | None  # the format saved with the weights, if any
-
-    def reset_cache(self) -> None:
-        """Forget cached KV: the weights may have changed since (a model being trained)."""
-
-    def complete(
-        self,
-        prompts: list[Prompt],
-        stop: list[str],
-        max_tokens: int,
-        temperature: float = 0.0,
-        stop_after_action: bool = False,
-    ) -> list[Completion]: ...
-
-
-def should_stop(text: str, stop: list[str], stop_after_action: bool) -> bool:
-    """A step's text is complete: a stop string appeared, or (optionally) the Action line ended."""
-    return any(s in text for s in stop) or (stop_after_action and cut_after_action(text) is not None)
-
-
-def truncate_at_stop(text: str, stop: list[str], stop_after_action: bool) -> str:
-    cut = len(text)
-    for s in stop:
-        i = text.find(s)
-        if i != -1:
-            cut = min(cut, i)
-    if stop_after_action:
-        i = cut_after_action(text[:cut])
-        if i is not None:
-            cut = min(cut, i)
-    return text[:cut]
-
-
-# USD per 1K (prompt, completion) tokens; longest matching prefix wins, unknown models cost 0.
-PRICES_PER_1K = {
-    "gpt-4": (0.03, 0.06),
-    "gpt-4-32k": (0.06, 0.12),
-    "gpt-4-turbo": (0.01, 0.03),
-    "gpt-4-1106": (0.01, 0.03),
-    "gpt-4o": (0.0025, 0.01),
-    "gpt-4o-mini": (0.00015, 0.0006),
-    "gpt-3.5-turbo": (0.0015, 0.002),
-    "gpt-3.5-turbo-0125": (0.0005, 0.0015),
-}
-
-
-def price(model: str, prompt_tokens: int, completion_tokens: int) -> float:
-    match = max((k for k in PRICES_PER_1K if model.startswith(k)), key=len, default=None)
-    if match is None:
-        return 0.0
-    p, c = PRICES_PER_1K[match]
-    return (prompt_tokens * p + completion_tokens * c) / 1000
-
-
-class OpenAILM:
-    """Chat completions through the official openai client; a thread pool bounds concurrency."""
-
-    batched = False
-    continuous = False
-    prompt_style = None  # a remote model's format is chat messages
-
-    def __init__(
-        self,
-        model: str,
-        base_url: str | None = None,
-        api_key: str | None = None,
-        concurrency: int = 8,
-        requests_per_minute: float | None = None,
-        max_retries: int = 5,
-        timeout: float = 60.0,
-    ):
-        from openai import OpenAI
-
-        base_url = base_url or os.environ.get("OPENAI_BASE_URL")
-        self._key = api_key or os.environ.get("OPENAI_API_KEY") or ("EMPTY" if base_url else None)
-        if not self._key:
-            raise FireactError("openai backend: set OPENAI_API_KEY (or --base-url for a local server)")
-        self.model = model
-        self.name = f"openai:{model}"
-        self.client = OpenAI(api_key=self._key, base_url=base_url, max_retries=max_retries, timeout=timeout)
-        self.concurrency = max(1, concurrency)
-        self._min_interval = 60.0 / requests_per_minute if requests_per_minute else 0.0
-        self._next_slot = 0.0
-        self._rate_lock = threading.Lock()
-
-    def reset_cache(self) -> None:
-        pass
-
-    def _wait_for_rate_limit(self) -> None:
-        if not self._min_interval:
-            return
-        with self._rate_lock:
-            now = time.monotonic()
-            start = max(now, self._next_slot)
-            self._next_slot = start + self._min_interval
-        if start > now:
-            time.sleep(start - now)
-
-    def _one(self, prompt: Prompt, stop: list[str], max_tokens: int, temperature: float, after_action: bool):
-        import openai
-
-        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
-        self._wait_for_rate_limit()
-        try:
-            r = self.client.chat.completions.create(
-                model=self.model,
-                messages=messages,
-                stop=stop[:4] or None,  # the API takes at most 4 stop strings
-                max_tokens=max_tokens,
-                temperature=temperature,
-                n=1,
-            )
-        except openai.OpenAIError as e:
-            return Completion("", error=redact(f"{type(e).__name__}: {e} ({self.client.base_url})", (self._key,)))
-        if isinstance(r, str):  # the client hands back a body that is not JSON (a proxy's error page) as text
-            return Completion(
-                "", error=f"{self.client.base_url}: the reply is not a chat completion (starts {r[:60]!r})"
-            )
-        text = r.choices[0].message.content or "" if r.choices else ""
-        pt = r.usage.prompt_tokens if r.usage else 0
-        ct = r.usage.completion_tokens if r.usage else 0
-        text = truncate_at_stop(text, stop, after_action)
-        return Completion(text, pt, ct, price(self.model, pt, ct))
-
-    def complete(self, prompts, stop, max_tokens, temperature=0.0, stop_after_action=False) -> list[Completion]:
-        if len(prompts) == 1:
-            return [self._one(prompts[0], stop, max_tokens, temperature, stop_after_action)]
-        with ThreadPoolExecutor(min(self.concurrency, len(prompts))) as pool:
-            return list(pool.map(lambda p: self._one(p, stop, max_tokens, temperature, stop_after_action), prompts))
+from fireact.data.prompt_style import PromptStyle, prompt_ids
+from fireact.errors import FireactError
+from fireact.lm.base import Completion, should_stop, truncate_at_stop
 
 
 def default_dtype():
@@ -346,7 +188,7 @@ def _load(spec: str, tokenizer: Any, adapter: str | None, dtype: Any) -> tuple[A
 
     from transformers import AutoModelForCausalLM
 
-    from fireact.agent.models import load_tokenizer, resolve_model
+    from fireact.lm.models import load_tokenizer, resolve_model
 
     path = resolve_model(spec)
     saved = [PromptStyle.load(d) for d in (path, adapter) if d and Path(d).is_dir()]
@@ -383,17 +225,3 @@ def _count_generated(ids: list[int], pad_id: int | None, eos: int | list[int] | 
     while n and ids[n - 1] == pad_id:
         n -= 1
     return n
-
-
-def make_lm(spec: str, **kw: Any) -> LM:
-    """`openai:MODEL` or `hf:PATH_OR_NAME` (e.g. hf:smollm2-135m) -> a backend."""
-    kind, _, target = spec.partition(":")
-    if not target:
-        raise FireactError(f"--lm {spec!r}: expected openai:MODEL or hf:PATH_OR_NAME")
-    if kind == "openai":
-        keys = ("base_url", "concurrency", "requests_per_minute", "max_retries", "timeout")
-        return OpenAILM(target, **{k: v for k, v in kw.items() if k in keys and v is not None})
-    if kind == "hf":
-        keys = ("adapter", "batch_size", "dtype", "threads", "prefix_cache", "continuous")
-        return HFLM(target, **{k: v for k, v in kw.items() if k in keys and v is not None}, name=spec)
-    raise FireactError(f"--lm {spec!r}: unknown backend {kind!r}; use openai:MODEL or hf:PATH_OR_NAME")

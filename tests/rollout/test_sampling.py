@@ -6,16 +6,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fireact.agent.config import RolloutConfig
-from fireact.agent.engine import choose_tokens
-from fireact.agent.lm import HFLM
 from fireact.agent.prompts import default_exemplar_pool, few_shot_prefix, pick_exemplars
-from fireact.agent.rollout import run_rollouts
-from fireact.agent.tools import SnapshotSearch
 from fireact.data.paths import snapshot_path
 from fireact.data.prompt_style import PromptStyle, prompt_ids
 from fireact.data.tasks import get_task, select
 from fireact.data.token_log import TokenTurn, training_rows
+from fireact.lm.hf import HFLM
+from fireact.rollout.config import RolloutConfig
+from fireact.rollout.engine import choose_tokens
+from fireact.rollout.runners import run_rollouts
+from fireact.tools.snapshot import SnapshotSearch
 
 
 def test_choose_tokens_greedy_top_p_and_seed():

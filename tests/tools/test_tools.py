@@ -10,10 +10,13 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from faults import refused_url, send
 
-from fireact.agent.tools import NoisySearch, SerpAPISearch, SnapshotSearch, ToolError, serpapi_observation
-from fireact.data import retry
-from fireact.data.errors import FireactError
+from fireact import retry
 from fireact.data.paths import snapshot_path
+from fireact.errors import FireactError
+from fireact.tools.base import ToolError
+from fireact.tools.noise import NoisySearch
+from fireact.tools.serpapi import SerpAPISearch, serpapi_observation
+from fireact.tools.snapshot import SnapshotSearch
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +54,9 @@ def test_snapshot_top_k(tmp_path):
 
 def test_snapshot_coverage(tmp_path, data_dir, capsys):
     """Gold answers found as whole normalised words: in any snippet, and in the search for the question."""
-    from fireact.agent.tools import snapshot_coverage
     from fireact.cli import main
     from fireact.data.tasks import Example
+    from fireact.tools.snapshot import snapshot_coverage
 
     path = tmp_path / "s.jsonl"
     rows = [("nile length", "The Nile is 6,650 km long."), ("capital of france", "Paris is the capital.")]
@@ -74,7 +77,7 @@ def test_snapshot_coverage(tmp_path, data_dir, capsys):
 
 def test_answerable_selection(data_dir):
     """`answerable` keeps the seeded order of the questions the snapshot can answer, then offset/n."""
-    from fireact.agent.config import RolloutConfig
+    from fireact.rollout.config import RolloutConfig
 
     snapshot = SnapshotSearch(snapshot_path(data_dir))
     every = RolloutConfig().examples("hotpotqa", data_dir)

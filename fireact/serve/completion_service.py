@@ -17,11 +17,11 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from fireact.agent.config import RolloutConfig
-from fireact.agent.lm import Completion
 from fireact.agent.methods import MethodSpec
-from fireact.agent.rollout import RolloutJob
 from fireact.data.prompt_style import Prompt
+from fireact.lm.base import Completion
+from fireact.rollout.config import RolloutConfig
+from fireact.rollout.job import RolloutJob
 
 END = None  # marks the end of a request's text stream
 
@@ -157,7 +157,7 @@ class CompletionService:
         return request
 
     def _loop(self) -> None:
-        from fireact.agent.engine import ContinuousBatcher
+        from fireact.rollout.engine import ContinuousBatcher
 
         while not self.requests.closed:
             try:

@@ -12,9 +12,9 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from fireact.data.errors import FireactError
 from fireact.data.tasks import TASKS, Example, get_task, select
 from fireact.data.trajectory import METHODS
+from fireact.errors import FireactError
 
 
 def _opt(default: Any, help: str, **argparse_kw: Any) -> Any:
@@ -81,8 +81,8 @@ class RolloutConfig:
                 raise FireactError(
                     f"rollout option answerable: {task}'s answers are yes/no or a letter, not searchable"
                 )
-            from fireact.agent.tools import SnapshotSearch
             from fireact.data.paths import snapshot_path
+            from fireact.tools.snapshot import SnapshotSearch
 
             snapshot = SnapshotSearch(snapshot_path(data_dir))
             examples = [e for e in select(examples, None, self.seed) if snapshot.holds(e.answer)]
@@ -90,7 +90,7 @@ class RolloutConfig:
         return select(examples, self.n, self.seed, self.offset)
 
     def make_tool(self, data_dir: Path | None):
-        from fireact.agent.tools import make_tool
+        from fireact.tools.factory import make_tool
 
         return make_tool(
             self.tool, data_dir, self.noise, self.noise_p, self.noise_seed, self.serpapi_cache, self.search_k

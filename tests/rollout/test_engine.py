@@ -8,14 +8,14 @@ from dataclasses import replace
 import pytest
 import torch
 
-from fireact.agent.config import RolloutConfig
-from fireact.agent.engine import ContinuousBatcher, _Slot
-from fireact.agent.lm import HFLM
 from fireact.agent.prompts import default_exemplar_pool
-from fireact.agent.rollout import run_rollouts
-from fireact.agent.tools import SnapshotSearch
 from fireact.data.paths import snapshot_path
 from fireact.data.tasks import get_task, select
+from fireact.lm.hf import HFLM
+from fireact.rollout.config import RolloutConfig
+from fireact.rollout.engine import ContinuousBatcher, _Slot
+from fireact.rollout.runners import run_rollouts
+from fireact.tools.snapshot import SnapshotSearch
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +88,7 @@ def test_tiny_rollouts_continuous_equal_one_at_a_time(tiny, tiny_model_dir, data
 def test_draft_and_verify_is_lossless(tiny, data_dir, monkeypatch):
     """Greedy drafts (prompt lookup) verified in one forward give the very tokens and log-probs of
     one-token steps, and some drafts are kept (a random tiny model repeats itself)."""
-    from fireact.agent import engine
+    from fireact.rollout import engine
 
     made: list[ContinuousBatcher] = []
     init = ContinuousBatcher.__init__

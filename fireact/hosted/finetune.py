@@ -20,9 +20,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fireact.data.errors import FireactError
 from fireact.data.paths import read_text, write_lines_atomic
-from fireact.data.secrets import redact
+from fireact.errors import FireactError
+from fireact.secrets import redact
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 METADATA_KEY = "fireact_run"

@@ -8,10 +8,10 @@ import pytest
 from chat_standin import ChatStandIn
 from faults import refused_url
 
-from fireact.agent.config import RolloutConfig
-from fireact.agent.lm import OpenAILM, price
-from fireact.agent.rollout import run_rollouts
 from fireact.data.tasks import Example, get_task
+from fireact.lm.openai import OpenAILM, price
+from fireact.rollout.config import RolloutConfig
+from fireact.rollout.runners import run_rollouts
 
 
 @pytest.fixture

@@ -8,13 +8,13 @@ import sys
 
 import pytest
 
-from fireact.agent.config import RolloutConfig
-from fireact.agent.lm import HFLM
-from fireact.agent.rollout import run_rollouts
-from fireact.agent.tools import SnapshotSearch
 from fireact.data.paths import snapshot_path
 from fireact.data.tasks import get_task, select
 from fireact.data.trajectory import Turn
+from fireact.lm.hf import HFLM
+from fireact.rollout.config import RolloutConfig
+from fireact.rollout.runners import run_rollouts
+from fireact.tools.snapshot import SnapshotSearch
 
 PROMPTS = [
     [{"role": "user", "content": "Which city is the capital of France?"}],
@@ -148,7 +148,7 @@ def test_peft_adapter_backend(tiny_model_dir, tmp_path):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from fireact.agent.lm import make_lm
+    from fireact.lm.factory import make_lm
 
     torch.manual_seed(0)
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)

@@ -13,8 +13,8 @@ import urllib.error
 from collections.abc import Callable
 from typing import TypeVar
 
-from fireact.data.errors import FireactError
-from fireact.data.secrets import redact
+from fireact.errors import FireactError
+from fireact.secrets import redact
 
 T = TypeVar("T")
 
