@@ -13,6 +13,8 @@ from pathlib import Path
 from fireact.data.paths import not_utf8, read_text
 from fireact.data.scoring import exact_match, f1_score, letter_match, yes_no_match
 from fireact.data.trajectory import question_key
+from fireact.data.wiki_questions import SPLITS as WIKI_SPLITS
+from fireact.data.wiki_questions import example_id, read_wiki_questions, wiki_dir, wiki_split
 from fireact.errors import FireactError
 
 
@@ -36,11 +38,16 @@ class Task:
     loader: Callable[[Path, str], list[Example]]
     em: Callable[[str | None, str], float]
     uses_f1: bool  # free-form answers get token F1; closed answers score F1 = EM
+    ordered: tuple[str, ...] = ()  # splits already in selection order: `select` never reshuffles them
 
     def load(self, data_dir: Path, split: str) -> list[Example]:
         if split not in self.splits:
             raise FireactError(f"task {self.name} has no split {split!r}; choose from {', '.join(self.splits)}")
         return _cached_load(self, Path(data_dir), split)
+
+    def selection_seed(self, split: str, seed: int | None) -> int | None:
+        """The shuffle seed `select` uses on this split: None where the split is already in order."""
+        return None if split in self.ordered else seed
 
     def score(self, pred: str | None, gold: str) -> Score:
         em = self.em(pred, gold)
@@ -83,6 +90,8 @@ def _read_csv(path: Path) -> list[list[str]]:
 
 
 def _load_hotpotqa(data_dir: Path, split: str) -> list[Example]:
+    if split in WIKI_SPLITS:
+        return _load_wiki(data_dir, split)
     if split == "train":
         return _fireact_training_questions(data_dir / "finetune" / "gpt_format" / "hotpotqa.jsonl")
     rows = _read_json(data_dir / "hotpotqa" / f"{split}.json")
@@ -107,6 +116,13 @@ def _fireact_training_questions(path: Path) -> list[Example]:
             seen.add(key)
             out.append(Example(f"train-{len(out)}", t.question, t.prediction))
     return out
+
+
+def _load_wiki(data_dir: Path, split: str) -> list[Example]:
+    rows = read_wiki_questions(wiki_dir(data_dir) / "questions.jsonl")
+    dev = _read_json(data_dir / "hotpotqa" / "dev.json")
+    trained = {question_key(e.question) for e in _load_hotpotqa(data_dir, "train")}
+    return [Example(example_id(r), r["question"], r["answer"]) for r in wiki_split(rows, split, len(dev), trained)]
 
 
 def _load_bamboogle(data_dir: Path, split: str) -> list[Example]:
@@ -162,7 +178,7 @@ def _load_synthetic(data_dir: Path, split: str) -> list[Example]:
 TASKS: dict[str, Task] = {
     t.name: t
     for t in (
-        Task("hotpotqa", ("dev", "test", "train"), _load_hotpotqa, exact_match, True),
+        Task("hotpotqa", ("dev", "test", "train", *WIKI_SPLITS), _load_hotpotqa, exact_match, True, WIKI_SPLITS),
         Task("bamboogle", ("test",), _load_bamboogle, exact_match, True),
         Task("strategyqa", ("dev", "test", "train"), _load_strategyqa, yes_no_match, False),
         Task("mmlu", ("dev", "val", "test", "train"), _load_mmlu, letter_match, False),

@@ -12,9 +12,15 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from fireact.data.paths import snapshot_path
+from fireact.data.questions_file import read_questions
 from fireact.data.tasks import TASKS, Example, get_task, select
 from fireact.data.trajectory import METHODS
 from fireact.errors import FireactError
+from fireact.tools.base import SearchTool
+from fireact.tools.factory import make_tool
+from fireact.tools.retrievers import RETRIEVERS
+from fireact.tools.snapshot import SnapshotSearch
 
 
 def _opt(default: Any, help: str, **argparse_kw: Any) -> Any:
@@ -53,8 +59,19 @@ class RolloutConfig:
     )
     few_shot: int = _opt(0, "K exemplars from successful trajectories of the task")
     exemplar_seed: int = _opt(0, "seed of the few-shot exemplar draw")
-    tool: str = _opt("snapshot", "search tool", choices=("snapshot", "serpapi"))
-    search_k: int = _opt(1, "snapshot: BM25 snippets per search (1, as one Google result)")
+    tool: str = _opt(
+        "snapshot",
+        "search tool: snapshot (the paper's replayed Google snippets), wiki (a local Wikipedia passage corpus), "
+        "serpapi, or a retrieval server's URL (http://HOST:PORT/retrieve, Search-R1's API)",
+    )
+    search_k: int = _opt(1, "snippets (snapshot: BM25 when not cached) or passages (wiki, http) per search")
+    corpus: str | None = _opt(
+        None, "wiki: passage JSONL ({title, sentences} or {id, contents}); default: hotpotqa_wiki/paragraphs.jsonl"
+    )
+    retriever: str = _opt("bm25", "wiki: retriever", choices=RETRIEVERS)
+    questions: str | None = _opt(
+        None, "a question set of your own instead of the task's split: JSONL of {question, answer, id?}"
+    )
     serpapi_cache: str | None = _opt(None, "serpapi record/replay cache (default: ~/.cache/fireact/serpapi.jsonl)")
     noise: str = _opt("none", "robustness study: noisy search", choices=("none", "nothing", "random"))
     noise_p: float = _opt(0.5, "probability that a search is replaced by noise")
@@ -75,26 +92,25 @@ class RolloutConfig:
     def examples(self, task: str, data_dir: Path) -> list[Example]:
         """The paper's seeded question selection of one task (of its answerable questions if asked)."""
         spec = get_task(task)
+        if self.questions is not None:
+            return select(read_questions(Path(self.questions)), self.n, None, self.offset)
         examples = spec.load(data_dir, self.split)
+        seed = spec.selection_seed(self.split, self.seed)
         if self.answerable:
             if not spec.uses_f1:
                 raise FireactError(
                     f"rollout option answerable: {task}'s answers are yes/no or a letter, not searchable"
                 )
-            from fireact.data.paths import snapshot_path
-            from fireact.tools.snapshot import SnapshotSearch
-
             snapshot = SnapshotSearch(snapshot_path(data_dir))
-            examples = [e for e in select(examples, None, self.seed) if snapshot.holds(e.answer)]
+            examples = [e for e in select(examples, None, seed) if snapshot.holds(e.answer)]
             return select(examples, self.n, None, self.offset)
-        return select(examples, self.n, self.seed, self.offset)
+        return select(examples, self.n, seed, self.offset)
 
-    def make_tool(self, data_dir: Path | None):
-        from fireact.tools.factory import make_tool
-
+    def make_tool(self, data_dir: Path | None) -> SearchTool:
         return make_tool(
-            self.tool, data_dir, self.noise, self.noise_p, self.noise_seed, self.serpapi_cache, self.search_k
-        )
+            self.tool, data_dir, self.noise, self.noise_p, self.noise_seed, self.serpapi_cache, self.search_k,
+            self.corpus, self.retriever,
+        )  # fmt: skip
 
     # -- command line ---------------------------------------------------------------------------
     @classmethod

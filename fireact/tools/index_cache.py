@@ -1,0 +1,72 @@
+"""Where a corpus's indexes live: one folder per (corpus bytes, retriever), built once, published
+atomically (a build killed midway leaves no index, only a `.tmp-*` folder the next build removes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from fireact.data.paths import default_cache_dir
+from fireact.errors import FireactError
+from fireact.tools.corpus import fingerprint
+
+
+def index_root() -> Path:
+    """$FIREACT_INDEX_DIR, else ~/.cache/fireact/indexes."""
+    return Path(os.environ.get("FIREACT_INDEX_DIR") or default_cache_dir() / "indexes")
+
+
+def index_dir(corpus: str | os.PathLike, kind: str) -> tuple[Path, str]:
+    """(folder of the corpus's `kind` index, corpus fingerprint)."""
+    key = fingerprint(corpus)
+    return index_root() / f"{Path(corpus).stem}-{key}" / kind, key
+
+
+def build_once(folder: Path, key: str, build: Callable[[Path], dict]) -> dict:
+    """The index's meta.json; `build(tmp)` writes the index into tmp and returns its meta when there
+    is none yet. Concurrent builders each build and the last rename wins: both results are equal."""
+    meta_path = folder / "meta.json"
+    if meta_path.is_file():
+        return read_meta(folder, key)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    for stale in folder.parent.glob(f"{folder.name}.tmp-*"):
+        if not _alive(stale.name.rsplit("-", 1)[-1]):
+            shutil.rmtree(stale, ignore_errors=True)
+    tmp = folder.parent / f"{folder.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    meta = {**build(tmp), "fingerprint": key}
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+    try:
+        os.replace(tmp, folder)
+    except OSError:  # another process published it first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return read_meta(folder, key)
+
+
+def read_meta(folder: Path, key: str) -> dict:
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+    except (OSError, ValueError) as e:
+        raise FireactError(
+            f"index at {folder} is unreadable ({type(e).__name__}): delete the folder to rebuild it"
+        ) from None
+    if meta.get("fingerprint") != key:
+        raise FireactError(
+            f"index at {folder} was built from another corpus (fingerprint {meta.get('fingerprint')} != {key}): "
+            "delete the folder to rebuild it"
+        )
+    return meta
+
+
+def _alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
