@@ -22,6 +22,7 @@ COMMANDS = {
     "generate": "generate",
     "eval": "eval",
     "serve": "serve",
+    "retriever": "retriever",
     "expert-iteration": "expert_iteration",
 }
 

@@ -13,7 +13,7 @@ import os
 import urllib.request
 
 from fireact.errors import FireactError
-from fireact.retry import HTTPStatusError, with_retries
+from fireact.retry import HTTPStatusError, describe, with_retries
 from fireact.tools.base import NONE_OBSERVATION, ToolError, normalize_query
 from fireact.tools.corpus import Passage, observation, parse_passage
 from fireact.tools.wiki import MAX_CHARS
@@ -31,11 +31,11 @@ class HTTPRetriever:
         self.url, self.k, self.max_chars, self.timeout = url, k, max_chars, timeout
         self.api_key = os.environ.get(API_KEY_VAR)
         if check:  # fail before any episode starts, not as N episode errors after the model loaded
-            try:
-                self.retrieve(["fireact connection check"], 1)
-            except FireactError as e:
-                raise FireactError(f"retrieval server {url} is not answering: {e}. Is it running "
-                                   "(`fireact retriever serve --corpus PATH --port N`)?") from None  # fmt: skip
+            try:  # once, without the retries: a server that is not there should say so at once
+                self._post({"queries": ["fireact connection check"], "topk": 1})
+            except Exception as e:
+                raise FireactError(f"retrieval server {url} is not answering ({describe(e, (self.api_key,))}): is it "
+                                   "running (`fireact retriever serve --corpus PATH --port N`)?") from None  # fmt: skip
 
     def _post(self, payload: dict) -> dict:
         headers = {"Content-Type": "application/json"}

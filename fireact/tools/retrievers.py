@@ -19,6 +19,7 @@ class Retriever(Protocol):
     name: str
     store: PassageStore
     titles: dict[str, int]  # normalised title -> row
+    meta: dict  # kind, passages, build_seconds
 
     def search(self, queries: list[str], k: int) -> list[list[tuple[int, float]]]: ...
 
@@ -31,6 +32,8 @@ class HybridRetriever:
     def __init__(self, corpus: str | os.PathLike, progress_every: int = 0):
         self.parts = (BM25Retriever(corpus, progress_every), DenseRetriever(corpus, progress_every))
         self.store, self.titles = self.parts[0].store, self.parts[0].titles
+        seconds = sum(r.meta["build_seconds"] for r in self.parts)
+        self.meta = {"kind": "hybrid", "passages": len(self.store), "build_seconds": seconds}
 
     def search(self, queries: list[str], k: int) -> list[list[tuple[int, float]]]:
         rankings = [r.search(queries, max(k, CANDIDATES)) for r in self.parts]
