@@ -55,9 +55,7 @@ def parse_passage(line: bytes | str, where: str, lineno: int) -> Passage:
 
 def scan(path: str | os.PathLike) -> Iterator[tuple[int, Passage]]:
     """(byte offset, passage) for every non-blank line, streamed."""
-    path = Path(path)
-    if not path.is_file():
-        raise FireactError(f"no corpus at {path}: pass --corpus PATH (a JSONL of {FORMATS})")
+    path = existing(path)
     try:
         with path.open("rb") as f:
             offset, lineno = 0, 0
@@ -70,11 +68,18 @@ def scan(path: str | os.PathLike) -> Iterator[tuple[int, Passage]]:
         raise unreadable(path, e, "corpus") from None
 
 
+def existing(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise FireactError(f"no corpus at {path}: pass --corpus PATH (a JSONL of {FORMATS})")
+    return path
+
+
 def fingerprint(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     """sha256 of the corpus bytes (first 16 hex digits): the key of its index in the cache."""
     h = hashlib.sha256()
     try:
-        with Path(path).open("rb") as f:
+        with existing(path).open("rb") as f:
             while block := f.read(chunk):
                 h.update(block)
     except OSError as e:
