@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import argparse
 
+from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+from rich.table import Table
 
 from fireact.data import download
-from fireact.data.paths import resolve_data_dir
+from fireact.data.paths import resolve_data_dir, snapshot_path
 from fireact.data.snapshot import build_snapshot
 from fireact.data.synthetic import write_world
+from fireact.data.tasks import get_task, select, wiki_rows
+from fireact.data.wiki_questions import SPLITS as WIKI_SPLITS
+from fireact.data.wiki_questions import default_corpus
+from fireact.errors import FireactError
+from fireact.tools.retrievers import RETRIEVERS
+from fireact.tools.snapshot import SnapshotSearch, snapshot_coverage
+from fireact.tools.wiki import WikiSearch, wiki_coverage_row
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,7 +36,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--task", nargs="+", default=["hotpotqa", "bamboogle"], help="free-form tasks (EM on entities)")
     c.add_argument("--split", help="default: dev, or the task's first split")
     c.add_argument("--n", type=int, help="first N questions of the paper's seeded selection (default: all)")
-    c.add_argument("--search-k", type=int, default=1, help="snippets per uncached search, as the agents' tool")
+    c.add_argument("--search-k", type=int, default=1, help="snippets (passages) per search, as the agents' tool")
+    c.add_argument(
+        "--tool",
+        default="snapshot",
+        choices=("snapshot", "wiki"),
+        help="wiki: gold-title recall and answer reachability of the wiki tool on HotpotQA's wiki splits",
+    )
+    c.add_argument("--corpus", help="wiki: passage JSONL (default: hotpotqa_wiki/paragraphs.jsonl)")
+    c.add_argument("--retriever", default="bm25", choices=RETRIEVERS)
     c.add_argument("--data-dir")
     w = sub.add_parser("synthetic", help="write the invented offline world (task `synthetic`) as a data dir")
     w.add_argument("--out", required=True, help="data dir to write")
@@ -67,15 +84,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def coverage(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
-    from fireact.data.paths import snapshot_path
-    from fireact.data.tasks import get_task, select
-    from fireact.errors import FireactError
-    from fireact.tools.snapshot import SnapshotSearch, snapshot_coverage
-
     root = resolve_data_dir(args.data_dir)
+    if args.search_k < 1:
+        raise FireactError(f"--search-k must be >= 1, got {args.search_k}")
+    if args.tool == "wiki":
+        return wiki_coverage(args, root)
     tool = SnapshotSearch(snapshot_path(root), k=args.search_k)
     table = Table(title=f"offline search snapshot ({len(tool.snippets)} snippets, k={args.search_k}) vs gold answers")
     for col in ("task/split", "questions", "answer in some snippet", "answer in the search for the question"):
@@ -93,4 +106,21 @@ def coverage(args: argparse.Namespace) -> int:
             f"{100 * c['answer_for_the_question']:.1f}%",
         )  # fmt: skip
     Console().print(table)
+    return 0
+
+
+def wiki_coverage(args: argparse.Namespace, root) -> int:
+    """Per wiki split: how often the tool's result for the question itself holds a gold title
+    (any / both of them) and the gold answer (whole normalised words)."""
+    tool = WikiSearch(args.corpus or default_corpus(root), args.retriever, args.search_k)
+    table = Table(title=f"wiki tool ({tool.name}, {len(tool.retriever.store)} passages, k={args.search_k}) "
+                        "searched with each question")  # fmt: skip
+    for col in ("split", "questions", "a gold title", "both gold titles", "answer in the observation"):
+        table.add_column(col, justify="left" if col == "split" else "right")
+    for split in WIKI_SPLITS:
+        split_rows = wiki_rows(root, split)[: args.n]
+        c = wiki_coverage_row(tool, split_rows)
+        table.add_row(split, str(c["questions"]), f"{100 * c['any_gold']:.1f}%", f"{100 * c['both_gold']:.1f}%",
+                      f"{100 * c['answer']:.1f}%")  # fmt: skip
+    Console(width=120).print(table)
     return 0

@@ -25,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="single-method runs on the same questions (e.g. cot=a.jsonl react=b.jsonl reflexion=c.jsonl) "
         "for the random-method and oracle references",
     )
-    p.add_argument("--expected", type=int, help="episodes expected per file; missing ones count as wrong in EM")
+    p.add_argument("--expected", type=int, help="questions expected per file; missing ones count as wrong in EM")
     p.add_argument("--json", action="store_true", help="one JSON object per file, then one for the references")
 
 
@@ -45,7 +45,11 @@ def run(args: argparse.Namespace) -> int:
         row = {
             "file": name,
             "n": s.n,
+            "questions": s.questions,
+            "samples": s.samples,
             "em": s.em,
+            "pass_at_g": s.pass_at_g,
+            "maj_at_g": s.maj_at_g,
             "format_error_rate": s.format_error_rate,
             "turns_mean": s.turns_mean,
             "turns_std": s.turns_std,
@@ -73,20 +77,24 @@ def _print(rows: list[dict], references: dict | None) -> None:
     if not console.is_terminal:  # rich would squeeze the columns into 80 characters in a file or a pipe
         console = Console(width=160)
     table = Table(title="runs (paired McNemar vs the first file)")
-    for col in ("file", "N", "EM", "format err", "turns", "prompt tok/q", "gen tok/q", "s/episode", "vs first"):
+    cols = ("file", "questions", "episodes", "EM", "pass@G / maj@G", "format err", "turns", "prompt tok/ep",
+            "gen tok/ep", "s/episode", "vs first")  # fmt: skip
+    for col in cols:
         table.add_column(col, justify="left" if col == "file" else "right")
     for r in rows:
         vs = r["vs_first"]
         table.add_row(
             Path(r["file"]).name,
+            str(r["questions"]),
             str(r["n"]),
             f"{100 * r['em']:.1f}",
+            "-" if r["samples"] == 1 else f"{100 * r['pass_at_g']:.1f} / {100 * r['maj_at_g']:.1f} (G={r['samples']})",
             f"{100 * r['format_error_rate']:.1f}%",
             f"{r['turns_mean']:.1f} ± {r['turns_std']:.1f}",
             f"{r['prompt_tokens']:.0f}",
             f"{r['generated_tokens']:.0f}",
             f"{r['seconds']:.2f}",
-            "-" if vs is None else f"+{vs['only_second']} / -{vs['only_first']}, p={vs['p_value']:.3f}",
+            _paired(vs, r["questions"], rows[0]["questions"]),
         )
     console.print(table)
     choice = Table(
@@ -110,3 +118,13 @@ def _print(rows: list[dict], references: dict | None) -> None:
             f"random method EM {100 * references['random_method_em']:.1f}, "
             f"per-question oracle EM {100 * references['oracle_em']:.1f}"
         )
+
+
+def _paired(vs: dict | None, mine: int, first: int) -> str:
+    """The McNemar cell; says so when the two runs share fewer questions than they hold."""
+    if vs is None:
+        return "-"
+    cell = f"+{vs['only_second']} / -{vs['only_first']}, p={vs['p_value']:.3f}"
+    if vs["questions"] < max(mine, first):
+        cell += f" (only {vs['questions']} questions shared)" if vs["questions"] else " (no question shared)"
+    return cell

@@ -19,28 +19,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("files", nargs="+", type=Path, help="FireAct rollout files or fireact trajectory JSONL")
     p.add_argument("--task", default="hotpotqa")
     p.add_argument("--split", default="dev")
-    p.add_argument("--expected", type=int, help="episodes expected per file; missing ones count as wrong")
+    p.add_argument("--expected", type=int, help="questions expected per file; missing ones count as wrong")
     p.add_argument("--json", action="store_true", help="print one JSON object per file")
     add_data_dir(p)
 
 
 def print_summary(title: str, s: Summary, as_json: bool) -> None:
+    """EM over episodes; with G > 1 samples a question also pass@G, maj@G and the share of questions
+    whose samples all got one reward."""
     if as_json:
-        keys = ("em", "f1", "n", "expected", "turns_mean", "turns_std", "format_errors", "format_error_rate")
-        print(json.dumps({"file": title, **{k: getattr(s, k) for k in keys}}))
+        print(json.dumps({"file": title, **s.to_dict()}))
         return
     table = Table(title=title, show_header=True)
-    for col in ("EM", "F1", "N", "expected", "turns mean", "turns std", "format errors"):
+    cols = ["EM", "F1", "episodes", "questions", "expected", "turns mean", "turns std", "format errors"]
+    values = [f"{100 * s.em:.1f}", f"{100 * s.f1:.1f}", str(s.n), str(s.questions), str(s.expected),
+              f"{s.turns_mean:.1f}", f"{s.turns_std:.1f}", f"{s.format_errors} ({100 * s.format_error_rate:.1f}%)"]  # fmt: skip
+    if s.samples > 1:
+        cols += [f"pass@{s.samples}", f"maj@{s.samples}", "same reward"]
+        values += [f"{100 * s.pass_at_g:.1f}", f"{100 * s.maj_at_g:.1f}", f"{100 * s.same_reward:.1f}%"]
+    for col in cols:
         table.add_column(col, justify="right")
-    table.add_row(
-        f"{100 * s.em:.1f}",
-        f"{100 * s.f1:.1f}",
-        str(s.n),
-        str(s.expected),
-        f"{s.turns_mean:.1f}",
-        f"{s.turns_std:.1f}",
-        f"{s.format_errors} ({100 * s.format_error_rate:.1f}%)",
-    )
+    table.add_row(*values)
     Console().print(table)
 
 

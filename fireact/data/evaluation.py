@@ -4,22 +4,29 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections import Counter
 from dataclasses import asdict, dataclass
 
+from fireact.data.scoring import normalize_answer
 from fireact.data.tasks import Example, Task
 from fireact.data.trajectory import Trajectory, parse_action
 
 
 @dataclass
 class Summary:
-    em: float  # fraction of `expected` (or of n when not given)
+    em: float  # mean EM over episodes; a missing question counts as G wrong episodes
     f1: float
-    n: int  # trajectories scored
-    expected: int  # denominator: missing episodes count as wrong
+    n: int  # episodes scored
+    expected: int  # questions expected: missing ones count as wrong
     turns_mean: float  # actions per episode
     turns_std: float
     format_errors: int  # episodes that ended without a well-formed finish
     format_error_rate: float
+    questions: int = 0  # distinct questions among the episodes
+    samples: int = 1  # G: the most episodes any question has
+    pass_at_g: float = 0.0  # questions with some episode right / expected (= em when G is 1)
+    maj_at_g: float = 0.0  # questions whose most frequent normalised answer is right / expected
+    same_reward: float = 0.0  # share of questions whose episodes all got one reward (no GRPO gradient)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -37,19 +44,53 @@ def rescore(records: list[Trajectory], task: Task, examples: dict[str, Example])
     return records
 
 
+def question_of(t: Trajectory) -> tuple[str, str]:
+    """What groups a question's samples (and pairs two runs): its task and id, else its text."""
+    return (t.task, t.id or t.question)
+
+
+def by_question(records: list[Trajectory]) -> dict[tuple[str, str], list[Trajectory]]:
+    groups: dict[tuple[str, str], list[Trajectory]] = {}
+    for t in records:
+        groups.setdefault(question_of(t), []).append(t)
+    return groups
+
+
+def majority_right(samples: list[Trajectory]) -> bool:
+    """The most frequent normalised answer (ties: the first seen) is right; no answer at all is wrong."""
+    votes = Counter(normalize_answer(t.prediction) for t in samples if t.prediction is not None)
+    if not votes:
+        return False
+    best = max(votes.values())
+    winner = next(a for a in votes if votes[a] == best)
+    return any(
+        t.reward >= 1.0 for t in samples if t.prediction is not None and normalize_answer(t.prediction) == winner
+    )
+
+
 def summarize(records: list[Trajectory], expected: int | None = None) -> Summary:
-    denom = expected if expected is not None else len(records)
+    """EM and friends over episodes and questions. `expected` questions (default: those present);
+    with G samples a question, EM is the mean over expected x G episodes, so it stays in [0, 1]."""
+    groups = by_question(records)
+    g = max((len(v) for v in groups.values()), default=1)
+    questions = expected if expected is not None else len(groups)
+    episodes = questions * g if g > 1 else (expected if expected is not None else len(records))
     turns = [r.num_actions for r in records]
     errors = sum(1 for r in records if not r.finished)
     return Summary(
-        em=sum(r.reward for r in records) / denom if denom else 0.0,
-        f1=sum(r.f1 for r in records) / denom if denom else 0.0,
+        em=sum(r.reward for r in records) / episodes if episodes else 0.0,
+        f1=sum(r.f1 for r in records) / episodes if episodes else 0.0,
         n=len(records),
-        expected=denom,
+        expected=questions,
         turns_mean=statistics.fmean(turns) if turns else 0.0,
         turns_std=statistics.stdev(turns) if len(turns) > 1 else 0.0,
         format_errors=errors,
         format_error_rate=errors / len(records) if records else 0.0,
+        questions=len(groups),
+        samples=g,
+        pass_at_g=sum(any(t.reward >= 1.0 for t in v) for v in groups.values()) / questions if questions else 0.0,
+        maj_at_g=sum(majority_right(v) for v in groups.values()) / questions if questions else 0.0,
+        same_reward=sum(len({t.reward for t in v}) == 1 for v in groups.values()) / len(groups) if groups else 0.0,
     )
 
 
@@ -94,7 +135,8 @@ def method_choice(records: list[Trajectory]) -> list[MethodShare]:
 
 
 def _correct_by_question(records: list[Trajectory]) -> dict[tuple[str, str], bool]:
-    return {(t.task, t.id or t.question): t.reward >= 1.0 for t in records}
+    """A question is right when its (majority) answer is: with one sample, that sample's reward."""
+    return {q: majority_right(v) for q, v in by_question(records).items()}
 
 
 def method_references(runs: dict[str, list[Trajectory]]) -> dict[str, float]:
@@ -124,7 +166,7 @@ def mcnemar(a: list[Trajectory], b: list[Trajectory]) -> dict[str, float]:
 
 
 def cost_row(records: list[Trajectory]) -> dict[str, float]:
-    """Per question: prompt tokens, generated tokens and episode seconds (the paper's Table 3 axes;
+    """Per episode: prompt tokens, generated tokens and seconds (the paper's Table 3 axes;
     with batched rollouts episodes overlap, so seconds are latency, not throughput)."""
     n = max(len(records), 1)
     return {

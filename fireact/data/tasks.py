@@ -118,11 +118,16 @@ def _fireact_training_questions(path: Path) -> list[Example]:
     return out
 
 
-def _load_wiki(data_dir: Path, split: str) -> list[Example]:
+def wiki_rows(data_dir: Path, split: str) -> list[dict]:
+    """The wiki world's question rows of one split (with their supporting titles), in order."""
     rows = read_wiki_questions(wiki_dir(data_dir) / "questions.jsonl")
     dev = _read_json(data_dir / "hotpotqa" / "dev.json")
     trained = {question_key(e.question) for e in _load_hotpotqa(data_dir, "train")}
-    return [Example(example_id(r), r["question"], r["answer"]) for r in wiki_split(rows, split, len(dev), trained)]
+    return wiki_split(rows, split, len(dev), trained)
+
+
+def _load_wiki(data_dir: Path, split: str) -> list[Example]:
+    return [Example(example_id(r), r["question"], r["answer"]) for r in wiki_rows(data_dir, split)]
 
 
 def _load_bamboogle(data_dir: Path, split: str) -> list[Example]:

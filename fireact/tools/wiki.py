@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 
+from fireact.data.scoring import normalize_answer
 from fireact.errors import FireactError
 from fireact.tools.base import NONE_OBSERVATION, normalize_query
 from fireact.tools.corpus import Passage, observation
@@ -44,3 +45,20 @@ class WikiSearch:
             return NONE_OBSERVATION
         (hits,) = self.retrieve([query], self.k)
         return observation([p for p, _ in hits], self.max_chars)
+
+
+def wiki_coverage_row(tool: WikiSearch, rows: list[dict]) -> dict[str, float]:
+    """For HotpotQA rows with supporting titles: shares of questions whose own search returns a gold
+    title, both, and the answer (yes/no answers count as not found: no passage says them)."""
+    hits = tool.retrieve([r["question"] for r in rows], tool.k)
+    n = max(len(rows), 1)
+    any_gold = both = answer = 0
+    for row, found in zip(rows, hits):
+        titles = {p.title for p, _ in found}
+        gold = set(row["supporting_titles"])
+        any_gold += bool(titles & gold)
+        both += gold <= titles
+        gold_answer = normalize_answer(row["answer"])
+        text = f" {normalize_answer(observation([p for p, _ in found], tool.max_chars))} "
+        answer += gold_answer not in ("yes", "no", "") and f" {gold_answer} " in text
+    return {"questions": len(rows), "any_gold": any_gold / n, "both_gold": both / n, "answer": answer / n}
