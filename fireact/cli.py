@@ -7,6 +7,7 @@ import importlib
 import sys
 
 from fireact import __version__
+from fireact.commands.common import quiet_known_noise
 from fireact.errors import FireactError
 
 # subcommand -> module in fireact.commands exposing `add_arguments(parser)` and `run(args) -> int`
@@ -40,7 +41,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from fireact.commands.common import quiet_known_noise
 
     quiet_known_noise()
     args = build_parser().parse_args(argv)

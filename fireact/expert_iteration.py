@@ -21,9 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from fireact.data.paths import read_text, resolve_data_dir
+from fireact.data.tasks import get_task
 from fireact.data.trajectory import Trajectory, question_key, write_trajectories
 from fireact.errors import FireactError
+from fireact.lm.hf import HFLM
+from fireact.modules.export import export
+from fireact.modules.questions import evaluated_questions
 from fireact.rollout.config import RolloutConfig
+from fireact.rollout.runners import run_rollouts
 
 ROUNDS_FILE = "rounds.json"
 
@@ -87,7 +92,6 @@ class ExpertIteration:
         return rounds
 
     def check_disjoint(self, root: Path) -> None:
-        from fireact.modules.questions import evaluated_questions
 
         evaluated = evaluated_questions([self.validation], root)
         for task in self.pool.tasks:
@@ -99,9 +103,6 @@ class ExpertIteration:
                     )
 
     def play(self, adapter: str, cfg: RolloutConfig, root: Path, source: str) -> list[Trajectory]:
-        from fireact.data.tasks import get_task
-        from fireact.lm.hf import HFLM
-        from fireact.rollout.runners import run_rollouts
 
         lm = HFLM(adapter, name=f"hf:{adapter}")
         tool = cfg.make_tool(root)
@@ -154,7 +155,6 @@ class ExpertIteration:
 
     def train(self, rdir: Path, adapter: str, sources: list[str]) -> str:
         """One `python -m fireact.train fit` run from `adapter` on `sources`, exported to rdir/adapter."""
-        from fireact.modules.export import export
 
         run_dir = rdir / "train"
         cmd = [

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import sys
 
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+import fireact.modules.deepspeed_cpu  # noqa: F401  (registers the deepspeed_cpu_* strategy names)
+from fireact.commands.common import config_problem, quiet_known_noise, read_config
+from fireact.errors import FireactError
+from fireact.modules.lm_module import FireActLM
+from fireact.modules.progress import use_step_progress_bar
+
 
 def build_cli(args: list[str] | None = None, run: bool = True):
-    from lightning.pytorch import LightningDataModule
-    from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-
-    import fireact.modules.deepspeed_cpu  # noqa: F401  (registers the deepspeed_cpu_* strategy names)
-    from fireact.commands.common import config_problem
-    from fireact.errors import FireactError
-    from fireact.modules.lm_module import FireActLM
-
     configs = config_files(sys.argv[1:] if args is None else args)
 
     class Parser(LightningArgumentParser):
@@ -35,8 +36,6 @@ def build_cli(args: list[str] | None = None, run: bool = True):
             parser.link_arguments("model.init_args.model", "data.init_args.tokenizer")
 
         def instantiate_trainer(self, **kwargs):
-            from fireact.modules.progress import use_step_progress_bar
-
             trainer = super().instantiate_trainer(**kwargs)
             use_step_progress_bar(trainer)
             return trainer
@@ -61,8 +60,6 @@ def config_files(argv: list[str]) -> list[str]:
 
 
 def main(args: list[str] | None = None) -> int:
-    from fireact.commands.common import quiet_known_noise, read_config
-    from fireact.errors import FireactError
 
     quiet_known_noise()
     try:

@@ -15,6 +15,7 @@ from fireact.agent.prompts import REFLECT_REQUEST
 from fireact.data.prompt_style import Prompt, PromptStyle
 from fireact.data.tasks import Example, Task
 from fireact.data.trajectory import METHODS, Trajectory, Turn
+from fireact.errors import FireactError
 from fireact.lm.base import Completion
 from fireact.tools.base import SearchTool, ToolError
 
@@ -31,8 +32,6 @@ class MethodSpec:
 
 def method_spec(method: str, max_tokens: int | None = None) -> MethodSpec:
     if method not in METHODS:
-        from fireact.errors import FireactError
-
         raise FireactError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     if method == "io":
         return MethodSpec(["\n"], max_tokens or 48, False)

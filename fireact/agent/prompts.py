@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from fireact.data.fireact_format import label_tasks, read_fireact_file
 from fireact.data.prompt_style import Message, agent_text, conversation, observation_text
 from fireact.data.trajectory import Trajectory, Turn
 from fireact.errors import FireactError
@@ -90,7 +91,6 @@ def pick_exemplars(
 
 def default_exemplar_pool(data_dir: Path, task: str) -> list[Trajectory]:
     """Successful GPT-4 trajectories from the FireAct release for the task (finetune/gpt_format)."""
-    from fireact.data.fireact_format import label_tasks, read_fireact_file
 
     folder = Path(data_dir) / "finetune" / "gpt_format"
     own = [folder / f"{task}_multimethod.jsonl", folder / f"{task}.jsonl"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from fireact.agent.prompts import default_exemplar_pool
+from fireact.data.fireact_format import read_any
 from fireact.data.paths import read_text
 from fireact.data.trajectory import Trajectory
 from fireact.rollout.config import RolloutConfig
@@ -27,7 +29,7 @@ def add_lm(p: argparse.ArgumentParser, default: str | None = None) -> None:
 
 
 def build_lm(args: argparse.Namespace):
-    from fireact.lm.factory import make_lm
+    from fireact.lm.factory import make_lm  # lazy: torch/Lightning, not for --help
 
     batch = getattr(args, "batch_size", None)
     return make_lm(
@@ -59,7 +61,6 @@ def add_agent(p: argparse.ArgumentParser, **defaults) -> None:
 
 def prompt_inputs(args: argparse.Namespace, cfg: RolloutConfig, task: str, data_dir: Path):
     """(exemplar pool, prompt text) for run_rollouts: None, None when zero-shot."""
-    from fireact.agent.prompts import default_exemplar_pool
 
     prompt_text = None
     if args.prompt_file is not None:
@@ -67,8 +68,6 @@ def prompt_inputs(args: argparse.Namespace, cfg: RolloutConfig, task: str, data_
     pool: list[Trajectory] | None = None
     if cfg.few_shot > 0 and prompt_text is None:
         if args.few_shot_from is not None:
-            from fireact.data.fireact_format import read_any
-
             pool = read_any(args.few_shot_from)
             for r in pool:
                 r.task = r.task or task

@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fireact.rollout.runners import run_rollouts
+    from fireact.rollout.runners import run_rollouts  # lazy: torch/Lightning, not for --help
 
     root = data_dir(args)
     cfg = RolloutConfig.from_args(args)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from fireact.commands.common import config_problem, read_config
+from fireact.errors import FireactError
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, help="YAML with the fields of fireact.expert_iteration.ExpertIteration")
@@ -14,9 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from jsonargparse import ArgumentParser
 
-    from fireact.commands.common import config_problem, read_config
-    from fireact.errors import FireactError
-    from fireact.expert_iteration import ExpertIteration
+    from fireact.expert_iteration import ExpertIteration  # lazy: torch/Lightning, not for --help
 
     read_config(args.config)  # names the file (and line) when it cannot be read or is not YAML
     parser = ArgumentParser(exit_on_error=False)

@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fireact.modules.export import export, push
+    from fireact.modules.export import export, push  # lazy: torch/Lightning, not for --help
 
     out = export(Path(args.ckpt), Path(args.out), merge=args.merge, license_id=args.license)
     if args.push_to_hub:

@@ -15,7 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fireact.data.training_formats import FORMATS
+from fireact.commands.common import config_problem, read_config
+from fireact.data.training_formats import FORMATS, write_training_set
 from fireact.errors import FireactError
 
 # flag -> TrajectoryDataModule argument; a flag left unset keeps the config's value (or the default)
@@ -60,7 +61,6 @@ def _number(text: str) -> int | float:
 
 def config_data_args(path: Path) -> dict[str, Any]:
     """The `data:` block of a training config (plain or class_path/init_args form)."""
-    from fireact.commands.common import read_config
 
     data = read_config(path).get("data")
     if not isinstance(data, dict):
@@ -74,7 +74,7 @@ def config_data_args(path: Path) -> dict[str, Any]:
 def datamodule_args(args: argparse.Namespace) -> dict[str, Any]:
     import inspect
 
-    from fireact.modules.datamodule import TrajectoryDataModule
+    from fireact.modules.datamodule import TrajectoryDataModule  # lazy: torch/Lightning, not for --help
 
     kwargs = config_data_args(args.config) if args.config else {}
     kwargs.update({dest: getattr(args, flag) for flag, dest in DATA_FLAGS.items() if getattr(args, flag) is not None})
@@ -94,8 +94,7 @@ def check_types(kwargs: dict[str, Any], where: str = "") -> None:
     not failed on deep in setup)."""
     from jsonargparse import ArgumentParser
 
-    from fireact.commands.common import config_problem
-    from fireact.modules.datamodule import TrajectoryDataModule
+    from fireact.modules.datamodule import TrajectoryDataModule  # lazy: torch/Lightning, not for --help
 
     parser = ArgumentParser(exit_on_error=False)
     parser.add_class_arguments(TrajectoryDataModule, "data")
@@ -109,8 +108,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     from rich.console import Console
 
-    from fireact.data.training_formats import write_training_set
-    from fireact.modules.datamodule import TrajectoryDataModule
+    from fireact.modules.datamodule import TrajectoryDataModule  # lazy: torch/Lightning, not for --help
 
     if args.push_to_hub and args.format != "hf":
         raise FireactError("--push-to-hub uploads a datasets folder: use it with --format hf")
@@ -138,13 +136,13 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"wrote {w['examples']} {split} examples ({args.format}) to {w['path']}")
     console.print(f"provenance card: {card}")
     if args.push_to_hub:
-        from fireact.modules.export import push
+        from fireact.modules.export import push  # lazy: torch/Lightning, not for --help
 
         console.print(f"pushed to {push(args.out, args.push_to_hub, args.private, repo_type='dataset')}")
     return 0
 
 
 def provenance_path(out: Path, fmt: str) -> Path:
-    from fireact.modules.datamodule import PROVENANCE_FILE
+    from fireact.modules.datamodule import PROVENANCE_FILE  # lazy: torch/Lightning, not for --help
 
     return out / PROVENANCE_FILE if fmt == "hf" else out.with_name(out.name + ".provenance.json")

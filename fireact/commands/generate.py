@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _generate(args: argparse.Namespace, cfg: RolloutConfig, name: str, root: Path, lm, tool, spent: float) -> float:
     """One task's episodes; `spent` carries the cost of earlier tasks (the budget covers the run)."""
-    from fireact.rollout.runners import run_rollouts
+    from fireact.rollout.runners import run_rollouts  # lazy: torch/Lightning, not for --help
 
     task = get_task(name)
     examples = cfg.examples(name, root)

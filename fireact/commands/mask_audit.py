@@ -13,7 +13,11 @@ import argparse
 import json
 from pathlib import Path
 
-from fireact.data.encoding import IGNORE_INDEX
+from fireact.data.encoding import IGNORE_INDEX, encode
+from fireact.data.fireact_format import read_any
+from fireact.data.prompt_style import PromptStyle
+from fireact.errors import FireactError
+from fireact.lm.models import load_tokenizer
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -48,12 +52,6 @@ def runs(input_ids: list[int], labels: list[int], tokenizer) -> list[tuple[bool,
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.text import Text
-
-    from fireact.data.encoding import encode
-    from fireact.data.fireact_format import read_any
-    from fireact.data.prompt_style import PromptStyle
-    from fireact.errors import FireactError
-    from fireact.lm.models import load_tokenizer
 
     if args.n < 1:
         raise FireactError("--n must be at least 1")

@@ -19,6 +19,12 @@ from pathlib import Path
 
 from fireact.data.openai_chat_file import ChatFile, check_chat_file, price_per_million
 from fireact.errors import FireactError
+from fireact.hosted.finetune import (
+    TERMINAL,
+    FinetuneRecord,
+    HostedFinetune,
+    run_key,
+)
 
 DEFAULT_MODEL = "gpt-4o-mini-2024-07-18"
 
@@ -74,8 +80,6 @@ def eval_command(model_id: str, task: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
-
-    from fireact.hosted.finetune import TERMINAL, FinetuneRecord, HostedFinetune, run_key
 
     console = Console(stderr=True, soft_wrap=True)
     chat = check_chat_file(args.file, args.model)

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from fireact.commands.agent_args import add_lm, build_lm
+from fireact.errors import FireactError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -22,9 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fireact.errors import FireactError
-    from fireact.rollout.runners import resolve_style
-    from fireact.serve.server import make_server
+    from fireact.rollout.runners import resolve_style  # lazy: torch/Lightning, not for --help
+    from fireact.serve.server import make_server  # lazy: torch/Lightning, not for --help
 
     if not args.lm.startswith("hf:"):
         raise FireactError("fireact serve needs a local model: --lm hf:PATH_OR_NAME")

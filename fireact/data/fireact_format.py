@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fireact.data.paths import not_utf8, read_text, unreadable
-from fireact.data.trajectory import Trajectory, Turn, check_text_sizes, parse_action, question_key
+from fireact.data.training_formats import is_hf_dataset_dir, read_hf_dataset
+from fireact.data.trajectory import Trajectory, Turn, check_text_sizes, parse_action, question_key, read_trajectories
 from fireact.errors import FireactError
 
 _FIELD = re.compile(r"^\s*(Thought|Action|Observation)\s*\d*\s*:\s?(.*)$", re.IGNORECASE)
@@ -237,8 +238,6 @@ def label_tasks(records: list[Trajectory], task_questions: dict[str, set[str]], 
 def read_any(path: str | Path) -> list[Trajectory]:
     """This project's JSONL, a `datasets` folder fireact exported, or any FireAct release file (told
     apart by the first record's keys)."""
-    from fireact.data.training_formats import is_hf_dataset_dir, read_hf_dataset
-    from fireact.data.trajectory import read_trajectories
 
     path = Path(path)
     if is_hf_dataset_dir(path):

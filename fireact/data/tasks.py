@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from fireact.data.fireact_format import read_fireact_file
 from fireact.data.paths import not_utf8, read_text
 from fireact.data.scoring import exact_match, f1_score, letter_match, yes_no_match
 from fireact.data.trajectory import question_key
@@ -105,7 +106,6 @@ def _fireact_training_questions(path: Path) -> list[Example]:
     on train questions, so each final answer is the gold answer, and the search snapshot holds their
     queries: the training pool for on-policy learning (never a dev question, see fireact.modules.questions).
     """
-    from fireact.data.fireact_format import read_fireact_file
 
     if not path.is_file():
         raise FireactError(f"missing data file {path}: run `fireact data download`")

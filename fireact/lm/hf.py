@@ -8,6 +8,7 @@ from typing import Any
 from fireact.data.prompt_style import PromptStyle, prompt_ids
 from fireact.errors import FireactError
 from fireact.lm.base import Completion, should_stop, truncate_at_stop
+from fireact.lm.models import load_tokenizer, resolve_model
 
 
 def default_dtype():
@@ -187,8 +188,6 @@ def _load(spec: str, tokenizer: Any, adapter: str | None, dtype: Any) -> tuple[A
     from pathlib import Path
 
     from transformers import AutoModelForCausalLM
-
-    from fireact.lm.models import load_tokenizer, resolve_model
 
     path = resolve_model(spec)
     saved = [PromptStyle.load(d) for d in (path, adapter) if d and Path(d).is_dir()]

@@ -16,6 +16,7 @@ from typing import Any
 
 from fireact.data.prompt_style import PromptStyle
 from fireact.errors import FireactError
+from fireact.modules.lm_module import FireActLM
 from fireact.retry import with_retries
 from fireact.secrets import redact
 
@@ -56,8 +57,6 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 def module_from_checkpoint(ckpt: dict[str, Any]):
     """Rebuild FireActLM from the checkpoint's hparams and load its (possibly adapter-only) weights."""
     import inspect
-
-    from fireact.modules.lm_module import FireActLM
 
     known = set(inspect.signature(FireActLM.__init__).parameters)  # the architecture (GRPO's extras aside)
     hparams = {k: v for k, v in ckpt["hyper_parameters"].items() if k in known}

@@ -23,12 +23,16 @@ from typing import Any
 
 import torch
 
+from fireact.data.paths import resolve_data_dir
+from fireact.data.tasks import get_task
 from fireact.data.token_log import TokenRow, training_rows
 from fireact.data.trajectory import Trajectory
 from fireact.errors import FireactError
+from fireact.lm.hf import HFLM
 from fireact.modules.lm_module import FireActLM
 from fireact.modules.questions import Question
 from fireact.rollout.config import RolloutConfig
+from fireact.rollout.runners import run_rollouts
 
 REFERENCE = "reference"  # the frozen starting adapter, when training starts from one
 
@@ -128,10 +132,6 @@ class GRPOLM(FireActLM):
 
     def play(self, questions: list[Question]) -> list[Trajectory]:
         """G sampled episodes per question with the current weights, tokens and log-probs recorded."""
-        from fireact.data.paths import resolve_data_dir
-        from fireact.data.tasks import get_task
-        from fireact.lm.hf import HFLM
-        from fireact.rollout.runners import run_rollouts
 
         if self._tool is None:
             self._tool = self.rollout_config.make_tool(resolve_data_dir(self.hparams.data_dir))

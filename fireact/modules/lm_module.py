@@ -22,6 +22,8 @@ from fireact.data.batching import model_inputs
 from fireact.data.encoding import IGNORE_INDEX
 from fireact.data.prompt_style import PromptStyle
 from fireact.errors import FireactError
+from fireact.lm.models import load_tokenizer, resolve_model
+from fireact.modules.checkpoint_io import use_atomic_checkpoints
 from fireact.modules.datamodule import trainer_prompt_style
 
 # FireAct's reference LoRA run (finetune/llama_lora): r=8, alpha=16, dropout 0.05 on q_proj/v_proj,
@@ -100,7 +102,6 @@ class FireActLM(pl.LightningModule):
     # ----------------------------------------------------------------- model
     @property
     def model_path(self) -> str:
-        from fireact.lm.models import resolve_model
 
         return resolve_model(self.hparams.model)
 
@@ -109,8 +110,6 @@ class FireActLM(pl.LightningModule):
         if self.model is not None:
             return
         from transformers import AutoModelForCausalLM
-
-        from fireact.lm.models import load_tokenizer
 
         path = self.model_path
         kernel = {"attn_implementation": self.hparams.attn_implementation} if self.hparams.attn_implementation else {}
@@ -276,7 +275,6 @@ class FireActLM(pl.LightningModule):
     # ----------------------------------------------------------------- threads
     def setup(self, stage: str) -> None:
         """Atomic checkpoint writes; one OpenMP pool per process: split the cores between the processes."""
-        from fireact.modules.checkpoint_io import use_atomic_checkpoints
 
         use_atomic_checkpoints(self.trainer)
         if os.environ.get("OMP_NUM_THREADS") or self.trainer.strategy.root_device.type != "cpu":

@@ -21,6 +21,7 @@ from fireact.data.prompt_style import PromptStyle
 from fireact.data.tasks import Example
 from fireact.data.trajectory import question_key
 from fireact.errors import FireactError
+from fireact.modules.rollout_callback import RolloutValidation
 from fireact.rollout.config import RolloutConfig
 
 
@@ -98,7 +99,6 @@ class QuestionDataModule(LightningDataModule):
         self.questions = pool
 
     def check_disjoint(self, pool: list[Question], root: Any) -> None:
-        from fireact.modules.rollout_callback import RolloutValidation
 
         selections = list(self.exclude)
         trainer = self.trainer

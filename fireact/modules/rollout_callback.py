@@ -27,6 +27,7 @@ from fireact.lm.hf import HFLM
 from fireact.modules.datamodule import trainer_prompt_style
 from fireact.modules.rollout_metrics import RolloutMetrics
 from fireact.rollout.config import RolloutConfig
+from fireact.rollout.progress import rich_progress
 from fireact.rollout.runners import run_rollouts
 
 
@@ -253,8 +254,6 @@ def _progress(trainer: pl.Trainer, description: str, total: int):
         finally:
             progress.update(task_id, visible=False)
     elif trainer.is_global_zero and bar is not None:
-        from fireact.rollout.progress import rich_progress
-
         with rich_progress(description) as report:
             yield report
     else:

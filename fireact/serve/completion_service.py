@@ -21,6 +21,7 @@ from fireact.agent.methods import MethodSpec
 from fireact.data.prompt_style import Prompt
 from fireact.lm.base import Completion
 from fireact.rollout.config import RolloutConfig
+from fireact.rollout.engine import ContinuousBatcher
 from fireact.rollout.job import RolloutJob
 
 END = None  # marks the end of a request's text stream
@@ -157,7 +158,6 @@ class CompletionService:
         return request
 
     def _loop(self) -> None:
-        from fireact.rollout.engine import ContinuousBatcher
 
         while not self.requests.closed:
             try:

@@ -8,7 +8,6 @@ from typing import Protocol
 from fireact.errors import FireactError
 from fireact.tools.bm25 import BM25Retriever
 from fireact.tools.corpus import PassageStore
-from fireact.tools.dense import DenseRetriever
 
 RETRIEVERS = ("bm25", "dense", "hybrid")
 RRF_K = 60  # the usual reciprocal-rank-fusion constant (Cormack et al. 2009)
@@ -30,6 +29,8 @@ class HybridRetriever:
     name = "hybrid"
 
     def __init__(self, corpus: str | os.PathLike, progress_every: int = 0):
+        from fireact.tools.dense import DenseRetriever  # lazy: torch takes ~1.5 s to import; bm25 needs none of it
+
         self.parts = (BM25Retriever(corpus, progress_every), DenseRetriever(corpus, progress_every))
         self.store, self.titles = self.parts[0].store, self.parts[0].titles
         seconds = sum(r.meta["build_seconds"] for r in self.parts)
@@ -48,7 +49,12 @@ class HybridRetriever:
 
 
 def make_retriever(name: str, corpus: str | os.PathLike, progress_every: int = 0) -> Retriever:
-    kinds = {"bm25": BM25Retriever, "dense": DenseRetriever, "hybrid": HybridRetriever}
-    if name not in kinds:
-        raise FireactError(f"unknown retriever {name!r}; choose {', '.join(RETRIEVERS)}")
-    return kinds[name](corpus, progress_every)
+    if name == "bm25":
+        return BM25Retriever(corpus, progress_every)
+    if name == "hybrid":
+        return HybridRetriever(corpus, progress_every)
+    if name == "dense":
+        from fireact.tools.dense import DenseRetriever  # lazy: torch takes ~1.5 s to import; bm25 needs none of it
+
+        return DenseRetriever(corpus, progress_every)
+    raise FireactError(f"unknown retriever {name!r}; choose {', '.join(RETRIEVERS)}")

@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 from fireact.data.paths import not_utf8, unreadable
+from fireact.data.scoring import normalize_answer
 from fireact.data.tasks import Example
 from fireact.errors import FireactError
 from fireact.tools.base import NONE_OBSERVATION, normalize_query
@@ -74,7 +75,6 @@ class SnapshotSearch:
 
     def holds(self, answer: str) -> bool:
         """Whether the answer (SQuAD-normalised, whole words) is in some snippet: findable offline."""
-        from fireact.data.scoring import normalize_answer
 
         if self._normalized is None:
             self._normalized = "\n".join(f" {normalize_answer(s)} " for s in self.snippets)
@@ -103,7 +103,6 @@ def snapshot_coverage(tool: SnapshotSearch, examples: list[Example]) -> dict[str
     (SQuAD-normalised, whole words) is in some snapshot snippet at all, and in what the tool returns
     for the question itself. An upper bound on EM with this tool, and a lower one on the searches
     an agent needs."""
-    from fireact.data.scoring import normalize_answer
 
     scored = [e for e in examples if normalize_answer(e.answer or "")]
     anywhere = sum(tool.holds(e.answer) for e in scored)
