@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from fireact.data.chat import READ_ROLES, message_text
 from fireact.data.paths import not_utf8, read_text, unreadable
 from fireact.data.training_formats import is_hf_dataset_dir, read_hf_dataset
 from fireact.data.trajectory import Trajectory, Turn, check_text_sizes, parse_action, question_key, read_trajectories
@@ -22,7 +23,6 @@ _REWARD = re.compile(r"Episode finished,\s*reward\s*=\s*(\S+)", re.IGNORECASE)
 _FINISH = re.compile(r"finish\s*\[(.*)\]", re.IGNORECASE | re.DOTALL)
 _ALPACA_INSTRUCTION = re.compile(r"### Instruction:\n(.*?)\n+### Response:\n?", re.DOTALL)
 REFLECTION_MARKER = "reflection"
-CHAT_ROLES = ("system", "developer", "user", "assistant")
 
 
 @dataclass
@@ -87,21 +87,6 @@ def infer_method(parsed: ParsedText, text: str) -> str:
     return "react"
 
 
-def message_text(content: object, where: str) -> str:
-    """A chat message's content: a string, or OpenAI content parts when all are text (joined with "",
-    as OpenAI does); other parts (images, audio) have no text to train on and are refused."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list) and all(isinstance(p, dict) for p in content):
-        for p in content:
-            if p.get("type") != "text":
-                raise ValueError(f"{where}.content has a part of type {p.get('type')!r}; only text parts can be read")
-            if not isinstance(p.get("text"), str):
-                raise ValueError(f"{where}.content has a text part whose text is not a string")
-        return "".join(p["text"] for p in content)
-    raise ValueError(f"{where}.content must be a string or a list of text parts, got {type(content).__name__}")
-
-
 def _question_from_chat(messages: object) -> tuple[str, str]:
     """(question, the rest as ReAct text) from a gpt_format / chat rollout message list."""
     if not isinstance(messages, list):
@@ -110,8 +95,8 @@ def _question_from_chat(messages: object) -> tuple[str, str]:
     for i, m in enumerate(messages):
         if not isinstance(m, dict):
             raise ValueError(f"messages[{i}] must be an object with role and content, got {type(m).__name__}")
-        if m.get("role") not in CHAT_ROLES:
-            raise ValueError(f"messages[{i}].role {m.get('role')!r} is not one of {', '.join(CHAT_ROLES)}")
+        if m.get("role") not in READ_ROLES:
+            raise ValueError(f"messages[{i}].role {m.get('role')!r} is not one of {', '.join(READ_ROLES)}")
         if "content" not in m:
             raise ValueError(f"messages[{i}] has no content")
         chat.append((m["role"], message_text(m["content"], f"messages[{i}]")))

@@ -18,11 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from fireact.data.chat import ROLES
 from fireact.data.paths import read_text
 from fireact.errors import FireactError
 
 MIN_EXAMPLES = 10
-ROLES = ("system", "user", "assistant")
 # per-example token limit (the model's training context) and USD per 1M training tokens, as published
 # on openai.com/api/pricing and the fine-tuning guide (2025); --price-per-million overrides the price
 MODELS: dict[str, tuple[int, float]] = {

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 ERROR_TYPES = {400: "invalid_request_error", 404: "not_found_error", 405: "invalid_request_error",
-               413: "invalid_request_error", 503: "server_overloaded", 500: "server_error"}  # fmt: skip
+               413: "invalid_request_error", 503: "server_error", 500: "server_error"}  # fmt: skip
 
 
 class BadRequest(ValueError):

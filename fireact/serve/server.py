@@ -12,39 +12,22 @@ import json
 import queue
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
+from http.server import ThreadingHTTPServer
 from typing import Any
 
+from fireact.data.chat import ROLES, message_text
 from fireact.data.prompt_style import PromptStyle, prompt_ids
 from fireact.errors import FireactError
 from fireact.serve.completion_service import END, CompletionRequest, CompletionService, Full
+from fireact.serve.json_http import BadRequest, JSONHandler, parse_json
 
 MAX_BODY = 4 << 20  # bytes; a longer request body is refused before it is read
-ROLES = ("system", "user", "assistant")
-
-
-class BadRequest(ValueError):
-    def __init__(self, message: str, param: str | None = None, code: str | None = None):
-        super().__init__(message)
-        self.param, self.code = param, code
-
-
-def message_text(content: Any, where: str) -> str:
-    """A message's content: a string, or OpenAI content parts when every part is text (joined)."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list) and all(isinstance(p, dict) and p.get("type") == "text" for p in content):
-        if all(isinstance(p.get("text"), str) for p in content):
-            return "".join(p["text"] for p in content)
-    raise BadRequest(f"{where}.content must be a string or a list of text parts", where)
 
 
 def parse_request(body: bytes, max_tokens_limit: int) -> dict[str, Any]:
     """The request's fields, checked as the OpenAI API checks them (BadRequest names the field)."""
-    try:
-        req = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BadRequest(f"the body is not valid JSON ({e})") from None
+    req = parse_json(body)
     if not isinstance(req, dict):
         raise BadRequest("the body must be a JSON object")
     messages = req.get("messages")
@@ -54,7 +37,10 @@ def parse_request(body: bytes, max_tokens_limit: int) -> dict[str, Any]:
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or m.get("role") not in ROLES:
             raise BadRequest(f"messages[{i}].role must be one of {', '.join(ROLES)}", f"messages[{i}].role")
-        clean.append({"role": m["role"], "content": message_text(m.get("content"), f"messages[{i}]")})
+        try:
+            clean.append({"role": m["role"], "content": message_text(m.get("content"), f"messages[{i}]")})
+        except ValueError as e:
+            raise BadRequest(str(e), f"messages[{i}]") from None
     max_tokens = req.get("max_completion_tokens", req.get("max_tokens"))
     max_tokens = min(256, max_tokens_limit) if max_tokens is None else max_tokens
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= max_tokens_limit:
@@ -85,6 +71,126 @@ def _number(req: dict[str, Any], key: str, default: float, low: float, high: flo
     return float(value)
 
 
+@dataclass
+class ServedModel:
+    """What every request handler reads: the model, how requests are written for it, its limits."""
+
+    lm: Any
+    style: PromptStyle
+    name: str
+    service: CompletionService
+    max_tokens_limit: int
+    max_context: int
+
+
+class CompletionHandler(JSONHandler):
+    """/v1/chat/completions, /v1/models and /health; every failure is an OpenAI-style JSON error."""
+
+    app: ServedModel  # set on the subclass make_server builds
+    max_body = MAX_BODY
+
+    def do_GET(self) -> None:
+        if self.path.rstrip("/") in ("/v1/models", "/models"):
+            models = [{"id": self.app.name, "object": "model", "owned_by": "fireact"}]
+            self.send_json(200, {"object": "list", "data": models})
+        elif self.path.rstrip("/") in ("/health", ""):
+            self.send_json(200, {"status": "ok"})
+        else:
+            self.send_json_error(404, f"no route {self.path}")
+
+    def do_POST(self) -> None:
+        try:
+            self._post()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (timeout): nothing to answer
+
+    def _read(self) -> tuple[dict[str, Any], Any]:
+        """(checked request, prompt); BadRequest or FireactError say what is wrong with it."""
+        length = self.headers.get("Content-Length")
+        if not length or not length.isdigit() or int(length) == 0:
+            self.close_connection = True  # an unread body must not be taken for the next request
+            raise BadRequest(f"Content-Length must be in [1, {MAX_BODY}]")
+        req = parse_request(self.read_body(), self.app.max_tokens_limit)
+        prompt = self.app.style.from_messages(req["messages"])
+        n_prompt = len(prompt_ids(prompt, self.app.lm.tokenizer))
+        if n_prompt + req["max_tokens"] > self.app.max_context:
+            raise BadRequest(
+                f"the prompt ({n_prompt} tokens) + max_tokens ({req['max_tokens']}) exceed the model's "
+                f"context of {self.app.max_context} tokens", "messages", "context_length_exceeded",
+            )  # fmt: skip
+        return req, prompt
+
+    def _post(self) -> None:
+        if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
+            self.send_json_error(404, f"no route {self.path}")
+            return
+        try:
+            req, prompt = self._read()
+        except BadRequest as e:
+            status = 413 if e.code == "413" else 400
+            self.send_json_error(status, str(e), e.param, None if status == 413 else e.code)
+            return
+        except FireactError as e:
+            self.send_json_error(400, str(e))
+            return
+        stream = queue.Queue() if req["stream"] else None
+        request = CompletionRequest(prompt, req["stop"], req["max_tokens"], req["temperature"], req["top_p"], stream)
+        try:
+            self.app.service.submit(request)
+        except Full as e:
+            self.send_json_error(503, f"server busy ({e}); retry", code="overloaded", headers={"Retry-After": "1"})
+            return
+        if stream is not None:
+            self._stream(request, req["max_tokens"])
+        else:
+            self._answer(request, req["max_tokens"])
+
+    def _answer(self, request: CompletionRequest, max_tokens: int) -> None:
+        try:
+            c = request.result.result()
+        except Exception as e:
+            self.send_json_error(500, f"generation failed: {type(e).__name__}: {e}")
+            return
+        self.send_json(200, {
+            **self._head("chat.completion"),
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": c.text},
+                         "finish_reason": _finish_reason(c, max_tokens)}],
+            "usage": {"prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
+                      "total_tokens": c.prompt_tokens + c.completion_tokens},
+        })  # fmt: skip
+
+    def _head(self, kind: str) -> dict[str, Any]:
+        return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": kind, "created": int(time.time()),
+                "model": self.app.name}  # fmt: skip
+
+    def _stream(self, request: CompletionRequest, max_tokens: int) -> None:
+        """Server-sent events: a role chunk, content deltas as decoded, the finish reason, [DONE]."""
+        self.close_connection = True
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        head = self._head("chat.completion.chunk")
+
+        def event(delta: dict, finish: str | None = None) -> None:
+            chunk = {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            self.wfile.flush()
+
+        event({"role": "assistant", "content": ""})
+        while (delta := request.stream.get()) is not END:
+            event({"content": delta})
+        try:
+            c = request.result.result()
+        except Exception as e:
+            self.wfile.write(f"data: {json.dumps({'error': {'message': str(e), 'type': 'server_error'}})}\n\n".encode())
+        else:
+            event({}, _finish_reason(c, max_tokens))
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.wfile.flush()
+
+
 def make_server(
     lm: Any,
     host: str = "127.0.0.1",
@@ -99,138 +205,14 @@ def make_server(
     """`style`: how requests are written for the model (default: chat messages as sent). `slots`
     requests decode together; `max_queue` more wait; prompt + max_tokens must fit `max_context`
     (default: the model's max_position_embeddings)."""
-    style = style or PromptStyle()
-    served_name = model_name or lm.name
-    service = CompletionService(lm, slots, max_queue)
     config = getattr(lm.model, "config", None)
-    max_context = max_context or getattr(config, "max_position_embeddings", None) or 8192
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format, *args):  # quiet: one line per request on stderr is noise here
-            pass
-
-        def _send(self, code: int, body: dict, headers: dict[str, str] | None = None) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for k, v in (headers or {}).items():
-                self.send_header(k, v)
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _error(self, code: int, message: str, kind: str = "invalid_request_error", param=None, err_code=None,
-                   headers=None) -> None:  # fmt: skip
-            body = {"error": {"message": message, "type": kind, "param": param, "code": err_code}}
-            self._send(code, body, headers)
-
-        def do_GET(self):
-            if self.path.rstrip("/") in ("/v1/models", "/models"):
-                self._send(
-                    200, {"object": "list", "data": [{"id": served_name, "object": "model", "owned_by": "fireact"}]}
-                )
-            elif self.path.rstrip("/") in ("/health", ""):
-                self._send(200, {"status": "ok"})
-            else:
-                self._error(404, f"no route {self.path}")
-
-        def do_POST(self):
-            try:
-                self._post()
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up (timeout): nothing to answer
-
-        def _post(self):
-            if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
-                self._error(404, f"no route {self.path}")
-                return
-            try:
-                length = int(self.headers.get("Content-Length") or 0)
-            except ValueError:
-                length = -1
-            if not 0 < length <= MAX_BODY:
-                self.close_connection = True  # the unread body must not be taken for the next request
-                self._error(400 if length <= MAX_BODY else 413, f"Content-Length must be in [1, {MAX_BODY}]")
-                return
-            try:
-                req = parse_request(self.rfile.read(length), max_tokens_limit)
-                prompt = style.from_messages(req["messages"])
-                n_prompt = len(prompt_ids(prompt, lm.tokenizer))
-                if n_prompt + req["max_tokens"] > max_context:
-                    raise BadRequest(
-                        f"the prompt ({n_prompt} tokens) + max_tokens ({req['max_tokens']}) exceed the model's "
-                        f"context of {max_context} tokens", "messages", "context_length_exceeded",
-                    )  # fmt: skip
-            except BadRequest as e:
-                self._error(400, str(e), param=e.param, err_code=e.code)
-                return
-            except FireactError as e:
-                self._error(400, str(e))
-                return
-            stream = queue.Queue() if req["stream"] else None
-            request = CompletionRequest(
-                prompt, req["stop"], req["max_tokens"], req["temperature"], req["top_p"], stream
-            )
-            try:
-                service.submit(request)
-            except Full as e:
-                self._error(503, f"server busy ({e}); retry", "server_error", err_code="overloaded",
-                            headers={"Retry-After": "1"})  # fmt: skip
-                return
-            if stream is not None:
-                self._stream(request, req["max_tokens"])
-                return
-            try:
-                c = request.result.result()
-            except Exception as e:
-                self._error(500, f"generation failed: {type(e).__name__}: {e}", "server_error")
-                return
-            self._send(200, {
-                **self._head("chat.completion"),
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": c.text},
-                             "finish_reason": _finish_reason(c, req["max_tokens"])}],
-                "usage": {"prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
-                          "total_tokens": c.prompt_tokens + c.completion_tokens},
-            })  # fmt: skip
-
-        def _head(self, kind: str) -> dict[str, Any]:
-            return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": kind, "created": int(time.time()),
-                    "model": served_name}  # fmt: skip
-
-        def _stream(self, request: CompletionRequest, max_tokens: int) -> None:
-            """Server-sent events: a role chunk, content deltas as decoded, the finish reason, [DONE]."""
-            self.close_connection = True
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Cache-Control", "no-cache")
-            self.send_header("Connection", "close")
-            self.end_headers()
-            head = self._head("chat.completion.chunk")
-
-            def event(delta: dict, finish: str | None = None) -> None:
-                chunk = {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-                self.wfile.flush()
-
-            event({"role": "assistant", "content": ""})
-            while (delta := request.stream.get()) is not END:
-                event({"content": delta})
-            try:
-                c = request.result.result()
-            except Exception as e:
-                self.wfile.write(
-                    f"data: {json.dumps({'error': {'message': str(e), 'type': 'server_error'}})}\n\n".encode()
-                )
-            else:
-                event({}, _finish_reason(c, max_tokens))
-            self.wfile.write(b"data: [DONE]\n\n")
-            self.wfile.flush()
-
-    server = ThreadingHTTPServer((host, port), Handler)
+    app = ServedModel(
+        lm, style or PromptStyle(), model_name or lm.name, CompletionService(lm, slots, max_queue), max_tokens_limit,
+        max_context or getattr(config, "max_position_embeddings", None) or 8192,
+    )  # fmt: skip
+    server = ThreadingHTTPServer((host, port), type("Handler", (CompletionHandler,), {"app": app}))
     server.daemon_threads = True
-    server.service = service  # closed by the caller with the server
+    server.service = app.service  # closed by the caller with the server
     return server
 
 
