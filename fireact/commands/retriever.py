@@ -9,6 +9,7 @@ from pathlib import Path
 from fireact.commands.common import add_data_dir, data_dir
 from fireact.data.wiki_questions import default_corpus
 from fireact.errors import FireactError
+from fireact.serve.json_http import serve_until_stopped
 from fireact.serve.retriever import make_retrieval_server
 from fireact.tools.retrievers import RETRIEVERS
 from fireact.tools.wiki import WikiSearch
@@ -42,11 +43,5 @@ def run(args: argparse.Namespace) -> int:
         server = make_retrieval_server(search, args.host, args.port, args.max_queue, args.max_batch)
     except OSError as e:
         raise FireactError(f"cannot listen on {args.host}:{args.port}: {e.strerror}") from None
-    host, port = server.server_address[:2]
-    print(f"serving {corpus} on http://{host}:{port}/retrieve", file=sys.stderr, flush=True)
-    try:
-        server.serve_forever()
-    finally:
-        server.server_close()
-        server.service.close()
+    serve_until_stopped(server, str(corpus), "/retrieve")
     return 0

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from fireact.commands.agent_args import add_lm, build_lm
 from fireact.errors import FireactError
+from fireact.serve.json_http import serve_until_stopped
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -38,11 +38,5 @@ def run(args: argparse.Namespace) -> int:
         )
     except OSError as e:
         raise FireactError(f"cannot listen on {args.host}:{args.port}: {e.strerror}") from None
-    host, port = server.server_address[:2]
-    print(f"serving {lm.name} ({style.format} format) on http://{host}:{port}/v1", file=sys.stderr, flush=True)
-    try:
-        server.serve_forever()
-    finally:
-        server.server_close()
-        server.service.close()
+    serve_until_stopped(server, f"{lm.name} ({style.format} format)", "/v1")
     return 0

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from fireact.errors import FireactError
 
@@ -98,3 +100,15 @@ def snapshot_path(data_dir: Path) -> Path:
         if candidate.is_file():
             return candidate
     raise FireactError(f"no search_snapshot.jsonl in {data_dir} or {data_dir.parent}: run `fireact data download`")
+
+
+def read_jsonl(path: str | os.PathLike, what: str = "JSONL file") -> Iterator[tuple[int, Any]]:
+    """(line number, value) of every non-blank line; FireactError naming file:line when one is not JSON
+    (deep nesting included)."""
+    for lineno, line in enumerate(read_text(path, what).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            yield lineno, json.loads(line)
+        except (json.JSONDecodeError, RecursionError) as e:
+            raise FireactError(f"{path}:{lineno}: not a JSON value ({type(e).__name__})") from None

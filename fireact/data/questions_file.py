@@ -3,23 +3,16 @@ e.g. 2WikiMultiHopQA or MuSiQue questions to run over their own paragraphs with 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from fireact.data.paths import read_text
+from fireact.data.paths import read_jsonl
 from fireact.data.tasks import Example
 from fireact.errors import FireactError
 
 
 def read_questions(path: Path) -> list[Example]:
     out: list[Example] = []
-    for lineno, line in enumerate(read_text(path, "questions file").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except (json.JSONDecodeError, RecursionError) as e:
-            raise FireactError(f"{path}:{lineno}: not a JSON object ({type(e).__name__})") from None
+    for lineno, row in read_jsonl(path, "questions file"):
         if not isinstance(row, dict) or not isinstance(row.get("question"), str) or not row["question"].strip():
             raise FireactError(f"{path}:{lineno}: expected an object with a non-empty string `question`")
         answer = row.get("answer")

@@ -10,12 +10,11 @@ on-policy training never sees an evaluated or a FireAct fine-tuning question.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 from pathlib import Path
 
-from fireact.data.paths import read_text
+from fireact.data.paths import read_jsonl
 from fireact.data.trajectory import question_key
 from fireact.errors import FireactError
 
@@ -43,18 +42,8 @@ def default_corpus(data_dir: Path) -> Path:
 
 def read_wiki_questions(path: Path) -> list[dict]:
     rows = []
-    for lineno, line in enumerate(read_text(path, "wiki questions file").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except (json.JSONDecodeError, RecursionError) as e:
-            raise FireactError(f"{path}:{lineno}: not a JSON question ({type(e).__name__})") from None
-        if (
-            not isinstance(row, dict)
-            or not isinstance(row.get("question"), str)
-            or not isinstance(row.get("answer"), str)
-        ):
+    for lineno, row in read_jsonl(path, "wiki questions file"):
+        if not (isinstance(row, dict) and isinstance(row.get("question"), str) and isinstance(row.get("answer"), str)):
             raise FireactError(f"{path}:{lineno}: expected an object with string question and answer")
         rows.append(row)
     return rows

@@ -5,7 +5,8 @@ socket timeout so a slow client cannot hold a handler thread forever."""
 from __future__ import annotations
 
 import json
-from http.server import BaseHTTPRequestHandler
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 ERROR_TYPES = {400: "invalid_request_error", 404: "not_found_error", 405: "invalid_request_error",
@@ -75,3 +76,14 @@ class JSONHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             raise BadRequest(f"the body is {length} bytes; at most {self.max_body} are accepted", code="413")
         return self.rfile.read(length)
+
+
+def serve_until_stopped(server: ThreadingHTTPServer, what: str, route: str) -> None:
+    """Serve until Ctrl-C; then close the socket and the server's worker (`server.service`)."""
+    host, port = server.server_address[:2]
+    print(f"serving {what} on http://{host}:{port}{route}", file=sys.stderr, flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+        server.service.close()
