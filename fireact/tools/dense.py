@@ -50,7 +50,9 @@ class MiniLM:
         return torch.nn.functional.normalize(pooled, dim=-1).numpy()
 
 
-def build_dense(corpus: Path, out: Path, batch: int = 64, progress_every: int = 0) -> dict:
+def build_dense(corpus: Path, out: Path, batch: int = 64, progress_every: int = 0, chunk: int = 2048) -> dict:
+    """Embed every passage into out/vectors.f32 in corpus order. Each chunk of passages is encoded in
+    batches of similar length (sorted), so a batch pads to its own longest passage, not the corpus's."""
     start = time.monotonic()
     model = MiniLM()
     offsets: list[int] = []
@@ -59,21 +61,24 @@ def build_dense(corpus: Path, out: Path, batch: int = 64, progress_every: int = 
     with (out / "vectors.f32").open("wb") as f:
 
         def flush() -> None:
-            if texts:
-                f.write(model.encode(texts).astype(np.float32).tobytes())
-                texts.clear()
+            order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+            vectors = np.empty((len(texts), model.dim), dtype=np.float32)
+            for b in range(0, len(order), batch):
+                rows = order[b : b + batch]
+                vectors[rows] = model.encode([texts[i] for i in rows])
+            f.write(vectors.tobytes())
+            texts.clear()
+            if progress_every:
+                print(f"dense index: {len(offsets)} passages embedded ({time.monotonic() - start:.0f} s)", flush=True)
 
         for offset, passage in scan(corpus):
             titles.setdefault(normalize_query(passage.title), len(offsets))
             offsets.append(offset)
             texts.append(f"{passage.title}: {passage.text}")
-            if len(texts) == batch:
+            if len(texts) == chunk:
                 flush()
-                if progress_every and len(offsets) % progress_every < batch:
-                    print(
-                        f"dense index: {len(offsets)} passages embedded ({time.monotonic() - start:.0f} s)", flush=True
-                    )
-        flush()
+        if texts:
+            flush()
     if not offsets:
         raise FireactError(f"{corpus}: the corpus has no passages")
     save_rows(out, offsets, titles)
