@@ -18,6 +18,7 @@ from fireact.commands.common import config_problem, quiet_known_noise, read_conf
 from fireact.errors import FireactError
 from fireact.modules.lm_module import FireActLM
 from fireact.modules.progress import use_step_progress_bar
+from fireact.modules.versions import SaveConfigAndVersions
 
 
 def build_cli(args: list[str] | None = None, run: bool = True):
@@ -45,6 +46,7 @@ def build_cli(args: list[str] | None = None, run: bool = True):
         LightningDataModule,
         subclass_mode_model=True,  # FireActLM (a plain `model:` block) or a subclass, e.g. GRPOLM by class_path
         subclass_mode_data=True,
+        save_config_callback=SaveConfigAndVersions,
         save_config_kwargs={"overwrite": True},
         parser_class=Parser,
         args=args,

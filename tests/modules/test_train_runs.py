@@ -3,6 +3,8 @@ export (adapter and merged) with the checkpoint's logits, push to a local Hub st
 
 from __future__ import annotations
 
+import importlib.metadata
+import json
 import sys
 import warnings
 from pathlib import Path
@@ -82,8 +84,11 @@ def test_lora_checkpoint_is_adapter_only(lora_run, tiny_model_dir):
 
 
 def test_saved_config_and_hparams_hold_no_key(lora_run):
-    files = [*lora_run.rglob("*.yaml"), *lora_run.rglob("*.ckpt")]
+    files = [*lora_run.rglob("*.yaml"), *lora_run.rglob("*.ckpt"), *lora_run.rglob("versions.json")]
     assert any(f.name == "config.yaml" for f in files) and any(f.name == "hparams.yaml" for f in files)
+    (versions,) = [f for f in files if f.name == "versions.json"]  # the resolved stack, beside config.yaml
+    assert (versions.parent / "config.yaml").is_file()
+    assert json.loads(versions.read_text())["transformers"] == importlib.metadata.version("transformers")
     for f in files:
         assert FAKE_KEY.encode() not in f.read_bytes(), f
 
