@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         start = time.monotonic()
         trajs = run_rollouts(
             lm, tool, task, examples, cfg, pool, prompt_text,
-            progress=None if args.json else "rich", source=f"eval:{lm.name}",
+            progress="rich", source=f"eval:{lm.name}",
         )  # fmt: skip
         per_q = (time.monotonic() - start) / len(examples) if examples else 0.0
         written += trajs

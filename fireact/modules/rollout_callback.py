@@ -250,7 +250,7 @@ def _progress(trainer: pl.Trainer, description: str, total: int):
     if progress is not None:
         task_id = progress.add_task(description, total=max(total, 1))
         try:
-            yield lambda done, total: progress.update(task_id, completed=done, total=total)
+            yield lambda done, total, em=0.0: progress.update(task_id, completed=done, total=total)
         finally:
             progress.update(task_id, visible=False)
     elif trainer.is_global_zero and bar is not None:

@@ -91,10 +91,10 @@ def run_rollouts(
             if on_done is not None:
                 on_done(t)
             if report is not None:
-                report(len(results), len(plays))
+                report(len(results), len(plays), sum(r.reward for r in results.values()) / len(results))
 
         if report is not None:
-            report(0, len(plays))
+            report(0, len(plays), 0.0)
         job = RolloutJob(
             plays,
             lambda play: Episode(play[0], task, cfg.method, style, prefix, turns),

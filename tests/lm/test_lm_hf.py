@@ -100,11 +100,11 @@ def test_rollouts_with_tiny_model_and_snapshot(tiny_lm, data_dir):
         task,
         examples,
         RolloutConfig(max_turns=2, batch_size=2, max_tokens=16),
-        progress=lambda d, n: seen.append((d, n)),
+        progress=lambda d, n, em: seen.append((d, n, em)),
     )
     assert [t.id for t in trajs] == [e.id for e in examples]
     assert all(t.end_reason in ("finish", "max_turns", "no_action", "bad_action", "unknown_tool") for t in trajs)
-    assert seen[-1] == (5, 5) and all(t.meta["lm"] == tiny_lm.name for t in trajs)
+    assert seen[-1] == (5, 5, sum(t.reward for t in trajs) / 5) and all(t.meta["lm"] == tiny_lm.name for t in trajs)
 
 
 @pytest.mark.slow

@@ -31,7 +31,7 @@ def config(out: Path, world: Path, model_dir: str, *callbacks: dict) -> Path:
         "trainer": {
             "accelerator": "cpu", "devices": 1, "max_steps": MAX_STEPS, "log_every_n_steps": 1,
             "val_check_interval": 4, "check_val_every_n_epoch": None, "num_sanity_val_steps": 0,
-            "enable_progress_bar": False, "enable_model_summary": False, "default_root_dir": str(out),
+            "enable_model_summary": False, "default_root_dir": str(out),
             "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(out), "name": "run"}},
             "callbacks": [
                 {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
@@ -53,7 +53,8 @@ def config(out: Path, world: Path, model_dir: str, *callbacks: dict) -> Path:
 
 
 def train(cfg: Path, *extra: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests" / "support")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests" / "support")]),
+           "FIREACT_PROGRESS_EVERY": "0"}  # fmt: skip
     cmd = [sys.executable, "-m", "fireact.train", "fit", "--config", str(cfg), *extra]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
 
@@ -80,6 +81,11 @@ def uninterrupted(world, tiny_model_dir, tmp_path_factory):
     assert f"checkpoints: last {(out / 'ckpt' / 'last.ckpt').resolve()}" in proc.stdout
     assert "is deprecated" not in proc.stderr and "eval mode at the start of training" not in proc.stderr
     assert "Setting accelerator to CPU" not in proc.stdout + proc.stderr  # DeepSpeed's notice
+    # off a terminal: plain progress lines (here one per step), metric names in full, never squeezed
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("epoch ")]
+    assert any(ln.startswith(f"epoch 1 step {MAX_STEPS}/{MAX_STEPS}: ") for ln in lines), proc.stderr[-2000:]
+    assert all("steps/s, ETA" in ln for ln in lines) and any("train/loss " in ln for ln in lines)
+    assert "rollouts synthetic: 2/2 episodes, EM so far" in proc.stderr and "…" not in proc.stderr
     return out
 
 
