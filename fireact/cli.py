@@ -8,7 +8,7 @@ import sys
 
 from fireact import __version__
 from fireact.commands.common import quiet_known_noise
-from fireact.errors import FireactError
+from fireact.errors import FireactError, printable
 
 # subcommand -> module in fireact.commands exposing `add_arguments(parser)` and `run(args) -> int`
 COMMANDS = {
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args._run(args) or 0
     except FireactError as e:
-        print(f"fireact {args.command}: error: {e}", file=sys.stderr)
+        print(f"fireact {args.command}: error: {printable(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"fireact {args.command}: interrupted", file=sys.stderr)

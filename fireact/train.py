@@ -15,7 +15,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 import fireact.modules.deepspeed_cpu  # noqa: F401  (registers the deepspeed_cpu_* strategy names)
 from fireact.commands.common import config_problem, quiet_known_noise, read_config
-from fireact.errors import FireactError
+from fireact.errors import FireactError, printable
 from fireact.modules.lm_module import FireActLM
 from fireact.modules.progress import use_step_progress_bar
 from fireact.modules.versions import SaveConfigAndVersions
@@ -69,7 +69,7 @@ def main(args: list[str] | None = None) -> int:
             read_config(path)  # first: a bad file is named at once, before Lightning is imported
         build_cli(args)
     except FireactError as e:
-        print(f"fireact.train: error: {e}", file=sys.stderr)
+        print(f"fireact.train: error: {printable(str(e))}", file=sys.stderr)
         return 2
     return 0
 

@@ -7,13 +7,12 @@ inside a thought line...), so parsing is tolerant.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from fireact.data.chat import READ_ROLES, message_text
-from fireact.data.paths import not_utf8, read_text, unreadable
+from fireact.data.paths import json_value, not_utf8, read_text, unreadable
 from fireact.data.training_formats import is_hf_dataset_dir, read_hf_dataset
 from fireact.data.trajectory import Trajectory, Turn, check_text_sizes, parse_action, question_key, read_trajectories
 from fireact.errors import FireactError
@@ -151,21 +150,16 @@ def read_fireact_file(path: str | Path) -> list[Trajectory]:
         for lineno, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
+            row = json_value(line, path, lineno)
             try:
-                row = json.loads(line)
                 q, rest = _question_from_chat(row["messages"])
                 out.append(_record(q, rest, source, id=f"{source}:{lineno}"))
-            except json.JSONDecodeError as e:
-                raise FireactError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
             except KeyError as e:
                 raise FireactError(f"{path}:{lineno}: not a FireAct gpt_format record (no {e} key)") from None
             except (ValueError, TypeError) as e:
                 raise FireactError(f"{path}:{lineno}: not a FireAct gpt_format record ({e})") from None
         return out
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise FireactError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    data = json_value(text, path)
     if isinstance(data, list):  # alpaca_format
         for i, row in enumerate(data):
             if not isinstance(row, dict) or "instruction" not in row or "output" not in row:

@@ -12,14 +12,13 @@ API ("auto") follow the cookbook's rule; prices are the published per-token trai
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from fireact.data.chat import ROLES
-from fireact.data.paths import read_text
+from fireact.data.paths import json_value, read_text
 from fireact.errors import FireactError
 
 MIN_EXAMPLES = 10
@@ -94,10 +93,7 @@ def check_chat_file(path: str | Path, model: str) -> ChatFile:
         if not line.strip():
             continue
         where = f"{path}:{lineno}"
-        try:
-            example = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise FireactError(f"{where}: not valid JSON ({e.msg})") from None
+        example = json_value(line, path, lineno)
         messages = example.get("messages") if isinstance(example, dict) else None
         if not isinstance(messages, list) or not messages:
             raise FireactError(f"{where}: an example must be an object with a non-empty `messages` list")

@@ -102,13 +102,20 @@ def snapshot_path(data_dir: Path) -> Path:
     raise FireactError(f"no search_snapshot.jsonl in {data_dir} or {data_dir.parent}: run `fireact data download`")
 
 
+def json_value(text: str | bytes, path: str | os.PathLike, lineno: int | None = None) -> Any:
+    """`json.loads`, or one FireactError naming file:line: bad JSON, and JSON nested so deeply that
+    Python's parser would blow its recursion limit (a traceback otherwise)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise FireactError(f"{path}:{lineno or e.lineno}: not valid JSON ({e.msg})") from None
+    except RecursionError:
+        where = f"{path}:{lineno}" if lineno else str(path)
+        raise FireactError(f"{where}: JSON nested too deeply to be a record") from None
+
+
 def read_jsonl(path: str | os.PathLike, what: str = "JSONL file") -> Iterator[tuple[int, Any]]:
-    """(line number, value) of every non-blank line; FireactError naming file:line when one is not JSON
-    (deep nesting included)."""
+    """(line number, value) of every non-blank line; FireactError naming file:line when one is not JSON."""
     for lineno, line in enumerate(read_text(path, what).splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            yield lineno, json.loads(line)
-        except (json.JSONDecodeError, RecursionError) as e:
-            raise FireactError(f"{path}:{lineno}: not a JSON value ({type(e).__name__})") from None
+        if line.strip():
+            yield lineno, json_value(line, path, lineno)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,7 +10,7 @@ from functools import cache
 from pathlib import Path
 
 from fireact.data.fireact_format import read_fireact_file
-from fireact.data.paths import not_utf8, read_text
+from fireact.data.paths import json_value, not_utf8, read_text
 from fireact.data.scoring import exact_match, f1_score, letter_match, yes_no_match
 from fireact.data.trajectory import question_key
 from fireact.data.wiki_questions import SPLITS as WIKI_SPLITS
@@ -64,10 +63,7 @@ def _read_json(path: Path, answer: tuple[type, ...] = (str, type(None))) -> list
     """A task file: a JSON list of objects, each with a string question and an `answer`-typed answer."""
     if not path.exists():
         raise FireactError(f"missing data file {path}: run `fireact data download`")
-    try:
-        rows = json.loads(read_text(path))
-    except json.JSONDecodeError as e:
-        raise FireactError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    rows = json_value(read_text(path), path)
     if not isinstance(rows, list):
         raise FireactError(f"{path}: expected a JSON list of questions, got {type(rows).__name__}")
     for i, r in enumerate(rows):

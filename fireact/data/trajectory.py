@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from fireact.data.paths import not_utf8, unreadable, write_lines_atomic
+from fireact.data.paths import json_value, not_utf8, unreadable, write_lines_atomic
 from fireact.errors import FireactError
 
 SCHEMA_VERSION = 1
@@ -164,10 +164,9 @@ def iter_trajectories(path: str | os.PathLike) -> Iterator[Trajectory]:
             for lineno, line in enumerate(f, 1):
                 if not line.strip():
                     continue
+                row = json_value(line, path, lineno)
                 try:
-                    yield Trajectory.from_dict(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise FireactError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+                    yield Trajectory.from_dict(row)
                 except (ValueError, TypeError) as e:
                     raise FireactError(f"{path}:{lineno}: bad trajectory record: {e}") from None
         except UnicodeDecodeError:

@@ -53,7 +53,7 @@ class SerpAPISearch:
                         try:
                             row = json.loads(line)
                             self.cache[row["query"]] = row["observation"]
-                        except (json.JSONDecodeError, KeyError, TypeError):
+                        except (json.JSONDecodeError, RecursionError, KeyError, TypeError):
                             continue  # a torn last line from a killed run
             except UnicodeDecodeError:
                 raise not_utf8(self.cache_path) from None

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from pathlib import Path
 
-from fireact.data.paths import not_utf8, unreadable
+from fireact.data.paths import json_value, not_utf8, unreadable
 from fireact.data.scoring import normalize_answer
 from fireact.data.tasks import Example
 from fireact.errors import FireactError
@@ -37,10 +36,10 @@ class SnapshotSearch:
                 for lineno, line in enumerate(f, 1):
                     if not line.strip():
                         continue
+                    row = json_value(line, path, lineno)
                     try:
-                        row = json.loads(line)
                         q, s = str(row["query"]), str(row["snippet"])
-                    except (json.JSONDecodeError, KeyError, TypeError) as e:
+                    except (KeyError, TypeError) as e:
                         raise FireactError(f"{path}:{lineno}: not a snapshot record {{query, snippet}} ({e})") from None
                     self.queries.append(q)
                     self.snippets.append(s)

@@ -101,6 +101,11 @@ RECORDS: dict[str, tuple[str, bytes, tuple[str, ...]]] = {
     "empty-jsonl": ("t.jsonl", b"", ("empty",)),
     "empty-json": ("a.json", b"\n  \n", ("empty",)),
     "huge-question": ("t.jsonl", traj(question=HUGE), (":2:", "question", "characters")),
+    # JSON nested past Python's recursion limit: a traceback before, one line now
+    "deeply-nested-jsonl": ("t.jsonl", lines(TRAJ) + b"[" * 100_000 + b"\n", (":2:", "nested too deeply")),
+    "deeply-nested-json": ("a.json", b"[" * 100_000, ("nested too deeply",)),
+    # terminal control sequences in a file's content are shown escaped, never sent to the terminal
+    "control-characters": ("t.jsonl", traj(**{"\x1b[2Jq\x07": "x"}), (":2:", "unknown key(s)", "\\x1b[2Jq\\x07")),
     "huge-chat-content": ("c.jsonl", chat({"role": "user", "content": HUGE}), (":2:", "question", "characters")),
 }
 
@@ -200,10 +205,10 @@ def via_train_source(tmp: Path, path: Path) -> tuple[list[str], list[Path]]:
 
 RECORD_READERS: dict[str, tuple[Callable[[Path, Path], tuple[list[str], list[Path]]], list[str]]] = {
     "import": (via_import, [*RECORDS, "missing-file", "directory", "unreadable"]),
-    "score": (via_score, ["not-utf8-jsonl", "empty-jsonl", "directory", "unreadable"]),
+    "score": (via_score, ["not-utf8-jsonl", "empty-jsonl", "directory", "unreadable", "deeply-nested-jsonl"]),
     "mask-audit": (via_mask_audit, ["not-utf8-json", "content-image-part", "huge-question", "directory"]),
     "eval-few-shot-from": (via_few_shot, ["question-not-a-string", "not-utf8-jsonl"]),
-    "export-data-sources": (via_export_data, ["not-utf8-jsonl"]),
+    "export-data-sources": (via_export_data, ["not-utf8-jsonl", "deeply-nested-jsonl", "control-characters"]),
     "train-data-source": (via_train_source, ["not-utf8-jsonl"]),
 }
 
@@ -483,6 +488,7 @@ def test_bad_input_is_one_clear_error(name, tmp_path):
     # the fireact CLI prints the message and nothing else; a training run may log its setup first
     assert train or r.stderr.strip() == errors[0], r.stderr
     message = errors[0]
+    assert not any(c in r.stderr for c in "\x1b\x07\x00"), repr(r.stderr)
     assert message.startswith(f"{prog}: error: "), message
     assert str(case.file) in message, message
     for words in case.says:
