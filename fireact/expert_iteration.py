@@ -63,6 +63,10 @@ class ExpertIteration:
     data_dir: str | None = None
     train_overrides: list[str] = field(default_factory=list)  # extra `--key value` for every round
 
+    def __post_init__(self) -> None:
+        if isinstance(self.rounds, bool) or not isinstance(self.rounds, int) or self.rounds < 1:
+            raise FireactError(f"rounds must be an integer >= 1, got {self.rounds!r}")
+
     def run(self) -> list[dict[str, Any]]:
         if not Path(self.train_config).is_file():  # checked now, not after the first round's sampling
             raise FireactError(f"train_config {self.train_config}: no such file")
@@ -85,8 +89,8 @@ class ExpertIteration:
             return []
         try:
             rounds = json.loads(read_text(path))
-        except json.JSONDecodeError as e:
-            raise FireactError(f"{path}:{e.lineno}: not valid JSON ({e.msg}); fix or remove it to start over") from None
+        except (json.JSONDecodeError, RecursionError) as e:
+            raise FireactError(f"{path}: not valid JSON ({type(e).__name__}); fix or remove it to start over") from None
         if not isinstance(rounds, list) or not all(isinstance(r, dict) and "adapter" in r for r in rounds):
             raise FireactError(f"{path}: expected a list of finished rounds, each with its adapter")
         return rounds

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from fireact.agent.prompts import default_exemplar_pool
+from fireact.commands.common import COUNT, NON_NEGATIVE, POSITIVE
 from fireact.data.fireact_format import read_any
 from fireact.data.paths import read_text
 from fireact.data.trajectory import Trajectory
@@ -22,10 +23,12 @@ def add_lm(p: argparse.ArgumentParser, default: str | None = None) -> None:
     )
     g.add_argument("--base-url", help="OpenAI-compatible server URL (default: $OPENAI_BASE_URL, else OpenAI)")
     g.add_argument("--adapter", help="hf: a peft adapter folder to load on top of the model")
-    g.add_argument("--requests-per-minute", type=float, help="openai: request rate limit")
-    g.add_argument("--max-retries", type=int, default=5, help="openai: retries with backoff on 429/5xx/timeouts")
-    g.add_argument("--timeout", type=float, default=60.0, help="openai: seconds per request")
-    g.add_argument("--threads", type=int, default=1, help="hf: torch CPU threads (1 is fastest on a busy small CPU)")
+    g.add_argument("--requests-per-minute", type=POSITIVE, help="openai: request rate limit")
+    g.add_argument(
+        "--max-retries", type=NON_NEGATIVE, default=5, help="openai: retries with backoff on 429/5xx/timeouts"
+    )
+    g.add_argument("--timeout", type=POSITIVE, default=60.0, help="openai: seconds per request")
+    g.add_argument("--threads", type=COUNT, default=1, help="hf: torch CPU threads (1 is fastest on a busy small CPU)")
 
 
 def build_lm(args: argparse.Namespace):

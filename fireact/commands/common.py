@@ -87,3 +87,31 @@ def quiet_known_noise() -> None:
         warnings.filterwarnings("ignore", message=message)
     for name, drop in KNOWN_LOG_NOISE.items():  # the library's logger keeps a filter added before it loads
         logging.getLogger(name).addFilter(drop)
+
+
+def number(kind: type, low: float, high: float | None = None, low_open: bool = False):
+    """An argparse type: `kind` in [low, high] (or (low, high] when `low_open`), with a message that says so."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
+            ) from None
+        if (value <= low if low_open else value < low) or (high is not None and value > high):
+            bound = f"> {low:g}" if low_open else f">= {low:g}"
+            raise argparse.ArgumentTypeError(
+                f"must be {bound}{f' and <= {high:g}' if high is not None else ''}, got {text}"
+            )
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+COUNT = number(int, 1)  # a number of things: questions, rounds, epochs, slots, tokens
+NON_NEGATIVE = number(int, 0)  # seeds, retries, queue lengths
+PORT = number(int, 0, 65535)
+POSITIVE = number(float, 0, low_open=True)  # seconds, rates, prices
+USD = number(float, 0)  # a budget may be 0

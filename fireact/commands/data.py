@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
+from fireact.commands.common import COUNT, NON_NEGATIVE
 from fireact.data import download
 from fireact.data.paths import resolve_data_dir, snapshot_path
 from fireact.data.snapshot import build_snapshot
@@ -35,8 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c = sub.add_parser("coverage", help="how many gold answers the offline search snapshot can find, per task")
     c.add_argument("--task", nargs="+", default=["hotpotqa", "bamboogle"], help="free-form tasks (EM on entities)")
     c.add_argument("--split", help="default: dev, or the task's first split")
-    c.add_argument("--n", type=int, help="first N questions of the paper's seeded selection (default: all)")
-    c.add_argument("--search-k", type=int, default=1, help="snippets (passages) per search, as the agents' tool")
+    c.add_argument("--n", type=COUNT, help="first N questions of the paper's seeded selection (default: all)")
+    c.add_argument("--search-k", type=COUNT, default=1, help="snippets (passages) per search, as the agents' tool")
     c.add_argument(
         "--tool",
         default="snapshot",
@@ -48,9 +49,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--data-dir")
     w = sub.add_parser("synthetic", help="write the invented offline world (task `synthetic`) as a data dir")
     w.add_argument("--out", required=True, help="data dir to write")
-    w.add_argument("--people", type=int, default=120)
-    w.add_argument("--dev", type=int, default=20, help="people held out for the dev split")
-    w.add_argument("--seed", type=int, default=0)
+    w.add_argument("--people", type=COUNT, default=120)
+    w.add_argument("--dev", type=COUNT, default=20, help="people held out for the dev split")
+    w.add_argument("--seed", type=NON_NEGATIVE, default=0)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from fireact.commands.common import config_problem, read_config
+from fireact.commands.common import COUNT, config_problem, read_config
 from fireact.errors import FireactError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, help="YAML with the fields of fireact.expert_iteration.ExpertIteration")
     p.add_argument("--out", help="override the config's out dir")
-    p.add_argument("--rounds", type=int, help="override the config's number of rounds")
+    p.add_argument("--rounds", type=COUNT, help="override the config's number of rounds")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,11 +26,9 @@ def run(args: argparse.Namespace) -> int:
         cfg = parser.parse_path(args.config)
     except Exception as e:  # noqa: BLE001  (jsonargparse reports the key and value in its message)
         raise FireactError(f"--config {args.config}: {config_problem(str(e))}") from None
-    loop = ExpertIteration(**parser.instantiate_classes(cfg).as_dict())
-    if args.out:
-        loop.out = args.out
-    if args.rounds:
-        loop.rounds = args.rounds
+    fields = parser.instantiate_classes(cfg).as_dict()
+    overrides = {k: v for k, v in (("out", args.out), ("rounds", args.rounds)) if v is not None}
+    loop = ExpertIteration(**{**fields, **overrides})
     for record in loop.run():
         print(f"round {record['round']}: kept {record['kept']} of {record['episodes']}, val EM {record['val_em']:.3f}")
     return 0

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fireact.commands.common import config_problem, read_config
+from fireact.commands.common import COUNT, NON_NEGATIVE, config_problem, read_config
 from fireact.data.training_formats import FORMATS, write_training_set
 from fireact.errors import FireactError
 
@@ -41,11 +41,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="a training config whose data: block gives the defaults")
     p.add_argument("--sources", nargs="+", help="trajectory JSONL / FireAct release files / exported datasets folders")
     p.add_argument("--mix", type=json.loads, help="JSON cell -> count or fraction, e.g. '{\"hotpotqa/react\": 500}'")
-    p.add_argument("--mix-total", type=int, help="the total that mix fractions refer to")
+    p.add_argument("--mix-total", type=COUNT, help="the total that mix fractions refer to")
     p.add_argument("--val-size", type=_number, help="held-out questions: a count (int) or a fraction (float)")
-    p.add_argument("--seed", type=int, help="drives the held-out split, the mix sampling and the order")
+    p.add_argument("--seed", type=NON_NEGATIVE, help="drives the held-out split, the mix sampling and the order")
     p.add_argument(
-        "--cutoff", type=int, help="max tokens per example (with --truncation drop, longer ones are left out)"
+        "--cutoff", type=COUNT, help="max tokens per example (with --truncation drop, longer ones are left out)"
     )
     p.add_argument("--truncation", choices=("truncate", "drop"))
     p.add_argument("--tokenizer", help="the tokenizer the cutoff is counted in (default smollm2-135m)")

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fireact.commands.agent_args import add_agent, add_lm, build_lm, prompt_inputs
-from fireact.commands.common import add_data_dir, data_dir
+from fireact.commands.common import USD, add_data_dir, data_dir
 from fireact.data.evaluation import summarize
 from fireact.data.tasks import get_task
 from fireact.data.trajectory import GenerationLog, Trajectory
@@ -25,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_agent(p, split="train")
     p.add_argument("--out", type=Path, required=True, help="trajectory JSONL; appended to, resumed on restart")
     p.add_argument("--only-successful", action="store_true", help="keep reward-1 trajectories only (FireAct's filter)")
-    p.add_argument("--max-cost-usd", type=float, help="start no new episode once this much has been spent")
+    p.add_argument("--max-cost-usd", type=USD, help="start no new episode once this much has been spent")
     add_data_dir(p)
 
 

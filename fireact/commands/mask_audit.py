@@ -13,6 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
+from fireact.commands.common import COUNT
 from fireact.data.encoding import IGNORE_INDEX, encode
 from fireact.data.fireact_format import read_any
 from fireact.data.prompt_style import PromptStyle
@@ -24,9 +25,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, type=Path, help="trajectory JSONL or FireAct release file")
     p.add_argument("--model", default="smollm2-135m", help="model name or path whose tokenizer is audited")
     p.add_argument("--format", choices=["chat", "alpaca"], default="chat")
-    p.add_argument("--n", type=int, default=3, help="number of examples (from the start of the file)")
+    p.add_argument("--n", type=COUNT, default=3, help="number of examples (from the start of the file)")
     p.add_argument(
-        "--cutoff", type=int, default=512, help="tokens per example, as the DataModule's cutoff (its default: 512)"
+        "--cutoff", type=COUNT, default=512, help="tokens per example, as the DataModule's cutoff (its default: 512)"
     )
     p.add_argument(
         "--no-mask-observations",

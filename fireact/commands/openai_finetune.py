@@ -17,6 +17,7 @@ import signal
 import threading
 from pathlib import Path
 
+from fireact.commands.common import COUNT, NON_NEGATIVE, POSITIVE, USD
 from fireact.data.openai_chat_file import ChatFile, check_chat_file, price_per_million
 from fireact.errors import FireactError
 from fireact.hosted.finetune import (
@@ -35,16 +36,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--validation-file", type=Path, help="optional held-out chat JSONL (export-data --val-out)")
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"base model to fine-tune (default {DEFAULT_MODEL})")
-    p.add_argument("--epochs", type=int, help="training epochs (default: the API's auto choice)")
+    p.add_argument("--epochs", type=COUNT, help="training epochs (default: the API's auto choice)")
     p.add_argument("--suffix", help="up to 64 characters added to the fine-tuned model's name")
-    p.add_argument("--seed", type=int, help="the job's seed, for a reproducible fine-tune")
-    p.add_argument("--max-cost-usd", type=float, help="refuse to start when the estimated cost is above this")
-    p.add_argument("--price-per-million", type=float, help="USD per 1M training tokens (default: the published price)")
+    p.add_argument("--seed", type=NON_NEGATIVE, help="the job's seed, for a reproducible fine-tune")
+    p.add_argument("--max-cost-usd", type=USD, help="refuse to start when the estimated cost is above this")
+    p.add_argument(
+        "--price-per-million", type=POSITIVE, help="USD per 1M training tokens (default: the published price)"
+    )
     p.add_argument("--dry-run", action="store_true", help="check the file and estimate the cost; upload nothing")
     p.add_argument("--cancel", action="store_true", help="cancel this run's job")
     p.add_argument("--new-job", action="store_true", help="start a new job even if this run already has one")
     p.add_argument("--runs-dir", type=Path, default=Path("runs/openai-finetune"), help="where run records are kept")
-    p.add_argument("--poll-seconds", type=float, default=15.0, help="seconds between status polls")
+    p.add_argument("--poll-seconds", type=POSITIVE, default=15.0, help="seconds between status polls")
     p.add_argument("--eval-task", default="hotpotqa", help="task of the printed `fireact eval` command")
 
 

@@ -10,6 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
+from fireact.commands.common import COUNT
 from fireact.data.evaluation import cost_row, mcnemar, method_choice, method_references, summarize
 from fireact.data.fireact_format import read_any
 from fireact.errors import FireactError
@@ -25,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="single-method runs on the same questions (e.g. cot=a.jsonl react=b.jsonl reflexion=c.jsonl) "
         "for the random-method and oracle references",
     )
-    p.add_argument("--expected", type=int, help="questions expected per file; missing ones count as wrong in EM")
+    p.add_argument("--expected", type=COUNT, help="questions expected per file; missing ones count as wrong in EM")
     p.add_argument("--json", action="store_true", help="one JSON object per file, then one for the references")
 
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from fireact.commands.common import add_data_dir, data_dir
+from fireact.commands.common import COUNT, PORT, add_data_dir, data_dir
 from fireact.data.wiki_questions import default_corpus
 from fireact.errors import FireactError
 from fireact.serve.json_http import serve_until_stopped
@@ -24,9 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         add_data_dir(s)
         if name == "serve":
             s.add_argument("--host", default="127.0.0.1")
-            s.add_argument("--port", type=int, default=8001)
-            s.add_argument("--max-queue", type=int, default=64, help="requests waiting; beyond, HTTP 503")
-            s.add_argument("--max-batch", type=int, default=64, help="queries searched together")
+            s.add_argument("--port", type=PORT, default=8001)
+            s.add_argument("--max-queue", type=COUNT, default=64, help="requests waiting; beyond, HTTP 503")
+            s.add_argument("--max-batch", type=COUNT, default=64, help="queries searched together")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from fireact.commands.common import add_data_dir, data_dir
+from fireact.commands.common import COUNT, add_data_dir, data_dir
 from fireact.data.evaluation import Summary, rescore, summarize
 from fireact.data.fireact_format import read_any
 from fireact.data.tasks import get_task
@@ -19,7 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("files", nargs="+", type=Path, help="FireAct rollout files or fireact trajectory JSONL")
     p.add_argument("--task", default="hotpotqa")
     p.add_argument("--split", default="dev")
-    p.add_argument("--expected", type=int, help="questions expected per file; missing ones count as wrong")
+    p.add_argument("--expected", type=COUNT, help="questions expected per file; missing ones count as wrong")
     p.add_argument("--json", action="store_true", help="print one JSON object per file")
     add_data_dir(p)
 

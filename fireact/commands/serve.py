@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from fireact.commands.agent_args import add_lm, build_lm
+from fireact.commands.common import COUNT, NON_NEGATIVE, PORT
 from fireact.errors import FireactError
 from fireact.serve.json_http import serve_until_stopped
 
@@ -12,14 +13,14 @@ from fireact.serve.json_http import serve_until_stopped
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_lm(p, default="hf:smollm2-135m")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=PORT, default=8000)
     p.add_argument("--model-name", help="the model id clients send and see (default: the --lm spec)")
     p.add_argument(
         "--format", choices=("chat", "alpaca"), help="prompt format (default: the one saved with the model, else chat)"
     )
-    p.add_argument("--slots", type=int, default=16, help="requests decoded together")
-    p.add_argument("--max-queue", type=int, default=64, help="requests waiting for a slot; beyond, HTTP 503")
-    p.add_argument("--max-tokens-limit", type=int, default=2048, help="the largest max_tokens a request may ask")
+    p.add_argument("--slots", type=COUNT, default=16, help="requests decoded together")
+    p.add_argument("--max-queue", type=NON_NEGATIVE, default=64, help="requests waiting for a slot; beyond, HTTP 503")
+    p.add_argument("--max-tokens-limit", type=COUNT, default=2048, help="the largest max_tokens a request may ask")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -60,6 +60,9 @@ def write_lines_atomic(path: str | os.PathLike, lines: Iterable[str]) -> int:
     path = Path(path)
     if path.is_dir():
         raise FireactError(f"{path}: is a directory, not a file to write")
+    blocking = next((a for a in path.parents if a.exists() and not a.is_dir()), None)
+    if blocking is not None:
+        raise FireactError(f"{path}: cannot write there: {blocking} is a file, not a folder")
     tmp = path.with_name(path.name + ".tmp")
     n = 0
     try:
@@ -72,7 +75,10 @@ def write_lines_atomic(path: str | os.PathLike, lines: Iterable[str]) -> int:
             os.fsync(f.fileno())
         tmp.replace(path)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
+        try:  # cleaning up must not hide why the write failed (e.g. the parent is a regular file)
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
         raise FireactError(f"{path}: cannot write ({e.strerror or e})") from None
     return n
 
