@@ -30,12 +30,14 @@ def run(args: argparse.Namespace) -> int:
 
     root = data_dir(args)
     cfg = RolloutConfig.from_args(args)
+    selected = {
+        name: cfg.examples(name, root) for name in cfg.tasks
+    }  # a task or split typo fails before the model loads
     tool = cfg.make_tool(root)
     lm = build_lm(args)
     written: list[Trajectory] = []
-    for name in cfg.tasks:
+    for name, examples in selected.items():
         task = get_task(name)
-        examples = cfg.examples(name, root)
         pool, prompt_text = prompt_inputs(args, cfg, name, root)
         start = time.monotonic()
         trajs = run_rollouts(

@@ -32,20 +32,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     root = data_dir(args)
     cfg = RolloutConfig.from_args(args)
+    selected = {
+        name: cfg.examples(name, root) for name in cfg.tasks
+    }  # a task or split typo fails before the model loads
     tool = cfg.make_tool(root)
     lm = build_lm(args)
     spent = 0.0
-    for name in cfg.tasks:
-        spent = _generate(args, cfg, name, root, lm, tool, spent)
+    for name, examples in selected.items():
+        spent = _generate(args, cfg, name, examples, root, lm, tool, spent)
     return 0
 
 
-def _generate(args: argparse.Namespace, cfg: RolloutConfig, name: str, root: Path, lm, tool, spent: float) -> float:
+def _generate(
+    args: argparse.Namespace, cfg: RolloutConfig, name: str, examples: list, root: Path, lm, tool, spent: float
+) -> float:
     """One task's episodes; `spent` carries the cost of earlier tasks (the budget covers the run)."""
     from fireact.rollout.runners import run_rollouts  # lazy: torch/Lightning, not for --help
 
     task = get_task(name)
-    examples = cfg.examples(name, root)
     if any(e.answer is None for e in examples):
         raise FireactError(f"{task.name}/{cfg.split} has no gold answers: generation needs them to score episodes")
     pool, prompt_text = prompt_inputs(args, cfg, name, root)

@@ -189,6 +189,12 @@ def _load(spec: str, tokenizer: Any, adapter: str | None, dtype: Any) -> tuple[A
 
     from transformers import AutoModelForCausalLM
 
+    if adapter and not Path(adapter).is_dir():
+        raise FireactError(
+            f"--adapter {adapter}: no such folder (an exported adapter: `fireact export --ckpt ... --out DIR`)"
+        )
+    if looks_local(spec) and not Path(spec).expanduser().exists():
+        raise FireactError(f"--lm hf:{spec}: no such folder (a model or adapter folder, a hub id, or smollm2-135m)")
     path = resolve_model(spec)
     saved = [PromptStyle.load(d) for d in (path, adapter) if d and Path(d).is_dir()]
     style = next((s for s in saved if s is not None), None)
@@ -203,6 +209,11 @@ def _load(spec: str, tokenizer: Any, adapter: str | None, dtype: Any) -> tuple[A
     for extra in ([path] if base != path else []) + ([adapter] if adapter else []):
         model = PeftModel.from_pretrained(model, extra)
     return model.eval(), tokenizer or load_tokenizer(path), style
+
+
+def looks_local(spec: str) -> bool:
+    """A path, not a hub id (`org/name`): it starts like one, or has more than one slash."""
+    return spec.startswith((".", "/", "~")) or spec.count("/") > 1
 
 
 def cache_kwarg(model: Any) -> str:
