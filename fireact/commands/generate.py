@@ -88,10 +88,23 @@ def _generate(
         )  # fmt: skip
     finally:
         log.close()
-    seconds = time.monotonic() - start
+    print_generated(f"{lm.name} {cfg.method} on {task.name}/{cfg.split} -> {args.out}", finished,
+                    args.only_successful, time.monotonic() - start)  # fmt: skip
+    if over_budget():
+        console.print(f"stopped early: spent ${spent:.4f} >= --max-cost-usd {args.max_cost_usd}")
+    if failed:
+        raise FireactError(
+            f"{len(failed)} {task.name} episodes failed ({failed[-1].meta.get('error', 'backend error')}); "
+            f"{len(finished)} finished ones are saved in {args.out}: run the same command again to retry the rest"
+        )
+    return spent
+
+
+def print_generated(title: str, finished: list[Trajectory], only_successful: bool, seconds: float) -> None:
+    """The run's table: episodes, kept, success, turns, tokens, cost and time."""
     summary = summarize(finished)
-    kept = sum(1 for t in finished if t.reward >= 1.0 or not args.only_successful)
-    table = Table(title=f"{lm.name} {cfg.method} on {task.name}/{cfg.split} -> {args.out}")
+    kept = sum(1 for t in finished if t.reward >= 1.0 or not only_successful)
+    table = Table(title=title)
     for col in ("episodes", "kept", "success", "turns mean", "prompt tok", "completion tok", "cost $", "seconds"):
         table.add_column(col, justify="right")
     table.add_row(
@@ -105,11 +118,3 @@ def _generate(
         f"{seconds:.1f}",
     )
     Console().print(table)
-    if over_budget():
-        console.print(f"stopped early: spent ${spent:.4f} >= --max-cost-usd {args.max_cost_usd}")
-    if failed:
-        raise FireactError(
-            f"{len(failed)} {task.name} episodes failed ({failed[-1].meta.get('error', 'backend error')}); "
-            f"{len(finished)} finished ones are saved in {args.out}: run the same command again to retry the rest"
-        )
-    return spent

@@ -81,10 +81,8 @@ def eval_command(model_id: str, task: str) -> str:
     return f"fireact eval --lm {shlex.quote('openai:' + model_id)} --task {task} --split dev --n 500 --out {out}"
 
 
-def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    console = Console(stderr=True, soft_wrap=True)
+def checked_estimate(args: argparse.Namespace, console) -> dict:
+    """The files checked against the API's rules and the cost estimated (and held to --max-cost-usd)."""
     chat = check_chat_file(args.file, args.model)
     if args.validation_file:
         check_chat_file(args.validation_file, args.model)
@@ -97,6 +95,14 @@ def run(args: argparse.Namespace) -> int:
             raise FireactError(
                 f"estimated ${est['usd']:.2f} is above --max-cost-usd {args.max_cost_usd:.2f}: not started"
             )
+    return est
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    console = Console(stderr=True, soft_wrap=True)
+    est = checked_estimate(args, console)
     if args.dry_run:
         return 0
 
@@ -127,36 +133,8 @@ def run(args: argparse.Namespace) -> int:
             f"add --new-job to start another (billed again), record: {record_path}"
         )
 
-    if rec.file_id is None:
-        rec.file_id = api.upload(args.file)
-        rec.save(record_path)
-        console.print(f"uploaded {args.file} as {rec.file_id}")
-    if args.validation_file and rec.validation_file_id is None:
-        rec.validation_file_id = api.upload(args.validation_file)
-        rec.save(record_path)
-    if rec.job_id is None:
-        job = None if args.new_job else api.find_job(key)  # a job created before its record was written
-        job = job or api.create(rec)
-        rec.job_id, rec.status = job.id, job.status
-        rec.save(record_path)
-        console.print(f"fine-tuning job {job.id} created ({args.model}); record: {record_path}")
-    else:
-        console.print(f"re-attached to job {rec.job_id} (record: {record_path})")
-
-    stop = threading.Event()
-
-    def on_sigint(*_: object) -> None:  # detach between two polls, never in the middle of a request
-        if stop.is_set():
-            raise KeyboardInterrupt  # a second Ctrl-C does not wait for the request in flight
-        stop.set()
-
-    previous = signal.signal(signal.SIGINT, on_sigint)
-    try:
-        job = follow(api, rec, record_path, args.poll_seconds, console, stop)
-    except KeyboardInterrupt:
-        job = None
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    api.start_or_attach(rec, record_path, args.new_job, console.print)
+    job, stop = follow_until_detached(api, rec, record_path, args.poll_seconds, console)
     if job is None or (stop.is_set() and job.status not in TERMINAL):
         console.print(
             f"detached from job {rec.job_id}: it keeps running (and billing) on the server. Run the same command "
@@ -171,6 +149,25 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"fine-tuned model: {job.fine_tuned_model}\nevaluate it:\n  {rec.eval_command}")
     print(job.fine_tuned_model)
     return 0
+
+
+def follow_until_detached(api, rec, record_path: Path, poll_seconds: float, console):
+    """(the job when following ended, or None; the event Ctrl-C set). The first Ctrl-C detaches
+    between two polls, never in the middle of a request; a second does not wait for the request."""
+    stop = threading.Event()
+
+    def on_sigint(*_: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        return follow(api, rec, record_path, poll_seconds, console, stop), stop
+    except KeyboardInterrupt:
+        return None, stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def follow(api, rec, record_path: Path, poll_seconds: float, console, stop: threading.Event):

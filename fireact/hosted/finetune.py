@@ -15,7 +15,7 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,6 +99,28 @@ class HostedFinetune:
             ) from None
         except openai.OpenAIError as e:
             raise FireactError(f"{what}: {redact(str(e), (self._key,))}") from None
+
+    def start_or_attach(
+        self, rec: FinetuneRecord, record_path: Path, new_job: bool, say: Callable[[str], None]
+    ) -> None:
+        """The resumable steps before a job runs, each saved to the record the moment it is done, so an
+        interrupted run re-attaches instead of paying twice: upload the files, then create the job (or
+        find the one a killed run created before it could record it)."""
+        if rec.file_id is None:
+            rec.file_id = self.upload(Path(rec.file))
+            rec.save(record_path)
+            say(f"uploaded {rec.file} as {rec.file_id}")
+        if rec.validation_file and rec.validation_file_id is None:
+            rec.validation_file_id = self.upload(Path(rec.validation_file))
+            rec.save(record_path)
+        if rec.job_id is None:
+            job = None if new_job else self.find_job(rec.key)
+            job = job or self.create(rec)
+            rec.job_id, rec.status = job.id, job.status
+            rec.save(record_path)
+            say(f"fine-tuning job {job.id} created ({rec.model}); record: {record_path}")
+        else:
+            say(f"re-attached to job {rec.job_id} (record: {record_path})")
 
     def upload(self, path: Path) -> str:
         with path.open("rb") as f:

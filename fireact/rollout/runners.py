@@ -10,7 +10,7 @@ from contextlib import nullcontext
 
 from fireact.agent.methods import Episode, method_spec
 from fireact.agent.prompts import few_shot_prefix, pick_exemplars
-from fireact.data.prompt_style import PromptStyle
+from fireact.data.prompt_style import Prompt, PromptStyle
 from fireact.data.tasks import Example, Task
 from fireact.data.trajectory import Trajectory, Turn
 from fireact.errors import FireactError
@@ -41,6 +41,23 @@ def resolve_style(fmt: str | None, lm: LM) -> PromptStyle:
     return PromptStyle(fmt, saved.base_model if saved else None)
 
 
+def _prompt_prefix(
+    cfg: RolloutConfig, task: Task, examples: list[Example], style: PromptStyle,
+    pool: list[Trajectory] | None, prompt_text: str | None,
+) -> tuple[Prompt, int | str]:  # fmt: skip
+    """(the text before each question, what `meta.few_shot` records): the user's prompt file, K
+    exemplars of the task drawn from `pool` (never one of the asked questions), or nothing."""
+    if prompt_text is not None:
+        return few_shot_prefix(cfg.method, [], prompt_text, style.format), "prompt_file"
+    exemplars: list[Trajectory] = []
+    if cfg.few_shot > 0:
+        asked = {e.question for e in examples}
+        exemplars = pick_exemplars(pool or [], task.name, cfg.few_shot, cfg.exemplar_seed, asked, cfg.method)
+        if cfg.method == "io":
+            exemplars = _io_exemplars(exemplars)
+    return few_shot_prefix(cfg.method, exemplars, None, style.format), len(exemplars)
+
+
 def run_rollouts(
     lm: LM,
     tool: SearchTool,
@@ -68,17 +85,9 @@ def run_rollouts(
         raise FireactError(f"record_tokens needs a local model in the rollout engine (hf:...), not {lm.name}")
     examples = list(examples)
     style = resolve_style(cfg.format, lm)
-    exemplars: list[Trajectory] = []
-    if prompt_text is None and cfg.few_shot > 0:
-        asked = {e.question for e in examples}
-        exemplars = pick_exemplars(exemplar_pool or [], task.name, cfg.few_shot, cfg.exemplar_seed, asked, cfg.method)
-        if cfg.method == "io":
-            exemplars = _io_exemplars(exemplars)
-    prefix = few_shot_prefix(cfg.method, exemplars, prompt_text, style.format)
-    meta = {"lm": lm.name, "tool": getattr(tool, "name", "search"), "few_shot": len(exemplars), "fmt": style.format}
+    prefix, shots = _prompt_prefix(cfg, task, examples, style, exemplar_pool, prompt_text)
+    meta = {"lm": lm.name, "tool": getattr(tool, "name", "search"), "few_shot": shots, "fmt": style.format}
     plays = [(ex, j) for ex in examples for j in range(cfg.samples)]  # G samples of a question, side by side
-    if prompt_text is not None:
-        meta["few_shot"] = "prompt_file"
     turns = 1 if cfg.method in ("io", "cot") else cfg.max_turns
     lm.reset_cache()  # a model being trained changes between runs: never reuse its old KV
     results: dict[int, Trajectory] = {}
@@ -104,13 +113,18 @@ def run_rollouts(
             method_spec(cfg.method, cfg.max_tokens),
             cfg,
         )
-        if lm.continuous:
-            run_continuous(lm, job)
-        elif lm.batched:
-            _run_batched(lm, job)
-        else:
-            _run_threaded(lm, job)
+        play_job(lm, job)
     return [results[i] for i in sorted(results)]
+
+
+def play_job(lm: LM, job: RolloutJob) -> None:
+    """The runner for the backend: the continuous-batching engine (local HF), batched rounds, or threads."""
+    if lm.continuous:
+        run_continuous(lm, job)
+    elif lm.batched:
+        _run_batched(lm, job)
+    else:
+        _run_threaded(lm, job)
 
 
 def _run_batched(lm: LM, job: RolloutJob) -> None:
