@@ -7,12 +7,12 @@ import argparse
 from fireact.commands.agent_args import add_lm, build_lm
 from fireact.commands.common import COUNT, NON_NEGATIVE, PORT
 from fireact.errors import FireactError
-from fireact.serve.json_http import serve_until_stopped
+from fireact.serve.json_http import add_server_security, check_bind, resolve_api_key, serve_until_stopped
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_lm(p, default="hf:smollm2-135m")
-    p.add_argument("--host", default="127.0.0.1")
+    add_server_security(p)
     p.add_argument("--port", type=PORT, default=8000)
     p.add_argument("--model-name", help="the model id clients send and see (default: the --lm spec)")
     p.add_argument(
@@ -29,14 +29,15 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.lm.startswith("hf:"):
         raise FireactError("fireact serve needs a local model: --lm hf:PATH_OR_NAME")
-    if args.slots < 1 or args.max_queue < 0 or args.max_tokens_limit < 1:
-        raise FireactError("--slots and --max-tokens-limit must be >= 1, --max-queue >= 0")
+    api_key = resolve_api_key(args.api_key)
+    check_bind(args.host, api_key, args.allow_unauthenticated)  # before the model loads
     lm = build_lm(args)
     style = resolve_style(args.format, lm)
     try:
         server = make_server(
-            lm, args.host, args.port, args.model_name, style, args.slots, args.max_queue, args.max_tokens_limit
-        )
+            lm, args.host, args.port, args.model_name, style, args.slots, args.max_queue, args.max_tokens_limit,
+            api_key=api_key,
+        )  # fmt: skip
     except OSError as e:
         raise FireactError(f"cannot listen on {args.host}:{args.port}: {e.strerror}") from None
     serve_until_stopped(server, f"{lm.name} ({style.format} format)", "/v1")

@@ -33,6 +33,14 @@ def price(model: str, prompt_tokens: int, completion_tokens: int) -> float:
     return (prompt_tokens * p + completion_tokens * c) / 1000
 
 
+def server_key(base_url: str | None) -> str | None:
+    """$FIREACT_API_KEY for a server that is not OpenAI's (a `fireact serve`, say): the key fireact's
+    servers check, so an OpenAI key is not sent to it when both are set."""
+    if base_url and "api.openai.com" not in base_url:
+        return os.environ.get("FIREACT_API_KEY")
+    return None
+
+
 class OpenAILM:
     """Chat completions through the official openai client; a thread pool bounds concurrency."""
 
@@ -53,7 +61,9 @@ class OpenAILM:
         from openai import OpenAI
 
         base_url = base_url or os.environ.get("OPENAI_BASE_URL")
-        self._key = api_key or os.environ.get("OPENAI_API_KEY") or ("EMPTY" if base_url else None)
+        self._key = (
+            api_key or server_key(base_url) or os.environ.get("OPENAI_API_KEY") or ("EMPTY" if base_url else None)
+        )
         if not self._key:
             raise FireactError("openai backend: set OPENAI_API_KEY (or --base-url for a local server)")
         self.model = model

@@ -87,11 +87,14 @@ def parse_retrieve(body: bytes) -> tuple[list[str], int, bool]:
 
 
 def make_retrieval_server(search: WikiSearch, host: str = "127.0.0.1", port: int = 8001, max_queue: int = 64,
-                          max_batch: int = 64) -> ThreadingHTTPServer:  # fmt: skip
+                          max_batch: int = 64, api_key: str | None = None) -> ThreadingHTTPServer:  # fmt: skip
+    """With `api_key`, POST /retrieve needs `Authorization: Bearer KEY` (GET /health does not)."""
     service = RetrievalService(search, max_queue, max_batch)
 
     class Handler(JSONHandler):
         def do_GET(self) -> None:
+            if not self.authorized():
+                return
             if self.path.rstrip("/") != "/health":
                 self.send_json_error(404, f"no route GET {self.path}; POST /retrieve or GET /health")
                 return
@@ -99,6 +102,8 @@ def make_retrieval_server(search: WikiSearch, host: str = "127.0.0.1", port: int
                                  "passages": len(search.retriever.store)})  # fmt: skip
 
         def do_POST(self) -> None:
+            if not self.authorized():
+                return
             if self.path.rstrip("/") != "/retrieve":
                 self.send_json_error(404, f"no route POST {self.path}; POST /retrieve")
                 return
@@ -119,6 +124,7 @@ def make_retrieval_server(search: WikiSearch, host: str = "127.0.0.1", port: int
                 return
             self.send_json(200, {"result": [[_entry(p, s, scores) for p, s in per] for per in hits]})
 
+    Handler.api_key = api_key
     server = ThreadingHTTPServer((host, port), Handler)
     server.daemon_threads = True
     server.service = service  # closed by the caller with the server

@@ -22,7 +22,10 @@ from fireact.errors import FireactError
 from fireact.serve.completion_service import END, CompletionRequest, CompletionService, Full
 from fireact.serve.json_http import BadRequest, JSONHandler, parse_json
 
-MAX_BODY = 4 << 20  # bytes; a longer request body is refused before it is read
+MAX_BODY = 4 << 20
+MAX_MESSAGES = (
+    256  # per request: an agent episode has a few dozen  # bytes; a longer request body is refused before it is read
+)
 
 
 def parse_request(body: bytes, max_tokens_limit: int) -> dict[str, Any]:
@@ -33,6 +36,8 @@ def parse_request(body: bytes, max_tokens_limit: int) -> dict[str, Any]:
     messages = req.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadRequest("'messages' must be a non-empty list", "messages")
+    if len(messages) > MAX_MESSAGES:
+        raise BadRequest(f"at most {MAX_MESSAGES} messages per request, got {len(messages)}", "messages")
     clean = []
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or m.get("role") not in ROLES:
@@ -88,8 +93,11 @@ class CompletionHandler(JSONHandler):
 
     app: ServedModel  # set on the subclass make_server builds
     max_body = MAX_BODY
+    open_routes = ("/health", "")
 
     def do_GET(self) -> None:
+        if not self.authorized():
+            return
         if self.path.rstrip("/") in ("/v1/models", "/models"):
             models = [{"id": self.app.name, "object": "model", "owned_by": "fireact"}]
             self.send_json(200, {"object": "list", "data": models})
@@ -99,6 +107,8 @@ class CompletionHandler(JSONHandler):
             self.send_json_error(404, f"no route {self.path}")
 
     def do_POST(self) -> None:
+        if not self.authorized():
+            return
         try:
             self._post()
         except (BrokenPipeError, ConnectionResetError):
@@ -201,16 +211,18 @@ def make_server(
     max_queue: int = 64,
     max_tokens_limit: int = 2048,
     max_context: int | None = None,
+    api_key: str | None = None,
 ) -> ThreadingHTTPServer:
     """`style`: how requests are written for the model (default: chat messages as sent). `slots`
     requests decode together; `max_queue` more wait; prompt + max_tokens must fit `max_context`
-    (default: the model's max_position_embeddings)."""
+    (default: the model's max_position_embeddings). With `api_key`, every route but /health needs
+    `Authorization: Bearer KEY`."""
     config = getattr(lm.model, "config", None)
     app = ServedModel(
         lm, style or PromptStyle(), model_name or lm.name, CompletionService(lm, slots, max_queue), max_tokens_limit,
         max_context or getattr(config, "max_position_embeddings", None) or 8192,
     )  # fmt: skip
-    server = ThreadingHTTPServer((host, port), type("Handler", (CompletionHandler,), {"app": app}))
+    server = ThreadingHTTPServer((host, port), type("Handler", (CompletionHandler,), {"app": app, "api_key": api_key}))
     server.daemon_threads = True
     server.service = app.service  # closed by the caller with the server
     return server

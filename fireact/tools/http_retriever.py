@@ -33,6 +33,11 @@ class HTTPRetriever:
         if check:  # fail before any episode starts, not as N episode errors after the model loaded
             try:  # once, without the retries: a server that is not there should say so at once
                 self._post({"queries": ["fireact connection check"], "topk": 1})
+            except HTTPStatusError as e:
+                if e.status == 401:
+                    raise FireactError(f"retrieval server {url} rejected the API key (HTTP 401): set ${API_KEY_VAR} "
+                                       "to the key it was started with") from None  # fmt: skip
+                raise FireactError(f"retrieval server {url} answered {e}") from None
             except Exception as e:
                 raise FireactError(f"retrieval server {url} is not answering ({describe(e, (self.api_key,))}): is it "
                                    "running (`fireact retriever serve --corpus PATH --port N`)?") from None  # fmt: skip
