@@ -3,7 +3,7 @@
 Steps, in order, each a public CLI command in a subprocess; the command, wall time, CPU time and
 library versions of each go to runs/wiki/steps.json, and a finished step (its output file exists)
 is skipped on a rerun, so an interrupted run resumes:
-  bench        bench/retrieval.py (bm25, dense, hybrid)
+  bench-*      bench/retrieval.py: bm25, then dense and hybrid (a 35k-passage MiniLM build)
   q-*          the quickstart adapter (runs/quickstart/adapter)
   c-*          the reproduction's (c) adapter (runs/repro/react/adapter, `experiments/reproduce.py --only c`)
   *-wiki-eval  --tool wiki on all 500 wiki-eval questions; *-snap-eval the snapshot tool on the same
@@ -36,8 +36,11 @@ EVALS = {  # suffix -> eval arguments
 
 def steps(args: argparse.Namespace) -> dict[str, tuple[list[str], Path]]:
     """name -> (command, the file that exists once it is done)."""
-    out = {"bench": ([sys.executable, "bench/retrieval.py", "--threads", str(args.threads),
-                      "--out", str(OUT / "retrieval.json")], OUT / "retrieval.json")}  # fmt: skip
+    out = {}
+    for name, retrievers in (("bench-bm25", ["bm25"]), ("bench-dense", ["dense", "hybrid"])):
+        path = OUT / f"retrieval_{name[6:]}.json"
+        cmd = [sys.executable, "bench/retrieval.py", "--threads", str(args.threads), "--retrievers", *retrievers]
+        out[name] = ([*cmd, "--out", str(path)], path)
     for agent, adapter in ADAPTERS.items():
         for suffix, extra in EVALS.items():
             path = OUT / f"eval_{agent}-{suffix}.jsonl"
