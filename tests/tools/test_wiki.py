@@ -145,3 +145,27 @@ def test_streamed_build_of_the_shared_corpus_under_a_memory_cap(data_dir, tmp_pa
     assert int(passages) == 35116
     tool = WikiSearch(corpus)
     assert tool.retriever.store[int(row)].title == "Scott Derrickson"
+
+
+def test_sigkill_mid_build_publishes_nothing_and_the_next_build_recovers(data_dir, tmp_path):
+    """A real process killed while it builds the shared corpus's index: no index is published (no
+    meta.json, nothing half-written where a search would load it), and the next build cleans the
+    dead build's folder and succeeds."""
+    import signal
+    import time
+
+    corpus = data_dir.parent / "hotpotqa_wiki" / "paragraphs.jsonl"
+    if not corpus.is_file():
+        pytest.skip(f"no wiki corpus at {corpus}")
+    env = {**os.environ, "FIREACT_INDEX_DIR": str(tmp_path / "idx"), "OMP_NUM_THREADS": "1"}
+    script = f"from fireact.tools.bm25 import BM25Retriever; BM25Retriever({str(corpus)!r})"
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "idx").glob("*/bm25.tmp-*")) and time.monotonic() < deadline:
+        time.sleep(0.05)  # wait until the build has started writing
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    (folder,) = (tmp_path / "idx").iterdir()
+    assert not (folder / "bm25").exists() and list(folder.glob("bm25.tmp-*"))
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=300)
+    assert (folder / "bm25" / "meta.json").is_file() and not list(folder.glob("bm25.tmp-*"))
