@@ -42,13 +42,10 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import resource
-import shlex
-import subprocess
 import sys
-import time
 from pathlib import Path
 
+import steps as steps_file
 import yaml
 
 OUT = Path("runs/repro")  # the training configs write under here too
@@ -119,39 +116,14 @@ def variant_config(run: str) -> Path:
 
 
 def load_steps() -> dict:
-    path = OUT / "steps.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return steps_file.load_steps(OUT / "steps.json")
 
 
 def run_step(steps: dict, name: str, cmd: list[str], done: Path) -> dict:
-    """Run `cmd` unless `done` exists; record the command line, wall time and the last JSON line printed."""
-    if name in steps and done.exists():
-        return steps[name]
-    print(f"[{name}] {shlex.join(cmd)}", flush=True)
-    start, cpu = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
-    used = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if proc.returncode != 0 or not done.exists():
-        sys.exit(f"[{name}] failed with exit code {proc.returncode}: {shlex.join(cmd)}")
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    record = {
-        "cmd": shlex.join(["python", *cmd[1:]]),
-        "seconds": round(time.monotonic() - start, 1),
-        # CPU time of the step's processes: unlike the wall time, not inflated if the run was paused
-        "cpu_seconds": round(used.ru_utime + used.ru_stime - cpu.ru_utime - cpu.ru_stime, 1),
-        "result": json.loads(lines[-1]) if lines else None,
-        "versions": library_versions(),  # the same config moved EM 14 -> 10 across a library upgrade
-    }
-    steps.update(load_steps())  # another invocation may have recorded steps meanwhile
-    steps[name] = record
-    (OUT / "steps.json").write_text(json.dumps(steps, indent=1))
+    """Run `cmd` unless `done` exists (experiments/steps.py); `steps` gets every recorded step."""
+    record = steps_file.run_step(OUT / "steps.json", name, cmd, done)
+    steps.update(load_steps())
     return record
-
-
-def library_versions() -> dict[str, str]:
-    from importlib.metadata import version
-
-    return {name: version(name) for name in ("torch", "transformers", "peft", "lightning", "bm25s")}
 
 
 def adapter_dir(run: str) -> Path:

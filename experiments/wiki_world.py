@@ -15,14 +15,10 @@ is skipped on a rerun, so an interrupted run resumes:
 from __future__ import annotations
 
 import argparse
-import json
-import resource
-import shlex
-import subprocess
 import sys
-import time
-from importlib.metadata import version
 from pathlib import Path
+
+from steps import run_step
 
 OUT = Path("runs/wiki")
 ADAPTERS = {"q": "runs/quickstart/adapter", "c": "runs/repro/react/adapter"}
@@ -50,27 +46,55 @@ def steps(args: argparse.Namespace) -> dict[str, tuple[list[str], Path]]:
     return out
 
 
-def run_step(name: str, cmd: list[str], done: Path) -> None:
-    record_path = OUT / "steps.json"
-    records = json.loads(record_path.read_text()) if record_path.is_file() else {}
-    if name in records and done.exists():
-        return
-    print(f"[{name}] {shlex.join(cmd)}", flush=True)
-    start, cpu = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
-    used = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if proc.returncode != 0 or not done.exists():
-        sys.exit(f"[{name}] failed with exit code {proc.returncode}")
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    records = json.loads(record_path.read_text()) if record_path.is_file() else {}
-    records[name] = {
-        "cmd": shlex.join(["python", *cmd[1:]]),
-        "seconds": round(time.monotonic() - start, 1),
-        "cpu_seconds": round(used.ru_utime + used.ru_stime - cpu.ru_utime - cpu.ru_stime, 1),
-        "result": json.loads(lines[-1]) if lines else None,
-        "versions": {m: version(m) for m in ("torch", "transformers", "peft", "bm25s")},
-    }
-    record_path.write_text(json.dumps(records, indent=1))
+def episode_stats(trajs: list) -> dict:
+    """EM, F1, format errors, searches per episode, and how often the gold answer showed up in an
+    observation (and how often the agent then answered right)."""
+    from fireact.data.evaluation import summarize
+    from fireact.data.scoring import normalize_answer
+    from fireact.data.trajectory import parse_action
+
+    s = summarize(trajs)
+    searches = [sum(1 for turn in t.turns if (a := parse_action(turn.action)) and a[0] == "search") for t in trajs]
+    seen = [
+        t
+        for t in trajs
+        if normalize_answer(t.answer or "") not in ("", "yes", "no")
+        and any(
+            f" {normalize_answer(t.answer)} " in f" {normalize_answer(turn.observation or '')} " for turn in t.turns
+        )
+    ]
+    return {"n": s.n, "em": s.em, "f1": s.f1, "format_errors": s.format_error_rate,
+            "searches": sum(searches) / max(len(trajs), 1), "gold_seen": len(seen),
+            "right_when_seen": sum(t.reward >= 1.0 for t in seen)}  # fmt: skip
+
+
+def report() -> str:
+    """The markdown table of docs/reproduction.md's wiki-world section, from the eval files."""
+    from fireact.data.evaluation import mcnemar
+    from fireact.data.fireact_format import read_any
+
+    runs = {name: read_any(path) for name, (_, path) in steps(argparse.Namespace(threads=2, batch_size=32)).items()
+            if name[0] in ADAPTERS and path.is_file()}  # fmt: skip
+    lines = ["| agent | tool | questions | EM | F1 | format errors | searches / episode | gold in an observation "
+             "(right then) | vs the other tool: +/-, McNemar p | vs the other adapter: +/-, p |",
+             "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for name, trajs in runs.items():
+        agent, tool, split = name.split("-")
+        st = episode_stats(trajs)
+        other_tool = runs.get(f"{agent}-{'snap' if tool == 'wiki' else 'wiki'}-{split}")
+        other_agent = runs.get(f"{'c' if agent == 'q' else 'q'}-{tool}-{split}")
+        cells = []
+        for other in (other_tool, other_agent):
+            if other is None:
+                cells.append("-")
+            else:
+                m = mcnemar(other, trajs)
+                cells.append(f"+{m['only_second']} / -{m['only_first']}, p={m['p_value']:.3f}")
+        lines.append(f"| {'quickstart' if agent == 'q' else '(c)'} | {'wiki' if tool == 'wiki' else 'snapshot'} | "
+                     f"{'wiki-eval' if split == 'eval' else 'dev 100'} ({st['n']}) | {100 * st['em']:.1f} | "
+                     f"{100 * st['f1']:.1f} | {100 * st['format_errors']:.1f}% | {st['searches']:.2f} | "
+                     f"{st['gold_seen']} ({st['right_when_seen']}) | {cells[0]} | {cells[1]} |")  # fmt: skip
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -78,7 +102,11 @@ def main() -> None:
     p.add_argument("--only", nargs="+", help="run only these steps")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--report", action="store_true", help="print the results table from the finished evals")
     args = p.parse_args()
+    if args.report:
+        print(report())
+        return
     OUT.mkdir(parents=True, exist_ok=True)
     for name, (cmd, done) in steps(args).items():
         if args.only and name not in args.only:
@@ -87,7 +115,7 @@ def main() -> None:
         if adapter and not (Path(adapter) / "adapter_config.json").is_file():
             print(f"[{name}] skipped: no adapter at {adapter} yet", flush=True)
             continue
-        run_step(name, cmd, done)
+        run_step(OUT / "steps.json", name, cmd, done)
 
 
 if __name__ == "__main__":
