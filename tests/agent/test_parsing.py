@@ -130,7 +130,7 @@ def test_bad_backend_specs_are_user_errors():
     for spec, msg in (
         ("gpt-4", "expected openai:MODEL"),
         ("foo:bar", "unknown backend"),
-        ("hf:/no/such/model", "cannot load"),
+        ("hf:/no/such/model", "hf:/no/such/model: no such folder"),
     ):
         with pytest.raises(FireactError, match=msg):
             make_lm(spec)
