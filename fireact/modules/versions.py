@@ -26,10 +26,12 @@ def library_versions() -> dict[str, str]:
 
 
 class SaveConfigAndVersions(SaveConfigCallback):
-    """Lightning's config.yaml, and versions.json beside it (rank zero)."""
+    """Lightning's config.yaml, and versions.json beside it (written by rank zero)."""
 
-    def save_config(self, trainer, pl_module, stage: str) -> None:
-        if trainer.log_dir:
-            path = Path(trainer.log_dir) / VERSIONS_FILE
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        log_dir = trainer.log_dir  # on every rank: it is a broadcast (asked by rank 0 alone, DDP hangs)
+        if trainer.is_global_zero and log_dir:
+            path = Path(log_dir) / VERSIONS_FILE
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(library_versions(), indent=1) + "\n")
