@@ -57,7 +57,10 @@ def by_question(records: list[Trajectory]) -> dict[tuple[str, str], list[Traject
 
 
 def majority_right(samples: list[Trajectory]) -> bool:
-    """The most frequent normalised answer (ties: the first seen) is right; no answer at all is wrong."""
+    """The most frequent normalised answer (ties: the first seen) is right; no answer at all is wrong.
+    One sample is right when its reward says so (as every single-sample score always was)."""
+    if len(samples) == 1:
+        return samples[0].reward >= 1.0
     votes = Counter(normalize_answer(t.prediction) for t in samples if t.prediction is not None)
     if not votes:
         return False
