@@ -21,8 +21,32 @@ def index_root() -> Path:
 
 def index_dir(corpus: str | os.PathLike, kind: str) -> tuple[Path, str]:
     """(folder of the corpus's `kind` index, corpus fingerprint)."""
-    key = fingerprint(corpus)
+    key = known_fingerprint(Path(corpus))
     return index_root() / f"{Path(corpus).stem}-{key}" / kind, key
+
+
+def known_fingerprint(corpus: Path) -> str:
+    """The corpus's sha256 key, hashed again only when its size or mtime changed (wiki-18's 13 GB
+    take ~30 s to hash: not at every start)."""
+    record = index_root() / "fingerprints.json"
+    try:
+        known = json.loads(record.read_text())
+    except (OSError, ValueError):
+        known = {}
+    try:
+        stat = corpus.stat()
+    except OSError:
+        return fingerprint(corpus)  # says what is wrong with the path
+    where, stamp = str(corpus.resolve()), [stat.st_size, stat.st_mtime_ns]
+    if known.get(where, {}).get("stamp") == stamp:
+        return known[where]["key"]
+    key = fingerprint(corpus)
+    known[where] = {"stamp": stamp, "key": key}
+    record.parent.mkdir(parents=True, exist_ok=True)
+    tmp = record.with_name(f"{record.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(known, indent=1))
+    os.replace(tmp, record)
+    return key
 
 
 def build_once(folder: Path, key: str, build: Callable[[Path], dict]) -> dict:
