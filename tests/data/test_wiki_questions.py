@@ -76,10 +76,17 @@ def test_coverage_and_eval_in_the_wiki_world(splits, data_dir, tmp_path, tiny_mo
     table = capsys.readouterr().out
     assert all(s in table for s in ("wiki-eval", "wiki-val", "wiki-train", "both gold titles"))
     out = tmp_path / "eval.jsonl"
-    argv = ["eval", "--lm", f"hf:{tiny_model_dir}", "--split", "wiki-eval", "--n", "2", "--tool", "wiki",
+    argv = ["eval", "--lm", f"hf:{tiny_model_dir}", "--split", "wiki-eval", "--n", "2",  # wiki: the split's default
             "--max-turns", "2", "--max-tokens", "8", "--out", str(out), "--json", "--data-dir", str(data_dir)]  # fmt: skip
     assert main(argv) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["id"] for r in rows] == [e.id for e in splits["wiki-eval"][:2]] and {r["meta"]["tool"] for r in rows} == {
         "wiki"
     }
+
+
+def test_the_default_tool_follows_the_questions():
+    assert RolloutConfig().tool_name() == "snapshot"  # the paper's own questions: replay its searches
+    assert RolloutConfig(split="wiki-train").tool_name() == "wiki"
+    assert RolloutConfig(questions="q.jsonl").tool_name() == "wiki"
+    assert RolloutConfig(split="wiki-eval", tool="snapshot").tool_name() == "snapshot"  # asked for wins
