@@ -8,9 +8,12 @@ from pathlib import Path
 from fireact.agent.prompts import default_exemplar_pool
 from fireact.commands.common import COUNT, NON_NEGATIVE, POSITIVE
 from fireact.data.fireact_format import read_any
-from fireact.data.paths import read_text
+from fireact.data.paths import read_text, resolve_data_dir
+from fireact.data.tasks import Example
 from fireact.data.trajectory import Trajectory
+from fireact.lm.base import LM
 from fireact.rollout.config import RolloutConfig
+from fireact.tools.base import SearchTool
 
 
 def add_lm(p: argparse.ArgumentParser, default: str | None = None) -> None:
@@ -77,3 +80,13 @@ def prompt_inputs(args: argparse.Namespace, cfg: RolloutConfig, task: str, data_
         else:
             pool = default_exemplar_pool(data_dir, task)
     return pool, prompt_text
+
+
+def agent_run(args: argparse.Namespace) -> tuple[Path, RolloutConfig, dict[str, list[Example]], SearchTool, LM]:
+    """(data dir, rollout config, each task's questions, tool, LM) of an eval or generate command; the
+    questions are selected first, so a task or split typo fails before the model loads."""
+    root = resolve_data_dir(args.data_dir)
+    cfg = RolloutConfig.from_args(args)
+    selected = {name: cfg.examples(name, root) for name in cfg.tasks}
+    tool = cfg.make_tool(root)
+    return root, cfg, selected, tool, build_lm(args)

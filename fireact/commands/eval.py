@@ -7,14 +7,13 @@ import json
 import time
 from pathlib import Path
 
-from fireact.commands.agent_args import add_agent, add_lm, build_lm, prompt_inputs
-from fireact.commands.common import add_data_dir, data_dir
+from fireact.commands.agent_args import add_agent, add_lm, agent_run, prompt_inputs
+from fireact.commands.common import add_data_dir
 from fireact.commands.score import print_summary
 from fireact.data.evaluation import summarize
 from fireact.data.tasks import get_task
 from fireact.data.trajectory import Trajectory, write_trajectories
 from fireact.errors import FireactError
-from fireact.rollout.config import RolloutConfig
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,13 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from fireact.rollout.runners import run_rollouts  # lazy: torch/Lightning, not for --help
 
-    root = data_dir(args)
-    cfg = RolloutConfig.from_args(args)
-    selected = {
-        name: cfg.examples(name, root) for name in cfg.tasks
-    }  # a task or split typo fails before the model loads
-    tool = cfg.make_tool(root)
-    lm = build_lm(args)
+    root, cfg, selected, tool, lm = agent_run(args)
     written: list[Trajectory] = []
     for name, examples in selected.items():
         task = get_task(name)

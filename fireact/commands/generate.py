@@ -9,8 +9,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from fireact.commands.agent_args import add_agent, add_lm, build_lm, prompt_inputs
-from fireact.commands.common import USD, add_data_dir, data_dir
+from fireact.commands.agent_args import add_agent, add_lm, agent_run, prompt_inputs
+from fireact.commands.common import USD, add_data_dir
 from fireact.data.evaluation import summarize
 from fireact.data.tasks import get_task
 from fireact.data.trajectory import GenerationLog, Trajectory
@@ -30,13 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    root = data_dir(args)
-    cfg = RolloutConfig.from_args(args)
-    selected = {
-        name: cfg.examples(name, root) for name in cfg.tasks
-    }  # a task or split typo fails before the model loads
-    tool = cfg.make_tool(root)
-    lm = build_lm(args)
+    root, cfg, selected, tool, lm = agent_run(args)
     spent = 0.0
     for name, examples in selected.items():
         spent = _generate(args, cfg, name, examples, root, lm, tool, spent)
