@@ -97,9 +97,9 @@ def one(name: str, args: argparse.Namespace) -> dict:
     for source, pairs in fireact_queries(root, golds).items():
         if pairs:
             result[source] = {"n": len(pairs), **recall(search, [q for q, _ in pairs], [g for _, g in pairs])}
-    folder = search.retriever.folder if hasattr(search.retriever, "folder") else None
-    if folder is not None:
-        result["disk_mb"] = round(sum(f.stat().st_size for f in folder.iterdir()) / 2**20, 1)
+    for folder in [p.folder for p in getattr(search.retriever, "parts", [search.retriever])]:
+        mb = sum(f.stat().st_size for f in folder.iterdir()) / 2**20
+        result["disk_mb"] = round(result.get("disk_mb", 0) + mb, 1)
     result["rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return result
 

@@ -77,7 +77,7 @@ def summarize(records: list[Trajectory], expected: int | None = None) -> Summary
     groups = by_question(records)
     g = max((len(v) for v in groups.values()), default=1)
     questions = expected if expected is not None else len(groups)
-    episodes = questions * g if g > 1 else (expected if expected is not None else len(records))
+    episodes = questions * g  # with one sample each and no `expected`, len(records)
     turns = [r.num_actions for r in records]
     errors = sum(1 for r in records if not r.finished)
     return Summary(

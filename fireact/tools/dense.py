@@ -96,6 +96,7 @@ class DenseRetriever:
         folder, key = index_dir(self.corpus, "dense")
         self.meta = build_once(folder, key, lambda tmp: build_dense(self.corpus, tmp, progress_every=progress_every))
         self.store, self.titles = load_rows(folder, self.corpus, self.meta["passages"])
+        self.folder = folder
         shape = (self.meta["passages"], self.meta["dim"])
         try:
             self.vectors = np.memmap(folder / "vectors.f32", dtype=np.float32, mode="r", shape=shape)

@@ -16,8 +16,6 @@ MAX_CHARS = 500
 
 
 class WikiSearch:
-    name = "wiki"
-
     def __init__(
         self, corpus: str | os.PathLike, retriever: str = "bm25", k: int = 1, max_chars: int = MAX_CHARS,
         progress_every: int = 0,
