@@ -46,31 +46,9 @@ def steps(args: argparse.Namespace) -> dict[str, tuple[list[str], Path]]:
     return out
 
 
-def episode_stats(trajs: list) -> dict:
-    """EM, F1, format errors, searches per episode, and how often the gold answer showed up in an
-    observation (and how often the agent then answered right)."""
-    from fireact.data.evaluation import summarize
-    from fireact.data.scoring import normalize_answer
-    from fireact.data.trajectory import parse_action
-
-    s = summarize(trajs)
-    searches = [sum(1 for turn in t.turns if (a := parse_action(turn.action)) and a[0] == "search") for t in trajs]
-    seen = [
-        t
-        for t in trajs
-        if normalize_answer(t.answer or "") not in ("", "yes", "no")
-        and any(
-            f" {normalize_answer(t.answer)} " in f" {normalize_answer(turn.observation or '')} " for turn in t.turns
-        )
-    ]
-    return {"n": s.n, "em": s.em, "f1": s.f1, "format_errors": s.format_error_rate,
-            "searches": sum(searches) / max(len(trajs), 1), "gold_seen": len(seen),
-            "right_when_seen": sum(t.reward >= 1.0 for t in seen)}  # fmt: skip
-
-
 def report() -> str:
     """The markdown table of docs/reproduction.md's wiki-world section, from the eval files."""
-    from fireact.data.evaluation import mcnemar
+    from fireact.data.evaluation import episode_stats, mcnemar
     from fireact.data.fireact_format import read_any
 
     runs = {name: read_any(path) for name, (_, path) in steps(argparse.Namespace(threads=2, batch_size=32)).items()

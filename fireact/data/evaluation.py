@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 import statistics
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -177,3 +178,70 @@ def cost_row(records: list[Trajectory]) -> dict[str, float]:
         "generated_tokens": sum(t.meta.get("completion_tokens", 0) for t in records) / n,
         "seconds": sum(t.meta.get("seconds", 0.0) for t in records) / n,
     }
+
+
+# -- what an episode did: searches, whether the gold showed up, why it failed -------------------------
+
+FAILURE_CLASSES = (
+    "right",
+    "no finish",  # ran out of turns or never wrote a well-formed finish
+    "gold seen, not answered",  # the gold answer was in an observation; the agent answered otherwise
+    "repeated a search",  # searched one query twice and never saw the gold
+    "yes/no answered wrong",
+    "wrong entity, gold never retrieved",
+)
+
+
+def searches(t: Trajectory) -> list[str]:
+    """The queries of an episode's well-formed search actions, in order."""
+    return [a[1] for turn in t.turns if (a := parse_action(turn.action)) and a[0] == "search"]
+
+
+def gold_seen(t: Trajectory) -> bool:
+    """The normalised gold answer (not yes/no) appears as whole words in some observation."""
+    gold = normalize_answer(t.answer or "")
+    if gold in ("", "yes", "no"):
+        return False
+    return any(f" {gold} " in f" {normalize_answer(turn.observation or '')} " for turn in t.turns)
+
+
+def failure_class(t: Trajectory) -> str:
+    """The first of FAILURE_CLASSES that fits the episode (each episode counted once)."""
+    if t.reward >= 1.0:
+        return "right"
+    if not t.finished:
+        return "no finish"
+    if gold_seen(t):
+        return "gold seen, not answered"
+    queries = [normalize_answer(q) for q in searches(t)]
+    if len(set(queries)) < len(queries):
+        return "repeated a search"
+    if normalize_answer(t.answer or "") in ("yes", "no"):
+        return "yes/no answered wrong"
+    return "wrong entity, gold never retrieved"
+
+
+def bootstrap_gain(a: list[Trajectory], b: list[Trajectory], resamples: int = 10_000, seed: int = 0) -> dict:
+    """Paired bootstrap over the questions both runs answered: EM(b) - EM(a) and its 95% interval
+    (percentiles of the resampled gains)."""
+    ca, cb = _correct_by_question(a), _correct_by_question(b)
+    diffs = [int(cb[q]) - int(ca[q]) for q in sorted(set(ca) & set(cb))]
+    if not diffs:
+        return {"questions": 0, "gain": 0.0, "low": 0.0, "high": 0.0}
+    rng = random.Random(seed)
+    n = len(diffs)
+    gains = sorted(sum(rng.choices(diffs, k=n)) / n for _ in range(resamples))
+    return {"questions": n, "gain": sum(diffs) / n, "low": gains[int(0.025 * resamples)],
+            "high": gains[int(0.975 * resamples) - 1]}  # fmt: skip
+
+
+def episode_stats(trajs: list[Trajectory]) -> dict:
+    """EM, F1, format errors, searches per episode, how often the gold answer showed up in an
+    observation (and how often the agent then answered right), and the failure classes."""
+    s = summarize(trajs)
+    seen = [t for t in trajs if gold_seen(t)]
+    classes = Counter(failure_class(t) for t in trajs)
+    return {"n": s.n, "em": s.em, "f1": s.f1, "format_errors": s.format_error_rate,
+            "searches": sum(len(searches(t)) for t in trajs) / max(len(trajs), 1), "gold_seen": len(seen),
+            "right_when_seen": sum(t.reward >= 1.0 for t in seen),
+            "classes": {c: classes[c] for c in FAILURE_CLASSES}}  # fmt: skip

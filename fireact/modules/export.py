@@ -33,12 +33,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if path.is_dir():
         if not (path / "latest").is_file():
             raise FireactError(f"--ckpt {path}: a directory but not a DeepSpeed checkpoint (no 'latest' file)")
-        from lightning.pytorch.utilities.deepspeed import convert_zero_checkpoint_to_fp32_state_dict
-
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "consolidated.ckpt"
-            convert_zero_checkpoint_to_fp32_state_dict(path, out)
-            return torch.load(out, map_location="cpu", weights_only=False)
+        return consolidate_deepspeed(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # noqa: BLE001  (pickle / zip errors of a non-checkpoint file)
@@ -52,6 +47,28 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
             "hyper_parameters naming the model)"
         )
     return ckpt
+
+
+def consolidate_deepspeed(path: Path) -> dict[str, Any]:
+    """ZeRO shards -> one fp32 Lightning checkpoint dict; a folder copied without its shards says so."""
+    import torch
+    from lightning.pytorch.utilities.deepspeed import convert_zero_checkpoint_to_fp32_state_dict
+
+    tag = (path / "latest").read_text().strip()
+    if not list((path / tag).glob("*model_states.pt")) or not list((path / tag).glob("*optim_states.pt")):
+        raise FireactError(
+            f"--ckpt {path}: its 'latest' file names tag {tag!r}, but {path / tag} lacks the DeepSpeed shards "
+            "(*model_states.pt and *optim_states.pt, one per rank): copy the whole checkpoint folder"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "consolidated.ckpt"
+        try:
+            convert_zero_checkpoint_to_fp32_state_dict(path, out)
+        except Exception as e:  # noqa: BLE001  (DeepSpeed raises bare FileNotFoundError/ValueError/pickle errors)
+            raise FireactError(
+                f"--ckpt {path}: cannot consolidate its DeepSpeed shards ({type(e).__name__}: {e})"
+            ) from None
+        return torch.load(out, map_location="cpu", weights_only=False)
 
 
 def module_from_checkpoint(ckpt: dict[str, Any]):

@@ -8,6 +8,7 @@ comm op (deepspeed_shm_comm, every CPU run) and cpu_adam (ZeRO offload), ~1-3 mi
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -91,7 +92,8 @@ def test_full_ddp_and_zero3_agree_and_zero3_exports(tmp_path, tiny_model_dir):
     consolidated ZeRO-3 checkpoint gives the DDP checkpoint's logits."""
     from transformers import AutoModelForCausalLM
 
-    from fireact.modules.export import export
+    from fireact.errors import FireactError
+    from fireact.modules.export import export, load_checkpoint
 
     ddp = run_fit(tmp_path / "ddp", tiny_model_dir, "full", "ddp", 0.003)
     zero3 = run_fit(tmp_path / "zero3", tiny_model_dir, "full", {"class_path": ZERO, "init_args": {"stage": 3}}, 0.003)
@@ -106,3 +108,10 @@ def test_full_ddp_and_zero3_agree_and_zero3_exports(tmp_path, tiny_model_dir):
     with torch.no_grad():
         got = AutoModelForCausalLM.from_pretrained(out).eval()(input_ids=ids).logits
     torch.testing.assert_close(got, expected, atol=2e-3, rtol=1e-3)
+
+    # the folder copied without its shards (a common rsync of "the checkpoint"): one clear message
+    partial = shutil.copytree(only_ckpt(tmp_path / "zero3"), tmp_path / "partial")
+    for shard in partial.glob("*/*optim_states.pt"):
+        shard.unlink()
+    with pytest.raises(FireactError, match="lacks the DeepSpeed shards"):
+        load_checkpoint(partial)
