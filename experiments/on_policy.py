@@ -90,13 +90,14 @@ def compare_table(runs: dict[str, list]) -> list[str]:
 
 def rounds_table(rounds: list[dict], records: dict) -> list[str]:
     lines = ["| round | pool questions x G | pool EM (T=1) | kept | wiki-val EM | val format errors | "
-             "sample / train / validate min | CPU min |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+             "sample / score / train / validate min | CPU min |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in rounds:
         sec = r["seconds"]
         cpu = records.get(f"ei-r{r['round']}", {}).get("cpu_seconds")
         lines.append(f"| {r['round']} | {r['questions']} x {r['episodes'] // max(r['questions'], 1)} | "
                      f"{100 * r['success_rate']:.1f} | {r['kept']} | {100 * r['val_em']:.1f} | "
-                     f"{100 * r['val_format_error_rate']:.1f}% | {sec['sample'] / 60:.1f} / {sec['train'] / 60:.1f} / "
+                     f"{100 * r['val_format_error_rate']:.1f}% | {sec['sample'] / 60:.1f} / {sec.get('score', 0) / 60:.2f} / "
+                     f"{sec['train'] / 60:.1f} / "
                      f"{sec['validate'] / 60:.1f} | {'-' if cpu is None else f'{cpu / 60:.0f}'} |")  # fmt: skip
     return lines
 

@@ -122,12 +122,14 @@ class ExpertIteration:
         rdir.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
         sampled = self.play(adapter, self.pool, root, f"expert-iteration round {k}")
+        sample_seconds = time.perf_counter() - started
+        started = time.perf_counter()  # scoring: EM is computed as each episode ends; this is the filter
         write_trajectories(rdir / "sampled.jsonl", sampled)
         kept = keep_successful(sampled, self.dedup)
         if not kept:
             raise FireactError(f"round {k}: none of {len(sampled)} sampled episodes was rewarded: nothing to train on")
         write_trajectories(rdir / "kept.jsonl", kept)
-        sample_seconds = time.perf_counter() - started
+        score_seconds = time.perf_counter() - started
 
         started = time.perf_counter()
         new_adapter = self.train(rdir, adapter, [str(rdir / "kept.jsonl"), *self.teacher_sources])
@@ -150,6 +152,7 @@ class ExpertIteration:
             "val_format_error_rate": sum(not t.finished for t in val) / len(val),
             "seconds": {
                 "sample": round(sample_seconds, 1),
+                "score": round(score_seconds, 1),
                 "train": round(train_seconds, 1),
                 "validate": round(time.perf_counter() - started, 1),
             },

@@ -112,6 +112,11 @@ def test_on_policy_repro_configs_parse(capsys, monkeypatch, tmp_path):
     cfg = parser.parse_path(str(ROOT / "configs/repro/smollm2_hotpotqa_expert_iteration.yaml"))
     loop = ExpertIteration(**parser.instantiate_classes(cfg).as_dict())
     assert loop.rounds == 2 and loop.pool.samples == 4 and loop.validation.offset == 100
+    # the wiki world's (issue 26): trains on wiki-train, chooses on wiki-val, never sees wiki-eval
+    cfg = parser.parse_path(str(ROOT / "configs/on_policy/quickstart_wiki_ei.yaml"))
+    loop = ExpertIteration(**parser.instantiate_classes(cfg).as_dict())
+    assert (loop.pool.split, loop.validation.split) == ("wiki-train", "wiki-val")
+    assert loop.pool.tool_name() == loop.validation.tool_name() == "wiki" and loop.pool.temperature == 1.0
 
 
 def test_reproduce_variants_and_report(tmp_path, monkeypatch, capsys, data_dir):
