@@ -5,6 +5,8 @@ question, keeps the rewarded ones (EM = 1, one per distinct action sequence), is
 Each round is a directory under `out/` with what it sampled and kept, the training run, the exported
 adapter and the validation rollouts; `out/rounds.json` records every round (questions tried,
 success rate, kept, validation EM, wall times) and a re-run skips finished rounds (resumable).
+Sampling, the long part, is resumable too: each episode is appended durably as it ends, and a run
+killed mid-round keeps every question whose G samples all finished and samples only the rest.
 Training reuses `python -m fireact.train fit` on the user's SFT config, so a round trains exactly
 as the first fine-tune did, from the previous round's adapter (`model.init_adapter`).
 """
@@ -16,13 +18,15 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from fireact.data.evaluation import by_question
 from fireact.data.paths import read_text, resolve_data_dir
 from fireact.data.tasks import get_task
-from fireact.data.trajectory import Trajectory, question_key, write_trajectories
+from fireact.data.trajectory import Trajectory, TrajectoryAppender, question_key, read_trajectories, write_trajectories
 from fireact.errors import FireactError
 from fireact.lm.hf import HFLM
 from fireact.modules.export import export
@@ -106,25 +110,40 @@ class ExpertIteration:
                         "choose disjoint pool and validation selections"
                     )
 
-    def play(self, adapter: str, cfg: RolloutConfig, root: Path, source: str) -> list[Trajectory]:
-
+    def play(
+        self, adapter: str, cfg: RolloutConfig, root: Path, source: str, skip: set[tuple[str, str]] = frozenset(),
+        on_done: Callable[[Trajectory], None] | None = None,
+    ) -> list[Trajectory]:  # fmt: skip
+        """`cfg`'s episodes with `adapter`, but for the (task, id) questions in `skip`."""
         lm = HFLM(adapter, name=f"hf:{adapter}")
         tool = cfg.make_tool(root)
         trajs = []
         for task in cfg.tasks:
-            trajs += run_rollouts(
-                lm, tool, get_task(task), cfg.examples(task, root), cfg, progress="rich", source=source
-            )
+            examples = [e for e in cfg.examples(task, root) if (task, e.id) not in skip]
+            trajs += run_rollouts(lm, tool, get_task(task), examples, cfg, progress="rich", source=source,
+                                  on_done=on_done)  # fmt: skip
         return trajs
+
+    def sample_pool(self, adapter: str, root: Path, log: Path, source: str) -> list[Trajectory]:
+        """The pool's G episodes per question, each appended to `log` as it ends; after a kill, the
+        questions whose G samples all finished are kept and only the others are sampled (again)."""
+        TrajectoryAppender(log).close()  # cuts a line a kill tore in half
+        earlier = read_trajectories(log)
+        whole = [t for group in by_question(earlier).values() if len(group) >= self.pool.samples for t in group]
+        write_trajectories(log, whole)  # drops the samples of questions the kill cut short
+        if whole:
+            print(f"resuming {log}: {len(by_question(whole))} questions already sampled", flush=True)
+        with TrajectoryAppender(log) as out:
+            fresh = self.play(adapter, self.pool, root, source, set(by_question(whole)), out.append)
+        return whole + fresh
 
     def run_round(self, k: int, adapter: str, root: Path) -> dict[str, Any]:
         rdir = Path(self.out) / f"round{k}"
         rdir.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
-        sampled = self.play(adapter, self.pool, root, f"expert-iteration round {k}")
+        sampled = self.sample_pool(adapter, root, rdir / "sampled.jsonl", f"expert-iteration round {k}")
         sample_seconds = time.perf_counter() - started
         started = time.perf_counter()  # scoring: EM is computed as each episode ends; this is the filter
-        write_trajectories(rdir / "sampled.jsonl", sampled)
         kept = keep_successful(sampled, self.dedup)
         if not kept:
             raise FireactError(f"round {k}: none of {len(sampled)} sampled episodes was rewarded: nothing to train on")
