@@ -8,7 +8,12 @@ after its last finished round):
   q-train, q-export  the quickstart SFT agent (configs/quickstart.yaml) -> runs/quickstart/adapter
   sft-val            the SFT agent on 100 held-out wiki-val questions (settings are chosen here)
   ei-rN              expert iteration round N (configs/on_policy/quickstart_wiki_ei.yaml)
-  sft-eval, ei-eval  the SFT agent and the last round's agent on all 500 wiki-eval questions
+  eih-rN             the same, plus hindsight finishes of the unsolved questions (`--hindsight`); its
+                     round 1 trains on the very episodes ei-r1 sampled (copied: nothing is re-sampled)
+  sft-eval           the SFT agent on all 500 wiki-eval questions
+  best-eval          the arm with the higher wiki-val EM after its last round, on all 500 wiki-eval
+                     questions (wiki-eval chooses nothing)
+  other-eval         the other arm on wiki-eval, for the record
 
     python experiments/on_policy.py [--only ...] [--rounds 1] [--threads 2]
     python experiments/on_policy.py --report     # the tables of docs/on_policy.md and docs/img/*.png
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -26,7 +32,7 @@ from steps import run_step
 OUT = Path("runs/on_policy")
 SFT = Path("runs/quickstart")
 EI_CONFIG = "configs/on_policy/quickstart_wiki_ei.yaml"
-EI_OUT = OUT / "ei"
+ARMS = {"ei": [], "eih": ["--hindsight"]}  # arm -> extra expert-iteration arguments
 
 
 def fireact(*args: str) -> list[str]:
@@ -41,7 +47,6 @@ def eval_cmd(adapter: str, split: str, n: int, out: Path, threads: int) -> list[
 def steps(args: argparse.Namespace) -> dict[str, tuple[list[str], Path]]:
     """name -> (command, the file that exists once it is done)."""
     adapter = str(SFT / "adapter")
-    last = str(EI_OUT / f"round{args.rounds}" / "adapter")
     out = {
         "q-train": ([sys.executable, "-m", "fireact.train", "fit", "--config", "configs/quickstart.yaml"],
                     SFT / "checkpoints" / "last.ckpt"),
@@ -50,13 +55,19 @@ def steps(args: argparse.Namespace) -> dict[str, tuple[list[str], Path]]:
         "sft-val": (eval_cmd(adapter, "wiki-val", 100, OUT / "eval_sft-val.jsonl", args.threads),
                     OUT / "eval_sft-val.jsonl"),
     }  # fmt: skip
-    for k in range(1, args.rounds + 1):
-        cmd = fireact("expert-iteration", "--config", EI_CONFIG, "--out", str(EI_OUT), "--rounds", str(k))
-        out[f"ei-r{k}"] = (cmd, EI_OUT / f"round{k}" / "validation.jsonl")
+    for arm, extra in ARMS.items():
+        for k in range(1, args.rounds + 1):
+            cmd = fireact(
+                "expert-iteration", "--config", EI_CONFIG, "--out", str(OUT / arm), "--rounds", str(k), *extra
+            )
+            out[f"{arm}-r{k}"] = (cmd, OUT / arm / f"round{k}" / "validation.jsonl")
     out["sft-eval"] = (eval_cmd(adapter, "wiki-eval", 500, OUT / "eval_sft-eval.jsonl", args.threads),
                        OUT / "eval_sft-eval.jsonl")  # fmt: skip
-    out["ei-eval"] = (eval_cmd(last, "wiki-eval", 500, OUT / f"eval_ei-r{args.rounds}-eval.jsonl", args.threads),
-                      OUT / f"eval_ei-r{args.rounds}-eval.jsonl")  # fmt: skip
+    for which in ("best", "other"):
+        arm = ranked_arms(args.rounds)[0 if which == "best" else 1]
+        last = str(OUT / arm / f"round{args.rounds}" / "adapter")
+        path = OUT / f"eval_{arm}-r{args.rounds}-eval.jsonl"
+        out[f"{which}-eval"] = (eval_cmd(last, "wiki-eval", 500, path, args.threads), path)
     return out
 
 
@@ -88,39 +99,41 @@ def compare_table(runs: dict[str, list]) -> list[str]:
     return lines
 
 
-def rounds_table(rounds: list[dict], records: dict) -> list[str]:
-    lines = ["| round | pool questions x G | pool EM (T=1) | kept | wiki-val EM | val format errors | "
-             "sample / score / train / validate min | CPU min |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for r in rounds:
-        sec = r["seconds"]
-        cpu = records.get(f"ei-r{r['round']}", {}).get("cpu_seconds")
-        lines.append(f"| {r['round']} | {r['questions']} x {r['episodes'] // max(r['questions'], 1)} | "
-                     f"{100 * r['success_rate']:.1f} | {r['kept']} | {100 * r['val_em']:.1f} | "
-                     f"{100 * r['val_format_error_rate']:.1f}% | {sec['sample'] / 60:.1f} / {sec.get('score', 0) / 60:.2f} / "
-                     f"{sec['train'] / 60:.1f} / "
-                     f"{sec['validate'] / 60:.1f} | {'-' if cpu is None else f'{cpu / 60:.0f}'} |")  # fmt: skip
+ARM_NAMES = {"ei": "expert iteration", "eih": "expert iteration + hindsight"}
+
+
+def rounds_table(arms: dict[str, list[dict]], records: dict) -> list[str]:
+    lines = ["| arm | round | pool questions x G | pool EM (T=1) | kept (by hindsight) | wiki-val EM | "
+             "val format errors | sample / score / train / validate min | CPU min |",
+             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for arm, rounds in arms.items():
+        for r in rounds:
+            sec, cpu = r["seconds"], records.get(f"{arm}-r{r['round']}", {}).get("cpu_seconds")
+            lines.append(f"| {ARM_NAMES[arm]} | {r['round']} | {r['questions']} x {r['episodes'] // max(r['questions'], 1)} | "
+                         f"{100 * r['success_rate']:.1f} | {r['kept']} ({r.get('hindsight', 0)}) | {100 * r['val_em']:.1f} | "
+                         f"{100 * r['val_format_error_rate']:.1f}% | {sec['sample'] / 60:.1f} / {sec.get('score', 0) / 60:.2f} / "
+                         f"{sec['train'] / 60:.1f} / {sec['validate'] / 60:.1f} | {'-' if cpu is None else f'{cpu / 60:.0f}'} |")  # fmt: skip
     return lines
 
 
-def plot_rounds(rounds: list[dict], sft_val: list, path: Path) -> None:
-    """Pool EM (what the agent earned while sampling, T=1) and held-out wiki-val EM (greedy) per
-    agent: 0 is the SFT start, k the agent after round k."""
+def plot_rounds(arms: dict[str, list[dict]], sft_val_em: float, path: Path) -> None:
+    """Held-out wiki-val EM (greedy) and pool EM (what the agent earned while sampling, T=1) per agent:
+    0 is the SFT start, k the agent after round k."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from fireact.data.evaluation import summarize
-
-    val = [100 * summarize(sft_val).em] + [100 * r["val_em"] for r in rounds]
-    pool = [100 * r["success_rate"] for r in rounds]
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    ax.plot(range(len(val)), val, "o-", label="wiki-val EM (100, greedy)")
-    ax.plot(range(len(pool)), pool, "s--", label="wiki-train pool EM (T=1)")
-    ax.set_xlabel("agent (0: SFT start, k: after expert-iteration round k)")
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    for arm, rounds in arms.items():
+        val = [100 * sft_val_em] + [100 * r["val_em"] for r in rounds]
+        ax.plot(range(len(val)), val, "o-", label=f"{ARM_NAMES[arm]}: wiki-val EM (100, greedy)")
+    pool = [100 * r["success_rate"] for r in arms.get("ei", [])]  # round k samples with agent k-1
+    ax.plot(range(len(pool)), pool, "s--", color="gray", label="wiki-train pool EM while sampling (T=1)")
+    ax.set_xlabel("agent (0: SFT start, k: after round k)")
     ax.set_ylabel("EM %")
-    ax.set_xticks(range(len(val)))
-    ax.legend()
+    ax.set_xticks(range(max(len(r) for r in arms.values()) + 1))
+    ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -128,22 +141,49 @@ def plot_rounds(rounds: list[dict], sft_val: list, path: Path) -> None:
 
 
 def report() -> str:
-    """The tables of docs/on_policy.md, and its curve (docs/img/on_policy_ei.png)."""
+    """The tables of docs/on_policy.md, and its curve (docs/img/on_policy_wiki.png)."""
     from steps import load_steps
 
+    from fireact.data.evaluation import summarize
+
     records = load_steps(OUT / "steps.json")
-    rounds_path = EI_OUT / "rounds.json"
-    rounds = json.loads(rounds_path.read_text()) if rounds_path.is_file() else []
+    arms = {arm: json.loads((OUT / arm / "rounds.json").read_text()) for arm in ARMS
+            if (OUT / arm / "rounds.json").is_file()}  # fmt: skip
     runs = {"SFT (quickstart)": read(OUT / "eval_sft-eval.jsonl")}
-    for r in rounds:
-        runs[f"expert iteration, round {r['round']}"] = read(OUT / f"eval_ei-r{r['round']}-eval.jsonl")
+    for arm, rounds in arms.items():
+        runs[f"{ARM_NAMES[arm]}, round {rounds[-1]['round']}"] = read(
+            OUT / f"eval_{arm}-r{rounds[-1]['round']}-eval.jsonl"
+        )
     runs = {k: v for k, v in runs.items() if v}
     lines = compare_table(runs) if runs else ["(no wiki-eval run finished yet)"]
-    lines += ["", *rounds_table(rounds, records)]
-    if rounds and (OUT / "eval_sft-val.jsonl").is_file():
-        plot_rounds(rounds, read(OUT / "eval_sft-val.jsonl"), Path("docs/img/on_policy_ei.png"))
-        lines.append("\n(curve: docs/img/on_policy_ei.png)")
+    lines += ["", *rounds_table(arms, records)]
+    if arms and (OUT / "eval_sft-val.jsonl").is_file():
+        plot_rounds(arms, summarize(read(OUT / "eval_sft-val.jsonl")).em, Path("docs/img/on_policy_wiki.png"))
+        lines.append("\n(curve: docs/img/on_policy_wiki.png)")
     return "\n".join(lines)
+
+
+def last_round(arm: str) -> dict | None:
+    path = OUT / arm / "rounds.json"
+    return json.loads(path.read_text())[-1] if path.is_file() else None
+
+
+def ranked_arms(rounds: int) -> list[str]:
+    """The arms by wiki-val EM after `rounds` rounds, best first (ties: the order of ARMS)."""
+
+    def val_em(arm: str) -> float:
+        r = last_round(arm)
+        return r["val_em"] if r and r["round"] == rounds else -1.0
+
+    return sorted(ARMS, key=val_em, reverse=True)
+
+
+def share_sampling(step: str) -> None:
+    """Round 1 of the hindsight arm starts from the plain arm's sampled episodes (the same start)."""
+    source, target = OUT / "ei" / "round1" / "sampled.jsonl", OUT / "eih" / "round1" / "sampled.jsonl"
+    if step == "eih-r1" and source.is_file() and not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
 
 
 def main() -> None:
@@ -157,8 +197,13 @@ def main() -> None:
         print(report())
         return
     OUT.mkdir(parents=True, exist_ok=True)
-    for name, (cmd, done) in steps(args).items():
+    for name in steps(args):
+        cmd, done = steps(args)[name]  # built again each time: the evals follow what the arms reached
         if not args.only or name in args.only:
+            if name.endswith("-eval") and name != "sft-eval" and last_round(ranked_arms(args.rounds)[0]) is None:
+                print(f"[{name}] skipped: no finished expert-iteration arm yet", flush=True)
+                continue
+            share_sampling(name)
             print(json.dumps({"step": name, **run_step(OUT / "steps.json", name, cmd, done)}), flush=True)
 
 

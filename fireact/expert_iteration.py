@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -23,10 +24,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from fireact.data.evaluation import by_question
+from fireact.data.evaluation import by_question, contains_answer, gold_turn
 from fireact.data.paths import read_text, resolve_data_dir
 from fireact.data.tasks import get_task
-from fireact.data.trajectory import Trajectory, TrajectoryAppender, question_key, read_trajectories, write_trajectories
+from fireact.data.trajectory import (
+    Trajectory,
+    TrajectoryAppender,
+    Turn,
+    question_key,
+    read_trajectories,
+    write_trajectories,
+)
 from fireact.errors import FireactError
 from fireact.lm.hf import HFLM
 from fireact.modules.export import export
@@ -35,6 +43,7 @@ from fireact.rollout.config import RolloutConfig
 from fireact.rollout.runners import run_rollouts
 
 ROUNDS_FILE = "rounds.json"
+_SENTENCE = re.compile(r"(?<=[.!?])\s+| \.\.\. |\n+")  # sentence ends, and the tools' passage joins
 
 
 def keep_successful(trajectories: list[Trajectory], dedup: bool = True) -> list[Trajectory]:
@@ -52,6 +61,25 @@ def keep_successful(trajectories: list[Trajectory], dedup: bool = True) -> list[
     return kept
 
 
+def hindsight_finish(samples: list[Trajectory]) -> Trajectory | None:
+    """A question none of whose samples was rewarded, turned into a demonstration where its gold answer
+    showed up (STaR's rationalization, with the gold as the hint): the sample that saw the gold
+    soonest, cut after that observation, then a finish on the gold whose thought quotes the sentence
+    that holds it. None when no sample saw the (non yes/no) gold. Marked meta.hindsight."""
+    if any(t.reward >= 1.0 for t in samples):
+        return None
+    seen = [(i, t) for t in samples if (i := gold_turn(t)) is not None]
+    if not seen:
+        return None
+    i, t = min(seen, key=lambda pair: pair[0])
+    gold, observation = t.answer or "", t.turns[i].observation or ""
+    sentences = _SENTENCE.split(observation.split(": ", 1)[-1])  # the wiki tool's "Title: text" -> text
+    sentence = next((s for s in sentences if contains_answer(s, gold)), observation).strip()[:300]
+    finish = Turn(f"{sentence} So the answer is {gold}.", f"finish[{gold}]", None)
+    return replace(t, turns=[*t.turns[: i + 1], finish], prediction=gold, reward=1.0, f1=1.0, end_reason="finish",
+                   meta={**t.meta, "hindsight": True})  # fmt: skip
+
+
 @dataclass
 class ExpertIteration:
     """K rounds of sample -> keep rewarded -> fine-tune, from `init_adapter` (an exported SFT agent)."""
@@ -64,6 +92,7 @@ class ExpertIteration:
     validation: RolloutConfig = field(default_factory=lambda: RolloutConfig(n=20, offset=100))
     teacher_sources: list[str] = field(default_factory=list)  # mixed in by the DataModule, as given
     dedup: bool = True
+    hindsight: bool = False  # also train on hindsight_finish of the questions no sample solved
     data_dir: str | None = None
     train_overrides: list[str] = field(default_factory=list)  # extra `--key value` for every round
 
@@ -145,6 +174,10 @@ class ExpertIteration:
         sample_seconds = time.perf_counter() - started
         started = time.perf_counter()  # scoring: EM is computed as each episode ends; this is the filter
         kept = keep_successful(sampled, self.dedup)
+        hindsight = []
+        if self.hindsight:
+            hindsight = [h for group in by_question(sampled).values() if (h := hindsight_finish(group))]
+            kept += hindsight
         if not kept:
             raise FireactError(f"round {k}: none of {len(sampled)} sampled episodes was rewarded: nothing to train on")
         write_trajectories(rdir / "kept.jsonl", kept)
@@ -167,6 +200,7 @@ class ExpertIteration:
             "episodes": len(sampled),
             "success_rate": sum(t.reward for t in sampled) / len(sampled),
             "kept": len(kept),
+            "hindsight": len(hindsight),
             "val_em": sum(t.reward for t in val) / len(val),
             "val_format_error_rate": sum(not t.finished for t in val) / len(val),
             "seconds": {

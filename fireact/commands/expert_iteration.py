@@ -12,6 +12,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, help="YAML with the fields of fireact.expert_iteration.ExpertIteration")
     p.add_argument("--out", help="override the config's out dir")
     p.add_argument("--rounds", type=COUNT, help="override the config's number of rounds")
+    p.add_argument(
+        "--hindsight",
+        action="store_true",
+        help="also train on hindsight finishes of unsolved questions (config: hindsight)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,7 +33,10 @@ def run(args: argparse.Namespace) -> int:
         raise FireactError(f"--config {args.config}: {config_problem(str(e))}") from None
     fields = parser.instantiate_classes(cfg).as_dict()
     overrides = {k: v for k, v in (("out", args.out), ("rounds", args.rounds)) if v is not None}
+    if args.hindsight:
+        overrides["hindsight"] = True
     loop = ExpertIteration(**{**fields, **overrides})
     for record in loop.run():
-        print(f"round {record['round']}: kept {record['kept']} of {record['episodes']}, val EM {record['val_em']:.3f}")
+        print(f"round {record['round']}: kept {record['kept']} of {record['episodes']} "
+              f"({record.get('hindsight', 0)} by hindsight), val EM {record['val_em']:.3f}")  # fmt: skip
     return 0

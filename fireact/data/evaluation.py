@@ -197,12 +197,20 @@ def searches(t: Trajectory) -> list[str]:
     return [a[1] for turn in t.turns if (a := parse_action(turn.action)) and a[0] == "search"]
 
 
+def contains_answer(text: str, answer: str) -> bool:
+    """The normalised answer appears in the normalised text as whole words."""
+    return f" {normalize_answer(answer)} " in f" {normalize_answer(text)} "
+
+
+def gold_turn(t: Trajectory) -> int | None:
+    """The first turn whose observation holds the gold answer (never for a yes/no or empty gold)."""
+    if normalize_answer(t.answer or "") in ("", "yes", "no"):
+        return None
+    return next((i for i, turn in enumerate(t.turns) if contains_answer(turn.observation or "", t.answer)), None)
+
+
 def gold_seen(t: Trajectory) -> bool:
-    """The normalised gold answer (not yes/no) appears as whole words in some observation."""
-    gold = normalize_answer(t.answer or "")
-    if gold in ("", "yes", "no"):
-        return False
-    return any(f" {gold} " in f" {normalize_answer(turn.observation or '')} " for turn in t.turns)
+    return gold_turn(t) is not None
 
 
 def failure_class(t: Trajectory) -> str:

@@ -107,6 +107,11 @@ def test_on_policy_repro_configs_parse(capsys, monkeypatch, tmp_path):
     assert printed["model"]["class_path"] == "fireact.modules.grpo.GRPOLM"
     assert printed["model"]["init_args"]["rollouts"]["temperature"] == 0.8
     assert printed["data"]["class_path"] == "fireact.modules.questions.QuestionDataModule"
+    with pytest.raises(SystemExit):  # the wiki world's GRPO: its rollouts name the wiki tool
+        build_cli(["fit", "--config", str(ROOT / "configs/on_policy/quickstart_wiki_grpo.yaml"), "--print_config"])
+    printed = printed_config(capsys.readouterr().out)
+    assert printed["model"]["init_args"]["rollouts"]["tool"] == "wiki"
+    assert printed["data"]["init_args"]["pool"]["split"] == "wiki-train"
     parser = ArgumentParser(exit_on_error=False)
     parser.add_class_arguments(ExpertIteration)
     cfg = parser.parse_path(str(ROOT / "configs/repro/smollm2_hotpotqa_expert_iteration.yaml"))

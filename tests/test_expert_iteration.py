@@ -22,7 +22,7 @@ POOL = RolloutConfig(tasks=["synthetic"], split="train", n=8, seed=0, samples=2,
 CHILD = """
 import sys
 from pathlib import Path
-from test_expert_iteration_resume import sample
+from test_expert_iteration import sample
 sample(*sys.argv[1:])
 """
 
@@ -62,3 +62,28 @@ def test_a_killed_round_resumes_its_sampling(tmp_path, tiny_model_dir, capsys):
     assert after[: len(whole)] == whole  # the finished questions kept as they were, not sampled again
     assert "resuming" in capsys.readouterr().out
     assert sample(tiny_model_dir, str(world), str(log)) == 16 and lines(log) == after  # all done: none re-sampled
+
+
+def test_hindsight_finish_turns_a_seen_gold_into_a_demonstration():
+    from fireact.data.trajectory import Trajectory, Turn
+    from fireact.expert_iteration import hindsight_finish
+
+    def ep(turns: list[Turn], prediction: str | None, gold: str = "Henrik Ibsen") -> Trajectory:
+        right = float(prediction == gold)
+        return Trajectory("Who wrote it?", gold, "hotpotqa", "react", turns, prediction, right, right, "finish", "7")
+
+    seen_late = ep([Turn("a", "search[x]", "x: nothing"), Turn("b", "search[y]", "Peer Gynt: A play. Written by "
+                    "Henrik Ibsen in 1867. Staged in 1876."), Turn("c", "finish[Bjornson]")], "Bjornson")  # fmt: skip
+    seen_first = ep([Turn("a", "search[Peer Gynt]", "Peer Gynt: A play by henrik ibsen!"),
+                     Turn("b", "search[z]", "z"), Turn("c", "finish[Goethe]")], "Goethe")  # fmt: skip
+    h = hindsight_finish([seen_late, seen_first])
+    assert [t.action for t in h.turns] == ["search[Peer Gynt]", "finish[Henrik Ibsen]"]  # cut after the first sight
+    assert h.turns[-1].thought == "A play by henrik ibsen! So the answer is Henrik Ibsen."
+    assert (h.reward, h.prediction, h.finished, h.meta["hindsight"]) == (1.0, "Henrik Ibsen", True, True)
+    assert seen_first.prediction == "Goethe"  # the sample itself is left as it was
+    h = hindsight_finish([seen_late])
+    assert h.turns[-1].thought == "Written by Henrik Ibsen in 1867. So the answer is Henrik Ibsen."
+
+    assert hindsight_finish([ep([Turn("c", "finish[Henrik Ibsen]")], "Henrik Ibsen"), seen_late]) is None  # solved
+    assert hindsight_finish([ep([Turn("a", "search[x]", "Ibsenite"), Turn("c", "finish[no]")], "no")]) is None
+    assert hindsight_finish([ep([Turn("a", "search[q]", "yes it is")], "no", gold="yes")]) is None  # yes/no gold
