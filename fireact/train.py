@@ -61,13 +61,33 @@ def config_files(argv: list[str]) -> list[str]:
     return [v for v in values if not v.lstrip().startswith("{") and "\n" not in v]
 
 
+def our_error(e: BaseException) -> FireactError | None:
+    """The FireactError a config class raised, under jsonargparse's "Does not validate against any of
+    the Union subtypes" wrapper (its message is the one to show)."""
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, FireactError):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
 def main(args: list[str] | None = None) -> int:
 
     quiet_known_noise()
+    configs = config_files(sys.argv[1:] if args is None else args)
     try:
-        for path in config_files(sys.argv[1:] if args is None else args):
+        for path in configs:
             read_config(path)  # first: a bad file is named at once, before Lightning is imported
         build_cli(args)
+    except ValueError as e:  # jsonargparse wraps what a class raised while instantiating it
+        ours = our_error(e)
+        if ours is None:
+            raise
+        where = f"--config {', '.join(configs)}: " if configs else ""
+        print(f"fireact.train: error: {where}{printable(str(ours))}", file=sys.stderr)
+        return 2
     except FireactError as e:
         print(f"fireact.train: error: {printable(str(e))}", file=sys.stderr)
         return 2

@@ -162,9 +162,9 @@ class TrajectoryDataModule(LightningDataModule):
         self.data_dir, self.run_dir, self.only_successful = data_dir, run_dir, only_successful
         self.mask_observations = mask_observations
         if truncation not in ("truncate", "drop"):
-            raise FireactError(f"truncation {truncation!r} must be 'truncate' or 'drop'")
+            raise FireactError(f"data.truncation must be 'truncate' or 'drop', got {truncation!r}")
         if cutoff < 1 or batch_size < 1:
-            raise FireactError("cutoff and batch_size must be positive")
+            raise FireactError(f"data.cutoff and data.batch_size must be positive, got {cutoff!r} and {batch_size!r}")
         self.tokenizer: Any = None
         self.train_set: PlannedBatches | None = None
         self.val_set: PlannedBatches | None = None

@@ -31,6 +31,23 @@ from fireact.modules.datamodule import trainer_prompt_style
 DEFAULT_LORA_TARGETS = ["q_proj", "v_proj"]
 
 
+def _check_hparams(**values: Any) -> None:
+    """The optimiser and LoRA numbers checked when the config is read, not after the model has loaded."""
+    rules = {
+        "lr": (lambda v: v > 0, "> 0"),
+        "weight_decay": (lambda v: v >= 0, ">= 0"),
+        "betas": (lambda v: len(v) == 2 and all(0 <= b < 1 for b in v), "two numbers in [0, 1)"),
+        "warmup": (lambda v: 0 <= v < 1, "a fraction of the steps in [0, 1)"),
+        "lora_r": (lambda v: v >= 1, ">= 1"),
+        "lora_alpha": (lambda v: v > 0, "> 0"),
+        "lora_dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    }
+    for key, value in values.items():
+        ok, expected = rules[key]
+        if not ok(value):
+            raise FireactError(f"model.{key} must be {expected}, got {value!r}")
+
+
 def _zero_lora_b_under_zero3(model: torch.nn.Module) -> None:
     """Under zero.Init, parameters are partitioned as soon as they are built, so peft's in-place
     zero-init of lora_B (which makes a new adapter a no-op) touches an empty shard and the adapter
@@ -89,6 +106,8 @@ class FireActLM(pl.LightningModule):
             raise FireactError(f"model.finetune must be 'lora' or 'full', got {finetune!r}")
         if init_adapter and finetune != "lora":
             raise FireactError("model.init_adapter is a LoRA adapter: it needs model.finetune: lora")
+        _check_hparams(lr=lr, weight_decay=weight_decay, betas=betas, warmup=warmup, lora_r=lora_r,
+                       lora_alpha=lora_alpha, lora_dropout=lora_dropout)  # fmt: skip
         self.save_hyperparameters()
         if finetune == "lora" and not lora_target_modules:  # record the resolved targets: defaults may change
             self.hparams.lora_target_modules = list(DEFAULT_LORA_TARGETS)

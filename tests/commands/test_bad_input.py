@@ -372,10 +372,14 @@ CONFIGS: dict[str, tuple[bytes, tuple[str, ...]]] = {
     "yaml-syntax": (b"model:\n  model: [smollm2-135m\ntrainer: {}\n", (":3:", "not valid YAML")),
     "yaml-not-a-mapping": (b"- model\n- data\n", ("mapping",)),
 }
+DATA_BLOCK = b"data:\n  class_path: fireact.modules.datamodule.TrajectoryDataModule\n  init_args: {sources: [t.jsonl], batch_size: %s}\n"
 # (command, input class) -> (content, what the message must say): each command's own keys
 OWN_CONFIGS: dict[tuple[str, str], tuple[bytes, tuple[str, ...]]] = {
     ("train", "wrong-type"): (b"model:\n  model: smollm2-135m\n  lr: fast\n", ("model.lr", "fast")),
     ("train", "unknown-key"): (b"model:\n  model: smollm2-135m\n  lrr: 0.001\n", ("model", "'lrr'")),
+    # our own checks, raised inside jsonargparse's Union wrapper, and before any model loads
+    ("train", "negative-lr"): (b"model:\n  lr: -0.001\n" + DATA_BLOCK % b"1", ("model.lr", "> 0", "-0.001")),
+    ("train", "zero-batch"): (b"model:\n  lr: 0.001\n" + DATA_BLOCK % b"0", ("data.batch_size", "positive")),
     ("expert-iteration", "wrong-type"): (
         b"train_config: t.yaml\ninit_adapter: a\nout: o\nrounds: two\n",
         ("rounds", "two"),
@@ -444,7 +448,16 @@ CASES: dict[str, Callable[[Path], Case]] = {
     **{
         f"{command}-config-{kind}": config(command, kind)
         for command, kinds in {
-            "train": [*CONFIGS, "missing-file", "directory", "unreadable", "wrong-type", "unknown-key"],
+            "train": [
+                *CONFIGS,
+                "missing-file",
+                "directory",
+                "unreadable",
+                "wrong-type",
+                "unknown-key",
+                "negative-lr",
+                "zero-batch",
+            ],
             "expert-iteration": [*CONFIGS, "missing-file", "directory", "unreadable", "wrong-type", "unknown-key"],
             "export-data": ["wrong-type"],
         }.items()
