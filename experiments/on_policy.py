@@ -140,6 +140,22 @@ def plot_rounds(arms: dict[str, list[dict]], sft_val_em: float, path: Path) -> N
     fig.savefig(path, dpi=120)
 
 
+def cost_lines(arms: dict[str, list[dict]], runs: dict[str, list], records: dict) -> list[str]:
+    """CPU-hours of each arm's rounds (sampling, training, validation) per wiki-eval EM point gained."""
+    from fireact.data.evaluation import summarize
+
+    base = runs.get("SFT (quickstart)")
+    lines = []
+    for arm, rounds in arms.items():
+        trajs = runs.get(f"{ARM_NAMES[arm]}, round {rounds[-1]['round']}")
+        cpu = sum(records.get(f"{arm}-r{r['round']}", {}).get("cpu_seconds", 0.0) for r in rounds) / 3600
+        if base and trajs:
+            gain = 100 * (summarize(trajs).em - summarize(base).em)
+            per = f"{cpu / gain:.2f} CPU-hours per EM point" if gain > 0 else "no gain"
+            lines.append(f"- {ARM_NAMES[arm]}: {cpu:.2f} CPU-hours for {gain:+.1f} EM: {per}")
+    return ["", *lines] if lines else []
+
+
 def report() -> str:
     """The tables of docs/on_policy.md, and its curve (docs/img/on_policy_wiki.png)."""
     from steps import load_steps
@@ -156,6 +172,7 @@ def report() -> str:
         )
     runs = {k: v for k, v in runs.items() if v}
     lines = compare_table(runs) if runs else ["(no wiki-eval run finished yet)"]
+    lines += cost_lines(arms, runs, records)
     lines += ["", *rounds_table(arms, records)]
     if arms and (OUT / "eval_sft-val.jsonl").is_file():
         plot_rounds(arms, summarize(read(OUT / "eval_sft-val.jsonl")).em, Path("docs/img/on_policy_wiki.png"))

@@ -37,7 +37,7 @@ def _check_hparams(**values: Any) -> None:
         "lr": (lambda v: v > 0, "> 0"),
         "weight_decay": (lambda v: v >= 0, ">= 0"),
         "betas": (lambda v: len(v) == 2 and all(0 <= b < 1 for b in v), "two numbers in [0, 1)"),
-        "warmup": (lambda v: 0 <= v < 1, "a fraction of the steps in [0, 1)"),
+        "warmup": (lambda v: v >= 0, ">= 0 (steps, or a fraction of them below 1)"),
         "lora_r": (lambda v: v >= 1, ">= 1"),
         "lora_alpha": (lambda v: v > 0, "> 0"),
         "lora_dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
