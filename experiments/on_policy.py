@@ -8,9 +8,9 @@ after its last finished round):
   q-train, q-export  the quickstart SFT agent (configs/quickstart.yaml) -> runs/quickstart/adapter
   sft-val            the SFT agent on 100 held-out wiki-val questions (settings are chosen here)
   ei-rN              expert iteration round N (configs/on_policy/quickstart_wiki_ei.yaml)
+  sft-eval           the SFT agent on all 500 wiki-eval questions
   eih-rN             the same, plus hindsight finishes of the unsolved questions (`--hindsight`); its
                      round 1 trains on the very episodes ei-r1 sampled (copied: nothing is re-sampled)
-  sft-eval           the SFT agent on all 500 wiki-eval questions
   best-eval          the arm with the higher wiki-val EM after its last round, on all 500 wiki-eval
                      questions (wiki-eval chooses nothing)
   other-eval         the other arm on wiki-eval, for the record
@@ -41,7 +41,7 @@ def fireact(*args: str) -> list[str]:
 
 def eval_cmd(adapter: str, split: str, n: int, out: Path, threads: int) -> list[str]:
     return fireact("eval", "--adapter", adapter, "--split", split, "--n", str(n), "--tool", "wiki",
-                   "--out", str(out), "--json", "--threads", str(threads), "--batch-size", "64")  # fmt: skip
+                   "--out", str(out), "--json", "--threads", str(threads), "--batch-size", "50")  # fmt: skip
 
 
 def steps(args: argparse.Namespace) -> dict[str, tuple[list[str], Path]]:
@@ -55,14 +55,17 @@ def steps(args: argparse.Namespace) -> dict[str, tuple[list[str], Path]]:
         "sft-val": (eval_cmd(adapter, "wiki-val", 100, OUT / "eval_sft-val.jsonl", args.threads),
                     OUT / "eval_sft-val.jsonl"),
     }  # fmt: skip
-    for arm, extra in ARMS.items():
+
+    def arm_steps(arm: str) -> None:
         for k in range(1, args.rounds + 1):
-            cmd = fireact(
-                "expert-iteration", "--config", EI_CONFIG, "--out", str(OUT / arm), "--rounds", str(k), *extra
-            )
+            cmd = fireact("expert-iteration", "--config", EI_CONFIG, "--out", str(OUT / arm), "--rounds", str(k),
+                          *ARMS[arm])  # fmt: skip
             out[f"{arm}-r{k}"] = (cmd, OUT / arm / f"round{k}" / "validation.jsonl")
+
+    arm_steps("ei")
     out["sft-eval"] = (eval_cmd(adapter, "wiki-eval", 500, OUT / "eval_sft-eval.jsonl", args.threads),
                        OUT / "eval_sft-eval.jsonl")  # fmt: skip
+    arm_steps("eih")
     for which in ("best", "other"):
         arm = ranked_arms(args.rounds)[0 if which == "best" else 1]
         last = str(OUT / arm / f"round{args.rounds}" / "adapter")
