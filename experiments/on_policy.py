@@ -8,11 +8,11 @@ after its last finished round):
   q-train, q-export  the quickstart SFT agent (configs/quickstart.yaml) -> runs/quickstart/adapter
   sft-val            the SFT agent on 100 held-out wiki-val questions (settings are chosen here)
   ei-rN              expert iteration round N (configs/on_policy/quickstart_wiki_ei.yaml)
-  sft-eval           the SFT agent on all 500 wiki-eval questions
   eih-rN             the same, plus hindsight finishes of the unsolved questions (`--hindsight`); its
                      round 1 trains on the very episodes ei-r1 sampled (copied: nothing is re-sampled)
   best-eval          the arm with the higher wiki-val EM after its last round, on all 500 wiki-eval
                      questions (wiki-eval chooses nothing)
+  sft-eval           the SFT agent on the same 500
   other-eval         the other arm on wiki-eval, for the record
 
     python experiments/on_policy.py [--only ...] [--rounds 1] [--threads 2]
@@ -63,14 +63,17 @@ def steps(args: argparse.Namespace) -> dict[str, tuple[list[str], Path]]:
             out[f"{arm}-r{k}"] = (cmd, OUT / arm / f"round{k}" / "validation.jsonl")
 
     arm_steps("ei")
+    arm_steps("eih")
+
+    def arm_eval(arm: str) -> tuple[list[str], Path]:
+        path = OUT / f"eval_{arm}-r{args.rounds}-eval.jsonl"
+        return eval_cmd(str(OUT / arm / f"round{args.rounds}" / "adapter"), "wiki-eval", 500, path, args.threads), path
+
+    ranked = ranked_arms(args.rounds)
+    out["best-eval"] = arm_eval(ranked[0])
     out["sft-eval"] = (eval_cmd(adapter, "wiki-eval", 500, OUT / "eval_sft-eval.jsonl", args.threads),
                        OUT / "eval_sft-eval.jsonl")  # fmt: skip
-    arm_steps("eih")
-    for which in ("best", "other"):
-        arm = ranked_arms(args.rounds)[0 if which == "best" else 1]
-        last = str(OUT / arm / f"round{args.rounds}" / "adapter")
-        path = OUT / f"eval_{arm}-r{args.rounds}-eval.jsonl"
-        out[f"{which}-eval"] = (eval_cmd(last, "wiki-eval", 500, path, args.threads), path)
+    out["other-eval"] = arm_eval(ranked[1])
     return out
 
 
