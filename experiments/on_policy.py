@@ -6,7 +6,8 @@ library versions of each go to runs/on_policy/steps.json, and a finished step (i
 exists) is skipped on a rerun, so an interrupted run resumes (expert iteration also resumes
 after its last finished round):
   q-train, q-export  the quickstart SFT agent (configs/quickstart.yaml) -> runs/quickstart/adapter
-  sft-val            the SFT agent on 100 held-out wiki-val questions (settings are chosen here)
+  sft-val            the SFT agent on wiki-val questions 100-199, the held-out slice each expert-
+                     iteration round is validated on (settings are chosen there)
   ei-rN              expert iteration round N (configs/on_policy/quickstart_wiki_ei.yaml)
   eih-rN             the same, plus hindsight finishes of the unsolved questions (`--hindsight`); its
                      round 1 trains on the very episodes ei-r1 sampled (copied: nothing is re-sampled)
@@ -39,8 +40,8 @@ def fireact(*args: str) -> list[str]:
     return [sys.executable, "-m", "fireact", *args]
 
 
-def eval_cmd(adapter: str, split: str, n: int, out: Path, threads: int) -> list[str]:
-    return fireact("eval", "--adapter", adapter, "--split", split, "--n", str(n), "--tool", "wiki",
+def eval_cmd(adapter: str, split: str, n: int, out: Path, threads: int, offset: int = 0) -> list[str]:
+    return fireact("eval", "--adapter", adapter, "--split", split, "--n", str(n), "--offset", str(offset), "--tool", "wiki",
                    "--out", str(out), "--json", "--threads", str(threads), "--batch-size", "50")  # fmt: skip
 
 
@@ -52,7 +53,7 @@ def steps(args: argparse.Namespace) -> dict[str, tuple[list[str], Path]]:
                     SFT / "checkpoints" / "last.ckpt"),
         "q-export": (fireact("export", "--ckpt", str(SFT / "checkpoints" / "last.ckpt"), "--out", adapter),
                      SFT / "adapter" / "adapter_config.json"),
-        "sft-val": (eval_cmd(adapter, "wiki-val", 100, OUT / "eval_sft-val.jsonl", args.threads),
+        "sft-val": (eval_cmd(adapter, "wiki-val", 100, OUT / "eval_sft-val.jsonl", args.threads, offset=100),
                     OUT / "eval_sft-val.jsonl"),
     }  # fmt: skip
 

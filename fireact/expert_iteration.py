@@ -89,6 +89,8 @@ class ExpertIteration:
     out: str
     rounds: int = 2
     pool: RolloutConfig = field(default_factory=lambda: RolloutConfig(split="train", samples=4, temperature=1.0))
+    # a YAML mapping for pool or validation sets only the keys it names: the others keep these defaults
+    # (offset 100 included, so that the paper's 100 scored dev questions are never validated on)
     validation: RolloutConfig = field(default_factory=lambda: RolloutConfig(n=20, offset=100))
     teacher_sources: list[str] = field(default_factory=list)  # mixed in by the DataModule, as given
     dedup: bool = True
