@@ -87,13 +87,14 @@ def read(path: Path) -> list:
 def compare_table(runs: dict[str, list]) -> list[str]:
     """EM, F1, format errors, searches, gold seen; the gain over the first run with McNemar and a
     paired bootstrap interval."""
-    from fireact.data.evaluation import bootstrap_gain, episode_stats, mcnemar
+    from fireact.data.evaluation import FAILURE_CLASSES, bootstrap_gain, episode_stats, mcnemar
 
     lines = ["| agent | EM | F1 | format errors | searches / episode | gold in an observation (right then) | "
              "vs SFT: +/-, McNemar p | EM gain, 95% bootstrap interval |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     base = next(iter(runs.values()))
+    stats = {name: episode_stats(trajs) for name, trajs in runs.items()}
     for name, trajs in runs.items():
-        st = episode_stats(trajs)
+        st = stats[name]
         m, b = mcnemar(base, trajs), bootstrap_gain(base, trajs)
         vs = "-" if trajs is base else f"+{m['only_second']} / -{m['only_first']}, p={m['p_value']:.3f}"
         gain = "-" if trajs is base else f"{100 * b['gain']:+.1f} [{100 * b['low']:+.1f}, {100 * b['high']:+.1f}]"
@@ -101,8 +102,7 @@ def compare_table(runs: dict[str, list]) -> list[str]:
                      f"{100 * st['format_errors']:.1f}% | {st['searches']:.2f} | {st['gold_seen']} "
                      f"({st['right_when_seen']}) | {vs} | {gain} |")  # fmt: skip
     lines += ["", "| failure class | " + " | ".join(runs) + " |", "|---|" + "---|" * len(runs)]
-    stats = [episode_stats(t)["classes"] for t in runs.values()]
-    lines += [f"| {c} | " + " | ".join(str(s[c]) for s in stats) + " |" for c in stats[0]]
+    lines += [f"| {c} | " + " | ".join(str(st["classes"][c]) for st in stats.values()) + " |" for c in FAILURE_CLASSES]
     return lines
 
 
