@@ -97,10 +97,13 @@ class ExpertIteration:
     hindsight: bool = False  # also train on hindsight_finish of the questions no sample solved
     data_dir: str | None = None
     train_overrides: list[str] = field(default_factory=list)  # extra `--key value` for every round
+    checkpoint_every: int = 20  # training steps between a round's mid-run checkpoints (a kill loses fewer)
 
     def __post_init__(self) -> None:
-        if isinstance(self.rounds, bool) or not isinstance(self.rounds, int) or self.rounds < 1:
-            raise FireactError(f"rounds must be an integer >= 1, got {self.rounds!r}")
+        for name in ("rounds", "checkpoint_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise FireactError(f"{name} must be an integer >= 1, got {value!r}")
 
     def run(self) -> list[dict[str, Any]]:
         if not Path(self.train_config).is_file():  # checked now, not after the first round's sampling
@@ -216,23 +219,32 @@ class ExpertIteration:
         return record
 
     def train(self, rdir: Path, adapter: str, sources: list[str]) -> str:
-        """One `python -m fireact.train fit` run from `adapter` on `sources`, exported to rdir/adapter."""
+        """One `python -m fireact.train fit` run from `adapter` on `sources`, exported to rdir/adapter.
+        A run killed part-way resumes from its newest checkpoint: the epoch-end `last.ckpt` or the one
+        saved every `checkpoint_every` steps, whichever was written later."""
 
         run_dir = rdir / "train"
+        ckpts = run_dir / "checkpoints"
+        saved = [p for p in (ckpts / "last.ckpt", ckpts / "steps" / "step.ckpt") if p.is_file()]
+        resume = ["--ckpt_path", str(max(saved, key=lambda p: p.stat().st_mtime))] if saved else []
         cmd = [
             sys.executable, "-m", "fireact.train", "fit", "--config", self.train_config, *self.train_overrides,
             f"--model.init_adapter={adapter}", f"--data.init_args.sources={json.dumps(sources)}",
             f"--trainer.default_root_dir={run_dir}", "--trainer.logger=false",
             "--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
-            f"--trainer.callbacks.dirpath={run_dir / 'checkpoints'}", "--trainer.callbacks.save_last=true",
+            f"--trainer.callbacks.dirpath={ckpts}", "--trainer.callbacks.save_last=true",
+            "--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
+            f"--trainer.callbacks.dirpath={ckpts / 'steps'}", "--trainer.callbacks.filename=step",
+            f"--trainer.callbacks.every_n_train_steps={self.checkpoint_every}",
+            "--trainer.callbacks.enable_version_counter=false",
+            *resume,
         ]  # fmt: skip
         log = rdir / "train.log"
-        with log.open("w") as f:
+        with log.open("a") as f:  # a resumed run's log follows the killed one's
             f.write(" ".join(cmd) + "\n")
             f.flush()
             r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=os.environ.copy())
         if r.returncode != 0:
             raise FireactError(f"round training failed (exit {r.returncode}): see {log}")
-        ckpt = run_dir / "checkpoints" / "last.ckpt"
-        export(ckpt, rdir / "adapter")
+        export(ckpts / "last.ckpt", rdir / "adapter")
         return str(rdir / "adapter")

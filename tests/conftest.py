@@ -12,6 +12,11 @@ from pathlib import Path
 
 import pytest
 
+# CI runs the suite on 2 cores with `-n 2` (pytest-xdist): one OpenMP thread per worker and per process a
+# worker starts (set before anything imports torch), since two pools spinning on two shared cores slow
+# each other down many times over. Run alone, a test gets the whole machine.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("FIREACT_DATA_DIR") or ROOT.parent / "shared" / "data" / "fireact")
 ASSETS = Path(__file__).resolve().parent / "assets"

@@ -13,6 +13,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from fireact.data.synthetic import write_world
 from fireact.expert_iteration import ExpertIteration
 from fireact.rollout.config import RolloutConfig
@@ -87,3 +89,51 @@ def test_hindsight_finish_turns_a_seen_gold_into_a_demonstration():
     assert hindsight_finish([ep([Turn("c", "finish[Henrik Ibsen]")], "Henrik Ibsen"), seen_late]) is None  # solved
     assert hindsight_finish([ep([Turn("a", "search[x]", "Ibsenite"), Turn("c", "finish[no]")], "no")]) is None
     assert hindsight_finish([ep([Turn("a", "search[q]", "yes it is")], "no", gold="yes")]) is None  # yes/no gold
+
+
+def test_a_round_killed_mid_training_resumes_from_its_checkpoint(tmp_path, tiny_model_dir, monkeypatch):
+    """SIGKILL at training step 5 of a round (checkpoints every 2 steps): the rerun resumes at step 4,
+    and the exported adapter is the uninterrupted round's."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    from fireact.errors import FireactError
+
+    world = write_world(tmp_path / "world", n_people=30, n_dev=4, seed=2)
+    torch.manual_seed(0)
+    start = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), LoraConfig(r=8, lora_alpha=16))
+    start.save_pretrained(tmp_path / "start")
+    config = {
+        "seed_everything": 0,
+        "trainer": {"accelerator": "cpu", "devices": 1, "max_steps": 8, "limit_val_batches": 0,
+                    "enable_progress_bar": False, "enable_model_summary": False},
+        "model": {"model": tiny_model_dir, "lr": 0.02, "warmup": 1, "lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.0},
+        "data": {"class_path": "fireact.modules.datamodule.TrajectoryDataModule",
+                 "init_args": {"tokenizer": tiny_model_dir, "cutoff": 256, "val_size": 0, "batch_size": 2,
+                               "data_dir": str(world)}},
+    }  # fmt: skip
+    (tmp_path / "sft.yaml").write_text(json.dumps(config))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent / "support"), *sys.path]))
+    sources = [str(world / "synthetic" / "expert_train.jsonl")]
+
+    def train(rdir: Path, *overrides: str) -> dict:
+        loop = ExpertIteration(train_config=str(tmp_path / "sft.yaml"), init_adapter=str(tmp_path / "start"),
+                               out=str(tmp_path), train_overrides=list(overrides), checkpoint_every=2)  # fmt: skip
+        rdir.mkdir(parents=True, exist_ok=True)
+        return load_file(Path(loop.train(rdir, str(tmp_path / "start"), sources)) / "adapter_model.safetensors")
+
+    want = train(tmp_path / "whole")
+    cut = tmp_path / "cut"
+    kill = ["--trainer.callbacks+=train_helpers.KillAt", "--trainer.callbacks.at_step=5"]
+    with pytest.raises(FireactError, match="exit -9"):
+        train(cut, *kill)
+    step = torch.load(cut / "train" / "checkpoints" / "steps" / "step.ckpt", weights_only=False)
+    assert step["global_step"] == 4 and not (cut / "train" / "checkpoints" / "last.ckpt").exists()
+    got = train(cut)
+    commands = [ln for ln in (cut / "train.log").read_text().splitlines() if " -m fireact.train fit " in ln]
+    assert len(commands) == 2 and "--ckpt_path" not in commands[0] and "--ckpt_path" in commands[1]
+    assert got.keys() == want.keys()
+    for k, v in want.items():
+        torch.testing.assert_close(got[k], v)

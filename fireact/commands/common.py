@@ -55,6 +55,8 @@ KNOWN_NOISE = (
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",  # lightning's pytree use under torch 2.13
     r"Found \d+ module\(s\) in eval mode at the start of training",  # peft's frozen dropout-free layers
     r"`(is_)?gradient_checkpointing(_enable)?` is deprecated",  # transformers' rename to activation_*
+    # GRPO's step checkpoints hold the weights after the step, with the step counted: what a resume needs
+    r"Using ModelCheckpoint with manual optimization and every_n_train_steps",
 )
 
 

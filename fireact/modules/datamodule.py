@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
 from fireact.data.batching import Batch, collate, length_grouped_batches, packed_batches, padding_fraction
 from fireact.data.encoding import IGNORE_INDEX, encode
@@ -27,6 +27,7 @@ from fireact.data.sources import Source, load_source, resolve_source, task_quest
 from fireact.data.trajectory import Trajectory
 from fireact.errors import FireactError
 from fireact.lm.models import load_tokenizer
+from fireact.modules.resumable import ResumableLoader
 
 PROVENANCE_FILE = "data_provenance.json"
 
@@ -52,48 +53,6 @@ class PlannedBatches(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         return collate(self.input_ids, self.labels, self.batches[i], self.pad_id, self.packed)
-
-
-class ResumableShuffle(Sampler[int]):
-    """A shuffle drawn from (seed, epoch) alone, which can start part-way into an epoch: a run resumed
-    from a mid-epoch checkpoint sees the batches the killed run had not reached, in the same order
-    (a generator-driven shuffle restarts at the first epoch's order and repeats the epoch's batches)."""
-
-    def __init__(self, n: int, seed: int) -> None:
-        self.n, self.seed, self.epoch = n, seed, 0
-        self.resume_epoch, self.skip = 0, 0
-
-    def set_epoch(self, epoch: int) -> None:  # Lightning calls it at every epoch start
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __iter__(self):
-        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
-        skip = self.skip if self.epoch == self.resume_epoch else 0
-        self.skip = 0  # once: the next epochs start at their beginning
-        return iter(order[skip:].tolist())
-
-
-class ResumableLoader(DataLoader):
-    """A loader Lightning checkpoints and restores (it has state_dict/load_state_dict). Its position is
-    the trainer's count of batches done this epoch: the sampler itself runs ahead by the prefetch."""
-
-    def __init__(self, *args: Any, trainer: Any = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.trainer = trainer
-
-    def state_dict(self) -> dict[str, int]:
-        if self.trainer is None:
-            return {}
-        done = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
-        return {"epoch": self.trainer.current_epoch, "batches_done": done}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        done = state.get("batches_done", 0)
-        # an epoch-end checkpoint resumes at the next epoch's start: nothing to skip
-        self.sampler.resume_epoch, self.sampler.skip = state.get("epoch", 0), done if done < len(self.sampler) else 0
 
 
 def trainer_prompt_style(trainer: Any) -> PromptStyle | None:
@@ -355,8 +314,8 @@ class TrajectoryDataModule(LightningDataModule):
                 collate_fn=unwrap_planned_batch, num_workers=self.num_workers,
             )  # fmt: skip
         return ResumableLoader(
-            self.train_set, sampler=ResumableShuffle(len(self.train_set), self.seed), trainer=trainer,
-            batch_size=1, collate_fn=unwrap_planned_batch, num_workers=self.num_workers,
+            self.train_set, self.seed, trainer=trainer, batch_size=1, collate_fn=unwrap_planned_batch,
+            num_workers=self.num_workers,
         )  # fmt: skip
 
     def val_dataloader(self) -> DataLoader | list:

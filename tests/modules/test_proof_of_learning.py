@@ -16,6 +16,7 @@ each fail this test.
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -58,7 +59,7 @@ def test_training_teaches_the_agent(tmp_path, smollm2_dir):
         accelerator="cpu", devices=1, max_epochs=EPOCHS, check_val_every_n_epoch=EPOCHS, logger=False,
         callbacks=[cb, best := ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor="val/em", mode="max")], enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
     )  # fmt: skip
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or 2))  # 1 under xdist (conftest)
     trainer.fit(module, dm)  # rollouts before training and at the one validation, after the last epoch
 
     # The loss mask: what was trained is the agent's thoughts and actions, never an observation.

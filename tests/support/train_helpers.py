@@ -186,18 +186,27 @@ def train_losses(out) -> list[float]:
 
 
 class KillAt(pl.Callback):
-    """SIGKILLs its own process at the start of training step `at_step` (after the checkpoint of the
-    step before was written): a crash with no cleanup, as an OOM kill or a lost node."""
+    """SIGKILLs its own process in training step `at_step`: at its start (after the checkpoint of the
+    step before was written), or with `mid_step` just before its optimizer step (after a GRPO step has
+    played and scored its episodes, before the update): a crash with no cleanup, as an OOM kill."""
 
-    def __init__(self, at_step: int) -> None:
-        self.at_step = at_step
+    def __init__(self, at_step: int, mid_step: bool = False) -> None:
+        self.at_step, self.mid_step = at_step, mid_step
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+    def _kill(self, trainer) -> None:
         if trainer.global_step == self.at_step:
             import os
             import signal
 
             os.kill(os.getpid(), signal.SIGKILL)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if not self.mid_step:
+            self._kill(trainer)
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        if self.mid_step:
+            self._kill(trainer)
 
 
 class FileSizeLimitAt(pl.Callback):
@@ -214,3 +223,16 @@ class FileSizeLimitAt(pl.Callback):
 
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with EFBIG instead of a kill
             resource.setrlimit(resource.RLIMIT_FSIZE, (self.max_bytes, resource.RLIM_INFINITY))
+
+
+class RecordQuestions(pl.Callback):
+    """Appends each finished step's question ids to `path` (JSON lines), to see what a run played."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        import json
+
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"step": trainer.global_step, "ids": [q.id for q in batch]}) + "\n")
