@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import sys
 
-from lightning.pytorch import LightningDataModule
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-
-import fireact.modules.deepspeed_cpu  # noqa: F401  (registers the deepspeed_cpu_* strategy names)
 from fireact.commands.common import config_problem, quiet_known_noise, read_config
 from fireact.errors import FireactError, printable
-from fireact.modules.lm_module import FireActLM
-from fireact.modules.progress import use_step_progress_bar
-from fireact.modules.versions import SaveConfigAndVersions
 
 
 def build_cli(args: list[str] | None = None, run: bool = True):
+    # lazy: main() names a bad config file in 0.1 s, before Lightning and torch load (~5 s)
+    from lightning.pytorch import LightningDataModule
+    from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+    import fireact.modules.deepspeed_cpu  # noqa: F401  (registers the deepspeed_cpu_* strategy names)
+    from fireact.modules.lm_module import FireActLM  # lazy, as above
+    from fireact.modules.progress import use_step_progress_bar  # lazy, as above
+    from fireact.modules.versions import SaveConfigAndVersions  # lazy, as above
+
     configs = config_files(sys.argv[1:] if args is None else args)
 
     class Parser(LightningArgumentParser):

@@ -76,3 +76,10 @@ def make_tiny_model(out: Path, tokenizer_dir: str, layers: int = 2, hidden: int 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, smollm2_dir) -> str:
     return make_tiny_model(tmp_path_factory.mktemp("tiny-model"), smollm2_dir)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files with slow tests (model training, several processes) run first, each file kept together
+    (its module fixtures are built once): under `-n 2` the longest start at once, not last on one worker."""
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)

@@ -20,11 +20,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    read_config(args.config)  # names the file (and line) when it cannot be read or is not YAML, at once
     from jsonargparse import ArgumentParser
 
     from fireact.expert_iteration import ExpertIteration  # lazy: torch/Lightning, not for --help
 
-    read_config(args.config)  # names the file (and line) when it cannot be read or is not YAML
     parser = ArgumentParser(exit_on_error=False)
     parser.add_class_arguments(ExpertIteration)
     try:

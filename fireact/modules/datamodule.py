@@ -27,7 +27,7 @@ from fireact.data.sources import Source, load_source, resolve_source, task_quest
 from fireact.data.trajectory import Trajectory
 from fireact.errors import FireactError
 from fireact.lm.models import load_tokenizer
-from fireact.modules.resumable import ResumableLoader
+from fireact.modules.resumable import ResumableLoader, ResumableShuffle
 
 PROVENANCE_FILE = "data_provenance.json"
 
@@ -314,8 +314,8 @@ class TrajectoryDataModule(LightningDataModule):
                 collate_fn=unwrap_planned_batch, num_workers=self.num_workers,
             )  # fmt: skip
         return ResumableLoader(
-            self.train_set, self.seed, trainer=trainer, batch_size=1, collate_fn=unwrap_planned_batch,
-            num_workers=self.num_workers,
+            self.train_set, sampler=ResumableShuffle(len(self.train_set), self.seed), trainer=trainer,
+            batch_size=1, collate_fn=unwrap_planned_batch, num_workers=self.num_workers,
         )  # fmt: skip
 
     def val_dataloader(self) -> DataLoader | list:

@@ -21,7 +21,7 @@ from fireact.data.prompt_style import PromptStyle
 from fireact.data.tasks import Example
 from fireact.data.trajectory import question_key
 from fireact.errors import FireactError
-from fireact.modules.resumable import ResumableLoader
+from fireact.modules.resumable import ResumableLoader, ResumableShuffle
 from fireact.modules.rollout_callback import RolloutValidation
 from fireact.rollout.config import RolloutConfig
 
@@ -127,8 +127,8 @@ class QuestionDataModule(LightningDataModule):
                 self.questions, batch_size=self.questions_per_step, shuffle=True, generator=generator, collate_fn=list
             )
         # one process: a run killed mid-epoch resumes at the next unplayed question, none played twice
-        return ResumableLoader(self.questions, self.seed, trainer=trainer, batch_size=self.questions_per_step,
-                               collate_fn=list)  # fmt: skip
+        return ResumableLoader(self.questions, sampler=ResumableShuffle(len(self.questions), self.seed),
+                               trainer=trainer, batch_size=self.questions_per_step, collate_fn=list)  # fmt: skip
 
     def val_dataloader(self) -> DataLoader:
         """One item, so Lightning runs its validation loop: RolloutValidation scores held-out questions there."""

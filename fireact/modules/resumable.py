@@ -38,8 +38,9 @@ class ResumableLoader(DataLoader):
     """A loader over a ResumableShuffle whose state is the trainer's count of batches done this epoch
     (the sampler itself runs ahead by the prefetch), so Lightning saves and restores its position."""
 
-    def __init__(self, dataset: Any, seed: int, trainer: Any = None, **kwargs: Any) -> None:
-        super().__init__(dataset, sampler=ResumableShuffle(len(dataset), seed), **kwargs)
+    def __init__(self, *args: Any, trainer: Any = None, **kwargs: Any) -> None:
+        # the DataLoader's own signature: Lightning re-creates a loader from its arguments (sampler injection)
+        super().__init__(*args, **kwargs)
         self.trainer = trainer
 
     def state_dict(self) -> dict[str, int]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from cli_runner import run_cli
 
 FIREACT = [sys.executable, "-m", "fireact"]
 TRAIN = [sys.executable, "-m", "fireact.train", "fit", "--config"]
@@ -493,7 +494,7 @@ def test_bad_input_is_one_clear_error(name, tmp_path):
     }
     env.pop("OPENAI_API_KEY", None)
     env.pop("SERPAPI_API_KEY", None)
-    r = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=90)
+    r = run_cli(argv, env=env, cwd=tmp_path, timeout=90)
     assert "Traceback" not in r.stderr, r.stderr
     assert r.returncode == 2, r.stderr
     errors = [line for line in r.stderr.splitlines() if ": error: " in line]

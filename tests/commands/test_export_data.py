@@ -4,11 +4,11 @@ by `fireact import` to the same trajectories."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from collections import Counter
 
 import pytest
+from cli_runner import run_cli
 from datasets import load_from_disk
 from faults import refused_url
 
@@ -185,6 +185,6 @@ def test_bad_input_is_one_line(assets, tmp_path, argv, message):
         (tmp_path / "unmasked.yaml").write_text("data:\n  mask_observations: false\n")
         argv = [str(tmp_path / "unmasked.yaml") if a == "UNMASKED" else a for a in argv]
     cmd = [sys.executable, "-m", "fireact", "export-data", "--sources", str(assets / "fireact_gpt.jsonl")]
-    r = subprocess.run([*cmd, *argv, "--out", str(out)], capture_output=True, text=True)
+    r = run_cli([*cmd, *argv, "--out", str(out)])
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert message in r.stderr and not out.exists()

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 
 import pytest
+from cli_runner import run_cli
 
 from fireact.cli import main
 from fireact.data.tasks import get_task
@@ -135,6 +135,6 @@ def test_score_ignores_stored_em_and_counts_missing_as_wrong(data_dir, tmp_path,
 )
 def test_cli_user_errors_are_one_line_without_traceback(data_dir, argv, message):
     env = {"FIREACT_DATA_DIR": str(data_dir), "PATH": "/usr/bin:/bin"}
-    r = subprocess.run([sys.executable, "-m", "fireact", *argv], capture_output=True, text=True, env=env)
+    r = run_cli([sys.executable, "-m", "fireact", *argv], env=env)
     assert r.returncode == 2
     assert message in r.stderr and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 
 import pytest
+from cli_runner import run_cli
 
 from fireact.cli import main
 from fireact.data.fireact_format import read_any
@@ -20,12 +19,7 @@ def test_json_lines(data_dir, smollm2_dir, fmt):
 
     data = data_dir / "finetune" / "gpt_format" / "hotpotqa_multimethod.jsonl"
     cmd = [sys.executable, "-m", "fireact", "mask-audit", "--data", str(data), "--model", smollm2_dir]
-    out = subprocess.run(
-        [*cmd, "--format", fmt, "--n", "4", "--cutoff", "100000", "--json"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
+    out = run_cli([*cmd, "--format", fmt, "--n", "4", "--cutoff", "100000", "--json"])
     assert out.returncode == 0, out.stderr
     rows = [json.loads(line) for line in out.stdout.splitlines()]
     assert [r["index"] for r in rows] == [0, 1, 2, 3]
