@@ -33,6 +33,7 @@ from fireact.modules.lm_module import FireActLM
 from fireact.modules.questions import Question
 from fireact.rollout.config import RolloutConfig
 from fireact.rollout.runners import run_rollouts
+from fireact.rollout.sampling import sampling_logprobs
 
 REFERENCE = "reference"  # the frozen starting adapter, when training starts from one
 
@@ -169,14 +170,9 @@ class GRPOLM(FireActLM):
             ids[i, :n], mask[i, :n] = torch.tensor(r.input_ids), 1
             trained[i, :n], old[i, :n] = torch.tensor(r.trained), torch.tensor(r.logprobs)
         ids, mask, trained = ids.to(device), mask.to(device), trained.to(device)
-        backbone, head = self._backbone_and_head() or (None, None)
         keep = trained[:, 1:]  # position t predicts token t+1
-        if backbone is None:
-            logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1][keep]
-        else:
-            hidden = backbone(input_ids=ids, attention_mask=mask).last_hidden_state
-            logits = head(hidden[:, :-1][keep])
-        logp = torch.log_softmax(logits.float() / self.rollout_config.temperature, dim=-1)
+        logits = self.trained_logits({"input_ids": ids, "attention_mask": mask}, keep)
+        logp = sampling_logprobs(logits, self.rollout_config.temperature)  # as the engine recorded them
         new = logp.gather(-1, ids[:, 1:][keep][:, None])[:, 0]
         return new, old[:, 1:][keep.cpu()].to(device)
 

@@ -193,17 +193,22 @@ class FireActLM(pl.LightningModule):
         """Mean loss over the trained tokens; the batch's mask is adapted to the attention kernel, so
         packed examples never see each other."""
         inputs = model_inputs(batch, self.model)
+        if not (self.hparams.head_on_trained_only and self._backbone_and_head()):
+            return self.model(**inputs).loss
+        targets = inputs.pop("labels")[:, 1:]
+        keep = targets != IGNORE_INDEX
+        return torch.nn.functional.cross_entropy(self.trained_logits(inputs, keep), targets[keep])
+
+    def trained_logits(self, inputs: dict[str, torch.Tensor], keep: torch.Tensor) -> torch.Tensor:
+        """fp32 logits of the positions that predict a trained token (`keep`: [batch, length - 1], position
+        t predicts token t + 1), for the SFT loss and GRPO's log-probs alike. The vocab-wide LM head runs
+        at those positions only (same values, less work), unless the model's head is not a plain one."""
         parts = self._backbone_and_head() if self.hparams.head_on_trained_only else None
         if parts is None:
-            return self.model(**inputs).loss
+            return self.model(**inputs).logits[:, :-1][keep].float()
         backbone, head = parts
-        labels = inputs.pop("labels")
         hidden = backbone(**inputs).last_hidden_state
-        targets = labels[:, 1:]
-        keep = targets != IGNORE_INDEX
-        # the (vocab-wide) LM head only where a token is trained: the same mean loss as HF's, less work
-        logits = head(hidden[:, :-1][keep]).float()
-        return torch.nn.functional.cross_entropy(logits, targets[keep])
+        return head(hidden[:, :-1][keep]).float()
 
     def _backbone_and_head(self) -> tuple[torch.nn.Module, torch.nn.Module] | None:
         """The decoder stack and LM head of a plain causal LM (None: let the model compute its loss)."""

@@ -36,6 +36,7 @@ from fireact.data.prompt_style import prompt_ids
 from fireact.data.token_log import TokenTurn
 from fireact.lm.base import Completion, should_stop, truncate_at_stop
 from fireact.rollout.job import RolloutJob
+from fireact.rollout.sampling import choose_tokens
 
 
 class _SlotState:
@@ -378,30 +379,6 @@ def _lookup_draft(context: list[int], k: int, ngram: tuple[int, ...] = (3, 2)) -
             if context[i : i + n] == tail:
                 return context[i + n : i + n + k]
     return []
-
-
-def choose_tokens(
-    logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator, with_logprobs: bool
-) -> tuple[list[int], list[float]]:
-    """Greedy (temperature 0) or seeded sampling at `temperature` from the top-p nucleus. The
-    log-probs (when asked, else 0.0) are of the chosen tokens under the temperature-scaled full
-    distribution: what the trainer recomputes for the policy ratio."""
-    logits = logits.float()
-    if temperature <= 0:
-        nxt = logits.argmax(dim=-1)
-        logp = torch.log_softmax(logits, dim=-1) if with_logprobs else None
-    else:
-        logp = torch.log_softmax(logits / temperature, dim=-1)
-        probs = logp.exp()
-        if top_p < 1.0:
-            sorted_p, order = probs.sort(dim=-1, descending=True)
-            sorted_p = sorted_p * ((sorted_p.cumsum(dim=-1) - sorted_p) < top_p)  # keeps at least the top one
-            nxt = order.gather(-1, torch.multinomial(sorted_p, 1, generator=generator))[:, 0]
-        else:
-            nxt = torch.multinomial(probs, 1, generator=generator)[:, 0]
-    if logp is None:
-        return nxt.tolist(), [0.0] * len(nxt)
-    return nxt.tolist(), logp.gather(-1, nxt[:, None])[:, 0].tolist()
 
 
 def run_continuous(lm: Any, job: RolloutJob) -> None:

@@ -13,8 +13,8 @@ from fireact.data.tasks import get_task, select
 from fireact.data.token_log import TokenTurn, training_rows
 from fireact.lm.hf import HFLM
 from fireact.rollout.config import RolloutConfig
-from fireact.rollout.engine import choose_tokens
 from fireact.rollout.runners import run_rollouts
+from fireact.rollout.sampling import choose_tokens
 from fireact.tools.snapshot import SnapshotSearch
 
 
