@@ -31,14 +31,15 @@ def test_nonsense_numbers_are_refused_with_the_option_named(argv, says, capsys):
     assert says in capsys.readouterr().err
 
 
-def test_zero_rounds_in_an_expert_iteration_config(tmp_path, capsys):
+@pytest.mark.parametrize("key", ["rounds", "checkpoint_every"])
+def test_zero_counts_in_an_expert_iteration_config(key, tmp_path, capsys):
     (tmp_path / "sft.yaml").write_text("{}\n")
     config = tmp_path / "ei.yaml"
     config.write_text(
-        yaml.safe_dump({"train_config": str(tmp_path / "sft.yaml"), "init_adapter": "a", "out": "o", "rounds": 0})
+        yaml.safe_dump({"train_config": str(tmp_path / "sft.yaml"), "init_adapter": "a", "out": "o", key: 0})
     )
     assert main(["expert-iteration", "--config", str(config)]) == 2
-    assert "rounds must be an integer >= 1, got 0" in capsys.readouterr().err
+    assert f"{key} must be an integer >= 1, got 0" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
 
