@@ -79,7 +79,21 @@ def tiny_model_dir(tmp_path_factory, smollm2_dir) -> str:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Files with slow tests (model training, several processes) run first, each file kept together
-    (its module fixtures are built once): under `-n 2` the longest start at once, not last on one worker."""
-    slow = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow)
+    """Files with slow tests (model training, several processes) run first, the longest first by their
+    `slow(seconds=N)` mark (its cost measured under `-n 2`), each file kept together (its fixtures are
+    built once): under `-n 2 --dist loadfile` a worker takes the next file when it is done with one, so
+    the longest do not start last."""
+    weight: dict[Path, float] = {}
+    for item in items:
+        mark = item.get_closest_marker("slow")
+        if mark is not None:
+            weight[item.path] = max(weight.get(item.path, 0.0), float(mark.kwargs.get("seconds", 0)))
+    items.sort(key=lambda item: -weight.get(item.path, -1.0))
+
+
+@pytest.fixture(scope="session")
+def weak_agent(tmp_path_factory, smollm2_dir) -> dict:
+    """The on-policy proofs' start (tests/support/weak_agent.py), built once per test process."""
+    from weak_agent import build_weak_agent
+
+    return build_weak_agent(tmp_path_factory.mktemp("on-policy"), smollm2_dir)

@@ -1,6 +1,11 @@
-"""Expert iteration's sampling survives a SIGKILL: a real process killed mid-round leaves its episodes
-on disk, and the rerun keeps every question whose G samples all finished (byte for byte), drops the
-samples of the question the kill cut short, and samples only the rest: nothing lost or counted twice."""
+"""Expert iteration, for real and small.
+
+- Its sampling survives a SIGKILL: a real process killed mid-round leaves its episodes on disk, and the
+  rerun keeps every question whose G samples all finished (byte for byte), drops the samples of the
+  question the kill cut short, and samples only the rest: nothing lost or counted twice.
+- A round killed mid-fine-tune resumes from its newest checkpoint to the uninterrupted round's adapter.
+- One round raises live-rollout EM from the weak agent (`tests/support/weak_agent.py`): sample, keep
+  the rewarded, fine-tune with the same SFT recipe via `python -m fireact.train`."""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from weak_agent import HELD_OUT, SFT
 
 from fireact.data.synthetic import write_world
 from fireact.expert_iteration import ExpertIteration
@@ -137,3 +143,37 @@ def test_a_round_killed_mid_training_resumes_from_its_checkpoint(tmp_path, tiny_
     assert got.keys() == want.keys()
     for k, v in want.items():
         torch.testing.assert_close(got[k], v)
+
+
+@pytest.mark.slow(seconds=160)
+def test_expert_iteration_round_raises_live_rollout_em(weak_agent, tmp_path):
+    from fireact.expert_iteration import ExpertIteration
+
+    world = weak_agent["world"]
+    config = {
+        "trainer": {
+            "accelerator": "cpu", "devices": 1, "max_steps": 8, "limit_val_batches": 0, "logger": False,
+            "enable_progress_bar": False, "enable_model_summary": False,
+        },
+        "model": {"model": weak_agent["model"], **SFT},
+        "data": {
+            "class_path": "fireact.modules.datamodule.TrajectoryDataModule",
+            "init_args": {"cutoff": 256, "val_size": 0, "batch_size": 2, "seed": 0, "data_dir": str(world)},
+        },
+    }  # fmt: skip
+    (tmp_path / "sft.yaml").write_text(json.dumps(config))
+    loop = ExpertIteration(
+        train_config=str(tmp_path / "sft.yaml"), init_adapter=str(weak_agent["adapter"]), out=str(tmp_path / "ei"),
+        rounds=1, data_dir=str(world), validation=HELD_OUT,
+        pool=RolloutConfig(tasks=["synthetic"], split="train", n=16, seed=0, samples=4, temperature=1.0,
+                           max_turns=4, max_tokens=40, batch_size=16),
+    )  # fmt: skip
+    before = loop.play(str(weak_agent["adapter"]), HELD_OUT, world, "before")
+    (record,) = loop.run()
+    em_before = sum(t.reward for t in before) / len(before)
+    assert record["kept"] > 0 and record["questions"] == 16 and record["episodes"] == 64
+    assert record["val_em"] >= em_before + 0.3, (
+        f"expert iteration moved EM only {em_before:.2f} -> {record['val_em']:.2f}"
+    )
+    assert json.loads((tmp_path / "ei" / "rounds.json").read_text()) == [record]
+    assert loop.run() == [record]  # resumable: a finished round is not run again

@@ -26,7 +26,7 @@ from fireact.data.tasks import get_task
 from fireact.data.trajectory import read_trajectories
 from fireact.rollout.config import RolloutConfig
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(seconds=70)
 EPOCHS = 1
 
 
