@@ -27,7 +27,7 @@ from fireact.data.sources import Source, load_source, resolve_source, task_quest
 from fireact.data.trajectory import Trajectory
 from fireact.errors import FireactError
 from fireact.lm.models import load_tokenizer
-from fireact.modules.resumable import ResumableLoader, ResumableShuffle
+from fireact.modules.resumable import shuffled_loader
 
 PROVENANCE_FILE = "data_provenance.json"
 
@@ -304,18 +304,9 @@ class TrajectoryDataModule(LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         if self.train_set is None:
             raise FireactError("TrajectoryDataModule.setup() has not run")
-        trainer = self.trainer
-        if trainer is not None and trainer.world_size > 1:
-            # Lightning shards a RandomSampler with a (seed, epoch) DistributedSampler: exact resumes at
-            # epoch ends; a mid-epoch DDP resume repeats that epoch's batches (Lightning warns)
-            generator = torch.Generator().manual_seed(self.seed)
-            return DataLoader(
-                self.train_set, batch_size=1, shuffle=True, generator=generator,
-                collate_fn=unwrap_planned_batch, num_workers=self.num_workers,
-            )  # fmt: skip
-        return ResumableLoader(
-            self.train_set, sampler=ResumableShuffle(len(self.train_set), self.seed), trainer=trainer,
-            batch_size=1, collate_fn=unwrap_planned_batch, num_workers=self.num_workers,
+        return shuffled_loader(
+            self.train_set, self.seed, self.trainer, batch_size=1, collate_fn=unwrap_planned_batch,
+            num_workers=self.num_workers,
         )  # fmt: skip
 
     def val_dataloader(self) -> DataLoader | list:

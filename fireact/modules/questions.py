@@ -12,7 +12,6 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
@@ -21,7 +20,7 @@ from fireact.data.prompt_style import PromptStyle
 from fireact.data.tasks import Example
 from fireact.data.trajectory import question_key
 from fireact.errors import FireactError
-from fireact.modules.resumable import ResumableLoader, ResumableShuffle
+from fireact.modules.resumable import shuffled_loader
 from fireact.modules.rollout_callback import RolloutValidation
 from fireact.rollout.config import RolloutConfig
 
@@ -118,17 +117,8 @@ class QuestionDataModule(LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         if self.questions is None:
             raise FireactError("QuestionDataModule.setup() has not run")
-        trainer = self.trainer
-        if trainer is not None and trainer.world_size > 1:
-            # Lightning shards a RandomSampler with a (seed, epoch) DistributedSampler: exact resumes at
-            # epoch ends; a mid-epoch DDP resume repeats that epoch's questions (Lightning warns)
-            generator = torch.Generator().manual_seed(self.seed)
-            return DataLoader(
-                self.questions, batch_size=self.questions_per_step, shuffle=True, generator=generator, collate_fn=list
-            )
-        # one process: a run killed mid-epoch resumes at the next unplayed question, none played twice
-        return ResumableLoader(self.questions, sampler=ResumableShuffle(len(self.questions), self.seed),
-                               trainer=trainer, batch_size=self.questions_per_step, collate_fn=list)  # fmt: skip
+        return shuffled_loader(self.questions, self.seed, self.trainer, batch_size=self.questions_per_step,
+                               collate_fn=list)  # fmt: skip
 
     def val_dataloader(self) -> DataLoader:
         """One item, so Lightning runs its validation loop: RolloutValidation scores held-out questions there."""

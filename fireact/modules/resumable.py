@@ -53,3 +53,13 @@ class ResumableLoader(DataLoader):
         items = state.get("batches_done", 0) * (self.batch_size or 1)
         # an epoch-end checkpoint resumes at the next epoch's start: nothing to skip
         self.sampler.resume_epoch, self.sampler.skip = state.get("epoch", 0), items if items < len(self.sampler) else 0
+
+
+def shuffled_loader(dataset: Any, seed: int, trainer: Any, **kwargs: Any) -> DataLoader:
+    """The training loader of both DataModules. One process: a ResumableLoader, so a run killed
+    mid-epoch resumes at the next unseen item. Several (DDP, DeepSpeed): a seeded plain shuffle, which
+    Lightning shards with a (seed, epoch) DistributedSampler: exact resumes at epoch ends, while a
+    mid-epoch resume repeats that epoch's items (Lightning warns)."""
+    if trainer is not None and trainer.world_size > 1:
+        return DataLoader(dataset, shuffle=True, generator=torch.Generator().manual_seed(seed), **kwargs)
+    return ResumableLoader(dataset, sampler=ResumableShuffle(len(dataset), seed), trainer=trainer, **kwargs)
