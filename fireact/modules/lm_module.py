@@ -193,7 +193,7 @@ class FireActLM(pl.LightningModule):
         """Mean loss over the trained tokens; the batch's mask is adapted to the attention kernel, so
         packed examples never see each other."""
         inputs = model_inputs(batch, self.model)
-        if not (self.hparams.head_on_trained_only and self._backbone_and_head()):
+        if self._head_at_trained_positions() is None:
             return self.model(**inputs).loss
         targets = inputs.pop("labels")[:, 1:]
         keep = targets != IGNORE_INDEX
@@ -203,12 +203,16 @@ class FireActLM(pl.LightningModule):
         """fp32 logits of the positions that predict a trained token (`keep`: [batch, length - 1], position
         t predicts token t + 1), for the SFT loss and GRPO's log-probs alike. The vocab-wide LM head runs
         at those positions only (same values, less work), unless the model's head is not a plain one."""
-        parts = self._backbone_and_head() if self.hparams.head_on_trained_only else None
+        parts = self._head_at_trained_positions()
         if parts is None:
             return self.model(**inputs).logits[:, :-1][keep].float()
         backbone, head = parts
         hidden = backbone(**inputs).last_hidden_state
         return head(hidden[:, :-1][keep]).float()
+
+    def _head_at_trained_positions(self) -> tuple[torch.nn.Module, torch.nn.Module] | None:
+        """(backbone, head) when `head_on_trained_only` is set and the model allows it, else None."""
+        return self._backbone_and_head() if self.hparams.head_on_trained_only else None
 
     def _backbone_and_head(self) -> tuple[torch.nn.Module, torch.nn.Module] | None:
         """The decoder stack and LM head of a plain causal LM (None: let the model compute its loss)."""
