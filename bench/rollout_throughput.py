@@ -62,7 +62,7 @@ def main() -> None:
 
     def timed(lm, batch_size):
         start = time.perf_counter()
-        trajs = run_rollouts(lm, tool, task, examples, replace(cfg, batch_size=batch_size), pool, progress="rich")
+        trajs = run_rollouts(lm, tool, examples, replace(cfg, batch_size=batch_size), pool, progress="rich")
         return trajs, time.perf_counter() - start
 
     from fireact.rollout import engine

@@ -58,7 +58,7 @@ def main() -> None:
     )
 
     start = time.perf_counter()
-    trajs = run_rollouts(lm, tool, task, examples, cfg, pool)
+    trajs = run_rollouts(lm, tool, examples, cfg, pool)
     engine_s = time.perf_counter() - start
     engine_tokens = sum(t.meta["completion_tokens"] for t in trajs)
 

@@ -70,7 +70,7 @@ def main() -> None:
         ("slow tool, inline", SlowSearch(snapshot, args.latency, blocking_io=False)),
     ):
         start = time.perf_counter()
-        trajs = run_rollouts(lm, tool, task, examples, cfg, pool, progress="rich")
+        trajs = run_rollouts(lm, tool, examples, cfg, pool, progress="rich")
         runs[name] = (trajs, time.perf_counter() - start, getattr(tool, "calls", None))
     base_trajs, base_s, _ = runs["instant tool"]
     for name, (trajs, s, calls) in runs.items():

@@ -26,7 +26,6 @@ from typing import Any
 
 from fireact.data.evaluation import by_question, contains_answer, gold_turn
 from fireact.data.paths import read_text, resolve_data_dir
-from fireact.data.tasks import get_task
 from fireact.data.trajectory import (
     Trajectory,
     TrajectoryAppender,
@@ -136,13 +135,12 @@ class ExpertIteration:
     def check_disjoint(self, root: Path) -> None:
 
         evaluated = evaluated_questions([self.validation], root)
-        for task in self.pool.tasks:
-            for e in self.pool.examples(task, root):
-                if question_key(e.question) in evaluated:
-                    raise FireactError(
-                        f"pool question {task} {e.id!r} ({e.question[:80]!r}) is also a validation question: "
-                        "choose disjoint pool and validation selections"
-                    )
+        for e in self.pool.all_examples(root):
+            if question_key(e.question) in evaluated:
+                raise FireactError(
+                    f"pool question {e.task} {e.id!r} ({e.question[:80]!r}) is also a validation question: "
+                    "choose disjoint pool and validation selections"
+                )
 
     def play(
         self, adapter: str, cfg: RolloutConfig, root: Path, source: str, skip: set[tuple[str, str]] = frozenset(),
@@ -151,12 +149,8 @@ class ExpertIteration:
         """`cfg`'s episodes with `adapter`, but for the (task, id) questions in `skip`."""
         lm = HFLM(adapter, name=f"hf:{adapter}")
         tool = cfg.make_tool(root)
-        trajs = []
-        for task in cfg.tasks:
-            examples = [e for e in cfg.examples(task, root) if (task, e.id) not in skip]
-            trajs += run_rollouts(lm, tool, get_task(task), examples, cfg, progress="rich", source=source,
-                                  on_done=on_done)  # fmt: skip
-        return trajs
+        examples = [e for e in cfg.all_examples(root) if (e.task, e.id) not in skip]
+        return run_rollouts(lm, tool, examples, cfg, progress="rich", source=source, on_done=on_done)
 
     def sample_pool(self, adapter: str, root: Path, log: Path, source: str) -> list[Trajectory]:
         """The pool's G episodes per question, each appended to `log` as it ends; after a kill, the

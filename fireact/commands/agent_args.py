@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 from fireact.agent.prompts import default_exemplar_pool
@@ -65,28 +66,29 @@ def add_agent(p: argparse.ArgumentParser, **defaults) -> None:
     )
 
 
-def prompt_inputs(args: argparse.Namespace, cfg: RolloutConfig, task: str, data_dir: Path):
-    """(exemplar pool, prompt text) for run_rollouts: None, None when zero-shot."""
-
+def prompt_inputs(args: argparse.Namespace, cfg: RolloutConfig, data_dir: Path):
+    """(exemplar pool of every task, prompt text) for run_rollouts: None, None when zero-shot. A
+    --few-shot-from record without a task serves every task."""
     prompt_text = None
     if args.prompt_file is not None:
         prompt_text = read_text(args.prompt_file, "prompt file")
     pool: list[Trajectory] | None = None
     if cfg.few_shot > 0 and prompt_text is None:
         if args.few_shot_from is not None:
-            pool = read_any(args.few_shot_from)
-            for r in pool:
-                r.task = r.task or task
+            records = read_any(args.few_shot_from)
+            pool = [
+                r if r.task else replace(r, task=task) for task in cfg.tasks for r in records if r.task in ("", task)
+            ]
         else:
-            pool = default_exemplar_pool(data_dir, task)
+            pool = [t for task in cfg.tasks for t in default_exemplar_pool(data_dir, task) if t.task == task]
     return pool, prompt_text
 
 
-def agent_run(args: argparse.Namespace) -> tuple[Path, RolloutConfig, dict[str, list[Example]], SearchTool, LM]:
-    """(data dir, rollout config, each task's questions, tool, LM) of an eval or generate command; the
-    questions are selected first, so a task or split typo fails before the model loads."""
+def agent_run(args: argparse.Namespace) -> tuple[Path, RolloutConfig, list[Example], SearchTool, LM]:
+    """(data dir, rollout config, the questions of every task, tool, LM) of an eval or generate command;
+    the questions are selected first, so a task or split typo fails before the model loads."""
     root = resolve_data_dir(args.data_dir)
     cfg = RolloutConfig.from_args(args)
-    selected = {name: cfg.examples(name, root) for name in cfg.tasks}
+    selected = cfg.all_examples(root)
     tool = cfg.make_tool(root)
     return root, cfg, selected, tool, build_lm(args)

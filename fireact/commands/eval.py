@@ -11,8 +11,7 @@ from fireact.commands.agent_args import add_agent, add_lm, agent_run, prompt_inp
 from fireact.commands.common import add_data_dir
 from fireact.commands.score import print_summary
 from fireact.data.evaluation import summarize
-from fireact.data.tasks import get_task
-from fireact.data.trajectory import Trajectory, write_trajectories
+from fireact.data.trajectory import write_trajectories
 from fireact.errors import FireactError
 
 
@@ -27,20 +26,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from fireact.rollout.runners import run_rollouts  # lazy: torch/Lightning, not for --help
 
-    root, cfg, selected, tool, lm = agent_run(args)
-    written: list[Trajectory] = []
-    for name, examples in selected.items():
-        task = get_task(name)
-        pool, prompt_text = prompt_inputs(args, cfg, name, root)
-        start = time.monotonic()
-        trajs = run_rollouts(
-            lm, tool, task, examples, cfg, pool, prompt_text,
-            progress="rich", source=f"eval:{lm.name}",
-        )  # fmt: skip
-        per_q = (time.monotonic() - start) / len(examples) if examples else 0.0
-        written += trajs
-        write_trajectories(args.out, written)
-        summary = summarize(trajs, len(examples))
+    root, cfg, examples, tool, lm = agent_run(args)
+    pool, prompt_text = prompt_inputs(args, cfg, root)
+    start = time.monotonic()
+    written = run_rollouts(lm, tool, examples, cfg, pool, prompt_text, progress="rich", source=f"eval:{lm.name}")
+    per_q = (time.monotonic() - start) / len(examples) if examples else 0.0
+    write_trajectories(args.out, written)
+    for name in cfg.tasks:
+        trajs = [t for t in written if t.task == name]
+        summary = summarize(trajs, sum(e.task == name for e in examples))
         fmt = trajs[0].meta["fmt"] if trajs else cfg.format
         if args.json:
             row = {"file": str(args.out), "task": name, "format": fmt, **summary.to_dict()}

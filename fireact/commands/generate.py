@@ -12,10 +12,8 @@ from rich.table import Table
 from fireact.commands.agent_args import add_agent, add_lm, agent_run, prompt_inputs
 from fireact.commands.common import USD, add_data_dir
 from fireact.data.evaluation import summarize
-from fireact.data.tasks import get_task
 from fireact.data.trajectory import GenerationLog, Trajectory
 from fireact.errors import FireactError
-from fireact.rollout.config import RolloutConfig
 
 FAILING_IN_A_ROW = 8  # consecutive failed episodes that stop the run: the backend or tool is down, not flaky
 
@@ -30,29 +28,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    root, cfg, selected, tool, lm = agent_run(args)
-    spent = 0.0
-    for name, examples in selected.items():
-        spent = _generate(args, cfg, name, examples, root, lm, tool, spent)
-    return 0
-
-
-def _generate(
-    args: argparse.Namespace, cfg: RolloutConfig, name: str, examples: list, root: Path, lm, tool, spent: float
-) -> float:
-    """One task's episodes; `spent` carries the cost of earlier tasks (the budget covers the run)."""
+    """Every task's episodes in one run; the budget covers the whole run."""
     from fireact.rollout.runners import run_rollouts  # lazy: torch/Lightning, not for --help
 
-    task = get_task(name)
-    if any(e.answer is None for e in examples):
-        raise FireactError(f"{task.name}/{cfg.split} has no gold answers: generation needs them to score episodes")
-    pool, prompt_text = prompt_inputs(args, cfg, name, root)
+    root, cfg, examples, tool, lm = agent_run(args)
+    missing = next((e for e in examples if e.answer is None), None)
+    if missing is not None:
+        raise FireactError(f"{missing.task}/{cfg.split} has no gold answers: generation needs them to score episodes")
+    pool, prompt_text = prompt_inputs(args, cfg, root)
     log = GenerationLog(args.out)
-    done = log.done_ids(task.name)
-    todo = [e for e in examples if e.id not in done]
+    done = {task: log.done_ids(task) for task in cfg.tasks}
+    todo = [e for e in examples if e.id not in done[e.task]]
     console = Console(stderr=True)
-    if done:
+    if len(todo) < len(examples):
         console.print(f"resuming {args.out}: {len(examples) - len(todo)} of {len(examples)} already done")
+    spent = 0.0
     finished: list[Trajectory] = []
     failed: list[Trajectory] = []  # ended by a backend or tool failure: not recorded, so a rerun retries them
     streak = 0  # episodes failed in a row
@@ -76,22 +66,20 @@ def _generate(
 
     start = time.monotonic()
     try:
-        run_rollouts(
-            lm, tool, task, todo, cfg, pool, prompt_text,
-            progress="rich", on_done=on_done, should_stop=should_stop, source=f"generate:{lm.name}",
-        )  # fmt: skip
+        run_rollouts(lm, tool, todo, cfg, pool, prompt_text, progress="rich", on_done=on_done,
+                     should_stop=should_stop, source=f"generate:{lm.name}")  # fmt: skip
     finally:
         log.close()
-    print_generated(f"{lm.name} {cfg.method} on {task.name}/{cfg.split} -> {args.out}", finished,
+    print_generated(f"{lm.name} {cfg.method} on {', '.join(cfg.tasks)}/{cfg.split} -> {args.out}", finished,
                     args.only_successful, time.monotonic() - start)  # fmt: skip
     if over_budget():
         console.print(f"stopped early: spent ${spent:.4f} >= --max-cost-usd {args.max_cost_usd}")
     if failed:
         raise FireactError(
-            f"{len(failed)} {task.name} episodes failed ({failed[-1].meta.get('error', 'backend error')}); "
+            f"{len(failed)} {', '.join(sorted({t.task for t in failed}))} episodes failed ({failed[-1].meta.get('error', 'backend error')}); "
             f"{len(finished)} finished ones are saved in {args.out}: run the same command again to retry the rest"
         )
-    return spent
+    return 0
 
 
 def print_generated(title: str, finished: list[Trajectory], only_successful: bool, seconds: float) -> None:

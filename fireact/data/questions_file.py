@@ -10,7 +10,8 @@ from fireact.data.tasks import Example
 from fireact.errors import FireactError
 
 
-def read_questions(path: Path) -> list[Example]:
+def read_questions(path: Path, task: str) -> list[Example]:
+    """The file's questions, scored as `task`'s."""
     out: list[Example] = []
     for lineno, row in read_jsonl(path, "questions file"):
         if not isinstance(row, dict) or not isinstance(row.get("question"), str) or not row["question"].strip():
@@ -20,7 +21,7 @@ def read_questions(path: Path) -> list[Example]:
             answer = answer[0]  # datasets with aliases: the first is the gold string EM compares with
         if not isinstance(answer, str):
             raise FireactError(f"{path}:{lineno}: `answer` must be a string, got {type(answer).__name__}")
-        out.append(Example(str(row.get("id", lineno)), row["question"], answer))
+        out.append(Example(str(row.get("id", lineno)), row["question"], answer, task))
     if not out:
         raise FireactError(f"{path}: the questions file has no questions")
     return out

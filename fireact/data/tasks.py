@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
@@ -18,11 +18,14 @@ from fireact.data.wiki_questions import example_id, read_wiki_questions, wiki_di
 from fireact.errors import FireactError
 
 
-@dataclass(frozen=True)
+@dataclass
 class Example:
+    """One question of a task (not frozen: Lightning rebuilds the dataclasses of a batch it moves)."""
+
     id: str
     question: str
     answer: str | None  # None where the release has no gold answer (e.g. HotpotQA test)
+    task: str = ""  # the task that scores it: set by `Task.load` and `read_questions`
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,7 @@ class Task:
 
 @cache
 def _cached_load(task: Task, data_dir: Path, split: str) -> list[Example]:
-    return task.loader(data_dir, split)
+    return [replace(e, task=task.name) for e in task.loader(data_dir, split)]
 
 
 def _read_json(path: Path, answer: tuple[type, ...] = (str, type(None))) -> list[dict]:

@@ -24,13 +24,12 @@ from typing import Any
 import torch
 
 from fireact.data.paths import resolve_data_dir
-from fireact.data.tasks import get_task
+from fireact.data.tasks import Example
 from fireact.data.token_log import TokenRow, training_rows
 from fireact.data.trajectory import Trajectory
 from fireact.errors import FireactError
 from fireact.lm.hf import HFLM
 from fireact.modules.lm_module import FireActLM
-from fireact.modules.questions import Question
 from fireact.rollout.config import RolloutConfig
 from fireact.rollout.runners import run_rollouts
 from fireact.rollout.sampling import sampling_logprobs
@@ -131,7 +130,7 @@ class GRPOLM(FireActLM):
             self.model.load_adapter(self.hparams.init_adapter, adapter_name=REFERENCE, is_trainable=False)
             self.model.set_adapter("default")
 
-    def play(self, questions: list[Question]) -> list[Trajectory]:
+    def play(self, questions: list[Example]) -> list[Trajectory]:
         """G sampled episodes per question with the current weights, tokens and log-probs recorded."""
 
         if self._tool is None:
@@ -144,16 +143,12 @@ class GRPOLM(FireActLM):
             sampling_seed=self.rollout_config.sampling_seed + self.global_step * world + rank,
         )
         lm = HFLM(self.model, self.tokenizer, name=f"hf:grpo@step{self.global_step}", prompt_style=self.prompt_style)
-        trajs: list[Trajectory] = []
         self.model.eval()
         try:
             with torch.no_grad():
-                for task in sorted({q.task for q in questions}):
-                    examples = [q.example for q in questions if q.task == task]
-                    trajs += run_rollouts(lm, self._tool, get_task(task), examples, cfg, source="grpo")
+                return run_rollouts(lm, self._tool, sorted(questions, key=lambda q: q.task), cfg, source="grpo")
         finally:
             self.model.train()
-        return trajs
 
     # ----------------------------------------------------------------- loss
     def token_logprobs(self, rows: list[TokenRow]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -191,7 +186,7 @@ class GRPOLM(FireActLM):
             with self.model.disable_adapter():
                 return self.token_logprobs(rows)[0]
 
-    def training_step(self, batch: list[Question], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: list[Example], batch_idx: int) -> torch.Tensor:
         h = self.hparams
         started = time.perf_counter()
         trajs = self.play(batch)

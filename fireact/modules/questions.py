@@ -9,7 +9,6 @@ the questions of every `RolloutValidation` callback on the trainer; any overlap 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from typing import Any
 
 from lightning.pytorch import LightningDataModule
@@ -23,20 +22,6 @@ from fireact.errors import FireactError
 from fireact.modules.resumable import shuffled_loader
 from fireact.modules.rollout_callback import RolloutValidation
 from fireact.rollout.config import RolloutConfig
-
-
-@dataclass
-class Question:
-    """One training question (plain strings: Lightning walks batches and refuses frozen dataclasses)."""
-
-    task: str
-    id: str
-    question: str
-    answer: str
-
-    @property
-    def example(self) -> Example:
-        return Example(self.id, self.question, self.answer)
 
 
 def evaluated_questions(selections: list[RolloutConfig], data_dir: Any) -> dict[str, str]:
@@ -79,7 +64,7 @@ class QuestionDataModule(LightningDataModule):
         self.format = format
         if questions_per_step < 1:
             raise FireactError("data.questions_per_step must be at least 1")
-        self.questions: list[Question] | None = None
+        self.questions: list[Example] | None = None
 
     @property
     def prompt_style(self) -> PromptStyle | None:
@@ -89,16 +74,15 @@ class QuestionDataModule(LightningDataModule):
         if self.questions is not None:
             return
         root = resolve_data_dir(self.data_dir)
-        examples = [(t, e) for t in self.pool.tasks for e in self.pool.examples(t, root)]
-        if not examples:
+        pool = self.pool.all_examples(root)
+        if not pool:
             raise FireactError(f"data.pool selects no questions ({', '.join(self.pool.tasks)}/{self.pool.split})")
-        if any(e.answer is None for _, e in examples):
+        if any(e.answer is None for e in pool):
             raise FireactError(f"data.pool {self.pool.split} has no gold answers: on-policy training needs rewards")
-        pool = [Question(t, e.id, e.question, e.answer) for t, e in examples]
         self.check_disjoint(pool, root)
         self.questions = pool
 
-    def check_disjoint(self, pool: list[Question], root: Any) -> None:
+    def check_disjoint(self, pool: list[Example], root: Any) -> None:
 
         selections = list(self.exclude)
         trainer = self.trainer

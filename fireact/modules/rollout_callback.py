@@ -21,7 +21,6 @@ from lightning.pytorch.callbacks import Callback, RichProgressBar
 from lightning.pytorch.utilities import rank_zero_info
 
 from fireact.data.paths import resolve_data_dir
-from fireact.data.tasks import get_task
 from fireact.data.trajectory import Trajectory, write_trajectories
 from fireact.lm.hf import HFLM
 from fireact.modules.datamodule import trainer_prompt_style
@@ -90,49 +89,42 @@ class RolloutValidation(Callback):
         # at world_size times the compute. Otherwise each rank plays a disjoint shard.
         lockstep = _zero3(trainer)
         rank, world = (0, 1) if lockstep else (trainer.global_rank, trainer.world_size)
-        out: dict[str, float] = {}
+        examples = [e for task in cfg.tasks for e in cfg.examples(task, data_dir)[rank::world]]
         was_training = model.training
         model.eval()
         try:
-            for task_name in cfg.tasks:
-                task = get_task(task_name)
-                examples = cfg.examples(task_name, data_dir)[rank::world]
-                start = time.perf_counter()
-                with (
-                    torch.no_grad(),
-                    _progress(trainer, f"rollouts {task_name}", len(examples)) as report,
-                ):
-                    trajs = run_rollouts(
-                        lm, tool, task, examples, cfg, progress=report,
-                        source=f"rollout-validation step {trainer.global_step}",
-                    )  # fmt: skip
-                seconds = time.perf_counter() - start
-                metrics = RolloutMetrics(sync_on_compute=not lockstep)
-                metrics.update(trajs)
-                values = {k: float(v) for k, v in metrics.compute().items()}  # summed over ranks' shards
-                values["rollout_seconds"] = _max_over_ranks(seconds)
-                path = self._write(trainer, task_name, trajs if lockstep else _gather(trajs), tag)
-                prefix = "val/" if len(cfg.tasks) == 1 else f"val/{task_name}/"
-                out.update({f"{prefix}{k}": v for k, v in values.items() if k != "episodes"})
-                self.history.append(
-                    {
-                        "step": trainer.global_step,
-                        "tag": tag,
-                        "task": task_name,
-                        **values,
-                        "file": str(path) if path else None,
-                    }
+            start = time.perf_counter()
+            with torch.no_grad(), _progress(trainer, f"rollouts {', '.join(cfg.tasks)}", len(examples)) as report:
+                trajs = run_rollouts(
+                    lm, tool, examples, cfg, progress=report, source=f"rollout-validation step {trainer.global_step}"
                 )
-                rank_zero_info(
-                    f"rollouts {task_name} at step {trainer.global_step}: EM {values['em']:.3f} F1 {values['f1']:.3f} "
-                    f"format errors {values['format_error_rate']:.1%} over {int(values['episodes'])} questions "
-                    f"({values['rollout_seconds']:.0f}s) -> {path}"
-                )
-            if len(cfg.tasks) > 1:
-                out["val/em"] = sum(out[f"val/{t}/em"] for t in cfg.tasks) / len(cfg.tasks)
+            seconds = _max_over_ranks(time.perf_counter() - start)
         finally:
             model.train(was_training)
+        out = {"val/rollout_seconds": seconds}
+        for task in cfg.tasks:
+            out.update(self._score(trainer, task, [t for t in trajs if t.task == task], lockstep, tag, seconds))
+        if len(cfg.tasks) > 1:
+            out["val/em"] = sum(out[f"val/{t}/em"] for t in cfg.tasks) / len(cfg.tasks)
         return out
+
+    def _score(
+        self, trainer: pl.Trainer, task: str, trajs: list[Trajectory], lockstep: bool, tag: str | None, seconds: float
+    ) -> dict[str, float]:
+        """One task's metrics (summed over ranks' shards), its file and its history row."""
+        metrics = RolloutMetrics(sync_on_compute=not lockstep)
+        metrics.update(trajs)
+        values = {k: float(v) for k, v in metrics.compute().items()}
+        path = self._write(trainer, task, trajs if lockstep else _gather(trajs), tag)
+        self.history.append({"step": trainer.global_step, "tag": tag, "task": task, **values, "rollout_seconds": seconds,
+                             "file": str(path) if path else None})  # fmt: skip
+        rank_zero_info(
+            f"rollouts {task} at step {trainer.global_step}: EM {values['em']:.3f} F1 {values['f1']:.3f} "
+            f"format errors {values['format_error_rate']:.1%} over {int(values['episodes'])} questions "
+            f"({seconds:.0f}s) -> {path}"
+        )
+        prefix = "val/" if len(self.config.tasks) == 1 else f"val/{task}/"
+        return {f"{prefix}{k}": v for k, v in values.items() if k != "episodes"}
 
     def _write(self, trainer: pl.Trainer, task: str, trajs: list[Trajectory] | None, tag: str | None) -> Path | None:
         root = Path(trainer.log_dir or trainer.default_root_dir) / "rollouts"  # log_dir is a collective: all ranks

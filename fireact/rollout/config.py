@@ -94,7 +94,7 @@ class RolloutConfig:
         """The paper's seeded question selection of one task (of its answerable questions if asked)."""
         spec = get_task(task)
         if self.questions is not None:
-            return select(read_questions(Path(self.questions)), self.n, None, self.offset)
+            return select(read_questions(Path(self.questions), task), self.n, None, self.offset)
         examples = spec.load(data_dir, self.split)
         seed = spec.selection_seed(self.split, self.seed)
         if self.answerable:
@@ -106,6 +106,10 @@ class RolloutConfig:
             examples = [e for e in select(examples, None, seed) if snapshot.holds(e.answer)]
             return select(examples, self.n, None, self.offset)
         return select(examples, self.n, seed, self.offset)
+
+    def all_examples(self, data_dir: Path) -> list[Example]:
+        """`examples` of every task, task after task."""
+        return [e for task in self.tasks for e in self.examples(task, data_dir)]
 
     def tool_name(self) -> str:
         """The tool asked for, else the one measured best for the questions (docs/reproduction.md): the

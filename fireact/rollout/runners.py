@@ -11,7 +11,7 @@ from contextlib import nullcontext
 from fireact.agent.methods import Episode, method_spec
 from fireact.agent.prompts import few_shot_prefix, pick_exemplars
 from fireact.data.prompt_style import Prompt, PromptStyle
-from fireact.data.tasks import Example, Task
+from fireact.data.tasks import Example, get_task
 from fireact.data.trajectory import Trajectory, Turn
 from fireact.errors import FireactError
 from fireact.lm.base import LM
@@ -42,17 +42,17 @@ def resolve_style(fmt: str | None, lm: LM) -> PromptStyle:
 
 
 def _prompt_prefix(
-    cfg: RolloutConfig, task: Task, examples: list[Example], style: PromptStyle,
+    cfg: RolloutConfig, task: str, examples: list[Example], style: PromptStyle,
     pool: list[Trajectory] | None, prompt_text: str | None,
 ) -> tuple[Prompt, int | str]:  # fmt: skip
-    """(the text before each question, what `meta.few_shot` records): the user's prompt file, K
-    exemplars of the task drawn from `pool` (never one of the asked questions), or nothing."""
+    """(the text before each question of `task`, what `meta.few_shot` records): the user's prompt
+    file, K exemplars of the task drawn from `pool` (never one of the asked questions), or nothing."""
     if prompt_text is not None:
         return few_shot_prefix(cfg.method, [], prompt_text, style.format), "prompt_file"
     exemplars: list[Trajectory] = []
     if cfg.few_shot > 0:
         asked = {e.question for e in examples}
-        exemplars = pick_exemplars(pool or [], task.name, cfg.few_shot, cfg.exemplar_seed, asked, cfg.method)
+        exemplars = pick_exemplars(pool or [], task, cfg.few_shot, cfg.exemplar_seed, asked, cfg.method)
         if cfg.method == "io":
             exemplars = _io_exemplars(exemplars)
     return few_shot_prefix(cfg.method, exemplars, None, style.format), len(exemplars)
@@ -61,7 +61,6 @@ def _prompt_prefix(
 def run_rollouts(
     lm: LM,
     tool: SearchTool,
-    task: Task,
     examples: Iterable[Example],
     config: RolloutConfig | None = None,
     exemplar_pool: list[Trajectory] | None = None,
@@ -71,31 +70,35 @@ def run_rollouts(
     should_stop: Callable[[], bool] | None = None,
     source: str = "",
 ) -> list[Trajectory]:
-    """Run `config.samples` episodes per example (G samples side by side) and return the
-    trajectories in example order.
+    """The one play loop: `config.samples` episodes per example (G samples side by side), examples of
+    any tasks in one run (each scored and prompted as its `task`), trajectories in example order.
 
-    `config.few_shot`=K draws K successful exemplars of the task from `exemplar_pool` (seeded); a
-    `prompt_text` replaces them with the user's own prompt; both 0/None means zero-shot (the
-    format fine-tuned models are trained on). `on_done` sees each trajectory as soon as it ends;
-    `should_stop` (checked before each new episode starts) ends a run early, e.g. on a cost cap.
-    `progress` is a callback (done, total), "rich" for a progress bar, or None.
+    `config.few_shot`=K draws K successful exemplars of each task from `exemplar_pool` (seeded); a
+    `prompt_text` replaces them; both 0/None is zero-shot (what fine-tuned models are trained on).
+    `on_done` sees each trajectory as soon as it ends; `should_stop` (checked before each new episode
+    starts) ends a run early, e.g. on a cost cap. `progress`: a callback (done, total), "rich" or None.
     """
     cfg = config or RolloutConfig()
     if cfg.record_tokens and not lm.continuous:
         raise FireactError(f"record_tokens needs a local model in the rollout engine (hf:...), not {lm.name}")
     examples = list(examples)
     style = resolve_style(cfg.format, lm)
-    prefix, shots = _prompt_prefix(cfg, task, examples, style, exemplar_pool, prompt_text)
-    meta = {"lm": lm.name, "tool": getattr(tool, "name", "search"), "few_shot": shots, "fmt": style.format}
+    tasks, prefixes, meta = {}, {}, {}  # per task: its scorer, the text before its questions, its records' meta
+    for name in dict.fromkeys(e.task for e in examples):
+        tasks[name] = get_task(name)
+        asked = [e for e in examples if e.task == name]
+        prefixes[name], shots = _prompt_prefix(cfg, name, asked, style, exemplar_pool, prompt_text)
+        meta[name] = {"lm": lm.name, "tool": getattr(tool, "name", "search"), "few_shot": shots, "fmt": style.format}
     plays = [(ex, j) for ex in examples for j in range(cfg.samples)]  # G samples of a question, side by side
     turns = 1 if cfg.method in ("io", "cot") else cfg.max_turns
     lm.reset_cache()  # a model being trained changes between runs: never reuse its old KV
     results: dict[int, Trajectory] = {}
-    ctx = rich_progress(f"{cfg.method} {task.name}") if progress == "rich" else nullcontext(progress)
+    ctx = rich_progress(f"{cfg.method} {', '.join(tasks)}") if progress == "rich" else nullcontext(progress)
     with ctx as report:
 
         def finish(i: int, ep: Episode) -> None:
-            t = ep.to_trajectory(source, {**meta, "sample": plays[i][1]} if cfg.samples > 1 else meta)
+            ex, sample = plays[i]
+            t = ep.to_trajectory(source, {**meta[ex.task], "sample": sample} if cfg.samples > 1 else meta[ex.task])
             results[i] = t
             if on_done is not None:
                 on_done(t)
@@ -106,7 +109,7 @@ def run_rollouts(
             report(0, len(plays), 0.0)
         job = RolloutJob(
             plays,
-            lambda play: Episode(play[0], task, cfg.method, style, prefix, turns),
+            lambda play: Episode(play[0], tasks[play[0].task], cfg.method, style, prefixes[play[0].task], turns),
             finish,
             should_stop or (lambda: False),
             {"search": tool},

@@ -62,10 +62,10 @@ def test_a_users_own_questions(tmp_path, data_dir):
     assert [(e.id, e.question, e.answer) for e in got] == [("a", "Who wrote X?", "Ann"), ("2", "Where is Y?", "Oslo")]
     path.write_text(json.dumps(rows[0]) + "\n" + json.dumps({"question": "no answer"}) + "\n")
     with pytest.raises(FireactError, match=r"q.jsonl:2: `answer` must be a string"):
-        read_questions(path)
+        read_questions(path, "hotpotqa")
     path.write_text("[" * 100_000)
     with pytest.raises(FireactError, match=r"q.jsonl:1: JSON nested too deeply"):
-        read_questions(path)
+        read_questions(path, "hotpotqa")
 
 
 def test_coverage_and_eval_in_the_wiki_world(splits, data_dir, tmp_path, tiny_model_dir, capsys, monkeypatch):

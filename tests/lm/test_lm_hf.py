@@ -97,7 +97,6 @@ def test_rollouts_with_tiny_model_and_snapshot(tiny_lm, data_dir):
     trajs = run_rollouts(
         tiny_lm,
         tool,
-        task,
         examples,
         RolloutConfig(max_turns=2, batch_size=2, max_tokens=16),
         progress=lambda d, n, em: seen.append((d, n, em)),

@@ -8,7 +8,7 @@ import pytest
 from chat_standin import ChatStandIn
 from faults import refused_url
 
-from fireact.data.tasks import Example, get_task
+from fireact.data.tasks import Example
 from fireact.lm.openai import OpenAILM, price
 from fireact.rollout.config import RolloutConfig
 from fireact.rollout.runners import run_rollouts
@@ -37,10 +37,9 @@ def test_slow_response_times_out_and_ends_episode_with_error(fault_server, tmp_p
     srv.faults = ["slow", "slow", "slow"]
     key = "sk-secretsecret-0123456789"
     lm = OpenAILM("gpt-4", base_url=url, api_key=key, max_retries=1, timeout=0.4, concurrency=2)
-    task = get_task("hotpotqa")
-    examples = [Example("1", "Capital of France?", "Paris")]
+    examples = [Example("1", "Capital of France?", "Paris", "hotpotqa")]
     start = time.monotonic()
-    (t,) = run_rollouts(lm, lambda q: "x", task, examples, RolloutConfig(method="react"))
+    (t,) = run_rollouts(lm, lambda q: "x", examples, RolloutConfig(method="react"))
     assert time.monotonic() - start < 5
     assert t.end_reason == "error" and "Timeout" in t.meta["error"]
     assert key not in t.to_json() and len(srv.seen) == 2  # one try + one retry
@@ -69,10 +68,9 @@ def test_cut_body_non_json_and_unreachable_server(fault_server, faults, error):
 def test_concurrent_episodes_and_token_accounting(fault_server):
     url, srv = fault_server
     lm = OpenAILM("gpt-3.5-turbo", base_url=url, api_key="k", concurrency=3, requests_per_minute=6000)
-    task = get_task("hotpotqa")
-    examples = [Example(str(i), f"Capital {i}?", "Paris") for i in range(6)]
+    examples = [Example(str(i), f"Capital {i}?", "Paris", "hotpotqa") for i in range(6)]
     done = []
-    trajs = run_rollouts(lm, lambda q: "x", task, examples, on_done=done.append)
+    trajs = run_rollouts(lm, lambda q: "x", examples, on_done=done.append)
     assert [t.id for t in trajs] == [str(i) for i in range(6)] and len(done) == 6
     assert all(t.reward == 1.0 and t.meta["prompt_tokens"] == 100 and t.meta["cost_usd"] > 0 for t in trajs)
     assert trajs[0].meta["lm"] == "openai:gpt-3.5-turbo"

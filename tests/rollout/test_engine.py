@@ -73,9 +73,9 @@ def test_tiny_rollouts_continuous_equal_one_at_a_time(tiny, tiny_model_dir, data
     tool = SnapshotSearch(snapshot_path(data_dir))
     pool = default_exemplar_pool(data_dir, task.name)
     cfg = RolloutConfig(few_shot=1, max_turns=3, max_tokens=24)
-    fast = run_rollouts(tiny, tool, task, examples, replace(cfg, batch_size=4), pool)
+    fast = run_rollouts(tiny, tool, examples, replace(cfg, batch_size=4), pool)
     ref_lm = HFLM(tiny_model_dir, dtype=torch.float32, batch_size=1, prefix_cache=False, continuous=False)
-    ref = run_rollouts(ref_lm, tool, task, examples, replace(cfg, batch_size=1), pool)
+    ref = run_rollouts(ref_lm, tool, examples, replace(cfg, batch_size=1), pool)
     assert [t.id for t in fast] == [e.id for e in examples]
     for x, y in zip(fast, ref):
         assert [(t.thought, t.action, t.observation) for t in x.turns] == [
@@ -106,10 +106,10 @@ def test_draft_and_verify_is_lossless(tiny, data_dir, monkeypatch):
     runs = {}
     for draft in (0, 6):
         monkeypatch.setattr(tiny, "draft_tokens", draft)
-        runs[draft] = run_rollouts(tiny, tool, task, examples, cfg, pool)
+        runs[draft] = run_rollouts(tiny, tool, examples, cfg, pool)
     assert made[0].drafts["proposed"] == 0 and made[1].drafts["accepted"] > 0
     monkeypatch.setattr(engine, "_lookup_draft", lambda context, k: [])  # drafting on, nothing to draft
-    assert [t.turns for t in run_rollouts(tiny, tool, task, examples, cfg, pool)] == [t.turns for t in runs[0]]
+    assert [t.turns for t in run_rollouts(tiny, tool, examples, cfg, pool)] == [t.turns for t in runs[0]]
     for x, y in zip(runs[0], runs[6]):
         assert [(t.thought, t.action, t.observation) for t in x.turns] == [
             (t.thought, t.action, t.observation) for t in y.turns
@@ -132,11 +132,9 @@ def test_real_smollm2_few_shot_multi_turn_equal_one_at_a_time(smollm2_dir, data_
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # on a busy 2-core box 2 threads make small decode steps ~30x slower
     try:
-        fast = run_rollouts(
-            HFLM(smollm2_dir, dtype=torch.float32), tool, task, examples, replace(cfg, batch_size=3), pool
-        )
+        fast = run_rollouts(HFLM(smollm2_dir, dtype=torch.float32), tool, examples, replace(cfg, batch_size=3), pool)
         ref_lm = HFLM(smollm2_dir, dtype=torch.float32, batch_size=1, prefix_cache=False, continuous=False)
-        ref = run_rollouts(ref_lm, tool, task, examples, replace(cfg, batch_size=1), pool)
+        ref = run_rollouts(ref_lm, tool, examples, replace(cfg, batch_size=1), pool)
     finally:
         torch.set_num_threads(threads)
     assert any(len(t.turns) > 1 for t in ref)  # KV reuse across turns is exercised
@@ -185,7 +183,7 @@ def test_blocking_tool_calls_run_off_the_decode_path(smollm2_dir, data_dir, monk
     try:
         for blocking in (False, True):
             tool = _SlowSearch(snapshot, 0.3, blocking, forwards)
-            runs[blocking] = (run_rollouts(lm, tool, task, examples, cfg, pool), tool.overlapped)
+            runs[blocking] = (run_rollouts(lm, tool, examples, cfg, pool), tool.overlapped)
     finally:
         torch.set_num_threads(threads)
     (inline, inline_overlap), (offloaded, overlap) = runs[False], runs[True]

@@ -58,8 +58,8 @@ def sampled(smollm2_dir, data_dir):
     torch.set_num_threads(1)
     try:
         lm = HFLM(smollm2_dir, dtype=torch.float32)
-        runs = [run_rollouts(lm, tool, task, examples, cfg, pool) for _ in range(2)]
-        other = run_rollouts(lm, tool, task, examples, RolloutConfig(**{**cfg.__dict__, "sampling_seed": 12}), pool)
+        runs = [run_rollouts(lm, tool, examples, cfg, pool) for _ in range(2)]
+        other = run_rollouts(lm, tool, examples, RolloutConfig(**{**cfg.__dict__, "sampling_seed": 12}), pool)
     finally:
         torch.set_num_threads(threads)
     return {"lm": lm, "examples": examples, "runs": runs, "other": other, "pool": pool, "task": task}

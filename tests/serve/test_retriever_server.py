@@ -14,7 +14,7 @@ import pytest
 from wiki_corpus import write_corpus
 
 from fireact import retry
-from fireact.data.tasks import Example, get_task
+from fireact.data.tasks import Example
 from fireact.errors import FireactError
 from fireact.lm.base import Completion
 from fireact.rollout.config import RolloutConfig
@@ -187,8 +187,8 @@ def test_the_agent_searches_through_the_server(retrieval, data_dir):
     cfg = RolloutConfig(tool=f"{retrieval}/retrieve", max_turns=4)
     tool = cfg.make_tool(data_dir)
     assert tool.blocking_io
-    examples = [Example("0", "When was Scott Derrickson born?", "July 16, 1966")]
-    (traj,) = run_rollouts(ReadingAgent(), tool, get_task("hotpotqa"), examples, cfg)
+    examples = [Example("0", "When was Scott Derrickson born?", "July 16, 1966", "hotpotqa")]
+    (traj,) = run_rollouts(ReadingAgent(), tool, examples, cfg)
     assert traj.turns[0].action == "search[Scott Derrickson]"
     assert traj.turns[0].observation.startswith("Scott Derrickson: Scott Derrickson (born July 16, 1966)")
     assert traj.prediction == "July 16, 1966" and traj.reward == 1.0
