@@ -14,6 +14,7 @@ from fireact.agent.parsing import parse_direct_answer, parse_step
 from fireact.agent.prompts import REFLECT_REQUEST
 from fireact.data.prompt_style import Prompt, PromptStyle
 from fireact.data.tasks import Example, Task
+from fireact.data.token_log import TokenTurn
 from fireact.data.trajectory import METHODS, Trajectory, Turn
 from fireact.errors import FireactError
 from fireact.lm.base import Completion
@@ -67,6 +68,7 @@ class Episode:
     prediction: str | None = None
     meta: dict[str, Any] = field(default_factory=lambda: {"prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0})
     started: float = field(default_factory=time.monotonic)
+    token_turns: list[TokenTurn] | None = None  # set by the rollout engine when it records tokens
 
     def _reflect_now(self) -> bool:
         return self.method == "reflexion" and len(self.turns) + 1 in REFLECT_AT
@@ -150,4 +152,5 @@ class Episode:
             id=self.example.id,
             source=source,
             meta=meta,
+            token_turns=self.token_turns,
         )

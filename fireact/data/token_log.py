@@ -9,7 +9,7 @@ again (re-tokenizing sampled text changes token boundaries, and with them the gr
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -20,8 +20,22 @@ class TokenTurn:
     generated: list[int] = field(default_factory=list)  # sampled by the model
     logprobs: list[float] = field(default_factory=list)  # of each sampled token, under the sampling policy
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    @classmethod
+    def from_dict(cls, d: Any) -> TokenTurn:
+        """ValueError naming the first key of the wrong shape."""
+        if not isinstance(d, dict) or set(d) != {"keep", "prompt", "generated", "logprobs"}:
+            raise ValueError("expected an object with keep, prompt, generated and logprobs")
+        ints = all(isinstance(x, int) and not isinstance(x, bool) for x in [d["keep"], *d["prompt"], *d["generated"]])
+        if not (isinstance(d["prompt"], list) and isinstance(d["generated"], list) and ints):
+            raise ValueError("keep, prompt and generated must be token ids (integers)")
+        lp = d["logprobs"]
+        if (
+            not isinstance(lp, list)
+            or len(lp) != len(d["generated"])
+            or not all(isinstance(x, (int, float)) for x in lp)
+        ):
+            raise ValueError("logprobs must be one number per generated token")
+        return cls(d["keep"], d["prompt"], d["generated"], [float(x) for x in lp])
 
 
 @dataclass
@@ -31,13 +45,12 @@ class TokenRow:
     logprobs: list[float]  # the sampling log-prob at trained positions, 0.0 elsewhere
 
 
-def training_rows(turns: list[TokenTurn | dict[str, Any]]) -> list[TokenRow]:
+def training_rows(turns: list[TokenTurn]) -> list[TokenRow]:
     """One row while each prompt continues the previous context exactly; a new row where the prompt
     rewrote earlier tokens (e.g. the chat template closed the turn with other tokens than sampled)."""
     rows: list[TokenRow] = []
     context: list[int] = []  # the previous turn's prompt + sampled tokens
     for t in turns:
-        t = t if isinstance(t, TokenTurn) else TokenTurn(**t)
         if rows and t.keep == len(context):
             row = rows[-1]
         else:

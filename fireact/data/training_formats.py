@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +56,7 @@ def alpaca_record(traj: Trajectory) -> dict[str, str]:
 
 def hf_row(traj: Trajectory) -> dict[str, Any]:
     """Every field of the record (meta as JSON text: its keys vary) and the chat `messages`."""
-    return {"messages": openai_record(traj)["messages"], **asdict(traj), "meta": json.dumps(traj.meta)}
+    return {"messages": openai_record(traj)["messages"], **traj.to_dict(), "meta": json.dumps(traj.meta)}
 
 
 def write_training_set(trajs: list[Trajectory], out: str | os.PathLike, fmt: str) -> Path:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fireact.data.paths import json_value, not_utf8, unreadable, write_lines_atomic
+from fireact.data.token_log import TokenTurn
 from fireact.errors import FireactError
 
 SCHEMA_VERSION = 1
@@ -90,9 +91,18 @@ class Trajectory:
     source: str = ""
     meta: dict[str, Any] = field(default_factory=dict)  # teacher model, tokens, cost, seconds...
     version: int = SCHEMA_VERSION
+    # the exact tokens the model saw and sampled, when the rollout recorded them (on-policy training)
+    token_turns: list[TokenTurn] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as JSON values; `token_turns` only where recorded."""
+        d = asdict(self)
+        if self.token_turns is None:
+            del d["token_turns"]
+        return d
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False)
+        return json.dumps(self.to_dict(), ensure_ascii=False)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Trajectory:
@@ -135,7 +145,15 @@ class Trajectory:
                 raise ValueError(f"turn {i}: observation must be a string or null, got {kind}")
             parsed.append(Turn(t["thought"], t["action"], t.get("observation")))
         check_text_sizes(d["question"], parsed)
-        return cls(**{**d, "turns": parsed})
+        tokens = d.get("token_turns")
+        if tokens is not None:
+            if not isinstance(tokens, list):
+                raise ValueError("token_turns must be a list")
+            try:
+                tokens = [TokenTurn.from_dict(t) for t in tokens]
+            except ValueError as e:
+                raise ValueError(f"token_turns: {e}") from None
+        return cls(**{**d, "turns": parsed, "token_turns": tokens})
 
     @property
     def finished(self) -> bool:

@@ -197,10 +197,10 @@ class GRPOLM(FireActLM):
         rows, row_adv = [], []
         for t, a in zip(trajs, advantages):
             if a != 0.0:  # a zero advantage gives no gradient: skip its forward pass
-                for r in training_rows(t.meta["token_turns"]):
+                for r in training_rows(t.token_turns):
                     rows.append(r)
                     row_adv.append(a)
-        sampled = sum(len(x["generated"]) for t in trajs for x in t.meta["token_turns"])
+        sampled = sum(len(x.generated) for t in trajs for x in t.token_turns)
         n_trained = sum(sum(r.trained[1:]) for r in rows)
         all_trained = max(self._sum_over_ranks(n_trained), 1)  # the loss is a token mean over all ranks
         optimizer = self.optimizers()

@@ -55,7 +55,7 @@ class RolloutConfig:
     samples: int = _opt(1, "episodes per question (G; hf: each its own slot, sharing the prompt's KV)")
     sampling_seed: int = _opt(0, "seed of the sampling generator (hf): the same seed, the same episodes")
     record_tokens: bool = _opt(
-        False, "hf: keep each episode's exact token ids and log-probs (meta.token_turns) for on-policy training"
+        False, "hf: keep each episode's exact token ids and log-probs (token_turns) for on-policy training"
     )
     few_shot: int = _opt(0, "K exemplars from successful trajectories of the task")
     exemplar_seed: int = _opt(0, "seed of the few-shot exemplar draw")

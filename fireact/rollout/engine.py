@@ -362,7 +362,7 @@ class ContinuousBatcher:
         ep = s.episode
         if ep.done:
             if job.config.record_tokens:
-                ep.meta["token_turns"] = [t.to_dict() for t in s.log]
+                ep.token_turns = list(s.log)
             job.finish(s.ex_index, ep)
             s.episode, s.feed = None, []
         else:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from fireact.data.tasks import TASKS, get_task, select
+from fireact.data.token_log import TokenTurn
 from fireact.data.trajectory import Trajectory, Turn, read_trajectories, write_trajectories
 from fireact.errors import FireactError
 
@@ -71,6 +73,10 @@ def test_trajectory_jsonl_round_trip(tmp_path):
     )
     write_trajectories(tmp_path / "t.jsonl", [t, t])
     assert read_trajectories(tmp_path / "t.jsonl") == [t, t]
+    assert "token_turns" not in t.to_json()  # only where the rollout recorded tokens
+    tokens = replace(t, token_turns=[TokenTurn(0, [1, 2], [3, 4], [-0.5, -0.25]), TokenTurn(4, [5], [6], [-1.0])])
+    write_trajectories(tmp_path / "tokens.jsonl", [tokens])
+    assert read_trajectories(tmp_path / "tokens.jsonl") == [tokens]
 
 
 @pytest.mark.parametrize(
@@ -84,6 +90,16 @@ def test_trajectory_jsonl_round_trip(tmp_path):
         (
             '{"question": "Q", "answer": "A", "task": "hotpotqa", "method": "cot", "turns": [{"thought": "t"}]}',
             "turn 0 must be",
+        ),
+        (
+            '{"question": "Q", "answer": "A", "task": "hotpotqa", "method": "cot", "token_turns": '
+            '[{"keep": 0, "prompt": [1], "generated": [2, 3], "logprobs": [-0.1]}]}',
+            "token_turns: logprobs must be one number per generated token",
+        ),
+        (
+            '{"question": "Q", "answer": "A", "task": "hotpotqa", "method": "cot", "token_turns": '
+            '[{"keep": 0, "prompt": ["a"], "generated": [], "logprobs": []}]}',
+            "token_turns: keep, prompt and generated must be token ids",
         ),
     ],
 )

@@ -114,12 +114,10 @@ def test_draft_and_verify_is_lossless(tiny, data_dir, monkeypatch):
         assert [(t.thought, t.action, t.observation) for t in x.turns] == [
             (t.thought, t.action, t.observation) for t in y.turns
         ]
-        turns_x, turns_y = x.meta["token_turns"], y.meta["token_turns"]
-        assert [(t["keep"], t["prompt"], t["generated"]) for t in turns_x] == [
-            (t["keep"], t["prompt"], t["generated"]) for t in turns_y
-        ]
+        turns_x, turns_y = x.token_turns, y.token_turns
+        assert [(t.keep, t.prompt, t.generated) for t in turns_x] == [(t.keep, t.prompt, t.generated) for t in turns_y]
         for a, b in zip(turns_x, turns_y):
-            assert a["logprobs"] == pytest.approx(b["logprobs"], abs=1e-4)
+            assert a.logprobs == pytest.approx(b.logprobs, abs=1e-4)
 
 
 @pytest.mark.slow

@@ -69,23 +69,23 @@ def test_g_samples_per_question_seeded(sampled):
     first, again = sampled["runs"]
     ids = [e.id for e in sampled["examples"] for _ in range(3)]
     assert [t.id for t in first] == ids and [t.meta["sample"] for t in first] == [0, 1, 2] * 2
-    assert [t.meta["token_turns"] for t in first] == [t.meta["token_turns"] for t in again]  # same seed
-    assert [t.meta["token_turns"] for t in first] != [t.meta["token_turns"] for t in sampled["other"]]
+    assert [t.token_turns for t in first] == [t.token_turns for t in again]  # same seed
+    assert [t.token_turns for t in first] != [t.token_turns for t in sampled["other"]]
     assert len({str(t.turns) for t in first}) > 2  # samples of one question differ
 
 
 def test_token_log_is_what_the_model_saw_and_sampled(sampled):
     lm, task = sampled["lm"], sampled["task"]
     trajs = sampled["runs"][0]
-    assert any(len(t.meta["token_turns"]) > 1 for t in trajs)  # multi-turn episodes are covered
+    assert any(len(t.token_turns) > 1 for t in trajs)  # multi-turn episodes are covered
     shots = pick_exemplars(sampled["pool"], task.name, 2, 0, {e.question for e in sampled["examples"]}, "react")
     prefix = few_shot_prefix("react", shots, fmt="chat")
     for t in trajs:
-        turns = t.meta["token_turns"]
-        assert turns[0]["keep"] == 0
-        assert turns[0]["prompt"] == prompt_ids(PromptStyle("chat").prompt(t.question, [], prefix), lm.tokenizer)
+        turns = t.token_turns
+        assert turns[0].keep == 0
+        assert turns[0].prompt == prompt_ids(PromptStyle("chat").prompt(t.question, [], prefix), lm.tokenizer)
         rows = training_rows(turns)
-        assert sum(sum(r.trained) for r in rows) == sum(len(x["generated"]) for x in turns)
+        assert sum(sum(r.trained) for r in rows) == sum(len(x.generated) for x in turns)
         for row in rows:
             ids = torch.tensor([row.input_ids])
             with torch.no_grad():
