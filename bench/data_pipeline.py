@@ -40,7 +40,7 @@ def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
 
     from fireact.data.batching import length_grouped_batches, packed_batches, padding_fraction, random_batches
-    from fireact.data.encoding import IGNORE_INDEX, encode
+    from fireact.data.encoding import encode
     from fireact.data.fireact_format import read_any
     from fireact.data.paths import resolve_data_dir
     from fireact.data.prompt_style import PromptStyle, conversation, training_turns
@@ -58,7 +58,7 @@ def main() -> None:
 
     seconds, encoded = best_of(lambda: encode(trajs, tok, style, cutoff=args.cutoff), repeats)
     n_tokens = sum(len(e.input_ids) for e in encoded)
-    n_trained = sum(int((e.labels != IGNORE_INDEX).sum()) for e in encoded)
+    n_trained = sum(int(e.trained.sum()) for e in encoded)
     n_truncated = sum(e.truncated for e in encoded)
     print(f"trajectories: {n} ({args.format}), tokens after cutoff {args.cutoff}: {n_tokens}, trained: {n_trained}")
     print(f"truncated at the cutoff: {n_truncated}")

@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from fireact.data.encoding import IGNORE_INDEX
+from fireact.data.token_row import IGNORE_INDEX
 
 
 def attention_pairs(batch) -> int:
@@ -95,9 +95,9 @@ def main() -> None:
 
     packed_dm = datamodule(True)
     train = packed_dm.train_set
-    lengths = [len(x) for x in train.input_ids]
+    lengths = [len(r) for r in train.rows]
     pad_id = packed_dm.tokenizer.pad_token_id
-    reference = PlannedBatches(train.input_ids, train.labels, random_batches(len(lengths), bs, 233), pad_id, False)
+    reference = PlannedBatches(train.rows, random_batches(len(lengths), bs, 233), pad_id, False)
     reference.padding_fraction = padding_fraction(lengths, reference.batches)
     variants = {"reference (random, padded)": (reference, True)}
     variants["fireact length-grouped"] = (datamodule(False).train_set, False)

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from fireact.commands.common import COUNT
-from fireact.data.encoding import IGNORE_INDEX, encode
+from fireact.data.encoding import encode
 from fireact.data.fireact_format import read_any
 from fireact.data.prompt_style import PromptStyle
 from fireact.errors import FireactError
@@ -38,11 +38,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per example instead of highlighted text")
 
 
-def runs(input_ids: list[int], labels: list[int], tokenizer) -> list[tuple[bool, str]]:
+def runs(input_ids: list[int], mask: list[bool], tokenizer) -> list[tuple[bool, str]]:
     """Maximal runs of tokens with the same trained/masked state, decoded."""
     out: list[tuple[bool, list[int]]] = []
-    for tok, lab in zip(input_ids, labels):
-        trained = lab != IGNORE_INDEX
+    for tok, trained in zip(input_ids, mask):
         if out and out[-1][0] == trained:
             out[-1][1].append(tok)
         else:
@@ -63,8 +62,8 @@ def run(args: argparse.Namespace) -> int:
     encoded = encode(trajectories, tokenizer, PromptStyle(args.format), args.cutoff, args.mask_observations)
     console = Console(highlight=False)
     for i, enc in enumerate(encoded):
-        parts = runs(enc.input_ids.tolist(), enc.labels.tolist(), tokenizer)
-        n_trained = int((enc.labels != IGNORE_INDEX).sum())
+        parts = runs(enc.input_ids.tolist(), enc.trained.tolist(), tokenizer)
+        n_trained = int(enc.trained.sum())
         if args.json:
             row = {
                 "index": i,
@@ -78,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         text = Text()
         for trained, s in parts:
             text.append(s, style="bold black on green" if trained else "dim")
-        cut = f", cut from {enc.length} (truncation: drop leaves it out)" if enc.truncated else ""
+        cut = f", cut from {len(enc) + enc.cut} (truncation: drop leaves it out)" if enc.truncated else ""
         console.rule(f"example {i}: {n_trained}/{len(enc.input_ids)} tokens trained ({args.format}{cut})")
         console.print(text)
     if not args.json:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fireact.data.encoding import IGNORE_INDEX
+from fireact.data.token_row import IGNORE_INDEX, TokenRow
 
 MODEL_KEYS = ("input_ids", "attention_mask", "position_ids", "labels")
 
@@ -64,23 +64,26 @@ def packed_batches(lengths: Sequence[int], batch_size: int, capacity: int, seed:
     return [rows[b : b + batch_size] for b in range(0, len(rows), batch_size)]
 
 
-def collate(
-    input_ids: Sequence[np.ndarray], labels: Sequence[np.ndarray], batch: Batch, pad_id: int, packed: bool
-) -> dict[str, torch.Tensor]:
-    """Right-padded tensors for one planned batch, plus counts the module can log."""
-    row_lengths = [sum(len(input_ids[i]) for i in row) for row in batch]
+def collate(rows: Sequence[TokenRow], batch: Batch, pad_id: int, packed: bool) -> dict[str, torch.Tensor]:
+    """Right-padded tensors for one planned batch (SFT) or micro-batch (RL), plus counts the module can
+    log; `sampled_logprobs` too when the rows carry the sampling policy's log-probs."""
+    row_lengths = [sum(len(rows[i]) for i in row) for row in batch]
     B, T = len(batch), max(row_lengths)
     ids = torch.full((B, T), pad_id, dtype=torch.long)
     lab = torch.full((B, T), IGNORE_INDEX, dtype=torch.long)
+    sampled = rows[batch[0][0]].logprobs is not None
+    old = torch.zeros((B, T)) if sampled else None
     pos = torch.arange(T).repeat(B, 1)
     segment = torch.zeros((B, T), dtype=torch.long)  # 0 = pad, k = k-th example of the row
     example_index = []
     for b, row in enumerate(batch):
         at = 0
         for k, i in enumerate(row, 1):
-            n = len(input_ids[i])
-            ids[b, at : at + n] = torch.as_tensor(np.array(input_ids[i], dtype=np.int64))
-            lab[b, at : at + n] = torch.as_tensor(np.array(labels[i], dtype=np.int64))
+            n = len(rows[i])
+            ids[b, at : at + n] = torch.from_numpy(rows[i].input_ids)
+            lab[b, at : at + n] = torch.from_numpy(rows[i].labels)
+            if old is not None:
+                old[b, at : at + n] = torch.from_numpy(rows[i].logprobs)
             pos[b, at : at + n] = torch.arange(n)
             segment[b, at : at + n] = k
             at += n
@@ -97,7 +100,9 @@ def collate(
     else:
         attention_mask = real.long()
     n_real = int(real.sum())
+    extra = {} if old is None else {"sampled_logprobs": old}
     return {
+        **extra,
         "input_ids": ids,
         "attention_mask": attention_mask,
         "position_ids": pos,

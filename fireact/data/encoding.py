@@ -8,16 +8,14 @@ A token is trained iff its characters lie inside a trained span.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from fireact.data.prompt_style import PromptStyle, Span
+from fireact.data.token_row import IGNORE_INDEX, TokenRow
 from fireact.data.trajectory import Trajectory
 from fireact.errors import FireactError
-
-IGNORE_INDEX = -100
 
 
 def token_mask(offsets: np.ndarray, spans: list[Span]) -> np.ndarray:
@@ -31,14 +29,6 @@ def token_mask(offsets: np.ndarray, spans: list[Span]) -> np.ndarray:
     valid = k >= 0
     k = np.clip(k, 0, None)
     return valid & (tok_end <= ends[k]) & (tok_end > tok_start)
-
-
-@dataclass
-class Encoded:
-    input_ids: np.ndarray
-    labels: np.ndarray  # input_ids where trained, else IGNORE_INDEX
-    length: int  # tokens before truncation
-    truncated: bool
 
 
 def span_labels(encoding: Any, spans: list[Span]) -> np.ndarray:
@@ -92,7 +82,7 @@ def encode(
     style: PromptStyle,
     cutoff: int | None = None,
     mask_observations: bool = True,
-) -> list[Encoded]:
+) -> list[TokenRow]:
     """Render (the one renderer), tokenize all texts in one call, label from the spans, cut at `cutoff`.
 
     The only encode path: the DataModule trains on exactly this and `fireact mask-audit` shows it.
@@ -107,4 +97,5 @@ def encode(
         [text for text, _ in rendered], [spans for _, spans in rendered], tokenizer, style.add_special_tokens
     )
     cut = slice(None, cutoff)
-    return [Encoded(i[cut], lab[cut], len(i), cutoff is not None and len(i) > cutoff) for i, lab in zip(ids, labels)]
+    over = [0 if cutoff is None else max(len(i) - cutoff, 0) for i in ids]
+    return [TokenRow(i[cut], lab[cut] != IGNORE_INDEX, cut=n) for i, lab, n in zip(ids, labels, over)]

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from fireact.data.token_row import TokenRow
+
 
 @dataclass
 class TokenTurn:
@@ -38,29 +40,18 @@ class TokenTurn:
         return cls(d["keep"], d["prompt"], d["generated"], [float(x) for x in lp])
 
 
-@dataclass
-class TokenRow:
-    input_ids: list[int]
-    trained: list[bool]  # True at sampled tokens (the agent's own), False at prompts and observations
-    logprobs: list[float]  # the sampling log-prob at trained positions, 0.0 elsewhere
-
-
-def training_rows(turns: list[TokenTurn]) -> list[TokenRow]:
+def training_rows(turns: list[TokenTurn], group: str = "") -> list[TokenRow]:
     """One row while each prompt continues the previous context exactly; a new row where the prompt
-    rewrote earlier tokens (e.g. the chat template closed the turn with other tokens than sampled)."""
-    rows: list[TokenRow] = []
+    rewrote earlier tokens (e.g. the chat template closed the turn with other tokens than sampled).
+    `group` names the question the episode answers (its rows' advantage group)."""
+    rows: list[tuple[list[int], list[bool], list[float]]] = []  # (ids, trained, sampling log-probs)
     context: list[int] = []  # the previous turn's prompt + sampled tokens
     for t in turns:
-        if rows and t.keep == len(context):
-            row = rows[-1]
-        else:
-            row = TokenRow(context[: t.keep], [False] * t.keep, [0.0] * t.keep)
-            rows.append(row)
-        row.input_ids += t.prompt
-        row.trained += [False] * len(t.prompt)
-        row.logprobs += [0.0] * len(t.prompt)
-        row.input_ids += t.generated
-        row.trained += [True] * len(t.generated)
-        row.logprobs += t.logprobs
+        if not rows or t.keep != len(context):
+            rows.append((context[: t.keep], [False] * t.keep, [0.0] * t.keep))
+        ids, trained, logprobs = rows[-1]
+        ids += t.prompt + t.generated
+        trained += [False] * len(t.prompt) + [True] * len(t.generated)
+        logprobs += [0.0] * len(t.prompt) + t.logprobs
         context = context[: t.keep] + t.prompt + t.generated
-    return [r for r in rows if any(r.trained)]
+    return [TokenRow(ids, trained, logprobs, group) for ids, trained, logprobs in rows if any(trained)]

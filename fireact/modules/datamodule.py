@@ -13,17 +13,17 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
 from fireact.data.batching import Batch, collate, length_grouped_batches, packed_batches, padding_fraction
-from fireact.data.encoding import IGNORE_INDEX, encode
+from fireact.data.encoding import encode
 from fireact.data.mixing import CellPlan, cell_of, heldout_split, plan_mix, validate_mix
 from fireact.data.paths import resolve_data_dir
 from fireact.data.prompt_style import PromptStyle
 from fireact.data.sources import Source, load_source, resolve_source, task_questions
+from fireact.data.token_row import TokenRow
 from fireact.data.trajectory import Trajectory
 from fireact.errors import FireactError
 from fireact.lm.models import load_tokenizer
@@ -42,17 +42,15 @@ def unwrap_planned_batch(items: list[dict[str, torch.Tensor]]) -> dict[str, torc
 class PlannedBatches(Dataset):
     """Item i is the i-th planned batch, already collated."""
 
-    def __init__(
-        self, input_ids: list[np.ndarray], labels: list[np.ndarray], batches: list[Batch], pad_id: int, packed: bool
-    ):
-        self.input_ids, self.labels, self.batches = input_ids, labels, batches
+    def __init__(self, rows: list[TokenRow], batches: list[Batch], pad_id: int, packed: bool):
+        self.rows, self.batches = rows, batches
         self.pad_id, self.packed = pad_id, packed
 
     def __len__(self) -> int:
         return len(self.batches)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return collate(self.input_ids, self.labels, self.batches[i], self.pad_id, self.packed)
+        return collate(self.rows, self.batches[i], self.pad_id, self.packed)
 
 
 def trainer_prompt_style(trainer: Any) -> PromptStyle | None:
@@ -167,9 +165,8 @@ class TrajectoryDataModule(LightningDataModule):
             if not trajs:
                 raise FireactError(f"the sources hold none of the mix cells {', '.join(sorted(wanted))}")
         train_pool, val_pool = heldout_split(trajs, self.val_size, self.seed)
-        encoded = encode(trajs, self.tokenizer, self.prompt_style, self.cutoff, self.mask_observations)
-        ids, labels = [e.input_ids for e in encoded], [e.labels for e in encoded]
-        over = {i for i, e in enumerate(encoded) if e.truncated}
+        rows = encode(trajs, self.tokenizer, self.prompt_style, self.cutoff, self.mask_observations)
+        over = {i for i, r in enumerate(rows) if r.truncated}
         dropped: Counter[str] = Counter()
         if self.truncation == "drop":
             for i in over:
@@ -183,35 +180,34 @@ class TrajectoryDataModule(LightningDataModule):
         if not train_idx:
             raise FireactError("the mix selects no training trajectories")
 
-        self.train_set = self._planned(ids, labels, train_idx)
-        self.val_set = self._planned(ids, labels, val_idx) if val_idx else None
+        self.train_set = self._planned(rows, train_idx)
+        self.val_set = self._planned(rows, val_idx) if val_idx else None
         self.train_indices, self.val_indices, self.trajectories = train_idx, val_idx, trajs
-        self.provenance = self._provenance(sources, trajs, plans, val_idx, ids, labels, over, dropped, skipped)
+        self.provenance = self._provenance(sources, trajs, plans, val_idx, rows, over, dropped, skipped)
         self.provenance["setup_seconds"] = round(time.perf_counter() - started, 3)
         self._report()
 
-    def _planned(self, ids: list[np.ndarray], labels: list[np.ndarray], idx: list[int]) -> PlannedBatches:
+    def _planned(self, rows: list[TokenRow], idx: list[int]) -> PlannedBatches:
         """Plan the batches once (seeded); epochs reshuffle their order, not their content."""
-        sub_ids = [ids[i] for i in idx]
-        sub_labels = [labels[i] for i in idx]
-        lengths = [len(x) for x in sub_ids]
+        sub = [rows[i] for i in idx]
+        lengths = [len(r) for r in sub]
         if self.packing:
             batches = packed_batches(lengths, self.batch_size, self.cutoff, self.seed)
         else:
             batches = length_grouped_batches(lengths, self.batch_size, self.seed)
-        ds = PlannedBatches(sub_ids, sub_labels, batches, self.tokenizer.pad_token_id, self.packing)
+        ds = PlannedBatches(sub, batches, self.tokenizer.pad_token_id, self.packing)
         ds.padding_fraction = padding_fraction(lengths, batches)
         return ds
 
     # -- provenance --------------------------------------------------------------------------------
     def _provenance(
-        self, sources, trajs, plans: list[CellPlan], val_idx, ids, labels, over, dropped, skipped
+        self, sources, trajs, plans: list[CellPlan], val_idx, rows, over, dropped, skipped
     ) -> dict[str, Any]:
         val_cells = Counter(cell_of(trajs[i]) for i in val_idx)
         cells = []
         for p in plans:
-            n_tokens = sum(len(ids[i]) for i in p.indices)
-            n_trained = sum(int((labels[i] != IGNORE_INDEX).sum()) for i in p.indices)
+            n_tokens = sum(len(rows[i]) for i in p.indices)
+            n_trained = sum(int(rows[i].trained.sum()) for i in p.indices)
             cells.append(
                 {
                     "cell": p.cell,

@@ -23,50 +23,27 @@ from typing import Any
 
 import torch
 
+from fireact.data.batching import collate, model_inputs
 from fireact.data.paths import resolve_data_dir
 from fireact.data.tasks import Example
-from fireact.data.token_log import TokenRow, training_rows
+from fireact.data.token_log import training_rows
+from fireact.data.token_row import IGNORE_INDEX, TokenRow
 from fireact.data.trajectory import Trajectory
 from fireact.errors import FireactError
 from fireact.lm.hf import HFLM
+from fireact.modules.grpo_loss import (
+    REWARDS,
+    clipped_policy_loss,
+    episode_reward,
+    group_advantages,
+    token_budget_chunks,
+)
 from fireact.modules.lm_module import FireActLM
 from fireact.rollout.config import RolloutConfig
 from fireact.rollout.runners import run_rollouts
 from fireact.rollout.sampling import sampling_logprobs
 
 REFERENCE = "reference"  # the frozen starting adapter, when training starts from one
-
-
-def group_advantages(rewards: list[float], groups: list[str], eps: float = 1e-4) -> list[float]:
-    """(r - mean of its group) / (std of its group + eps); 0 for a group whose rewards are all equal."""
-    members: dict[str, list[float]] = defaultdict(list)
-    for r, g in zip(rewards, groups):
-        members[g].append(r)
-    stats = {}
-    for g, rs in members.items():
-        t = torch.tensor(rs, dtype=torch.float64)
-        stats[g] = (float(t.mean()), float(t.std(unbiased=False)) if len(rs) > 1 else 0.0)
-    return [0.0 if stats[g][1] == 0 else (r - stats[g][0]) / (stats[g][1] + eps) for r, g in zip(rewards, groups)]
-
-
-def token_budget_chunks(rows: list[TokenRow], budget: int) -> list[list[int]]:
-    """Row indices in micro-batches of at most `budget` padded tokens (rows x longest), longest first so
-    that rows of similar length share a batch; a row longer than the budget goes alone."""
-    chunks: list[list[int]] = []
-    for i in sorted(range(len(rows)), key=lambda i: -len(rows[i].input_ids)):
-        chunk = chunks[-1] if chunks else None
-        # sorted: the chunk's first row is its longest, so its padded size is (rows + 1) x that length
-        if chunk and (len(chunk) + 1) * len(rows[chunk[0]].input_ids) <= budget:
-            chunk.append(i)
-        else:
-            chunks.append([i])
-    return chunks
-
-
-def episode_reward(t: Trajectory, reward: str, format_penalty: float) -> float:
-    """EM (or token F1) of the final answer, minus `format_penalty` when the episode never finished."""
-    value = t.reward if reward == "em" else t.f1
-    return value - (0.0 if t.finished else format_penalty)
 
 
 class GRPOLM(FireActLM):
@@ -103,7 +80,7 @@ class GRPOLM(FireActLM):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if reward not in ("em", "f1"):
+        if reward not in REWARDS:
             raise FireactError(f"model.reward must be 'em' or 'f1', got {reward!r}")
         if group_size < 2:
             raise FireactError("model.group_size must be at least 2: advantages are relative to the group")
@@ -153,23 +130,15 @@ class GRPOLM(FireActLM):
     # ----------------------------------------------------------------- loss
     def token_logprobs(self, rows: list[TokenRow]) -> tuple[torch.Tensor, torch.Tensor]:
         """(log-probs under the current weights, sampling log-probs) of every trained token of `rows`,
-        flattened in row order; temperature-scaled as sampled. The LM head runs at those tokens only."""
-        device = self.device
-        width = max(len(r.input_ids) for r in rows)
-        ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        trained = torch.zeros((len(rows), width), dtype=torch.bool)
-        old = torch.zeros((len(rows), width))
-        for i, r in enumerate(rows):
-            n = len(r.input_ids)
-            ids[i, :n], mask[i, :n] = torch.tensor(r.input_ids), 1
-            trained[i, :n], old[i, :n] = torch.tensor(r.trained), torch.tensor(r.logprobs)
-        ids, mask, trained = ids.to(device), mask.to(device), trained.to(device)
-        keep = trained[:, 1:]  # position t predicts token t+1
-        logits = self.trained_logits({"input_ids": ids, "attention_mask": mask}, keep)
-        logp = sampling_logprobs(logits, self.rollout_config.temperature)  # as the engine recorded them
-        new = logp.gather(-1, ids[:, 1:][keep][:, None])[:, 0]
-        return new, old[:, 1:][keep.cpu()].to(device)
+        flattened in row order; temperature-scaled as sampled. Batched by SFT's `collate`; the LM head
+        runs at the trained tokens only."""
+        batch = collate(rows, [[i] for i in range(len(rows))], self.tokenizer.pad_token_id, packed=False)
+        inputs = {k: v.to(self.device) for k, v in model_inputs(batch).items()}
+        targets = inputs.pop("labels")[:, 1:]  # position t predicts token t+1
+        keep = targets != IGNORE_INDEX
+        logp = sampling_logprobs(self.trained_logits(inputs, keep), self.rollout_config.temperature)
+        new = logp.gather(-1, targets[keep][:, None])[:, 0]
+        return new, batch["sampled_logprobs"][:, 1:].to(self.device)[keep]
 
     def reference_logprobs(self, rows: list[TokenRow]) -> torch.Tensor:
         """Log-probs under the starting policy: the frozen init adapter, or the adapter-disabled base."""
@@ -195,13 +164,13 @@ class GRPOLM(FireActLM):
         groups = [f"{t.task}/{t.id}" for t in trajs]
         advantages = group_advantages(rewards, groups)
         rows, row_adv = [], []
-        for t, a in zip(trajs, advantages):
+        for t, g, a in zip(trajs, groups, advantages):
             if a != 0.0:  # a zero advantage gives no gradient: skip its forward pass
-                for r in training_rows(t.token_turns):
+                for r in training_rows(t.token_turns, g):
                     rows.append(r)
                     row_adv.append(a)
         sampled = sum(len(x.generated) for t in trajs for x in t.token_turns)
-        n_trained = sum(sum(r.trained[1:]) for r in rows)
+        n_trained = sum(r.num_trained for r in rows)
         all_trained = max(self._sum_over_ranks(n_trained), 1)  # the loss is a token mean over all ranks
         optimizer = self.optimizers()
         stats: dict[str, float] = defaultdict(float)
@@ -243,20 +212,16 @@ class GRPOLM(FireActLM):
         """Backward of the clipped policy-gradient loss (+ k3 KL) in micro-batches of rows."""
         h = self.hparams
         for chunk in token_budget_chunks(rows, h.micro_batch_tokens):
-            new, old = self.token_logprobs([rows[i] for i in chunk])
-            adv = torch.cat([torch.full((sum(rows[i].trained[1:]),), row_adv[i]) for i in chunk]).to(new.device)
-            ratio = torch.exp(new - old)
-            per_token = -torch.minimum(ratio * adv, ratio.clamp(1 - h.clip_eps, 1 + h.clip_eps) * adv)
-            if h.kl_coef > 0:
-                ref = self.reference_logprobs([rows[i] for i in chunk])
-                kl = torch.exp(ref - new) - (ref - new) - 1  # k3: unbiased and >= 0
-                per_token = per_token + h.kl_coef * kl
-                stats["kl"] += float(kl.detach().sum())
+            part = [rows[i] for i in chunk]
+            new, old = self.token_logprobs(part)
+            adv = torch.cat([torch.full((rows[i].num_trained,), row_adv[i]) for i in chunk]).to(new.device)
+            ref = self.reference_logprobs(part) if h.kl_coef > 0 else None
+            per_token, chunk_stats = clipped_policy_loss(new, old, adv, h.clip_eps, ref, h.kl_coef)
             loss = per_token.sum() / all_trained
             self.manual_backward(loss)
             stats["loss"] += float(loss.detach())
-            stats["clipped"] += float(((ratio.detach() - 1).abs() > h.clip_eps).sum())
-            stats["ratio"] += float(ratio.detach().sum())
+            for k, v in chunk_stats.items():
+                stats[k] += v
 
     # ----------------------------------------------------------------- ranks
     def _local_backward(self):

@@ -19,8 +19,8 @@ import torch
 from lightning.pytorch.strategies import DeepSpeedStrategy
 
 from fireact.data.batching import model_inputs
-from fireact.data.encoding import IGNORE_INDEX
 from fireact.data.prompt_style import PromptStyle
+from fireact.data.token_row import IGNORE_INDEX
 from fireact.errors import FireactError
 from fireact.lm.models import load_tokenizer, resolve_model
 from fireact.modules.checkpoint_io import use_atomic_checkpoints

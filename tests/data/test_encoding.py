@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fireact.data.encoding import IGNORE_INDEX, encode, token_mask
+from fireact.data.encoding import encode, token_mask
 from fireact.data.fireact_format import read_any
 from fireact.data.prompt_style import PromptStyle, agent_text, observation_text, trained_text, training_turns
+from fireact.data.token_row import IGNORE_INDEX
 from fireact.data.trajectory import Trajectory, Turn
 
 
@@ -131,12 +132,12 @@ def test_truncation_is_counted(tokenizer, multitask):
     sample = multitask[:300]
     full = encode(sample, tokenizer, PromptStyle("chat"))
     cut = encode(sample, tokenizer, PromptStyle("chat"), cutoff=128)
-    over = [e.length > 128 for e in full]
+    over = [len(e) > 128 for e in full]
     assert any(over) and not all(over)
     assert [e.truncated for e in cut] == over
     for f, c in zip(full, cut):
         assert np.array_equal(c.input_ids, f.input_ids[:128]) and np.array_equal(c.labels, f.labels[:128])
-        assert c.length == f.length
+        assert c.cut == len(f) - 128 if c.truncated else c.cut == 0
 
 
 def test_io_turn_without_thought_renders_the_action_only(tokenizer):

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from fireact.data.batching import model_inputs, pack_rows
-from fireact.data.encoding import IGNORE_INDEX
 from fireact.data.mixing import question_key, resolve_counts, sample_cell, validate_mix
 from fireact.data.sources import sha256_file
+from fireact.data.token_row import IGNORE_INDEX, TokenRow
 from fireact.errors import FireactError
 from fireact.modules.datamodule import PROVENANCE_FILE, TrajectoryDataModule
 
@@ -72,7 +72,7 @@ def test_mix_counts_and_provenance(dm, data_dir):
     assert cells["hotpotqa/cot"]["sampling"] == "upsampled" and cells["hotpotqa/cot"]["available"] < 187
     assert cells["hotpotqa/react"]["sampling"] == "subsampled" and cells["hotpotqa/react"]["distinct"] == 300
     assert sum(c["tokens"] for c in cells.values()) == sum(
-        len(dm.train_set.input_ids[k]) for k in range(len(dm.train_indices))
+        len(dm.train_set.rows[k]) for k in range(len(dm.train_indices))
     )
     on_disk = json.loads((dm._log_dir() / PROVENANCE_FILE).read_text())
     assert on_disk["cells"] == prov["cells"]
@@ -122,10 +122,10 @@ def test_truncation_drop_and_truncate_are_counted(data_dir, smollm2_dir):
         data_dir, smollm2_dir, mix=None, sources=["finetune/gpt_format/hotpotqa.jsonl"], cutoff=cut, val_size=0
     )
     assert dropped.provenance["dropped_over_cutoff_total"] > 0 and dropped.provenance["truncated_total"] == 0
-    assert max(len(x) for x in dropped.train_set.input_ids) <= cut
-    n_over = sum(1 for x in kept.train_set.input_ids if len(x) == cut)
+    assert max(len(x) for x in dropped.train_set.rows) <= cut
+    n_over = sum(1 for x in kept.train_set.rows if len(x) == cut)
     assert kept.provenance["truncated_total"] > 0 and kept.provenance["truncated_total"] <= n_over
-    assert max(len(x) for x in kept.train_set.input_ids) == cut
+    assert max(len(x) for x in kept.train_set.rows) == cut
 
 
 def test_mask_observations_false_trains_the_observations_too(data_dir, smollm2_dir):
@@ -135,14 +135,14 @@ def test_mask_observations_false_trains_the_observations_too(data_dir, smollm2_d
     masked = make_dm(data_dir, smollm2_dir, **kw)
     unmasked = make_dm(data_dir, smollm2_dir, mask_observations=False, **kw)
     assert unmasked.provenance["mask_observations"] is False and masked.provenance["mask_observations"] is True
-    for m, u in zip(masked.train_set.labels, unmasked.train_set.labels):
-        m, u = np.asarray(m), np.asarray(u)
+    for m, u in zip(masked.train_set.rows, unmasked.train_set.rows):
+        m, u = m.labels, u.labels
         trained = np.flatnonzero(u != IGNORE_INDEX)
         assert (trained == np.arange(trained[0], trained[-1] + 1)).all()  # one run: observations inside
         assert ((m == IGNORE_INDEX) | (m == u)).all()  # a superset of the masked labels
         assert trained[0] == np.flatnonzero(m != IGNORE_INDEX)[0]  # the question and prompt never
-    count = lambda labels: sum(int((np.asarray(x) != IGNORE_INDEX).sum()) for x in labels)  # noqa: E731
-    assert count(unmasked.train_set.labels) > 1.5 * count(masked.train_set.labels)
+    count = lambda rows: sum(int(r.trained.sum()) for r in rows)  # noqa: E731
+    assert count(unmasked.train_set.rows) > 1.5 * count(masked.train_set.rows)
 
 
 def test_bad_inputs(data_dir, smollm2_dir):
@@ -203,7 +203,7 @@ def per_example_losses(model, batch, plan, lengths, **inputs) -> dict[int, float
 
 
 def all_losses(model, dm) -> dict[int, float]:
-    lengths = [len(x) for x in dm.train_set.input_ids]
+    lengths = [len(x) for x in dm.train_set.rows]
     out = {}
     for k, plan in enumerate(dm.train_set.batches):
         out |= per_example_losses(model, dm.train_set[k], plan, lengths)
@@ -241,7 +241,7 @@ def test_packing_keeps_examples_apart(packed_and_plain, tiny_model_dir, attn):
     # the same packed rows under a plain padding mask let examples attend to each other: losses move
     k = next(k for k, plan in enumerate(packed.train_set.batches) if any(len(row) > 1 for row in plan))
     batch, plan = packed.train_set[k], packed.train_set.batches[k]
-    lengths = [len(x) for x in packed.train_set.input_ids]
+    lengths = [len(x) for x in packed.train_set.rows]
     ones = torch.ones_like(batch["input_ids"])
     leaked = per_example_losses(
         model,
@@ -348,7 +348,8 @@ def test_packed_mask_is_block_diagonal_causal():
     ids = [np.arange(3) + 10, np.arange(2) + 20, np.arange(4) + 30]
     no = IGNORE_INDEX
     labels = [np.array([no, 11, 12]), np.array([no, 21]), np.array([no, no, 32, 33])]
-    batch = collate(ids, labels, [[0, 1], [2]], pad_id=0, packed=True)
+    rows = [TokenRow(i, lab != no) for i, lab in zip(ids, labels)]
+    batch = collate(rows, [[0, 1], [2]], pad_id=0, packed=True)
     mask = batch["attention_mask"][:, 0]
     assert batch["position_ids"].tolist() == [[0, 1, 2, 0, 1], [0, 1, 2, 3, 4]]
     assert mask[0].int().tolist() == [
@@ -369,7 +370,7 @@ def test_model_inputs_adapt_the_packed_mask_to_the_kernel():
     from fireact.data.batching import collate
 
     ids = [np.arange(3) + 10, np.arange(2) + 20]
-    batch = collate(ids, [x.copy() for x in ids], [[0, 1]], pad_id=0, packed=True)
+    batch = collate([TokenRow(i, np.ones(len(i), bool)) for i in ids], [[0, 1]], pad_id=0, packed=True)
     bool_mask = batch["attention_mask"]
     model = torch.nn.Linear(2, 2).to(torch.float64)
     model.config = type("Config", (), {"_attn_implementation": "eager"})()

@@ -1,43 +1,13 @@
-"""GRPO's pieces without a training run: group-relative advantages, rewards, the training pool check."""
+"""GRPO's pieces around the loss: the training pool check, the KL reference, GRPO under DDP."""
 
 from __future__ import annotations
 
 import pytest
 
 from fireact.data.synthetic import write_world
-from fireact.data.token_log import TokenRow
-from fireact.data.trajectory import Trajectory, Turn
 from fireact.errors import FireactError
-from fireact.modules.grpo import episode_reward, group_advantages, token_budget_chunks
 from fireact.modules.questions import QuestionDataModule
 from fireact.rollout.config import RolloutConfig
-
-
-def test_group_advantages_are_relative_to_the_own_group():
-    adv = group_advantages([1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.5], ["a", "a", "b", "b", "c", "c", "d"])
-    assert adv[0] == pytest.approx(1.0, abs=1e-3) and adv[1] == pytest.approx(-1.0, abs=1e-3)
-    assert adv[2:] == [0.0, 0.0, 0.0, 0.0, 0.0]  # all-equal groups (and a group of one) carry no signal
-    mixed = group_advantages([1.0, 0.0, 0.0, 0.0], ["q"] * 4)
-    assert sum(mixed) == pytest.approx(0.0, abs=1e-9) and mixed[0] > 0 > mixed[1]
-
-
-def test_episode_reward_em_f1_and_format_penalty():
-    done = Trajectory("Q", "a b", "hotpotqa", "react", [Turn("t", "finish[a]")], "a", 0.0, 0.67)
-    broken = Trajectory("Q", "a", "hotpotqa", "react", [Turn("t", "search[x]", "o")], None, end_reason="max_turns")
-    assert episode_reward(done, "em", 0.5) == 0.0 and episode_reward(done, "f1", 0.5) == pytest.approx(0.67)
-    assert episode_reward(broken, "em", 0.5) == -0.5
-
-
-def test_loss_micro_batches_stay_within_the_token_budget():
-    """A row cap let 8 full episodes (~24k tokens, 30+ GB of activations) into one backward: OOM."""
-    lengths = [3000, 10, 900, 1000, 5000, 950, 20, 30]
-    rows = [TokenRow([1] * n, [True] * n, [0.0] * n) for n in lengths]
-    chunks = token_budget_chunks(rows, 2048)
-    assert sorted(i for c in chunks for i in c) == list(range(len(rows)))  # every row once
-    for c in chunks:
-        padded = len(c) * max(lengths[i] for i in c)
-        assert padded <= 2048 or len(c) == 1  # a row longer than the budget goes alone
-    assert [len(c) for c in chunks] == [1, 1, 2, 2, 2]  # longest first: 5000, 3000, 1000+950, 900+30, 20+10
 
 
 def test_pool_must_not_touch_evaluated_questions(tmp_path):
@@ -69,7 +39,7 @@ def test_kl_reference_is_the_frozen_start_adapter(tiny_model_dir, tmp_path):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from fireact.data.token_log import TokenRow
+    from fireact.data.token_row import TokenRow
     from fireact.modules.grpo import GRPOLM, REFERENCE
 
     torch.manual_seed(0)

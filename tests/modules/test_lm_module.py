@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fireact.data.encoding import IGNORE_INDEX
+from fireact.data.token_row import IGNORE_INDEX, TokenRow
 from fireact.errors import FireactError
 from fireact.modules.lm_module import FireActLM
 
@@ -28,11 +28,10 @@ def test_packed_examples_never_see_each_other(tiny_model_dir, attn, head_on_trai
     for lab in labels:
         lab[:3] = IGNORE_INDEX  # a masked prompt, as every rendered example starts with one
     with torch.no_grad():
-        packed = collate(ids, labels, [[0, 1, 2]], 0, packed=True)
+        rows = [TokenRow(i, lab != IGNORE_INDEX) for i, lab in zip(ids, labels)]
+        packed = collate(rows, [[0, 1, 2]], 0, packed=True)
         together = module(packed) * packed["num_trained_tokens"]
-        alone = sum(
-            module(b) * b["num_trained_tokens"] for b in (collate(ids, labels, [[i]], 0, False) for i in range(3))
-        )
+        alone = sum(module(b) * b["num_trained_tokens"] for b in (collate(rows, [[i]], 0, False) for i in range(3)))
     torch.testing.assert_close(together, alone, atol=1e-4, rtol=1e-5)
 
 
@@ -77,7 +76,8 @@ def test_head_on_trained_positions_gives_the_hf_loss_and_grads(tiny_model_dir, f
     for lab in labels:
         lab[: len(lab) // 2] = IGNORE_INDEX  # the prompt half is masked
     for packed in (False, True):
-        batch = collate(ids, labels, [[0, 1], [2]] if packed else [[0], [1], [2]], 0, packed)
+        rows = [TokenRow(i, lab != IGNORE_INDEX) for i, lab in zip(ids, labels)]
+        batch = collate(rows, [[0, 1], [2]] if packed else [[0], [1], [2]], 0, packed)
         batch = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids", "labels")}
         module.hparams.head_on_trained_only = False
         assert module._backbone_and_head() is not None

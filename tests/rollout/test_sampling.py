@@ -38,11 +38,11 @@ def test_training_rows_continue_or_restart():
         TokenTurn(7, [9], [10, 11], [-0.4, -0.5]),  # the prompt rewrote token 8: a new row
     ]
     first, second = training_rows(turns)
-    assert first.input_ids == [1, 2, 3, 4, 5, 6, 7, 8]
-    assert first.trained == [False] * 3 + [True] * 2 + [False] * 2 + [True]
-    assert first.logprobs[3:5] == [-0.1, -0.2] and first.logprobs[7] == -0.3
-    assert second.input_ids == [1, 2, 3, 4, 5, 6, 7, 9, 10, 11]
-    assert second.trained == [False] * 8 + [True] * 2
+    assert first.input_ids.tolist() == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert first.trained.tolist() == [False] * 3 + [True] * 2 + [False] * 2 + [True]
+    assert first.logprobs[3:5].tolist() == pytest.approx([-0.1, -0.2]) and first.logprobs[7] == pytest.approx(-0.3)
+    assert second.input_ids.tolist() == [1, 2, 3, 4, 5, 6, 7, 9, 10, 11]
+    assert second.trained.tolist() == [False] * 8 + [True] * 2
 
 
 @pytest.fixture(scope="module")
@@ -87,12 +87,12 @@ def test_token_log_is_what_the_model_saw_and_sampled(sampled):
         rows = training_rows(turns)
         assert sum(sum(r.trained) for r in rows) == sum(len(x.generated) for x in turns)
         for row in rows:
-            ids = torch.tensor([row.input_ids])
+            ids = torch.from_numpy(row.input_ids)[None]
             with torch.no_grad():
                 logits = lm.model(input_ids=ids).logits[0, :-1].float()
             logp = torch.log_softmax(logits / 0.3, -1).gather(-1, ids[0, 1:, None])[:, 0]
-            trained = torch.tensor(row.trained[1:])
-            torch.testing.assert_close(logp[trained], torch.tensor(row.logprobs[1:])[trained], atol=2e-3, rtol=0)
+            trained = torch.from_numpy(row.trained[1:])
+            torch.testing.assert_close(logp[trained], torch.from_numpy(row.logprobs[1:])[trained], atol=2e-3, rtol=0)
         fed = lm.tokenizer.decode([i for r in rows for i, m in zip(r.input_ids, r.trained) if not m])
         for turn in t.turns:  # the tool's observations sit in the untrained (fed) positions
             if turn.observation:

@@ -1,0 +1,73 @@
+"""GRPO's reward, advantages and clipped policy loss as pure functions: tested without a trainer.
+
+`GRPOLM` (fireact.modules.grpo) plays the episodes and computes log-probs; everything that turns
+them into a loss lives here.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import torch
+
+from fireact.data.token_row import TokenRow
+from fireact.data.trajectory import Trajectory
+
+REWARDS = ("em", "f1")
+
+
+def episode_reward(t: Trajectory, reward: str, format_penalty: float) -> float:
+    """The task's exact match (or token F1) of the final answer, minus `format_penalty` when the
+    episode never finished well-formed."""
+    value = t.reward if reward == "em" else t.f1
+    return value - (0.0 if t.finished else format_penalty)
+
+
+def group_advantages(rewards: list[float], groups: list[str], eps: float = 1e-4) -> list[float]:
+    """(r - mean of its group) / (std of its group + eps); 0 for a group whose rewards are all equal."""
+    members: dict[str, list[float]] = defaultdict(list)
+    for r, g in zip(rewards, groups):
+        members[g].append(r)
+    stats = {}
+    for g, rs in members.items():
+        t = torch.tensor(rs, dtype=torch.float64)
+        stats[g] = (float(t.mean()), float(t.std(unbiased=False)) if len(rs) > 1 else 0.0)
+    return [0.0 if stats[g][1] == 0 else (r - stats[g][0]) / (stats[g][1] + eps) for r, g in zip(rewards, groups)]
+
+
+def token_budget_chunks(rows: list[TokenRow], budget: int) -> list[list[int]]:
+    """Row indices in micro-batches of at most `budget` padded tokens (rows x longest), longest first so
+    that rows of similar length share a batch; a row longer than the budget goes alone."""
+    chunks: list[list[int]] = []
+    for i in sorted(range(len(rows)), key=lambda i: -len(rows[i])):
+        chunk = chunks[-1] if chunks else None
+        # sorted: the chunk's first row is its longest, so its padded size is (rows + 1) x that length
+        if chunk and (len(chunk) + 1) * len(rows[chunk[0]]) <= budget:
+            chunk.append(i)
+        else:
+            chunks.append([i])
+    return chunks
+
+
+def clipped_policy_loss(
+    new: torch.Tensor,
+    old: torch.Tensor,
+    advantages: torch.Tensor,
+    clip_eps: float,
+    reference: torch.Tensor | None = None,
+    kl_coef: float = 0.0,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Per-token PPO-clip loss of trained tokens (log-probs now, as sampled, and under the reference
+    policy; one advantage per token), plus `kl_coef` x the k3 KL estimate (unbiased and >= 0) when a
+    reference is given. Returns (per-token loss, sums of loss-free statistics for logging)."""
+    ratio = torch.exp(new - old)
+    per_token = -torch.minimum(ratio * advantages, ratio.clamp(1 - clip_eps, 1 + clip_eps) * advantages)
+    stats = {
+        "clipped": float(((ratio.detach() - 1).abs() > clip_eps).sum()),
+        "ratio": float(ratio.detach().sum()),
+    }
+    if reference is not None:
+        kl = torch.exp(reference - new) - (reference - new) - 1
+        per_token = per_token + kl_coef * kl
+        stats["kl"] = float(kl.detach().sum())
+    return per_token, stats

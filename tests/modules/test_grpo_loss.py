@@ -1,0 +1,66 @@
+"""GRPO's loss as pure functions, without a model or a trainer: rewards, advantages, micro-batches,
+the clipped policy loss and its KL term."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from fireact.data.token_row import TokenRow
+from fireact.data.trajectory import Trajectory, Turn
+from fireact.modules.grpo_loss import clipped_policy_loss, episode_reward, group_advantages, token_budget_chunks
+
+
+def test_group_advantages_are_relative_to_the_own_group():
+    adv = group_advantages([1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.5], ["a", "a", "b", "b", "c", "c", "d"])
+    assert adv[0] == pytest.approx(1.0, abs=1e-3) and adv[1] == pytest.approx(-1.0, abs=1e-3)
+    assert adv[2:] == [0.0, 0.0, 0.0, 0.0, 0.0]  # all-equal groups (and a group of one) carry no signal
+    mixed = group_advantages([1.0, 0.0, 0.0, 0.0], ["q"] * 4)
+    assert sum(mixed) == pytest.approx(0.0, abs=1e-9) and mixed[0] > 0 > mixed[1]
+
+
+def test_episode_reward_em_f1_and_format_penalty():
+    done = Trajectory("Q", "a b", "hotpotqa", "react", [Turn("t", "finish[a]")], "a", 0.0, 0.67)
+    broken = Trajectory("Q", "a", "hotpotqa", "react", [Turn("t", "search[x]", "o")], None, end_reason="max_turns")
+    assert episode_reward(done, "em", 0.5) == 0.0 and episode_reward(done, "f1", 0.5) == pytest.approx(0.67)
+    assert episode_reward(broken, "em", 0.5) == -0.5
+
+
+def test_loss_micro_batches_stay_within_the_token_budget():
+    """A row cap let 8 full episodes (~24k tokens, 30+ GB of activations) into one backward: OOM."""
+    lengths = [3000, 10, 900, 1000, 5000, 950, 20, 30]
+    rows = [TokenRow([1] * n, [True] * n, [0.0] * n) for n in lengths]
+    chunks = token_budget_chunks(rows, 2048)
+    assert sorted(i for c in chunks for i in c) == list(range(len(rows)))  # every row once
+    for c in chunks:
+        padded = len(c) * max(lengths[i] for i in c)
+        assert padded <= 2048 or len(c) == 1  # a row longer than the budget goes alone
+    assert [len(c) for c in chunks] == [1, 1, 2, 2, 2]  # longest first: 5000, 3000, 1000+950, 900+30, 20+10
+
+
+def test_clipped_policy_loss_by_hand():
+    """Ratios 0.5, 1 and 2 with eps 0.2: a positive advantage takes min(r, clip(r)) (capped at 1.2), a
+    negative one max (floored at 0.8); the KL term is k3 = e^(ref-new) - (ref-new) - 1."""
+    old = torch.zeros(3)
+    new = torch.log(torch.tensor([0.5, 1.0, 2.0]))
+    adv = torch.tensor([1.0, -1.0, 1.0])
+    per_token, stats = clipped_policy_loss(new, old, adv, 0.2)
+    torch.testing.assert_close(per_token, torch.tensor([-0.5, 1.0, -1.2]))
+    assert stats == {"clipped": 2.0, "ratio": pytest.approx(3.5)} and "kl" not in stats
+    per_token, stats = clipped_policy_loss(new, old, -adv, 0.2)
+    torch.testing.assert_close(per_token, torch.tensor([0.8, -1.0, 2.0]))  # r=2, A<0: the unclipped 2 wins
+    plain, _ = clipped_policy_loss(new, old, adv, 0.2)
+    with_kl, stats = clipped_policy_loss(new, old, adv, 0.2, reference=torch.zeros(3), kl_coef=0.1)
+    k3 = [math.exp(-x) + x - 1 for x in new.tolist()]  # reference log-prob 0 against each new one
+    torch.testing.assert_close(with_kl - plain, 0.1 * torch.tensor(k3))
+    assert stats["kl"] == pytest.approx(sum(k3))
+
+
+def test_clipped_policy_loss_gradient_is_zero_outside_the_trust_region():
+    """A clipped token (ratio 2 > 1.2 with a positive advantage) gives no gradient; an unclipped one does."""
+    new = torch.log(torch.tensor([2.0, 1.0])).requires_grad_()
+    per_token, _ = clipped_policy_loss(new, torch.zeros(2), torch.tensor([1.0, 1.0]), 0.2)
+    per_token.sum().backward()
+    assert new.grad.tolist() == [0.0, -1.0]
