@@ -39,7 +39,7 @@ from fireact.modules.grpo_loss import (
     token_budget_chunks,
 )
 from fireact.modules.lm_module import FireActLM
-from fireact.rollout.config import RolloutConfig
+from fireact.rollout.config import EpisodeConfig
 from fireact.rollout.runners import run_rollouts
 from fireact.rollout.sampling import sampling_logprobs
 
@@ -50,8 +50,8 @@ class GRPOLM(FireActLM):
     """FireActLM trained by GRPO on live rollouts (see the module docstring).
 
     Args:
-        rollouts: how episodes are sampled (method, turns, tool, temperature, top_p, seed; its question
-            selection is unused: questions come from the DataModule).
+        rollouts: how episodes are played and sampled (method, turns, tool, temperature, top_p, seed); the
+            questions come from the DataModule, and with no tool named, the tool is the one for them.
         group_size: G, the samples per question (each its own engine slot, sharing the prompt's KV).
         clip_eps: PPO clip range of the probability ratio.
         kl_coef: weight of the k3 KL estimate to the starting policy (0 skips the reference pass).
@@ -68,7 +68,7 @@ class GRPOLM(FireActLM):
 
     def __init__(
         self,
-        rollouts: RolloutConfig | None = None,
+        rollouts: EpisodeConfig | None = None,
         group_size: int = 8,
         clip_eps: float = 0.2,
         kl_coef: float = 0.0,
@@ -84,7 +84,7 @@ class GRPOLM(FireActLM):
             raise FireactError(f"model.reward must be 'em' or 'f1', got {reward!r}")
         if group_size < 2:
             raise FireactError("model.group_size must be at least 2: advantages are relative to the group")
-        self.rollout_config = rollouts or RolloutConfig(temperature=1.0)
+        self.rollout_config = rollouts or EpisodeConfig(temperature=1.0)
         if self.rollout_config.temperature <= 0:
             raise FireactError("GRPO samples: rollouts.temperature must be > 0")
         self.automatic_optimization = False
@@ -111,7 +111,8 @@ class GRPOLM(FireActLM):
         """G sampled episodes per question with the current weights, tokens and log-probs recorded."""
 
         if self._tool is None:
-            self._tool = self.rollout_config.make_tool(resolve_data_dir(self.hparams.data_dir))
+            pool = getattr(self.trainer.datamodule, "pool", None)  # the tool measured best for its questions
+            self._tool = self.rollout_config.make_tool(resolve_data_dir(self.hparams.data_dir), pool)
         world, rank = self.trainer.world_size, self.trainer.global_rank
         cfg = replace(
             self.rollout_config,

@@ -10,7 +10,7 @@ from fireact.agent.methods import Episode, MethodSpec
 from fireact.data.prompt_style import Prompt
 from fireact.data.tasks import Example
 from fireact.lm.base import LM, Completion
-from fireact.rollout.config import RolloutConfig
+from fireact.rollout.config import EpisodeConfig
 from fireact.tools.base import SearchTool
 
 
@@ -24,7 +24,7 @@ class RolloutJob:
     should_stop: Callable[[], bool]
     tools: dict[str, SearchTool]
     spec: MethodSpec
-    config: RolloutConfig  # temperature, top_p, sampling seed, batch size, record_tokens
+    config: EpisodeConfig  # temperature, top_p, sampling seed, batch size, record_tokens
 
     def complete(self, lm: LM, prompts: list[Prompt]) -> list[Completion]:
         s = self.spec

@@ -15,7 +15,7 @@ from fireact.data.tasks import Example, get_task
 from fireact.data.trajectory import Trajectory, Turn
 from fireact.errors import FireactError
 from fireact.lm.base import LM
-from fireact.rollout.config import RolloutConfig
+from fireact.rollout.config import EpisodeConfig
 from fireact.rollout.engine import run_continuous
 from fireact.rollout.job import RolloutJob
 from fireact.rollout.progress import Progress, rich_progress
@@ -42,7 +42,7 @@ def resolve_style(fmt: str | None, lm: LM) -> PromptStyle:
 
 
 def _prompt_prefix(
-    cfg: RolloutConfig, task: str, examples: list[Example], style: PromptStyle,
+    cfg: EpisodeConfig, task: str, examples: list[Example], style: PromptStyle,
     pool: list[Trajectory] | None, prompt_text: str | None,
 ) -> tuple[Prompt, int | str]:  # fmt: skip
     """(the text before each question of `task`, what `meta.few_shot` records): the user's prompt
@@ -62,7 +62,7 @@ def run_rollouts(
     lm: LM,
     tool: SearchTool,
     examples: Iterable[Example],
-    config: RolloutConfig | None = None,
+    config: EpisodeConfig | None = None,
     exemplar_pool: list[Trajectory] | None = None,
     prompt_text: str | None = None,
     progress: Progress | str | None = None,
@@ -78,7 +78,7 @@ def run_rollouts(
     `on_done` sees each trajectory as soon as it ends; `should_stop` (checked before each new episode
     starts) ends a run early, e.g. on a cost cap. `progress`: a callback (done, total), "rich" or None.
     """
-    cfg = config or RolloutConfig()
+    cfg = config or EpisodeConfig()
     if cfg.record_tokens and not lm.continuous:
         raise FireactError(f"record_tokens needs a local model in the rollout engine (hf:...), not {lm.name}")
     examples = list(examples)

@@ -20,7 +20,7 @@ from typing import Any
 from fireact.agent.methods import MethodSpec
 from fireact.data.prompt_style import Prompt
 from fireact.lm.base import Completion
-from fireact.rollout.config import RolloutConfig
+from fireact.rollout.config import EpisodeConfig
 from fireact.rollout.engine import ContinuousBatcher
 from fireact.rollout.job import RolloutJob
 
@@ -105,7 +105,7 @@ class _Queue:
 class _ServeJob(RolloutJob):
     def __init__(self, requests: _Queue, slots: int):
         super().__init__([], self._start, self._finish, lambda: False, {}, MethodSpec([], 1, False),
-                         RolloutConfig(batch_size=slots))  # fmt: skip
+                         EpisodeConfig(batch_size=slots))  # fmt: skip
         self.requests = requests
         self.in_flight: set[CompletionRequest] = set()
         self.peak_in_flight = 0  # the most requests ever decoded together
