@@ -84,7 +84,7 @@ def main() -> None:
 
     ref_trajs, ref_s = runs["reference"]
     for name, (trajs, s) in runs.items():
-        em = sum(t.reward for t in trajs) / n
+        em = sum(t.em for t in trajs) / n
         turns = sum(len(t.turns) for t in trajs) / n
         print(
             f"{name:28s} {s:7.1f} s  {60 * n / s:6.2f} questions/min  EM {em:.3f}  turns/episode {turns:.2f}"

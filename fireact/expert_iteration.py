@@ -50,7 +50,7 @@ def keep_successful(trajectories: list[Trajectory], dedup: bool = True) -> list[
     seen: set[tuple[str, tuple[str, ...]]] = set()
     kept = []
     for t in trajectories:
-        if t.reward < 1.0 or not t.finished:
+        if t.em < 1.0 or not t.finished:
             continue
         key = (question_key(t.question), tuple(turn.action for turn in t.turns))
         if dedup and key in seen:
@@ -65,7 +65,7 @@ def hindsight_finish(samples: list[Trajectory]) -> Trajectory | None:
     showed up (STaR's rationalization, with the gold as the hint): the sample that saw the gold
     soonest, cut after that observation, then a finish on the gold whose thought quotes the sentence
     that holds it. None when no sample saw the (non yes/no) gold. Marked meta.hindsight."""
-    if any(t.reward >= 1.0 for t in samples):
+    if any(t.em >= 1.0 for t in samples):
         return None
     seen = [(i, t) for t in samples if (i := gold_turn(t)) is not None]
     if not seen:
@@ -75,7 +75,7 @@ def hindsight_finish(samples: list[Trajectory]) -> Trajectory | None:
     sentences = _SENTENCE.split(observation.split(": ", 1)[-1])  # the wiki tool's "Title: text" -> text
     sentence = next((s for s in sentences if contains_answer(s, gold)), observation).strip()[:300]
     finish = Turn(f"{sentence} So the answer is {gold}.", f"finish[{gold}]", None)
-    return replace(t, turns=[*t.turns[: i + 1], finish], prediction=gold, reward=1.0, f1=1.0, end_reason="finish",
+    return replace(t, turns=[*t.turns[: i + 1], finish], prediction=gold, em=1.0, f1=1.0, end_reason="finish",
                    meta={**t.meta, "hindsight": True})  # fmt: skip
 
 
@@ -197,10 +197,10 @@ class ExpertIteration:
             "adapter": new_adapter,
             "questions": len({(t.task, t.id) for t in sampled}),
             "episodes": len(sampled),
-            "success_rate": sum(t.reward for t in sampled) / len(sampled),
+            "success_rate": sum(t.em for t in sampled) / len(sampled),
             "kept": len(kept),
             "hindsight": len(hindsight),
-            "val_em": sum(t.reward for t in val) / len(val),
+            "val_em": sum(t.em for t in val) / len(val),
             "val_format_error_rate": sum(not t.finished for t in val) / len(val),
             "seconds": {
                 "sample": round(sample_seconds, 1),

@@ -170,7 +170,7 @@ def test_expert_iteration_round_raises_live_rollout_em(weak_agent, tmp_path):
     )  # fmt: skip
     before = loop.play(str(weak_agent["adapter"]), HELD_OUT, world, "before")
     (record,) = loop.run()
-    em_before = sum(t.reward for t in before) / len(before)
+    em_before = sum(t.em for t in before) / len(before)
     assert record["kept"] > 0 and record["questions"] == 16 and record["episodes"] == 64
     assert record["val_em"] >= em_before + 0.3, (
         f"expert iteration moved EM only {em_before:.2f} -> {record['val_em']:.2f}"

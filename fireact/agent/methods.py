@@ -146,7 +146,7 @@ class Episode:
             method=self.method,
             turns=self.turns,
             prediction=self.prediction,
-            reward=em,
+            em=em,
             f1=f1,
             end_reason=self.end_reason or "max_turns",
             id=self.example.id,

@@ -79,7 +79,7 @@ def pick_exemplars(
     if k <= 0:
         return []
     exclude = exclude_questions or set()
-    ok = [t for t in pool if t.task == task and t.reward >= 1.0 and t.finished and t.question not in exclude]
+    ok = [t for t in pool if t.task == task and t.em >= 1.0 and t.finished and t.question not in exclude]
     same = [t for t in ok if t.method == method]
     if method is not None and len(same) >= k:
         ok = same

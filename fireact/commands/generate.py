@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
             return
         streak = 0
         finished.append(t)
-        log.record(t, keep=t.reward >= 1.0 or not args.only_successful)
+        log.record(t, keep=t.em >= 1.0 or not args.only_successful)
 
     def over_budget() -> bool:
         return args.max_cost_usd is not None and spent >= args.max_cost_usd
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
 def print_generated(title: str, finished: list[Trajectory], only_successful: bool, seconds: float) -> None:
     """The run's table: episodes, kept, success, turns, tokens, cost and time."""
     summary = summarize(finished)
-    kept = sum(1 for t in finished if t.reward >= 1.0 or not only_successful)
+    kept = sum(1 for t in finished if t.em >= 1.0 or not only_successful)
     table = Table(title=title)
     for col in ("episodes", "kept", "success", "turns mean", "prompt tok", "completion tok", "cost $", "seconds"):
         table.add_column(col, justify="right")

@@ -41,7 +41,7 @@ def rescore(records: list[Trajectory], task: Task, examples: dict[str, Example])
             continue
         r.answer = gold
         s = task.score(r.prediction, gold)
-        r.reward, r.f1 = s.em, s.f1
+        r.em, r.f1 = s.em, s.f1
     return records
 
 
@@ -61,15 +61,13 @@ def majority_right(samples: list[Trajectory]) -> bool:
     """The most frequent normalised answer (ties: the first seen) is right; no answer at all is wrong.
     One sample is right when its reward says so (as every single-sample score always was)."""
     if len(samples) == 1:
-        return samples[0].reward >= 1.0
+        return samples[0].em >= 1.0
     votes = Counter(normalize_answer(t.prediction) for t in samples if t.prediction is not None)
     if not votes:
         return False
     best = max(votes.values())
     winner = next(a for a in votes if votes[a] == best)
-    return any(
-        t.reward >= 1.0 for t in samples if t.prediction is not None and normalize_answer(t.prediction) == winner
-    )
+    return any(t.em >= 1.0 for t in samples if t.prediction is not None and normalize_answer(t.prediction) == winner)
 
 
 def summarize(records: list[Trajectory], expected: int | None = None) -> Summary:
@@ -82,7 +80,7 @@ def summarize(records: list[Trajectory], expected: int | None = None) -> Summary
     turns = [r.num_actions for r in records]
     errors = sum(1 for r in records if not r.finished)
     return Summary(
-        em=sum(r.reward for r in records) / episodes if episodes else 0.0,
+        em=sum(r.em for r in records) / episodes if episodes else 0.0,
         f1=sum(r.f1 for r in records) / episodes if episodes else 0.0,
         n=len(records),
         expected=questions,
@@ -92,9 +90,9 @@ def summarize(records: list[Trajectory], expected: int | None = None) -> Summary
         format_error_rate=errors / len(records) if records else 0.0,
         questions=len(groups),
         samples=g,
-        pass_at_g=sum(any(t.reward >= 1.0 for t in v) for v in groups.values()) / questions if questions else 0.0,
+        pass_at_g=sum(any(t.em >= 1.0 for t in v) for v in groups.values()) / questions if questions else 0.0,
         maj_at_g=sum(majority_right(v) for v in groups.values()) / questions if questions else 0.0,
-        same_reward=sum(len({t.reward for t in v}) == 1 for v in groups.values()) / len(groups) if groups else 0.0,
+        same_reward=sum(len({t.em for t in v}) == 1 for v in groups.values()) / len(groups) if groups else 0.0,
     )
 
 
@@ -215,7 +213,7 @@ def gold_seen(t: Trajectory) -> bool:
 
 def failure_class(t: Trajectory) -> str:
     """The first of FAILURE_CLASSES that fits the episode (each episode counted once)."""
-    if t.reward >= 1.0:
+    if t.em >= 1.0:
         return "right"
     if not t.finished:
         return "no finish"
@@ -251,5 +249,5 @@ def episode_stats(trajs: list[Trajectory]) -> dict:
     classes = Counter(failure_class(t) for t in trajs)
     return {"n": s.n, "em": s.em, "f1": s.f1, "format_errors": s.format_error_rate,
             "searches": sum(len(searches(t)) for t in trajs) / max(len(trajs), 1), "gold_seen": len(seen),
-            "right_when_seen": sum(t.reward >= 1.0 for t in seen),
+            "right_when_seen": sum(t.em >= 1.0 for t in seen),
             "classes": {c: classes[c] for c in FAILURE_CLASSES}}  # fmt: skip

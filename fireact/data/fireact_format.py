@@ -130,7 +130,7 @@ def _record(question: str, react_text: str, source: str, **kw) -> Trajectory:
         method=infer_method(parsed, react_text),
         turns=parsed.turns,
         prediction=pred,
-        reward=1.0 if parsed.reward_text in ("True", "1", "1.0") else 0.0,
+        em=1.0 if parsed.reward_text in ("True", "1", "1.0") else 0.0,
         end_reason="finish" if ended else "max_turns",
         source=source,
         meta={"released_reward": parsed.reward_text} if parsed.reward_text else {},

@@ -98,7 +98,7 @@ def write_world(root: Path, n_people: int = 120, n_dev: int = 20, seed: int = 0)
             q = world.question(p)
             record = {
                 "question": q["question"], "answer": q["answer"], "task": "synthetic", "method": "react",
-                "turns": world.expert_turns(p), "prediction": q["answer"], "reward": 1.0, "f1": 1.0,
+                "turns": world.expert_turns(p), "prediction": q["answer"], "em": 1.0, "f1": 1.0,
                 "end_reason": "finish", "id": str(i), "source": "synthetic-expert", "meta": {"seed": seed},
             }  # fmt: skip
             f.write(json.dumps(record) + "\n")

@@ -30,7 +30,7 @@ FORMATS = ("openai", "alpaca", "hf")
 def reward_observation(traj: Trajectory) -> str:
     released = traj.meta.get("released_reward")
     if released is None:
-        released = ("1" if traj.reward > 0 else "0") if traj.method == "cot" else str(traj.reward > 0)
+        released = ("1" if traj.em > 0 else "0") if traj.method == "cot" else str(traj.em > 0)
     return f"Episode finished, reward = {released}"
 
 

@@ -18,7 +18,8 @@ from fireact.data.paths import json_value, not_utf8, unreadable, write_lines_ato
 from fireact.data.token_log import TokenTurn
 from fireact.errors import FireactError
 
-SCHEMA_VERSION = 1
+# 2: the exact match is `em` (version 1 called it `reward`; read as em), token turns may be recorded
+SCHEMA_VERSION = 2
 METHODS = ("io", "cot", "react", "reflexion")
 # Why an episode ended; anything but "finish" is a format/runtime failure of the agent.
 END_REASONS = ("finish", "max_turns", "no_action", "bad_action", "unknown_tool", "error")
@@ -32,7 +33,7 @@ _TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "answer": ((str, type(None)), "a string or null"),
     "task": ((str,), "a string"),
     "prediction": ((str, type(None)), "a string or null"),
-    "reward": ((int, float), "a number"),
+    "em": ((int, float), "a number"),
     "f1": ((int, float), "a number"),
     "end_reason": ((str,), "a string"),
     "id": ((str,), "a string"),
@@ -84,7 +85,7 @@ class Trajectory:
     method: str
     turns: list[Turn] = field(default_factory=list)
     prediction: str | None = None  # the argument of the final finish[...]
-    reward: float = 0.0  # exact match of prediction against answer
+    em: float = 0.0  # exact match of prediction against answer (the task's scorer); RL rewards derive from it
     f1: float = 0.0
     end_reason: str = "finish"
     id: str = ""  # question id within the task split
@@ -108,9 +109,11 @@ class Trajectory:
     def from_dict(cls, d: dict[str, Any]) -> Trajectory:
         if not isinstance(d, dict):
             raise ValueError(f"expected a JSON object, got {type(d).__name__}")
-        version = d.get("version", SCHEMA_VERSION)
-        if version != SCHEMA_VERSION:
-            raise ValueError(f"schema version {version!r} is not supported (this fireact reads {SCHEMA_VERSION})")
+        version = d.get("version", 1 if "reward" in d else SCHEMA_VERSION)
+        if version not in (1, SCHEMA_VERSION) or isinstance(version, bool):
+            raise ValueError(f"schema version {version!r} is not supported (this fireact reads 1 and {SCHEMA_VERSION})")
+        if version == 1:  # the exact match was called reward
+            d = {k if k != "reward" else "em": v for k, v in d.items()} | {"version": SCHEMA_VERSION}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:

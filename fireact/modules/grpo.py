@@ -194,7 +194,7 @@ class GRPOLM(FireActLM):
         metrics = {
             "train/reward_mean": float(r.mean()),
             "train/reward_std": float(r.std(unbiased=False)),
-            "train/em": sum(t.reward for t in trajs) / len(trajs),
+            "train/em": sum(t.em for t in trajs) / len(trajs),
             "train/format_error_rate": sum(not t.finished for t in trajs) / len(trajs),
             "train/zero_advantage_groups": 1 - len(live_groups) / len(set(groups)),
             "train/loss": stats["loss"] / max(h.ppo_epochs, 1),

@@ -19,7 +19,7 @@ REWARDS = ("em", "f1")
 def episode_reward(t: Trajectory, reward: str, format_penalty: float) -> float:
     """The task's exact match (or token F1) of the final answer, minus `format_penalty` when the
     episode never finished well-formed."""
-    value = t.reward if reward == "em" else t.f1
+    value = t.em if reward == "em" else t.f1
     return value - (0.0 if t.finished else format_penalty)
 
 

@@ -21,7 +21,7 @@ class RolloutMetrics(Metric):
     def update(self, trajectories: list[Trajectory]) -> None:
         for t in trajectories:
             turns = t.num_actions
-            self.em += t.reward
+            self.em += t.em
             self.f1 += t.f1
             self.turns += turns
             self.turns_sq += turns * turns

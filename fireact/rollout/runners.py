@@ -103,7 +103,7 @@ def run_rollouts(
             if on_done is not None:
                 on_done(t)
             if report is not None:
-                report(len(results), len(plays), sum(r.reward for r in results.values()) / len(results))
+                report(len(results), len(plays), sum(r.em for r in results.values()) / len(results))
 
         if report is not None:
             report(0, len(plays), 0.0)

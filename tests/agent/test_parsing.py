@@ -52,7 +52,7 @@ def test_episode_react_finish_and_scoring(hotpot):
     assert not ep.done and ep.turns[0].observation == "result for capital of France"
     ep.feed(Completion("Thought: found\nAction: finish[Paris]", 12, 4, 0.02), tools)
     t = ep.to_trajectory()
-    assert (t.end_reason, t.prediction, t.reward, t.f1) == ("finish", "Paris", 1.0, 1.0)
+    assert (t.end_reason, t.prediction, t.em, t.f1) == ("finish", "Paris", 1.0, 1.0)
     assert t.meta["prompt_tokens"] == 22 and t.meta["cost_usd"] == pytest.approx(0.03)
     assert [x.observation for x in t.turns] == ["result for capital of France", None]
     Trajectory.from_dict(__import__("json").loads(t.to_json()))  # round-trips through the schema
@@ -114,7 +114,7 @@ def test_prompts_zero_shot_is_gpt_format_and_few_shot_is_seeded():
     assert [e.question for e in a] == [
         e.question for e in pick_exemplars(list(reversed(pool)), "hotpotqa", 3, seed=1, exclude_questions={"q0"})
     ]
-    assert all(e.reward == 1.0 and e.question != "q0" for e in a)
+    assert all(e.em == 1.0 and e.question != "q0" for e in a)
     prefix = few_shot_prefix("react", a)
     assert prefix.count("Question: ") == 3 and "(END OF EXAMPLES)" in prefix
     chat = PromptStyle("chat").prompt("Q?", [], few_shot_prefix("react", a, fmt="chat"))

@@ -22,7 +22,7 @@ MULTITASK = "finetune/alpaca_format/multitask_multimethod.json"
 
 def essence(trajs):
     """What a training set carries: question, task, method, every turn, the answer given, the reward."""
-    return [(t.question, t.task, t.method, t.turns, t.prediction, t.reward) for t in trajs]
+    return [(t.question, t.task, t.method, t.turns, t.prediction, t.em) for t in trajs]
 
 
 def export_and_import(tmp_path, fmt, sources, *extra, task=None):

@@ -117,7 +117,7 @@ def test_score_ignores_stored_em_and_counts_missing_as_wrong(data_dir, tmp_path,
         dev[0].question, "junk", "hotpotqa", "react", [Turn("t", f"finish[{dev[0].answer}]")], dev[0].answer, id="0"
     )
     wrong = Trajectory(
-        dev[1].question, dev[1].answer, "hotpotqa", "react", [Turn("t", "finish[nope]")], "nope", reward=1.0, id="1"
+        dev[1].question, dev[1].answer, "hotpotqa", "react", [Turn("t", "finish[nope]")], "nope", em=1.0, id="1"
     )
     write_trajectories(tmp_path / "t.jsonl", [right, wrong])
     main(["score", str(tmp_path / "t.jsonl"), "--expected", "4", "--json", "--data-dir", str(data_dir)])

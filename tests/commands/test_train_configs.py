@@ -152,7 +152,7 @@ def test_reproduce_variants_and_report(tmp_path, monkeypatch, capsys, data_dir):
     def run(name: str, right: set[int]) -> dict:
         turns = [Turn("t", "search[x]", "o"), Turn("t", "finish[a]")]
         trajs = [
-            Trajectory(f"q{i}", "a", "hotpotqa", "react", turns, reward=float(i in right), id=str(i)) for i in range(10)
+            Trajectory(f"q{i}", "a", "hotpotqa", "react", turns, em=float(i in right), id=str(i)) for i in range(10)
         ]
         write_trajectories(tmp_path / f"eval_{name}.jsonl", trajs)
         result = {"em": len(right) / 10, "f1": 0, "turns_mean": 1, "turns_std": 0, "format_error_rate": 0}

@@ -74,6 +74,11 @@ def test_trajectory_jsonl_round_trip(tmp_path):
     write_trajectories(tmp_path / "t.jsonl", [t, t])
     assert read_trajectories(tmp_path / "t.jsonl") == [t, t]
     assert "token_turns" not in t.to_json()  # only where the rollout recorded tokens
+    legacy = {**json.loads(t.to_json()), "version": 1}
+    legacy["reward"] = legacy.pop("em")  # schema 1 called the exact match reward
+    unversioned = {k: v for k, v in legacy.items() if k != "version"}  # hand-written: reward says schema 1
+    (tmp_path / "v1.jsonl").write_text(json.dumps(legacy) + "\n" + json.dumps(unversioned) + "\n")
+    assert read_trajectories(tmp_path / "v1.jsonl") == [t, t]
     tokens = replace(t, token_turns=[TokenTurn(0, [1, 2], [3, 4], [-0.5, -0.25]), TokenTurn(4, [5], [6], [-1.0])])
     write_trajectories(tmp_path / "tokens.jsonl", [tokens])
     assert read_trajectories(tmp_path / "tokens.jsonl") == [tokens]

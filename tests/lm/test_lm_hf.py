@@ -103,7 +103,7 @@ def test_rollouts_with_tiny_model_and_snapshot(tiny_lm, data_dir):
     )
     assert [t.id for t in trajs] == [e.id for e in examples]
     assert all(t.end_reason in ("finish", "max_turns", "no_action", "bad_action", "unknown_tool") for t in trajs)
-    assert seen[-1] == (5, 5, sum(t.reward for t in trajs) / 5) and all(t.meta["lm"] == tiny_lm.name for t in trajs)
+    assert seen[-1] == (5, 5, sum(t.em for t in trajs) / 5) and all(t.meta["lm"] == tiny_lm.name for t in trajs)
 
 
 @pytest.mark.slow

@@ -72,5 +72,5 @@ def test_concurrent_episodes_and_token_accounting(fault_server):
     done = []
     trajs = run_rollouts(lm, lambda q: "x", examples, on_done=done.append)
     assert [t.id for t in trajs] == [str(i) for i in range(6)] and len(done) == 6
-    assert all(t.reward == 1.0 and t.meta["prompt_tokens"] == 100 and t.meta["cost_usd"] > 0 for t in trajs)
+    assert all(t.em == 1.0 and t.meta["prompt_tokens"] == 100 and t.meta["cost_usd"] > 0 for t in trajs)
     assert trajs[0].meta["lm"] == "openai:gpt-3.5-turbo"

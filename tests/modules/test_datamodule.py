@@ -393,12 +393,12 @@ def test_own_jsonl_source_and_only_successful(data_dir, smollm2_dir, tmp_path):
 
     records = load_source(data_dir / "finetune/gpt_format/hotpotqa.jsonl", task_questions(data_dir)).trajectories[:40]
     for k, r in enumerate(records):
-        r.reward = float(k % 4 != 0)  # every 4th fails
+        r.em = float(k % 4 != 0)  # every 4th fails
     path = tmp_path / "mine.jsonl"
     write_trajectories(path, records)
     kw = {"tokenizer": smollm2_dir, "sources": [str(path)], "val_size": 0, "mix": None}
     dm = TrajectoryDataModule(only_successful=True, **kw)
     dm.setup()
     assert dm.provenance["skipped"]["unsuccessful"] == 10 and len(dm.train_indices) == 30
-    assert all(dm.trajectories[i].reward > 0 for i in dm.train_indices)
+    assert all(dm.trajectories[i].em > 0 for i in dm.train_indices)
     assert dm.provenance["sources"][0]["sha256"] == sha256_file(path)

@@ -191,4 +191,4 @@ def test_the_agent_searches_through_the_server(retrieval, data_dir):
     (traj,) = run_rollouts(ReadingAgent(), tool, examples, cfg)
     assert traj.turns[0].action == "search[Scott Derrickson]"
     assert traj.turns[0].observation.startswith("Scott Derrickson: Scott Derrickson (born July 16, 1966)")
-    assert traj.prediction == "July 16, 1966" and traj.reward == 1.0
+    assert traj.prediction == "July 16, 1966" and traj.em == 1.0
