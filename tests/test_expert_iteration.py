@@ -87,7 +87,7 @@ def test_hindsight_finish_turns_a_seen_gold_into_a_demonstration():
     h = hindsight_finish([seen_late, seen_first])
     assert [t.action for t in h.turns] == ["search[Peer Gynt]", "finish[Henrik Ibsen]"]  # cut after the first sight
     assert h.turns[-1].thought == "A play by henrik ibsen! So the answer is Henrik Ibsen."
-    assert (h.reward, h.prediction, h.finished, h.meta["hindsight"]) == (1.0, "Henrik Ibsen", True, True)
+    assert (h.em, h.prediction, h.finished, h.meta["hindsight"]) == (1.0, "Henrik Ibsen", True, True)
     assert seen_first.prediction == "Goethe"  # the sample itself is left as it was
     h = hindsight_finish([seen_late])
     assert h.turns[-1].thought == "Written by Henrik Ibsen in 1867. So the answer is Henrik Ibsen."
