@@ -29,6 +29,9 @@ greedy decoding, ReAct format, SmolLM2-135M-Instruct:
               the prompted model, c and m on task T: strategyqa (dev), mmlu (dev) or bamboogle (test,
               a task none of them trained on), first N questions of the same seeded selection
 
+The settings are data, in experiments/reproduce.yaml (runs, evaluations, what the report compares):
+a new setting is a few lines there, not code here.
+
 Every step runs the public CLI in a subprocess. The command, wall time and result of each step go to
 OUT/steps.json; finished steps are skipped on a rerun, so an interrupted run resumes. The report
 (OUT/results.md and OUT/em_by_setting.png, and OUT/on_policy_curves.png once f-* ran) is rebuilt from
@@ -48,71 +51,37 @@ from pathlib import Path
 import steps as steps_file
 import yaml
 
-OUT = Path("runs/repro")  # the training configs write under here too
+SETTINGS_FILE = Path(__file__).with_suffix(".yaml")  # the runs, the settings and what the report compares
+PLAN = yaml.safe_load(SETTINGS_FILE.read_text())
+OUT = Path(PLAN["out"])
+RUNS: dict[str, dict] = PLAN["runs"]
+SETTINGS: dict[str, dict] = PLAN["settings"]
+REPORT: dict = PLAN["report"]
 PY = [sys.executable, "-m"]
-SETTINGS = {  # name -> (label, adapter run, extra eval args)
-    "a": ("few-shot ReAct prompting (2-shot)", None, ["--few-shot", "2"]),
-    "b": ("zero-shot ReAct prompting", None, []),
-    "c": ("FireAct: 500 HotpotQA ReAct", "react", []),
-    "d": ("FireAct: HotpotQA ReAct+CoT+Reflexion", "multimethod", []),
-    "e-c-none": ("(c) + noise: None", "react", ["--noise", "nothing"]),
-    "e-c-random": ("(c) + noise: random", "react", ["--noise", "random"]),
-    "e-d-none": ("(d) + noise: None", "multimethod", ["--noise", "nothing"]),
-    "e-d-random": ("(d) + noise: random", "multimethod", ["--noise", "random"]),
-    "c-last": ("(c) after 2 epochs (the checkpoint not kept)", "react/last", []),
-    "c-k2": ("(c), 2 BM25 snippets per search", "react", ["--search-k", "2"]),
-    "d-k2": ("(d), 2 BM25 snippets per search", "multimethod", ["--search-k", "2"]),
-    "f-grpo": ("(c) + GRPO on its own rollouts (EM reward)", "grpo", []),
-    "f-ei": ("(c) + expert iteration (EM-filtered own rollouts)", "expert_iteration", []),
-}
-SETTINGS.update({f"g-n{n}": (f"FireAct: {n} HotpotQA ReAct (2 epochs)", f"react-n{n}", []) for n in (100, 200, 300)})
-SETTINGS["h-unmasked"] = ("(c) with observations in the loss", "react-unmasked", [])
-SETTINGS["s-cot"] = ("FireAct: HotpotQA CoT only", "cot", [])
-SETTINGS["s-reflexion"] = ("FireAct: HotpotQA Reflexion only", "reflexion", [])
-SETTINGS["m"] = ("FireAct: multi-task ReAct (HotpotQA+StrategyQA+MMLU)", "multitask", [])
-CROSS_TASKS = {"strategyqa": "dev", "mmlu": "dev", "bamboogle": "test"}  # task -> split; HotpotQA is dev
-for _agent in ("a", "c", "m"):
-    for _task in CROSS_TASKS:
-        SETTINGS[f"{_agent}@{_task}"] = (f"{SETTINGS[_agent][0]}, on {_task}", *SETTINGS[_agent][1:])
-# derived runs: c's config with these changes (data: init_args keys; max_steps: trainer)
-VARIANTS = {
-    **{f"react-n{n}": {"mix": {"hotpotqa/react": n}, "max_steps": n // 2} for n in (100, 200, 300)},
-    "react-unmasked": {"mask_observations": False},
-    # counts at most what each cell has after the held-out questions and the cutoff (14 of the 47
-    # Reflexion trajectories are longer than 1024 tokens, as in d), so none is upsampled
-    **{
-        method: {
-            "sources": ["finetune/alpaca_format/hotpotqa_multimethod.json"],
-            "mix": {f"hotpotqa/{method}": n},
-            "max_steps": n // 2,
-        }
-        for method, n in (("cot", 180), ("reflexion", 30))
-    },  # fmt: skip
-    "multitask": {
-        "sources": ["finetune/alpaca_format/multitask.json"],
-        "mix": {"hotpotqa/react": 450, "strategyqa/react": 200, "mmlu/react": 150},
-        "max_steps": 400,  # 800 trajectories x 2 epochs / batch 4
-    },
-}
-EI_CONFIG = "configs/repro/smollm2_hotpotqa_expert_iteration.yaml"
 
 
 def variant_config(run: str) -> Path:
-    """c's config with the variant's changes and every output path moved to runs/repro/RUN."""
-    changes = dict(VARIANTS[run])
-    text = (
-        Path("configs/repro/smollm2_hotpotqa_react.yaml").read_text().replace("runs/repro/react", f"runs/repro/{run}")
-    )
-    config = yaml.safe_load(text)
-    if "max_steps" in changes:
-        steps = changes.pop("max_steps")
-        config["trainer"]["max_steps"], config["trainer"]["val_check_interval"] = steps, max(steps // 2, 1)
-    config["data"]["init_args"].update(changes)
+    """The base config with the run's `variant` data changes (and max_steps) and every output path
+    moved to OUT/RUN."""
+    spec = RUNS[run]
+    base = Path(PLAN["base_config"])
+    out = PLAN["out"]  # where the configs write (OUT may be moved, the configs are not)
+    config = yaml.safe_load(base.read_text().replace(f"{out}/{base_run()}", f"{out}/{run}"))
+    if "max_steps" in spec:
+        config["trainer"]["max_steps"] = spec["max_steps"]
+        config["trainer"]["val_check_interval"] = max(spec["max_steps"] // 2, 1)
+    config["data"]["init_args"].update(spec["variant"])
     path = OUT / "configs" / f"{run}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"# generated by experiments/reproduce.py: configs/repro/smollm2_hotpotqa_react.yaml + {VARIANTS[run]}\n"
+    changes = {k: v for k, v in spec.items() if k != "variant"} | spec["variant"]
+    path.write_text(f"# generated by experiments/reproduce.py: {base} + {changes}\n"
                     + yaml.safe_dump(config, sort_keys=False))  # fmt: skip
     return path
+
+
+def base_run() -> str:
+    """The run whose config is the base of the variants."""
+    return next(name for name, spec in RUNS.items() if spec.get("config") == PLAN["base_config"])
 
 
 def load_steps() -> dict:
@@ -127,48 +96,51 @@ def run_step(steps: dict, name: str, cmd: list[str], done: Path) -> dict:
 
 
 def adapter_dir(run: str) -> Path:
-    if run == "expert_iteration":  # the last round's adapter
-        rounds = yaml.safe_load(Path(EI_CONFIG).read_text())["rounds"]
-        return OUT / run / f"round{rounds}" / "adapter"
-    base, _, which = run.partition("/")
-    return OUT / base / ("adapter-last" if which == "last" else "adapter")
+    """Where a run's adapter is exported: an expert-iteration run's last round, another run's last
+    checkpoint beside that run's best, else OUT/RUN/adapter."""
+    spec = RUNS[run]
+    if "expert_iteration" in spec:
+        loop = yaml.safe_load(Path(spec["expert_iteration"]).read_text())
+        return Path(loop["out"]) / f"round{loop['rounds']}" / "adapter"
+    if "from" in spec:
+        return OUT / spec["from"] / f"adapter-{spec['checkpoint']}"
+    return OUT / run / "adapter"
 
 
 def train_and_export(steps: dict, run: str) -> None:
     """Train, then export the checkpoint ModelCheckpoint kept as best by live-rollout EM on held-out
-    dev questions (100-119, not the scored ones), or the last one for "RUN/last"."""
-    if run == "expert_iteration":  # samples, trains and exports every round itself
-        run_step(steps, "train-expert_iteration", [*PY, "fireact", "expert-iteration", "--config", EI_CONFIG],
-                 adapter_dir(run) / "adapter_config.json")  # fmt: skip
+    dev questions (100-119, not the scored ones), or the last one when the run asks for it."""
+    spec = RUNS[run]
+    if "expert_iteration" in spec:  # samples, trains and exports every round itself
+        cmd = [*PY, "fireact", "expert-iteration", "--config", spec["expert_iteration"]]
+        run_step(steps, f"train-{run}", cmd, adapter_dir(run) / "adapter_config.json")
         return
-    base, _, which = run.partition("/")
-    last = OUT / base / "checkpoints" / "last.ckpt"
-    config = variant_config(base) if base in VARIANTS else f"configs/repro/smollm2_hotpotqa_{base}.yaml"
-    train = [*PY, "fireact.train", "fit", "--config", str(config)]
-    run_step(steps, f"train-{base}", train, last)
-    (ckpt,) = [last] if which == "last" else (OUT / base / "checkpoints").glob("best-*.ckpt")
+    trained = spec.get("from", run)
+    last = OUT / trained / "checkpoints" / "last.ckpt"
+    config = RUNS[trained].get("config") or variant_config(trained)
+    run_step(steps, f"train-{trained}", [*PY, "fireact.train", "fit", "--config", str(config)], last)
+    (ckpt,) = [last] if spec.get("checkpoint") == "last" else (OUT / trained / "checkpoints").glob("best-*.ckpt")
     export = [*PY, "fireact", "export", "--ckpt", str(ckpt), "--out", str(adapter_dir(run))]
     run_step(steps, f"export-{run}", export, adapter_dir(run) / "adapter_config.json")
 
 
 def task_of(setting: str) -> tuple[str, str]:
-    """The task and split a setting is scored on: "m@mmlu" is m on MMLU dev; plain names, HotpotQA dev."""
-    task = setting.partition("@")[2] or "hotpotqa"
-    return task, CROSS_TASKS.get(task, "dev")
+    """The task and split a setting is scored on (default: HotpotQA dev)."""
+    spec = SETTINGS[setting]
+    return spec.get("task", "hotpotqa"), spec.get("split", "dev")
 
 
 def evaluate(steps: dict, setting: str, args: argparse.Namespace) -> None:
-    _, run, extra = SETTINGS[setting]
+    from fireact.data.paths import resolve_data_dir
+
+    spec = SETTINGS[setting]
     out = OUT / f"eval_{setting}.jsonl"
     task, split = task_of(setting)
     cmd = [*PY, "fireact", "eval", "--task", task, "--split", split, "--n", str(args.n), "--out", str(out)]
-    cmd += ["--json", "--threads", str(args.threads), "--batch-size", str(args.batch_size), *extra]
-    if task == "bamboogle" and "--few-shot" in extra:  # no Bamboogle trajectories: HotpotQA's, also multi-hop
-        from fireact.data.paths import resolve_data_dir
-
-        cmd += ["--few-shot-from", str(resolve_data_dir() / "finetune/gpt_format/hotpotqa.jsonl")]
-    if run is not None:
-        cmd += ["--adapter", str(adapter_dir(run))]
+    cmd += ["--json", "--threads", str(args.threads), "--batch-size", str(args.batch_size)]
+    cmd += [a.replace("{data}", str(resolve_data_dir())) for a in spec.get("eval", [])]
+    if "run" in spec:
+        cmd += ["--adapter", str(adapter_dir(spec["run"]))]
     run_step(steps, f"eval-{setting}", cmd, out)
 
 
@@ -180,30 +152,30 @@ def report(steps: dict, n: int) -> None:
     import matplotlib.pyplot as plt
 
     rows, names, ems = [], [], []
-    for setting, (label, run, _) in SETTINGS.items():
+    for setting, spec in SETTINGS.items():
         step = steps.get(f"eval-{setting}")
-        if not step or "@" in setting:
+        if not step or task_of(setting) != ("hotpotqa", "dev"):
             continue
-        r = step["result"]
-        train = steps.get(f"train-{run.split('/')[0]}", {}).get("seconds") if run else None
+        r, run, label = step["result"], spec.get("run"), spec["label"]
+        train = steps.get(f"train-{RUNS[run].get('from', run)}", {}).get("seconds") if run else None
         rows.append(
             f"| {setting} | {label} | {100 * r['em']:.1f} | {100 * r['f1']:.1f} | "
             f"{r['turns_mean']:.2f} ± {r['turns_std']:.2f} | {100 * r['format_error_rate']:.1f} | "
-            f"{r['seconds_per_question']:.2f} | {f'{train / 60:.1f}' if train else '-'} | {paired_with_c(setting)} |"
+            f"{r['seconds_per_question']:.2f} | {f'{train / 60:.1f}' if train else '-'} | {paired_with_reference(setting)} |"
         )
         names.append(setting)
         ems.append(100 * r["em"])
     table = [
         f"HotpotQA dev, first {n} questions of the paper's selection, SmolLM2-135M-Instruct, snapshot search.",
         "",
-        "| setting | agent | EM | F1 | turns (mean ± std) | format errors % | s / question | training min | vs (c): +/-, McNemar p |",
+        f"| setting | agent | EM | F1 | turns (mean ± std) | format errors % | s / question | training min | vs ({REPORT['reference']}): +/-, McNemar p |",
         "|---|---|---|---|---|---|---|---|---|",
         *rows,
     ]
     table += multitask_table(steps, n) + method_choice_table() + cost_table(n)
     (OUT / "results.md").write_text("\n".join(table) + "\n")
     fig, ax = plt.subplots(figsize=(9, 4))
-    ax.bar(names, ems, color=["#888" if s in ("a", "b") else "#d62728" for s in names])
+    ax.bar(names, ems, color=["#d62728" if "run" in SETTINGS[s] else "#888" for s in names])  # grey: prompted
     ax.set_ylabel("EM (%)")
     ax.tick_params(axis="x", labelrotation=30)
     ax.set_title(f"SmolLM2-135M on HotpotQA dev ({n} questions): EM per setting")
@@ -222,39 +194,36 @@ def multitask_table(steps: dict, n: int) -> list[str]:
     from fireact.data.paths import resolve_data_dir, snapshot_path
     from fireact.tools.snapshot import SnapshotSearch
 
-    agents = {agent: SETTINGS[agent][0] for agent in ("a", "c", "m")}
-    if not any(f"eval-{a}@{t}" in steps for a in agents for t in CROSS_TASKS):
+    cells = {(spec["agent"], task_of(name)[0]): name for name, spec in SETTINGS.items() if "agent" in spec}
+    names = REPORT["tasks"]
+    agents = {agent: SETTINGS[cells[agent, names[0]]]["label"] for agent, _ in cells}
+    if not any(f"eval-{cells[a, t]}" in steps for a in agents for t in names[1:] if (a, t) in cells):
         return []
-    names = ["hotpotqa", *CROSS_TASKS]
+    columns = ", ".join(f"{t} {task_of(cells[a, t])[1]}" for a, t in cells if a == REPORT["reference"])
     lines = [
         "",
-        f"Multi-task: first {n} questions of each task (HotpotQA, StrategyQA and MMLU dev, Bamboogle test:",
-        "trained on by none). EM % (format errors %), and vs (c) on the same questions: +/-, McNemar p.",
+        f"Multi-task: first {n} questions of each task ({columns}).",
+        "EM % (format errors %), and vs the reference on the same questions: +/-, McNemar p.",
         "",
         f"| agent | {' | '.join(names)} |",
         "|---|" + "---|" * len(names),
     ]
     for agent, label in agents.items():
-        cells = []
+        row = []
         for task in names:
-            setting = on_task(agent, task)
+            setting = cells.get((agent, task))
             r = (steps.get(f"eval-{setting}") or {}).get("result")
-            pair = "" if agent == "c" else f"; {paired_with_c(setting)}"
-            cells.append(f"{100 * r['em']:.1f} ({100 * r['format_error_rate']:.0f}){pair}" if r else "-")
-        lines.append(f"| {agent}: {label} | {' | '.join(cells)} |")
+            pair = "" if agent == REPORT["reference"] else f"; {paired_with_reference(setting)}"
+            row.append(f"{100 * r['em']:.1f} ({100 * r['format_error_rate']:.0f}){pair}" if r else "-")
+        lines.append(f"| {agent}: {label} | {' | '.join(row)} |")
     lines += ["", "Searches the snapshot answers with a recorded Google result (query cached as is; the rest get BM25",
               "over all snippets), % of each agent's searches on each task:", "",
               f"| agent | {' | '.join(names)} |", "|---|" + "---|" * len(names)]  # fmt: skip
     snapshot = SnapshotSearch(snapshot_path(resolve_data_dir()))
     for agent in agents:
-        shares = [cached_search_share(OUT / f"eval_{on_task(agent, t)}.jsonl", snapshot) for t in names]
+        shares = [cached_search_share(OUT / f"eval_{cells.get((agent, t))}.jsonl", snapshot) for t in names]
         lines.append(f"| {agent} | {' | '.join('-' if s is None else f'{100 * s:.0f}' for s in shares)} |")
     return lines
-
-
-def on_task(agent: str, task: str) -> str:
-    """The setting of `agent` scored on `task`: plain on HotpotQA, "m@mmlu" elsewhere."""
-    return agent if task == "hotpotqa" else f"{agent}@{task}"
 
 
 def cached_search_share(path: Path, snapshot) -> float | None:
@@ -274,19 +243,17 @@ def method_choice_table() -> list[str]:
     from fireact.data.evaluation import method_choice, method_references
     from fireact.data.trajectory import read_trajectories
 
-    files = {name: OUT / f"eval_{name}.jsonl" for name in ("d", "s-cot", "c", "s-reflexion")}
+    choice = REPORT["method_choice"]
+    files = {name: OUT / f"eval_{name}.jsonl" for name in (choice["mixed"], *choice["single"].values())}
     if not all(f.is_file() for f in files.values()):
         return []
-    d = read_trajectories(files["d"])
-    singles = {
-        m: read_trajectories(files[s]) for m, s in (("cot", "s-cot"), ("react", "c"), ("reflexion", "s-reflexion"))
-    }
-    refs = method_references(singles)
-    lines = ["", "Method choice of (d), by what each episode did (reflection -> reflexion, one finish turn -> cot,",
+    mixed = read_trajectories(files[choice["mixed"]])
+    refs = method_references({m: read_trajectories(files[s]) for m, s in choice["single"].items()})
+    lines = ["", f"Method choice of ({choice['mixed']}), by what each episode did (reflection -> reflexion, one finish turn -> cot,",
              "no well-formed action -> no action):",
              "", "| acted as | share % | EM % | turns (mean ± std) |", "|---|---|---|---|"]  # fmt: skip
     lines += [f"| {r.method} | {100 * r.share:.0f} | {100 * r.em:.1f} | {r.turns_mean:.2f} ± {r.turns_std:.2f} |"
-              for r in method_choice(d)]  # fmt: skip
+              for r in method_choice(mixed)]  # fmt: skip
     return lines + [
         "",
         f"References from the single-method agents on the same {refs['questions']} questions: random method "
@@ -300,7 +267,7 @@ def cost_table(n: int) -> list[str]:
     from fireact.data.evaluation import cost_row
     from fireact.data.trajectory import read_trajectories
 
-    rows = [(s, OUT / f"eval_{s}.jsonl") for s in ("a", "b", "c", "d", "m") if (OUT / f"eval_{s}.jsonl").is_file()]
+    rows = [(s, OUT / f"eval_{s}.jsonl") for s in REPORT["cost"] if (OUT / f"eval_{s}.jsonl").is_file()]
     if len(rows) < 2:
         return []
     lines = ["", f"Cost per question (HotpotQA dev, {n} questions):", "",
@@ -311,24 +278,28 @@ def cost_table(n: int) -> list[str]:
     return lines
 
 
-def paired_with_c(setting: str) -> str:
-    """Questions only this setting got right / only (c) got right on the same task, and the exact
-    McNemar p-value."""
+def paired_with_reference(setting: str | None) -> str:
+    """Questions only this setting got right / only the reference agent got right on the same task,
+    and the exact McNemar p-value."""
     from fireact.data.evaluation import mcnemar
     from fireact.data.trajectory import read_trajectories
 
-    task, _ = task_of(setting)
-    c_setting = "c" if task == "hotpotqa" else f"c@{task}"
-    mine, c = OUT / f"eval_{setting}.jsonl", OUT / f"eval_{c_setting}.jsonl"
-    if setting == c_setting or not (mine.is_file() and c.is_file()):
+    if setting is None:
         return "-"
-    t = mcnemar(read_trajectories(c), read_trajectories(mine))
+    task = task_of(setting)
+    reference = next(
+        (n for n, s in SETTINGS.items() if s.get("agent") == REPORT["reference"] and task_of(n) == task), None
+    )
+    mine, ref = OUT / f"eval_{setting}.jsonl", OUT / f"eval_{reference}.jsonl"
+    if setting == reference or not (mine.is_file() and ref.is_file()):
+        return "-"
+    t = mcnemar(read_trajectories(ref), read_trajectories(mine))
     return f"+{t['only_second']} / -{t['only_first']}, p={t['p_value']:.2f}"
 
 
 def data_scaling(plt, steps: dict) -> None:
     """data_scaling.png: EM and format errors against the number of fine-tuning trajectories."""
-    points = [(n, steps.get(f"eval-{'c' if n == 500 else f'g-n{n}'}")) for n in (100, 200, 300, 500)]
+    points = [(int(n), steps.get(f"eval-{setting}")) for n, setting in REPORT["data_scaling"].items()]
     points = [(n, s["result"]) for n, s in points if s]
     if len(points) < 2:
         return
@@ -348,7 +319,7 @@ def data_scaling(plt, steps: dict) -> None:
 def on_policy_curves(plt) -> None:
     """on_policy_curves.png: GRPO's training reward and held-out rollout EM over steps, and expert
     iteration's held-out EM per round (round 0 is the (c) start, GRPO's step-0 validation)."""
-    logs = sorted((OUT / "grpo").glob("*/version_*/metrics.csv"), key=lambda f: f.stat().st_mtime)
+    logs = sorted((OUT / REPORT["grpo_run"]).glob("*/version_*/metrics.csv"), key=lambda f: f.stat().st_mtime)
     if not logs:
         return
     rows = list(csv.DictReader(logs[-1].open()))
@@ -371,7 +342,7 @@ def on_policy_curves(plt) -> None:
     ax.set_ylabel("%")
     ax.set_title("GRPO from (c)")
     ax.legend(fontsize=8)
-    rounds_file = OUT / "expert_iteration" / "rounds.json"
+    rounds_file = adapter_dir(REPORT["expert_iteration_run"]).parent.parent / "rounds.json"
     if rounds_file.is_file() and series["val/em"]:
         rounds = json.loads(rounds_file.read_text())
         ems = [series["val/em"][0][1], *(100 * r["val_em"] for r in rounds)]
@@ -397,7 +368,7 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     steps = load_steps()
     for setting in args.only or list(SETTINGS):
-        run = SETTINGS[setting][1]
+        run = SETTINGS[setting].get("run")
         if run is not None:
             train_and_export(steps, run)
         evaluate(steps, setting, args)
