@@ -33,7 +33,8 @@ import numpy as np
 def fireact_queries(data_dir: Path, questions: dict[str, set[str]]) -> dict[str, list[tuple[str, set[str]]]]:
     """(query, gold titles) of every search in FireAct's trajectories on a corpus question, by source."""
     from fireact.data.fireact_format import read_fireact_file
-    from fireact.data.trajectory import parse_action, question_key
+    from fireact.data.react_grammar import parse_action
+    from fireact.data.trajectory import question_key
 
     sources = {"gpt-4 fine-tuning trajectories": "finetune/gpt_format/*.jsonl", "released dev rollouts": "trajs/*.json"}
     out: dict[str, list[tuple[str, set[str]]]] = {}

@@ -229,7 +229,8 @@ def multitask_table(steps: dict, n: int) -> list[str]:
 def cached_search_share(path: Path, snapshot) -> float | None:
     """The share of an eval file's searches whose query the snapshot holds as is: those read the snippet
     Google returned to FireAct's GPT-4 for that query; the others read BM25's best guess."""
-    from fireact.data.trajectory import parse_action, read_trajectories
+    from fireact.data.react_grammar import parse_action
+    from fireact.data.trajectory import read_trajectories
 
     if not path.is_file():
         return None

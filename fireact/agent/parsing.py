@@ -10,12 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from fireact.data.trajectory import parse_action
+from fireact.data.react_grammar import ACTION_LINE, BARE_ACTION, OBSERVATION_LABEL, THOUGHT_LABEL, parse_action
 
-_ACTION_LINE = re.compile(r"^\s*Action\s*\d*\s*:\s*(.*)$", re.IGNORECASE | re.MULTILINE)
-_THOUGHT_LABEL = re.compile(r"^\s*Thought\s*\d*\s*:\s*", re.IGNORECASE)
-_OBSERVATION = re.compile(r"^\s*Observation\s*\d*\s*:", re.IGNORECASE | re.MULTILINE)
-_BARE_ACTION = re.compile(r"\b(search|finish)\s*\[([^\]\n]*)\]", re.IGNORECASE)
 TOOL_NAMES = ("search", "finish")
 
 
@@ -33,7 +29,7 @@ def cut_after_action(text: str) -> int | None:
 
     Generation stops there: anything after an action line (a made-up observation) is discarded.
     """
-    m = _ACTION_LINE.search(text)
+    m = ACTION_LINE.search(text)
     if m is None:
         return None
     end = text.find("\n", m.end())
@@ -44,24 +40,24 @@ def cut_after_action(text: str) -> int | None:
 
 def parse_step(text: str, tools: tuple[str, ...] = TOOL_NAMES) -> Step:
     """One assistant turn (`Thought: ...\\nAction: tool[arg]`) -> Step."""
-    m = _ACTION_LINE.search(text)
-    if m is None and (obs := _OBSERVATION.search(text)):
+    m = ACTION_LINE.search(text)
+    if m is None and (obs := OBSERVATION_LABEL.search(text)):
         text = text[: obs.start()]  # no action: whatever follows a made-up observation is not ours
     if m:
-        thought = _THOUGHT_LABEL.sub("", text[: m.start()].strip(), count=1).strip()
+        thought = THOUGHT_LABEL.sub("", text[: m.start()].strip(), count=1).strip()
         action = m.group(1).strip()
         parsed = parse_action(action)
         if parsed is None:
-            bare = _BARE_ACTION.search(action)  # "search[x] to find y": keep the well-formed part
+            bare = BARE_ACTION.search(action)  # "search[x] to find y": keep the well-formed part
             if bare is None:
                 return Step(thought, action, None, None, "bad_action")
             parsed = (bare.group(1).lower(), bare.group(2).strip())
     else:
         # No Action line: accept a tool call written inside the thought, as FireAct's parser did.
-        bare = _BARE_ACTION.search(text)
+        bare = BARE_ACTION.search(text)
         if bare is None:
-            return Step(_THOUGHT_LABEL.sub("", text.strip(), count=1).strip(), "", None, None, "no_action")
-        thought = _THOUGHT_LABEL.sub("", text[: bare.start()].strip(), count=1).strip()
+            return Step(THOUGHT_LABEL.sub("", text.strip(), count=1).strip(), "", None, None, "no_action")
+        thought = THOUGHT_LABEL.sub("", text[: bare.start()].strip(), count=1).strip()
         parsed = (bare.group(1).lower(), bare.group(2).strip())
     tool, arg = parsed
     action = f"{tool}[{arg}]"

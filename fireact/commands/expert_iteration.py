@@ -9,7 +9,9 @@ from fireact.errors import FireactError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", required=True, help="YAML with the fields of fireact.expert_iteration.ExpertIteration")
+    p.add_argument(
+        "--config", required=True, help="YAML with the fields of fireact.modules.expert_iteration.ExpertIteration"
+    )
     p.add_argument("--out", help="override the config's out dir")
     p.add_argument("--rounds", type=COUNT, help="override the config's number of rounds")
     p.add_argument(
@@ -23,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     read_config(args.config)  # names the file (and line) when it cannot be read or is not YAML, at once
     from jsonargparse import ArgumentParser
 
-    from fireact.expert_iteration import ExpertIteration  # lazy: torch/Lightning, not for --help
+    from fireact.modules.expert_iteration import ExpertIteration  # lazy: torch/Lightning, not for --help
 
     parser = ArgumentParser(exit_on_error=False)
     parser.add_class_arguments(ExpertIteration)

@@ -8,9 +8,10 @@ import statistics
 from collections import Counter
 from dataclasses import asdict, dataclass
 
+from fireact.data.react_grammar import parse_action
 from fireact.data.scoring import normalize_answer
 from fireact.data.tasks import Example, Task
-from fireact.data.trajectory import Trajectory, parse_action
+from fireact.data.trajectory import Trajectory
 
 
 @dataclass

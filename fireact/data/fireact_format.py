@@ -13,13 +13,11 @@ from pathlib import Path
 
 from fireact.data.chat import READ_ROLES, message_text
 from fireact.data.paths import json_value, not_utf8, read_text, unreadable
+from fireact.data.react_grammar import EPISODE_FINISHED, FIELD_LINE, FINISH_CALL, parse_action
 from fireact.data.training_formats import is_hf_dataset_dir, read_hf_dataset
-from fireact.data.trajectory import Trajectory, Turn, check_text_sizes, parse_action, question_key, read_trajectories
+from fireact.data.trajectory import Trajectory, Turn, check_text_sizes, question_key, read_trajectories
 from fireact.errors import FireactError
 
-_FIELD = re.compile(r"^\s*(Thought|Action|Observation)\s*\d*\s*:\s?(.*)$", re.IGNORECASE)
-_REWARD = re.compile(r"Episode finished,\s*reward\s*=\s*(\S+)", re.IGNORECASE)
-_FINISH = re.compile(r"finish\s*\[(.*)\]", re.IGNORECASE | re.DOTALL)
 _ALPACA_INSTRUCTION = re.compile(r"### Instruction:\n(.*?)\n+### Response:\n?", re.DOTALL)
 REFLECTION_MARKER = "reflection"
 
@@ -37,7 +35,7 @@ def parse_react_text(text: str) -> ParsedText:
     turns: list[dict[str, list[str]]] = []
     current: list[str] = preamble
     for line in text.splitlines():
-        m = _FIELD.match(line)
+        m = FIELD_LINE.match(line)
         if not m:
             current.append(line)
             continue
@@ -54,7 +52,7 @@ def parse_react_text(text: str) -> ParsedText:
     reward = None
     for t in turns:
         obs = "\n".join(t["observation"]).strip() if "observation" in t else None
-        if obs is not None and (m := _REWARD.search(obs)):
+        if obs is not None and (m := EPISODE_FINISHED.search(obs)) and m.group(1):
             reward, obs = m.group(1).rstrip("."), None
         out.append(Turn("\n".join(t.get("thought", [])).strip(), "\n".join(t.get("action", [])).strip(), obs))
     return ParsedText("\n".join(preamble).strip(), out, reward)
@@ -66,7 +64,7 @@ def final_answer(turns: list[Turn]) -> str | None:
         parsed = parse_action(t.action)
         if parsed and parsed[0] == "finish":
             return parsed[1]
-        if t.action and (m := _FINISH.search(t.action)):
+        if t.action and (m := FINISH_CALL.search(t.action)):
             return m.group(1).strip()
     return None
 

@@ -22,11 +22,11 @@ observation after the last agent turn (nothing after it is trained).
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from fireact.data.react_grammar import EPISODE_FINISHED
 from fireact.data.trajectory import Trajectory, Turn
 from fireact.errors import FireactError
 
@@ -36,7 +36,6 @@ ALPACA_PROMPT = (
     "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n"
     "### Instruction:\n{question}\n\n### Response:\n"
 )
-_REWARD_LINE = re.compile(r"Episode finished,\s*reward\s*=", re.IGNORECASE)
 
 Message = dict[str, str]
 Prompt = list[Message] | str  # chat messages, or one raw text (alpaca)
@@ -56,7 +55,9 @@ def training_turns(traj: Trajectory) -> list[Turn]:
     """The turns as rendered: reward lines dropped, no observation after the last agent turn."""
     turns = [
         Turn(
-            t.thought, t.action, None if t.observation is None or _REWARD_LINE.search(t.observation) else t.observation
+            t.thought,
+            t.action,
+            None if t.observation is None or EPISODE_FINISHED.search(t.observation) else t.observation,
         )
         for t in traj.turns
     ]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from fireact.data.fireact_format import read_fireact_file
 from fireact.data.paths import write_lines_atomic
-from fireact.data.trajectory import parse_action
+from fireact.data.react_grammar import parse_action
 from fireact.errors import FireactError
 
 # source label -> glob inside the data dir, in the order records are collected

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -41,8 +40,6 @@ _TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "meta": ((dict,), "an object"),
 }
 
-_ACTION = re.compile(r"^\s*(\w+)\s*\[(.*)\]\s*$", re.DOTALL)
-
 
 def question_key(question: str) -> str:
     """A question compared across files: case and whitespace do not matter."""
@@ -62,12 +59,6 @@ def check_text_sizes(question: str, turns: list[Turn]) -> None:
         text = text or ""
         if len(text) > MAX_TEXT_CHARS:
             raise ValueError(f"{name} is {len(text):,} characters long; fireact reads at most {MAX_TEXT_CHARS:,}")
-
-
-def parse_action(action: str) -> tuple[str, str] | None:
-    """`search[q]` -> ("search", "q"); None when the action is not `tool[argument]`."""
-    m = _ACTION.match(action or "")
-    return (m.group(1).lower(), m.group(2).strip()) if m else None
 
 
 @dataclass

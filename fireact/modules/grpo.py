@@ -39,6 +39,7 @@ from fireact.modules.grpo_loss import (
     token_budget_chunks,
 )
 from fireact.modules.lm_module import FireActLM
+from fireact.modules.ranks import sum_grads_over_ranks, sum_over_ranks
 from fireact.rollout.config import EpisodeConfig
 from fireact.rollout.runners import run_rollouts
 from fireact.rollout.sampling import sampling_logprobs
@@ -172,7 +173,7 @@ class GRPOLM(FireActLM):
                     row_adv.append(a)
         sampled = sum(len(x.generated) for t in trajs for x in t.token_turns)
         n_trained = sum(r.num_trained for r in rows)
-        all_trained = max(self._sum_over_ranks(n_trained), 1)  # the loss is a token mean over all ranks
+        all_trained = max(sum_over_ranks(self.trainer, n_trained), 1)  # the loss is a token mean over all ranks
         optimizer = self.optimizers()
         stats: dict[str, float] = defaultdict(float)
         started = time.perf_counter()
@@ -180,7 +181,9 @@ class GRPOLM(FireActLM):
             optimizer.zero_grad()
             with self._local_backward():
                 self._policy_loss(rows, row_adv, all_trained, stats)
-            self._sum_grads_over_ranks()  # each rank a different number of backward passes: sum once
+            sum_grads_over_ranks(
+                self.trainer, self.parameters()
+            )  # each rank a different number of backward passes: sum once
             self._stop_if_not_finite(torch.tensor(stats["loss"]))
             self.clip_gradients(optimizer, gradient_clip_val=1.0, gradient_clip_algorithm="norm")
             optimizer.step()
@@ -226,25 +229,9 @@ class GRPOLM(FireActLM):
 
     # ----------------------------------------------------------------- ranks
     def _local_backward(self):
-        """Backward passes that do not all-reduce (DDP's no_sync); `_sum_grads_over_ranks` does it once."""
+        """Backward passes that do not all-reduce (DDP's no_sync); `sum_grads_over_ranks` does it once."""
         block = getattr(self.trainer.strategy, "block_backward_sync", None)
         return block() if block is not None and self.trainer.world_size > 1 else contextlib.nullcontext()
-
-    def _sum_over_ranks(self, value: float) -> float:
-        if self.trainer.world_size == 1:
-            return value
-        return float(self.trainer.strategy.reduce(torch.tensor(float(value), device=self.device), reduce_op="sum"))
-
-    def _sum_grads_over_ranks(self) -> None:
-        if self.trainer.world_size == 1:
-            return
-        import torch.distributed as dist
-
-        for p in self.parameters():
-            if p.requires_grad:
-                if p.grad is None:
-                    p.grad = torch.zeros_like(p)
-                dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         """Validation is the rollout callback's live EM (held-out questions); no loss to compute."""

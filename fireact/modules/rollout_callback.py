@@ -16,7 +16,6 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-import torch.distributed as dist
 from lightning.pytorch.callbacks import Callback, RichProgressBar
 from lightning.pytorch.utilities import rank_zero_info
 
@@ -24,6 +23,7 @@ from fireact.data.paths import resolve_data_dir
 from fireact.data.trajectory import Trajectory, write_trajectories
 from fireact.lm.hf import HFLM
 from fireact.modules.datamodule import trainer_prompt_style
+from fireact.modules.ranks import gather_on_rank0, max_over_ranks, zero3
 from fireact.modules.rollout_metrics import RolloutMetrics
 from fireact.rollout.config import RolloutConfig
 from fireact.rollout.progress import rich_progress
@@ -87,7 +87,7 @@ class RolloutValidation(Callback):
         # ZeRO-3 gathers each module's weights inside every forward, a collective: all ranks must make
         # the same calls, so each plays every question in lockstep (greedy decoding keeps them equal),
         # at world_size times the compute. Otherwise each rank plays a disjoint shard.
-        lockstep = _zero3(trainer)
+        lockstep = zero3(trainer)
         rank, world = (0, 1) if lockstep else (trainer.global_rank, trainer.world_size)
         examples = [e for task in cfg.tasks for e in cfg.examples(task, data_dir)[rank::world]]
         was_training = model.training
@@ -98,7 +98,7 @@ class RolloutValidation(Callback):
                 trajs = run_rollouts(
                     lm, tool, examples, cfg, progress=report, source=f"rollout-validation step {trainer.global_step}"
                 )
-            seconds = _max_over_ranks(time.perf_counter() - start)
+            seconds = max_over_ranks(trainer, time.perf_counter() - start)
         finally:
             model.train(was_training)
         out = {"val/rollout_seconds": seconds}
@@ -115,7 +115,7 @@ class RolloutValidation(Callback):
         metrics = RolloutMetrics(sync_on_compute=not lockstep)
         metrics.update(trajs)
         values = {k: float(v) for k, v in metrics.compute().items()}
-        path = self._write(trainer, task, trajs if lockstep else _gather(trajs), tag)
+        path = self._write(trainer, task, trajs if lockstep else gather_on_rank0(trainer, trajs), tag)
         self.history.append({"step": trainer.global_step, "tag": tag, "task": task, **values, "rollout_seconds": seconds,
                              "file": str(path) if path else None})  # fmt: skip
         rank_zero_info(
@@ -205,32 +205,6 @@ def plot_rollout_curves(history: list[dict[str, Any]], out: Path) -> Path | None
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
-
-
-def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def _gather(trajs: list[Trajectory]) -> list[Trajectory] | None:
-    """All ranks' trajectories on rank 0 (None elsewhere)."""
-    if not _distributed():
-        return list(trajs)
-    parts: list[list[Trajectory]] | None = [None] * dist.get_world_size() if dist.get_rank() == 0 else None  # type: ignore[list-item]
-    dist.gather_object(trajs, parts, dst=0)
-    return [t for part in parts for t in part] if parts is not None else None
-
-
-def _max_over_ranks(value: float) -> float:
-    if not _distributed():
-        return value
-    t = torch.tensor(value, dtype=torch.float64)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return float(t)
-
-
-def _zero3(trainer: pl.Trainer) -> bool:
-    config = getattr(trainer.strategy, "config", None) or {}
-    return config.get("zero_optimization", {}).get("stage") == 3
 
 
 @contextlib.contextmanager

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import nullcontext
@@ -131,7 +130,7 @@ def play_job(lm: LM, job: RolloutJob) -> None:
 
 
 def _run_batched(lm: LM, job: RolloutJob) -> None:
-    pending = deque(enumerate(job.examples))
+    pending = job.pending()
     live: list[tuple[int, Episode]] = []
     while pending or live:
         while len(live) < job.config.batch_size and pending and not job.should_stop():
@@ -164,7 +163,7 @@ def _play(lm: LM, job: RolloutJob, ep: Episode) -> Episode:
 
 def _run_threaded(lm: LM, job: RolloutJob) -> None:
     workers = max(1, lm.concurrency)
-    pending = deque(enumerate(job.examples))
+    pending = job.pending()
     running: dict[Future, int] = {}
     with ThreadPoolExecutor(workers) as pool:
         while pending or running:

@@ -97,7 +97,7 @@ def test_on_policy_repro_configs_parse(capsys, monkeypatch, tmp_path):
     monkeypatch.setattr(sys, "argv", ["fireact.train"])
     from jsonargparse import ArgumentParser
 
-    from fireact.expert_iteration import ExpertIteration
+    from fireact.modules.expert_iteration import ExpertIteration
     from fireact.train import build_cli
 
     with pytest.raises(SystemExit) as done:

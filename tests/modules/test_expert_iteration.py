@@ -22,7 +22,7 @@ import pytest
 from weak_agent import HELD_OUT, SFT
 
 from fireact.data.synthetic import write_world
-from fireact.expert_iteration import ExpertIteration
+from fireact.modules.expert_iteration import ExpertIteration
 from fireact.rollout.config import RolloutConfig
 
 POOL = RolloutConfig(tasks=["synthetic"], split="train", n=8, seed=0, samples=2, temperature=1.0, max_turns=3,
@@ -74,7 +74,7 @@ def test_a_killed_round_resumes_its_sampling(tmp_path, tiny_model_dir, capsys):
 
 def test_hindsight_finish_turns_a_seen_gold_into_a_demonstration():
     from fireact.data.trajectory import Trajectory, Turn
-    from fireact.expert_iteration import hindsight_finish
+    from fireact.modules.expert_iteration import hindsight_finish
 
     def ep(turns: list[Turn], prediction: str | None, gold: str = "Henrik Ibsen") -> Trajectory:
         right = float(prediction == gold)
@@ -121,7 +121,7 @@ def test_a_round_killed_mid_training_resumes_from_its_checkpoint(tmp_path, tiny_
                                "data_dir": str(world)}},
     }  # fmt: skip
     (tmp_path / "sft.yaml").write_text(json.dumps(config))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent / "support"), *sys.path]))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent.parent / "support"), *sys.path]))
     sources = [str(world / "synthetic" / "expert_train.jsonl")]
 
     def train(rdir: Path, *overrides: str) -> dict:
@@ -147,7 +147,7 @@ def test_a_round_killed_mid_training_resumes_from_its_checkpoint(tmp_path, tiny_
 
 @pytest.mark.slow(seconds=160)
 def test_expert_iteration_round_raises_live_rollout_em(weak_agent, tmp_path):
-    from fireact.expert_iteration import ExpertIteration
+    from fireact.modules.expert_iteration import ExpertIteration
 
     world = weak_agent["world"]
     config = {

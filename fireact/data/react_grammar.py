@@ -1,0 +1,28 @@
+"""The ReAct text grammar, in one place: step labels (`Thought 2:`), actions (`tool[argument]`) and
+the "Episode finished, reward = ..." line FireAct's files end with.
+
+The agent's step parser (`fireact.agent.parsing`), the release readers (`fireact.data.fireact_format`)
+and the renderer (`fireact.data.prompt_style`) all read ReAct text with these patterns.
+"""
+
+from __future__ import annotations
+
+import re
+
+_LABEL = r"^\s*{}\s*\d*\s*:"  # "Action:", "Action 2 :", "action:" (models and files number and case them)
+
+ACTION_LINE = re.compile(_LABEL.format("Action") + r"\s*(.*)$", re.IGNORECASE | re.MULTILINE)
+THOUGHT_LABEL = re.compile(_LABEL.format("Thought") + r"\s*", re.IGNORECASE)
+OBSERVATION_LABEL = re.compile(_LABEL.format("Observation"), re.IGNORECASE | re.MULTILINE)
+FIELD_LINE = re.compile(_LABEL.format("(Thought|Action|Observation)") + r"\s?(.*)$", re.IGNORECASE)
+
+ACTION = re.compile(r"^\s*(\w+)\s*\[(.*)\]\s*$", re.DOTALL)  # a whole action: tool[argument]
+BARE_ACTION = re.compile(r"\b(search|finish)\s*\[([^\]\n]*)\]", re.IGNORECASE)  # a tool call inside other text
+FINISH_CALL = re.compile(r"finish\s*\[(.*)\]", re.IGNORECASE | re.DOTALL)
+EPISODE_FINISHED = re.compile(r"Episode finished,\s*reward\s*=(?:\s*(\S+))?", re.IGNORECASE)  # group 1: the value
+
+
+def parse_action(action: str) -> tuple[str, str] | None:
+    """`search[q]` -> ("search", "q"); None when the action is not `tool[argument]`."""
+    m = ACTION.match(action or "")
+    return (m.group(1).lower(), m.group(2).strip()) if m else None
