@@ -36,7 +36,7 @@ def main() -> None:
     from fireact.data.paths import resolve_data_dir, snapshot_path
     from fireact.data.prompt_style import PromptStyle, prompt_ids
     from fireact.data.tasks import get_task, select
-    from fireact.lm.base import should_stop
+    from fireact.lm.base import step_complete
     from fireact.lm.hf import HFLM, _StopCriteria
     from fireact.rollout.config import RolloutConfig
     from fireact.rollout.runners import run_rollouts
@@ -84,7 +84,7 @@ def main() -> None:
         k = 0
         for k in range(1, len(row) + 1):
             text = lm.tokenizer.decode(row[:k], skip_special_tokens=True)
-            if row[k - 1] in eos or should_stop(text, spec.stop, spec.stop_after_action):
+            if row[k - 1] in eos or step_complete(text, spec.stop, spec.stop_after_action):
                 break
         ref_tokens += k
     e_rate, r_rate = engine_tokens / engine_s, ref_tokens / ref_s

@@ -24,20 +24,6 @@ class Step:
     error: str | None  # an end reason (no_action, bad_action, unknown_tool) or None
 
 
-def cut_after_action(text: str) -> int | None:
-    """Index just after the first complete `Action: ...` line, or None while it is unfinished.
-
-    Generation stops there: anything after an action line (a made-up observation) is discarded.
-    """
-    m = ACTION_LINE.search(text)
-    if m is None:
-        return None
-    end = text.find("\n", m.end())
-    if end == -1:
-        return None
-    return end
-
-
 def parse_step(text: str, tools: tuple[str, ...] = TOOL_NAMES) -> Step:
     """One assistant turn (`Thought: ...\\nAction: tool[arg]`) -> Step."""
     m = ACTION_LINE.search(text)

@@ -26,3 +26,17 @@ def parse_action(action: str) -> tuple[str, str] | None:
     """`search[q]` -> ("search", "q"); None when the action is not `tool[argument]`."""
     m = ACTION.match(action or "")
     return (m.group(1).lower(), m.group(2).strip()) if m else None
+
+
+def cut_after_action(text: str) -> int | None:
+    """Index just after the first complete `Action: ...` line, or None while it is unfinished.
+
+    Generation stops there: anything after an action line (a made-up observation) is discarded.
+    """
+    m = ACTION_LINE.search(text)
+    if m is None:
+        return None
+    end = text.find("\n", m.end())
+    if end == -1:
+        return None
+    return end

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from fireact.agent.parsing import cut_after_action
 from fireact.data.prompt_style import Prompt, PromptStyle
+from fireact.data.react_grammar import cut_after_action
 
 
 @dataclass
@@ -40,7 +40,7 @@ class LM(Protocol):
     ) -> list[Completion]: ...
 
 
-def should_stop(text: str, stop: list[str], stop_after_action: bool) -> bool:
+def step_complete(text: str, stop: list[str], stop_after_action: bool) -> bool:
     """A step's text is complete: a stop string appeared, or (optionally) the Action line ended."""
     return any(s in text for s in stop) or (stop_after_action and cut_after_action(text) is not None)
 

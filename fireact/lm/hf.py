@@ -7,7 +7,7 @@ from typing import Any
 
 from fireact.data.prompt_style import PromptStyle, prompt_ids
 from fireact.errors import FireactError
-from fireact.lm.base import Completion, should_stop, truncate_at_stop
+from fireact.lm.base import Completion, step_complete, truncate_at_stop
 from fireact.lm.models import load_tokenizer, resolve_model
 
 
@@ -34,7 +34,7 @@ class _StopCriteria:
         for i in range(input_ids.shape[0]):
             if not self.done[i]:
                 text = self.tok.decode(input_ids[i, self.prompt_len :], skip_special_tokens=True)
-                self.done[i] = should_stop(text, self.stop, self.after_action)
+                self.done[i] = step_complete(text, self.stop, self.after_action)
         return torch.tensor(self.done, dtype=torch.bool, device=input_ids.device)
 
 

@@ -34,7 +34,7 @@ from transformers.cache_utils import Cache, CacheLayerMixin
 
 from fireact.data.prompt_style import prompt_ids
 from fireact.data.token_log import TokenTurn
-from fireact.lm.base import Completion, should_stop, truncate_at_stop
+from fireact.lm.base import Completion, step_complete, truncate_at_stop
 from fireact.rollout.job import RolloutJob
 from fireact.rollout.sampling import choose_tokens
 
@@ -341,7 +341,7 @@ class ContinuousBatcher:
         text = self.tok.decode(s.generated, skip_special_tokens=True)
         spec = job.spec_for(s.episode)
         over = token in self.eos or len(s.generated) >= spec.max_tokens
-        if not (over or should_stop(text, spec.stop, spec.stop_after_action)):
+        if not (over or step_complete(text, spec.stop, spec.stop_after_action)):
             s.feed = [token]
             if (stream := getattr(s.episode, "on_text", None)) is not None:
                 stream(text)

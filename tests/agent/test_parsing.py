@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from fireact.agent.methods import Episode
-from fireact.agent.parsing import cut_after_action, parse_direct_answer, parse_step
+from fireact.agent.parsing import parse_direct_answer, parse_step
 from fireact.agent.prompts import few_shot_prefix, pick_exemplars
 from fireact.data.prompt_style import PromptStyle
+from fireact.data.react_grammar import cut_after_action
 from fireact.data.tasks import Example, get_task
 from fireact.data.trajectory import Trajectory, Turn
 from fireact.lm.base import Completion, truncate_at_stop
