@@ -10,11 +10,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from fireact.agent.parsing import parse_direct_answer, parse_step
+from fireact.agent.parsing import parse_direct_answer, parse_step, parse_tool_step
 from fireact.agent.prompts import REFLECT_REQUEST
 from fireact.data.prompt_style import Prompt, PromptStyle
 from fireact.data.tasks import Example, Task
 from fireact.data.token_log import TokenTurn
+from fireact.data.tool_calls import CALL_CLOSE
 from fireact.data.trajectory import METHODS, Trajectory, Turn
 from fireact.errors import FireactError
 from fireact.lm.base import Completion
@@ -31,14 +32,16 @@ class MethodSpec:
     stop_after_action: bool
 
 
-def method_spec(method: str, max_tokens: int | None = None) -> MethodSpec:
+def method_spec(method: str, max_tokens: int | None = None, protocol: str = "react") -> MethodSpec:
+    """Where a step's generation stops: the end of the ReAct action line, or the tool call's close tag."""
     if method not in METHODS:
         raise FireactError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     if method == "io":
         return MethodSpec(["\n"], max_tokens or 48, False)
-    if method == "cot":
-        return MethodSpec(STOP, max_tokens or 384, True)
-    return MethodSpec(STOP, max_tokens or 160, True)
+    default = 384 if method == "cot" else 160
+    if protocol == "tool-calls":
+        return MethodSpec([CALL_CLOSE], max_tokens or default, False)
+    return MethodSpec(STOP, max_tokens or default, True)
 
 
 @dataclass
@@ -106,13 +109,13 @@ class Episode:
             self._end("finish", answer)
             return None
         allowed = ("finish",) if self.method == "cot" else ("finish", *tools)
-        step = parse_step(c.text, allowed)
+        step = (parse_tool_step if self.style.protocol == "tool-calls" else parse_step)(c.text, allowed)
         thought = step.thought
         if self._reflect_now():
             self.meta.setdefault("reflections", []).append(len(self.turns) + 1)
             if not thought.lower().startswith("reflection"):
                 thought = f"Reflection: {thought}"
-        self.turns.append(Turn(thought, step.action, None))
+        self.turns.append(Turn(thought, step.action, step.message))  # a malformed call's error message
         if step.error:
             self._end(step.error)
             return None

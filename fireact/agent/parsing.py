@@ -7,10 +7,12 @@ becomes an end reason on the episode, never an exception.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 
 from fireact.data.react_grammar import ACTION_LINE, BARE_ACTION, OBSERVATION_LABEL, THOUGHT_LABEL, parse_action
+from fireact.data.tool_calls import ARGUMENT, CALL_CLOSE, CALL_OPEN
 
 TOOL_NAMES = ("search", "finish")
 
@@ -22,6 +24,7 @@ class Step:
     tool: str | None  # lower-case tool name, None when no well-formed action was found
     argument: str | None
     error: str | None  # an end reason (no_action, bad_action, unknown_tool) or None
+    message: str | None = None  # what a tool runtime answers a malformed call (tool-calls protocol)
 
 
 def parse_step(text: str, tools: tuple[str, ...] = TOOL_NAMES) -> Step:
@@ -59,3 +62,32 @@ def parse_direct_answer(text: str) -> str:
         return bare.group(1).strip()
     line = text.strip().splitlines()[0] if text.strip() else ""
     return re.sub(r"^\s*(Answer|Final answer)\s*:\s*", "", line, flags=re.IGNORECASE).strip()
+
+
+def parse_tool_step(text: str, tools: tuple[str, ...] = TOOL_NAMES) -> Step:
+    """One assistant turn of the tool-call protocol (its thought, then `<tool_call>{"name", "arguments"}`,
+    the close tag optional: generation stops on it). A call that is not valid JSON, names an unknown
+    tool or lacks its argument is a format error whose `message` says what was wrong, as a tool
+    runtime would answer it."""
+    start = text.find(CALL_OPEN)
+    if start < 0:
+        return Step(text.strip(), "", None, None, "no_action")
+    thought, body = text[:start].strip(), text[start + len(CALL_OPEN) :]
+    body = body[: body.find(CALL_CLOSE)] if CALL_CLOSE in body else body
+    body = body.strip()
+    try:
+        call = json.loads(body)
+        arguments = call.get("arguments", {}) if isinstance(call, dict) else None
+        arguments = json.loads(arguments) if isinstance(arguments, str) else arguments  # the OpenAI API's JSON string
+    except json.JSONDecodeError as e:
+        return Step(thought, body, None, None, "bad_action", f"Error: the tool call is not valid JSON ({e.msg}).")
+    name = call.get("name") if isinstance(call, dict) else None
+    if not isinstance(name, str) or not isinstance(arguments, dict):
+        return Step(thought, body, None, None, "bad_action", 'Error: a tool call is {"name": ..., "arguments": {...}}.')
+    if name not in tools or name not in ARGUMENT:
+        known = ", ".join(t for t in tools if t in ARGUMENT)
+        return Step(thought, body, name, None, "unknown_tool", f"Error: unknown tool {name!r}; the tools are {known}.")
+    argument = arguments.get(ARGUMENT[name])
+    if not isinstance(argument, str):
+        return Step(thought, body, name, None, "bad_action", f"Error: {name} takes a string {ARGUMENT[name]!r}.")
+    return Step(thought, f"{name}[{argument.strip()}]", name, argument.strip(), None)

@@ -25,6 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, type=Path, help="trajectory JSONL or FireAct release file")
     p.add_argument("--model", default="smollm2-135m", help="model name or path whose tokenizer is audited")
     p.add_argument("--format", choices=["chat", "alpaca"], default="chat")
+    p.add_argument("--protocol", choices=["react", "tool-calls"], default="react", help="how a step calls a tool")
     p.add_argument("--n", type=COUNT, default=3, help="number of examples (from the start of the file)")
     p.add_argument(
         "--cutoff", type=COUNT, default=512, help="tokens per example, as the DataModule's cutoff (its default: 512)"
@@ -59,7 +60,9 @@ def run(args: argparse.Namespace) -> int:
     if not trajectories:
         raise FireactError(f"{args.data}: no trajectories with turns")
     tokenizer = load_tokenizer(args.model)
-    encoded = encode(trajectories, tokenizer, PromptStyle(args.format), args.cutoff, args.mask_observations)
+    encoded = encode(
+        trajectories, tokenizer, PromptStyle(args.format, protocol=args.protocol), args.cutoff, args.mask_observations
+    )
     console = Console(highlight=False)
     for i, enc in enumerate(encoded):
         parts = runs(enc.input_ids.tolist(), enc.trained.tolist(), tokenizer)

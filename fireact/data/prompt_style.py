@@ -15,6 +15,10 @@ Two formats, both zero-shot (no few-shot examples in the training text):
   Trained: each "Thought: ...\\nAction: ..." with the newline that ends it, and EOS after the final
   action. Observations are inside the same response string but never trained.
 
+Either format renders the ReAct protocol; `chat` also renders the tool-call protocol
+(`fireact.data.tool_calls`: the agent's step is its thought and a `<tool_call>` JSON block, a tool's
+result a `<tool_response>` user turn; trained: each assistant content with its closing token).
+
 The "Episode finished, reward = ..." line is never rendered (it leaks the reward), nor is an
 observation after the last agent turn (nothing after it is trained).
 """
@@ -26,6 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from fireact.data import tool_calls
 from fireact.data.react_grammar import EPISODE_FINISHED
 from fireact.data.trajectory import Trajectory, Turn
 from fireact.errors import FireactError
@@ -66,8 +71,11 @@ def training_turns(traj: Trajectory) -> list[Turn]:
     return turns
 
 
-def conversation(question: str, turns: list[Turn]) -> list[Message]:
-    """FireAct's gpt_format messages (no system message: the chat template adds its own)."""
+def conversation(question: str, turns: list[Turn], protocol: str = "react") -> list[Message]:
+    """FireAct's gpt_format messages (no system message: the chat template adds its own), or the
+    tool-call protocol's Hermes messages."""
+    if protocol == "tool-calls":
+        return tool_calls.conversation(question, turns)
     messages = [{"role": "user", "content": question}]
     for turn in turns:
         messages.append({"role": "assistant", "content": agent_text(turn)})
@@ -103,24 +111,34 @@ class PromptStyle:
 
     format: "chat" (the tokenizer's chat template) or "alpaca" (FireAct's alpaca prompt).
     base_model: the model name the weights were fine-tuned from (what an adapter loads on top of).
+    protocol: how a step calls a tool: "react" (FireAct's `Action: search[...]` text, observations as
+        user turns) or "tool-calls" (`fireact.data.tool_calls`: JSON tool calls, chat format only).
     """
 
     format: str = "chat"
     base_model: str | None = None
+    protocol: str = "react"
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
             raise FireactError(f"unknown prompt format {self.format!r}: use one of {', '.join(FORMATS)}")
+        if self.protocol not in tool_calls.PROTOCOLS:
+            raise FireactError(f"unknown protocol {self.protocol!r}: use one of {', '.join(tool_calls.PROTOCOLS)}")
+        if self.protocol == "tool-calls" and self.format != "chat":
+            raise FireactError("the tool-calls protocol is a chat format: use format 'chat'")
 
     # -- persistence ------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if self.protocol == "react":  # the default: style files written before protocols read the same
+            del d["protocol"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = "prompt style") -> PromptStyle:
         if not isinstance(d, dict) or "format" not in d:
             raise FireactError(f"{where}: expected an object with a 'format' key, got {d!r}")
-        unknown = sorted(set(d) - {"format", "base_model"})
+        unknown = sorted(set(d) - {"format", "base_model", "protocol"})
         if unknown:
             raise FireactError(f"{where}: unknown key(s) {', '.join(unknown)}")
         return cls(**d)
@@ -141,6 +159,16 @@ class PromptStyle:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise FireactError(f"{path}: not a readable prompt style ({e})") from None
         return cls.from_dict(d, str(path))
+
+    def turns(self, traj: Trajectory) -> list[Turn]:
+        """The turns this style renders for training: `training_turns`, and in the tool-call protocol
+        without steps that wrote nothing (an empty step is no message: no call, no thought)."""
+        turns = training_turns(traj)
+        return [t for t in turns if t.thought or t.action] if self.protocol == "tool-calls" else turns
+
+    def step_text(self, turn: Turn) -> str:
+        """What the agent writes in one step in this style's protocol (the text of its trained span)."""
+        return tool_calls.agent_text(turn) if self.protocol == "tool-calls" else agent_text(turn)
 
     # -- tokens -----------------------------------------------------------------------------------
     @property
@@ -167,7 +195,7 @@ class PromptStyle:
             return text + f"{pending_user_note}\n" if pending_user_note else text
         messages: list[Message] = list(prefix) if isinstance(prefix, list) else []
         head = f"{prefix}Question: {question}" if isinstance(prefix, str) and prefix else question
-        messages += conversation(head, turns)
+        messages += conversation(head, turns, self.protocol)
         if pending_user_note:
             messages[-1] = {**messages[-1], "content": f"{messages[-1]['content']}\n{pending_user_note}"}
         return messages
@@ -189,7 +217,7 @@ class PromptStyle:
     def render(self, traj: Trajectory, tokenizer: Any) -> tuple[str, list[Span]]:
         """(training text, character spans that carry the loss). Pure: same input, same output."""
         if self.format == "chat":
-            return _render_chat(traj, tokenizer)
+            return _render_chat(traj.question, self.turns(traj), tokenizer, self.protocol, traj.id)
         return _render_alpaca(traj, tokenizer)
 
 
@@ -208,9 +236,9 @@ def prompt_ids(prompt: Prompt, tokenizer: Any) -> list[int]:
     return tokenizer(prompt_text(prompt, tokenizer), add_special_tokens=style.add_special_tokens)["input_ids"]
 
 
-def _render_chat(traj: Trajectory, tokenizer: Any) -> tuple[str, list[Span]]:
+def _render_chat(question: str, turns: list[Turn], tokenizer: Any, protocol: str, where: str) -> tuple[str, list[Span]]:
     _require_chat_template(tokenizer)
-    messages = conversation(traj.question, training_turns(traj))
+    messages = conversation(question, turns, protocol)
     text = tokenizer.apply_chat_template(messages, tokenize=False)
     specials = _special_tokens(tokenizer)
     spans: list[Span] = []
@@ -219,7 +247,7 @@ def _render_chat(traj: Trajectory, tokenizer: Any) -> tuple[str, list[Span]]:
         start = text.find(m["content"], cursor)
         if start < 0:
             raise FireactError(
-                f"the chat template of {tokenizer.name_or_path!r} changes message text (trajectory {traj.id or traj.question[:60]!r}): "
+                f"the chat template of {tokenizer.name_or_path!r} changes message text (trajectory {where or question[:60]!r}): "
                 "cannot locate the agent's turns; use format 'alpaca'"
             )
         end = start + len(m["content"])

@@ -70,6 +70,8 @@ class TrajectoryDataModule(LightningDataModule):
             fireact.data.mixing); None trains on every trajectory once.
         mix_total: the total that fractions refer to (default: derived, see fireact.data.mixing).
         format: "chat" (the tokenizer's chat template) or "alpaca" (FireAct's alpaca prompt).
+        protocol: "react" (FireAct's `Action: search[...]` steps) or "tool-calls" (JSON tool calls,
+            `fireact.data.tool_calls`; chat format): saved with the weights like the format.
         cutoff: max tokens per example (the paper: 512).
         truncation: "truncate" cuts longer examples at the cutoff, "drop" leaves them out; both
             are counted per cell in the provenance card.
@@ -96,6 +98,7 @@ class TrajectoryDataModule(LightningDataModule):
         mix: dict[str, int | float] | None = None,
         mix_total: int | None = None,
         format: Literal["chat", "alpaca"] = "chat",
+        protocol: Literal["react", "tool-calls"] = "react",
         cutoff: int = 512,
         truncation: Literal["truncate", "drop"] = "truncate",
         val_size: int | float = 0.05,
@@ -113,7 +116,8 @@ class TrajectoryDataModule(LightningDataModule):
         self.tokenizer_name = tokenizer
         self.sources = list(sources or ["finetune/gpt_format/hotpotqa.jsonl"])
         self.mix, self.mix_total = (validate_mix(mix) if mix is not None else None), mix_total
-        self.format, self.cutoff, self.truncation = format, cutoff, truncation
+        self.format, self.protocol, self.cutoff, self.truncation = format, protocol, cutoff, truncation
+        PromptStyle(format, protocol=protocol)  # refuses a protocol the format cannot render, before any work
         self.val_size, self.batch_size, self.packing = val_size, batch_size, packing
         self.seed, self.num_workers = seed, num_workers
         self.data_dir, self.run_dir, self.only_successful = data_dir, run_dir, only_successful
@@ -130,7 +134,7 @@ class TrajectoryDataModule(LightningDataModule):
     @property
     def prompt_style(self) -> PromptStyle:
         """The format the model is trained on: saved with its checkpoints, used by the rollout callback."""
-        return PromptStyle(self.format, base_model=self.tokenizer_name)
+        return PromptStyle(self.format, base_model=self.tokenizer_name, protocol=self.protocol)
 
     # -- setup -----------------------------------------------------------------------------------
     def _load_sources(self) -> list[Source]:
@@ -225,6 +229,7 @@ class TrajectoryDataModule(LightningDataModule):
             )
         return {
             "format": self.format,
+            "protocol": self.protocol,
             "tokenizer": self.tokenizer_name,
             "cutoff": self.cutoff,
             "truncation": self.truncation,

@@ -103,6 +103,12 @@ class AgentArgs:
     format: str | None = _opt(
         None, "prompt format (default: the one saved with the model, else chat)", choices=("chat", "alpaca")
     )
+    protocol: str | None = _opt(
+        None,
+        "how a step calls a tool: react (FireAct's Action: search[...] text) or tool-calls (JSON tool calls, the "
+        "OpenAI tools shape; chat format); default: the one saved with the model, else react",
+        choices=("react", "tool-calls"),
+    )
     max_turns: int = _opt(11, "agent steps per episode")
     max_tokens: int | None = _opt(None, "tokens per model step (default per method)")
     few_shot: int = _opt(0, "K exemplars from successful trajectories of the task")

@@ -6,6 +6,7 @@ import warnings
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import nullcontext
+from typing import Any
 
 from fireact.agent.methods import Episode, method_spec
 from fireact.agent.prompts import few_shot_prefix, pick_exemplars
@@ -29,15 +30,14 @@ def _io_exemplars(exemplars: list[Trajectory]) -> list[Trajectory]:
     return out
 
 
-def resolve_style(fmt: str | None, lm: LM) -> PromptStyle:
-    """An explicit format wins (with a warning when the model was trained on another); else the
-    format saved with the model; else chat."""
-    saved = lm.prompt_style
-    if fmt is None:
-        return saved or PromptStyle()
-    if saved is not None and saved.format != fmt:
-        warnings.warn(f"format {fmt!r} overrides the {saved.format!r} format {lm.name} was trained with", stacklevel=2)
-    return PromptStyle(fmt, saved.base_model if saved else None)
+def resolve_style(fmt: str | None, lm: LM, protocol: str | None = None) -> PromptStyle:
+    """An explicit format or protocol wins (with a warning when the model was trained on another);
+    else the one saved with the model; else chat and react."""
+    saved = lm.prompt_style or PromptStyle()
+    for name, asked, trained in (("format", fmt, saved.format), ("protocol", protocol, saved.protocol)):
+        if asked is not None and lm.prompt_style is not None and asked != trained:
+            warnings.warn(f"{name} {asked!r} overrides the {trained!r} {name} {lm.name} was trained with", stacklevel=2)
+    return PromptStyle(fmt or saved.format, saved.base_model, protocol or saved.protocol)
 
 
 def _prompt_prefix(
@@ -55,6 +55,12 @@ def _prompt_prefix(
         if cfg.method == "io":
             exemplars = _io_exemplars(exemplars)
     return few_shot_prefix(cfg.method, exemplars, None, style.format), len(exemplars)
+
+
+def _record_meta(lm: LM, tool: SearchTool, style: PromptStyle, shots: int | str) -> dict[str, Any]:
+    """What every record of a run says about how it was played."""
+    meta = {"lm": lm.name, "tool": getattr(tool, "name", "search"), "few_shot": shots, "fmt": style.format}
+    return meta if style.protocol == "react" else {**meta, "protocol": style.protocol}  # react records as before
 
 
 def run_rollouts(
@@ -81,13 +87,13 @@ def run_rollouts(
     if cfg.record_tokens and not lm.continuous:
         raise FireactError(f"record_tokens needs a local model in the rollout engine (hf:...), not {lm.name}")
     examples = list(examples)
-    style = resolve_style(cfg.format, lm)
-    tasks, prefixes, meta = {}, {}, {}  # per task: its scorer, the text before its questions, its records' meta
-    for name in dict.fromkeys(e.task for e in examples):
-        tasks[name] = get_task(name)
+    style = resolve_style(cfg.format, lm, cfg.protocol)
+    tasks = {name: get_task(name) for name in dict.fromkeys(e.task for e in examples)}
+    prefixes, meta = {}, {}  # per task: the text before its questions, its records' meta
+    for name in tasks:
         asked = [e for e in examples if e.task == name]
         prefixes[name], shots = _prompt_prefix(cfg, name, asked, style, exemplar_pool, prompt_text)
-        meta[name] = {"lm": lm.name, "tool": getattr(tool, "name", "search"), "few_shot": shots, "fmt": style.format}
+        meta[name] = _record_meta(lm, tool, style, shots)
     plays = [(ex, j) for ex in examples for j in range(cfg.samples)]  # G samples of a question, side by side
     turns = 1 if cfg.method in ("io", "cot") else cfg.max_turns
     lm.reset_cache()  # a model being trained changes between runs: never reuse its old KV
@@ -112,7 +118,7 @@ def run_rollouts(
             finish,
             should_stop or (lambda: False),
             {"search": tool},
-            method_spec(cfg.method, cfg.max_tokens),
+            method_spec(cfg.method, cfg.max_tokens, style.protocol),
             cfg,
         )
         play_job(lm, job)

@@ -13,21 +13,22 @@ from fireact.data.fireact_format import read_any
 from fireact.data.prompt_style import PromptStyle, trained_text
 
 
-@pytest.mark.parametrize("fmt", ["chat", "alpaca"])
-def test_json_lines(data_dir, smollm2_dir, fmt):
+@pytest.mark.parametrize("fmt,protocol", [("chat", "react"), ("alpaca", "react"), ("chat", "tool-calls")])
+def test_json_lines(data_dir, smollm2_dir, fmt, protocol):
     from transformers import AutoTokenizer
 
     data = data_dir / "finetune" / "gpt_format" / "hotpotqa_multimethod.jsonl"
     cmd = [sys.executable, "-m", "fireact", "mask-audit", "--data", str(data), "--model", smollm2_dir]
-    out = run_cli([*cmd, "--format", fmt, "--n", "4", "--cutoff", "100000", "--json"])
+    out = run_cli([*cmd, "--format", fmt, "--protocol", protocol, "--n", "4", "--cutoff", "100000", "--json"])
     assert out.returncode == 0, out.stderr
     rows = [json.loads(line) for line in out.stdout.splitlines()]
     assert [r["index"] for r in rows] == [0, 1, 2, 3]
     tok = AutoTokenizer.from_pretrained(smollm2_dir)
     for row, traj in zip(rows, read_any(data)[:4]):
-        text, spans = PromptStyle(fmt).render(traj, tok)
+        text, spans = PromptStyle(fmt, protocol=protocol).render(traj, tok)
         assert "".join(row["trained"]) == trained_text(text, spans)
-        assert all("Observation" not in s for s in row["trained"])
+        assert all("Observation" not in s and "<tool_response>" not in s for s in row["trained"])
+        assert protocol == "react" or all("<tool_call>" in s for s in row["trained"])  # the calls are trained
         assert any(traj.question[:30] in s for s in row["masked"])
         assert 0 < row["n_trained"] < row["n_tokens"] == len(tok(text, add_special_tokens=fmt == "alpaca")["input_ids"])
         assert len(row["trained"]) == len(traj.turns)  # one run per agent turn: observations split them

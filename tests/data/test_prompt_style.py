@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from fireact.data.fireact_format import read_any
-from fireact.data.prompt_style import PromptStyle, agent_text, prompt_ids, prompt_text, training_turns
+from fireact.data.prompt_style import PromptStyle, prompt_ids, prompt_text
 from fireact.data.trajectory import Trajectory, Turn
 from fireact.errors import FireactError
 
@@ -25,23 +25,25 @@ def multitask(data_dir) -> list[Trajectory]:
     return [r for r in records if r.turns]
 
 
-def assert_prompts_are_training_prefixes(trajectories: list[Trajectory], tokenizer, fmt: str) -> int:
+def assert_prompts_are_training_prefixes(
+    trajectories: list[Trajectory], tokenizer, fmt: str, protocol: str = "react"
+) -> int:
     """For every turn k: prompt(k) + agent text(k) + closer == training text[:end of span k], and the
     prompt's token ids are the training ids up to the agent's first token. Returns turns checked."""
-    style = PromptStyle(fmt)
+    style = PromptStyle(fmt, protocol=protocol)
     backend = tokenizer.backend_tokenizer
     checked = 0
     for traj in trajectories:
         text, spans = style.render(traj, tokenizer)
         full = backend.encode(text, add_special_tokens=style.add_special_tokens)
-        turns = training_turns(traj)
+        turns = style.turns(traj)
         assert len(spans) == len(turns), traj.id
         for k, (turn, (start, end)) in enumerate(zip(turns, spans)):
             prompt = style.prompt(traj.question, turns[:k])
             before = prompt_text(prompt, tokenizer)
             assert before == text[:start], (traj.id, k)
-            closer = text[start + len(agent_text(turn)) : end]  # what ends the agent's turn
-            assert before + agent_text(turn) + closer == text[:end], (traj.id, k)
+            closer = text[start + len(style.step_text(turn)) : end]  # what ends the agent's turn
+            assert before + style.step_text(turn) + closer == text[:end], (traj.id, k)
             assert closer in ("<|im_end|>", "\n", tokenizer.eos_token), (traj.id, k)
             ids = prompt_ids(prompt, tokenizer)
             assert full.ids[: len(ids)] == ids, (traj.id, k)
@@ -50,15 +52,15 @@ def assert_prompts_are_training_prefixes(trajectories: list[Trajectory], tokeniz
     return checked
 
 
-@pytest.mark.parametrize("fmt", ["chat", "alpaca"])
-def test_prompts_are_training_prefixes_on_the_test_assets(tokenizer, assets, fmt):
+@pytest.mark.parametrize("fmt,protocol", [("chat", "react"), ("alpaca", "react"), ("chat", "tool-calls")])
+def test_prompts_are_training_prefixes_on_the_test_assets(tokenizer, assets, fmt, protocol):
     trajs = read_any(assets / "fireact_gpt.jsonl") + read_any(assets / "fireact_alpaca.json")
-    assert assert_prompts_are_training_prefixes(trajs, tokenizer, fmt) == 14
+    assert assert_prompts_are_training_prefixes(trajs, tokenizer, fmt, protocol) == 14
 
 
-@pytest.mark.parametrize("fmt", ["chat", "alpaca"])
-def test_prompts_are_training_prefixes_on_all_fireact_trajectories(tokenizer, multitask, fmt):
-    checked = assert_prompts_are_training_prefixes(multitask, tokenizer, fmt)
+@pytest.mark.parametrize("fmt,protocol", [("chat", "react"), ("alpaca", "react"), ("chat", "tool-calls")])
+def test_prompts_are_training_prefixes_on_all_fireact_trajectories(tokenizer, multitask, fmt, protocol):
+    checked = assert_prompts_are_training_prefixes(multitask, tokenizer, fmt, protocol)
     assert checked > 2 * len(multitask)  # multi-turn trajectories were compared turn by turn
 
 

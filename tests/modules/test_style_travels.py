@@ -16,18 +16,17 @@ from fireact.data.trajectory import read_trajectories
 from fireact.rollout.config import RolloutConfig
 
 
-@pytest.fixture(scope="module")
-def alpaca_run(tmp_path_factory, tiny_model_dir):
+def trained_agent(tmp, tiny_model_dir, **style) -> dict:
+    """One LoRA step in the DataModule's `style` (format, protocol) with rollouts before it, exported."""
     import lightning.pytorch as pl
 
     from fireact.modules.datamodule import TrajectoryDataModule
     from fireact.modules.lm_module import FireActLM
     from fireact.modules.rollout_callback import RolloutValidation
 
-    tmp = tmp_path_factory.mktemp("style")
     world = write_world(tmp / "world", n_people=20, n_dev=3)
     dm = TrajectoryDataModule(
-        tokenizer=tiny_model_dir, sources=[str(world / "synthetic/expert_train.jsonl")], format="alpaca",
+        tokenizer=tiny_model_dir, sources=[str(world / "synthetic/expert_train.jsonl")], **style,
         val_size=0, batch_size=2, data_dir=str(world), run_dir=str(tmp),
     )  # fmt: skip
     rollouts = RolloutConfig(tasks=["synthetic"], n=3, max_turns=2, max_tokens=8, batch_size=3)
@@ -40,6 +39,11 @@ def alpaca_run(tmp_path_factory, tiny_model_dir):
     trainer.save_checkpoint(tmp / "last.ckpt")
     assert main(["export", "--ckpt", str(tmp / "last.ckpt"), "--out", str(tmp / "agent")]) == 0
     return {"tmp": tmp, "world": world, "cb": cb, "base": tiny_model_dir}
+
+
+@pytest.fixture(scope="module")
+def alpaca_run(tmp_path_factory, tiny_model_dir):
+    return trained_agent(tmp_path_factory.mktemp("style"), tiny_model_dir, format="alpaca")
 
 
 def eval_agent(run, capsys, *extra: str) -> tuple[dict, list]:
@@ -82,3 +86,15 @@ def test_a_folder_without_a_style_is_prompted_in_chat(alpaca_run, capsys, tmp_pa
     run = {**alpaca_run, "tmp": tmp_path}
     summary, _, _ = eval_agent(run, capsys)
     assert summary["format"] == "chat"
+
+
+def test_the_tool_call_protocol_travels_like_the_format(tmp_path, tiny_model_dir, capsys):
+    run = trained_agent(tmp_path, tiny_model_dir, protocol="tool-calls")
+    (row,) = run["cb"].history
+    assert {t.meta["protocol"] for t in read_trajectories(row["file"])} == {"tool-calls"}
+    assert PromptStyle.load(tmp_path / "agent") == PromptStyle("chat", tiny_model_dir, "tool-calls")
+    _, trajs, _ = eval_agent(run, capsys)
+    assert {t.meta["protocol"] for t in trajs} == {"tool-calls"}
+    with pytest.warns(UserWarning, match="protocol 'react' overrides the 'tool-calls' protocol"):
+        _, trajs, _ = eval_agent(run, capsys, "--protocol", "react")
+    assert all("protocol" not in t.meta for t in trajs)  # react records stay as they were

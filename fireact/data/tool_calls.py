@@ -1,0 +1,160 @@
+"""The tool-call protocol: an agent step as an assistant message with `tool_calls`, a tool's result as
+a `tool` message, the shape of the OpenAI tools API and of HF chat templates rendered with `tools=`.
+
+The record stays one format: a step is still `Turn(thought, "search[query]", observation)`, so a
+trajectory converts to tool-call messages and back without loss, and any record trains in either
+protocol. One definition of the tools (`TOOLS`, JSON-schema functions) serves the prompt, the parser,
+`fireact serve` and the OpenAI export.
+
+Templates without tool support (ChatML, e.g. SmolLM2's) get the Hermes rendering, the convention of
+Hermes-2-Pro and Qwen2.5: the tools are listed in a system message inside `<tools></tools>`, the
+agent writes its thought and then `<tool_call>{"name": ..., "arguments": {...}}</tool_call>`, and a
+tool's result comes back as a user turn `<tool_response>...</tool_response>`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fireact.data.react_grammar import parse_action
+from fireact.data.trajectory import Turn
+
+PROTOCOLS: tuple[str, ...] = ("react", "tool-calls")
+
+TOOLS: list[dict[str, Any]] = [
+    {
+        "type": "function",
+        "function": {
+            "name": "search",
+            "description": "Search for a query; returns the top passage (or snippet) found.",
+            "parameters": {
+                "type": "object",
+                "properties": {"query": {"type": "string", "description": "what to look for"}},
+                "required": ["query"],
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "finish",
+            "description": "Give the final answer to the question; ends the episode.",
+            "parameters": {
+                "type": "object",
+                "properties": {"answer": {"type": "string", "description": "the answer, as short as possible"}},
+                "required": ["answer"],
+            },
+        },
+    },
+]
+ARGUMENT = {
+    t["function"]["name"]: t["function"]["parameters"]["required"][0] for t in TOOLS
+}  # tool -> its one argument
+
+CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
+RESPONSE_OPEN, RESPONSE_CLOSE = "<tool_response>", "</tool_response>"
+HERMES_SYSTEM = (
+    "You answer the user's question step by step. In each step, think, then call exactly one tool. You may "
+    "call the functions below. Function signatures are within <tools></tools> XML tags:\n<tools>\n{tools}\n</tools>\n"
+    "For each function call, return a JSON object with the function name and arguments within <tool_call></tool_call> "
+    'XML tags:\n<tool_call>\n{{"name": <function-name>, "arguments": <args-json-object>}}\n</tool_call>\n'
+    "The result comes back within <tool_response></tool_response> XML tags. Call finish with the answer when you know it."
+)
+
+
+def hermes_system() -> str:
+    return HERMES_SYSTEM.format(tools="\n".join(json.dumps(t, ensure_ascii=False) for t in TOOLS))
+
+
+def call_of(action: str) -> tuple[str, dict[str, str]] | None:
+    """`search[q]` -> ("search", {"query": "q"}); None for an action that is no known tool call."""
+    parsed = parse_action(action)
+    if parsed is None or parsed[0] not in ARGUMENT:
+        return None
+    return parsed[0], {ARGUMENT[parsed[0]]: parsed[1]}
+
+
+def call_text(name: str, arguments: dict[str, Any]) -> str:
+    return f"{CALL_OPEN}\n{json.dumps({'name': name, 'arguments': arguments}, ensure_ascii=False)}\n{CALL_CLOSE}"
+
+
+def agent_text(turn: Turn) -> str:
+    """What the agent writes in one step, Hermes style: its thought, then its call. An action that is
+    not a known tool call (a record of a format error) is kept as it was written."""
+    call = call_of(turn.action)
+    act = call_text(*call) if call is not None else turn.action
+    return "\n".join(part for part in (turn.thought, act) if part)
+
+
+def response_text(observation: str) -> str:
+    return f"{RESPONSE_OPEN}\n{observation}\n{RESPONSE_CLOSE}"
+
+
+def conversation(question: str, turns: list[Turn]) -> list[dict[str, str]]:
+    """An episode as plain chat messages in the Hermes rendering (any chat template renders them)."""
+    messages = [{"role": "system", "content": hermes_system()}, {"role": "user", "content": question}]
+    for turn in turns:
+        messages.append({"role": "assistant", "content": agent_text(turn)})
+        if turn.observation is not None:
+            messages.append({"role": "user", "content": response_text(turn.observation)})
+    return messages
+
+
+def openai_messages(question: str, turns: list[Turn]) -> list[dict[str, Any]]:
+    """An episode in the OpenAI tools API's shape: assistant `tool_calls` (JSON-string arguments) and
+    `tool` messages answering them by id. A step without a tool call (FireAct's release has a few: a
+    thought, no action) is plain assistant content, and what came back a user message."""
+    messages: list[dict[str, Any]] = [{"role": "user", "content": question}]
+    for i, turn in enumerate(turns):
+        call = call_of(turn.action)
+        if call is None:
+            messages.append({"role": "assistant", "content": agent_text(turn)})
+            if turn.observation is not None:
+                messages.append({"role": "user", "content": turn.observation})
+            continue
+        name, arguments = call
+        call_id = f"call_{i}"
+        function = {"name": name, "arguments": json.dumps(arguments, ensure_ascii=False)}
+        messages.append({"role": "assistant", "content": turn.thought or None,
+                         "tool_calls": [{"id": call_id, "type": "function", "function": function}]})  # fmt: skip
+        if turn.observation is not None:
+            messages.append({"role": "tool", "tool_call_id": call_id, "content": turn.observation})
+    return messages
+
+
+def turns_from_openai(messages: list[dict[str, Any]], where: str) -> tuple[str, list[Turn]]:
+    """(question, turns) of an episode in the OpenAI tools shape; ValueError naming the message."""
+    users = [i for i, m in enumerate(messages) if m.get("role") == "user"]
+    if not users:
+        raise ValueError(f"{where}: no user message (the question)")
+    question, turns = messages[users[0]].get("content") or "", []
+    for k, m in enumerate(messages[users[0] + 1 :], users[0] + 1):
+        role = m.get("role")
+        if role == "assistant":
+            calls = m.get("tool_calls") or []
+            if len(calls) > 1:
+                raise ValueError(f"{where}: message {k} makes {len(calls)} tool calls; an agent step makes one")
+            action = _action_of_call(calls[0], f"{where}: message {k}") if calls else ""
+            turns.append(
+                Turn(m.get("content") or "", action, None) if calls else Turn(m.get("content") or "", "", None)
+            )
+        elif role == "tool" or (role == "user" and turns and turns[-1].observation is None):
+            if not turns:
+                raise ValueError(f"{where}: message {k} is a tool result before any call")
+            turns[-1].observation = m.get("content") or ""
+    return question, turns
+
+
+def _action_of_call(call: Any, where: str) -> str:
+    function = call.get("function") if isinstance(call, dict) else None
+    if not isinstance(function, dict) or function.get("name") not in ARGUMENT:
+        raise ValueError(f"{where}: a tool call of an unknown tool (fireact's are {', '.join(ARGUMENT)})")
+    try:
+        arguments = json.loads(function.get("arguments") or "{}")
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{where}: tool call arguments are not JSON ({e.msg})") from None
+    name = function["name"]
+    if not isinstance(arguments, dict) or not isinstance(arguments.get(ARGUMENT[name]), str):
+        raise ValueError(f"{where}: {name} takes a string {ARGUMENT[name]!r}")
+    return f"{name}[{arguments[ARGUMENT[name]]}]"
