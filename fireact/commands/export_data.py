@@ -29,6 +29,7 @@ DATA_FLAGS = {
     "cutoff": "cutoff",
     "truncation": "truncation",
     "tokenizer": "tokenizer",
+    "protocol": "protocol",
     "only_successful": "only_successful",
     "data_dir": "data_dir",
 }
@@ -48,6 +49,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--cutoff", type=COUNT, help="max tokens per example (with --truncation drop, longer ones are left out)"
     )
     p.add_argument("--truncation", choices=("truncate", "drop"))
+    p.add_argument(
+        "--protocol", choices=("react", "tool-calls"),
+        help="openai: FireAct's text steps (react) or the tools API's tool_calls and tool messages (tool-calls)",
+    )  # fmt: skip
     p.add_argument("--tokenizer", help="the tokenizer the cutoff is counted in (default smollm2-135m)")
     p.add_argument("--only-successful", action="store_true", default=None, help="keep only rewarded trajectories")
     p.add_argument("--data-dir", help="FireAct data dir (default: $FIREACT_DATA_DIR, then the user cache)")
@@ -115,6 +120,10 @@ def run(args: argparse.Namespace) -> int:
     if args.config is None and args.sources is None:
         raise FireactError("give --sources (or --config with a data: block)")
     dm = TrajectoryDataModule(**datamodule_args(args))
+    if dm.protocol == "tool-calls" and args.format != "openai":
+        raise FireactError(
+            f"--protocol tool-calls writes the tools API's shape: use it with --format openai, not {args.format}"
+        )
     if args.format == "openai" and not dm.mask_observations:
         raise FireactError(
             f"--config {args.config}: mask_observations: false cannot be exported as OpenAI chat data "
@@ -123,11 +132,11 @@ def run(args: argparse.Namespace) -> int:
     dm.setup("fit")
     order = np.random.default_rng(dm.seed).permutation(len(dm.train_indices))
     train = [dm.trajectories[dm.train_indices[i]] for i in order]
-    write_training_set(train, args.out, args.format)
+    write_training_set(train, args.out, args.format, dm.protocol)
     written = {"train": {"path": str(args.out), "examples": len(train)}}
     if args.val_out is not None:
         val = [dm.trajectories[i] for i in dm.val_indices]
-        write_training_set(val, args.val_out, args.format)
+        write_training_set(val, args.val_out, args.format, dm.protocol)
         written["validation"] = {"path": str(args.val_out), "examples": len(val)}
     card = provenance_path(args.out, args.format)
     card.write_text(json.dumps({**dm.provenance, "export": {"format": args.format, **written}}, indent=2) + "\n")

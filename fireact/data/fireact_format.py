@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from fireact.data import tool_calls
 from fireact.data.chat import READ_ROLES, message_text
 from fireact.data.paths import json_value, not_utf8, read_text, unreadable
 from fireact.data.react_grammar import EPISODE_FINISHED, FIELD_LINE, FINISH_CALL, parse_action
@@ -114,7 +115,21 @@ def _question_from_prompt_text(text: str) -> tuple[str, str]:
 
 
 def _record(question: str, react_text: str, source: str, **kw) -> Trajectory:
-    parsed = parse_react_text(react_text)
+    return _record_of(question, parse_react_text(react_text), react_text, source, **kw)
+
+
+def _tool_call_record(messages: list, where: str, source: str, **kw) -> Trajectory:
+    """A record from OpenAI tool-call messages (`fireact.data.tool_calls`); a last user message
+    "Episode finished, reward = ..." (as `fireact export-data` writes it) carries the reward."""
+    question, turns = tool_calls.turns_from_openai(messages, where)
+    reward = None
+    if turns and turns[-1].observation and (m := EPISODE_FINISHED.search(turns[-1].observation)) and m.group(1):
+        reward, turns[-1].observation = m.group(1).rstrip("."), None
+    text = "\n".join(f"{t.thought}\n{t.action}" for t in turns)  # what the method is inferred from
+    return _record_of(question, ParsedText("", turns, reward), text, source, **kw)
+
+
+def _record_of(question: str, parsed: ParsedText, react_text: str, source: str, **kw) -> Trajectory:
     if parsed.preamble:
         question = f"{question}\n{parsed.preamble}"
     check_text_sizes(question, parsed.turns)
@@ -150,6 +165,9 @@ def read_fireact_file(path: str | Path) -> list[Trajectory]:
                 continue
             row = json_value(line, path, lineno)
             try:
+                if tool_calls.uses_tool_calls(row["messages"]):
+                    out.append(_tool_call_record(row["messages"], "tool-call episode", source, id=f"{source}:{lineno}"))
+                    continue
                 q, rest = _question_from_chat(row["messages"])
                 out.append(_record(q, rest, source, id=f"{source}:{lineno}"))
             except KeyError as e:

@@ -4,7 +4,9 @@ on it would cost, before anything is uploaded or billed.
 The rules are the API's documented ones (the checks of OpenAI's cookbook "Data preparation and analysis
 for chat model fine-tuning"): one JSON object per line with a `messages` list; each message a
 system/user/assistant role and string content (`weight` 0/1 on assistant messages); at least one
-assistant message per example; at least 10 examples; an example within the model's per-example token
+assistant message per example; in tool-call examples (the tools API's shape) a `tools` list, assistant
+`tool_calls` of declared functions with JSON-string arguments, and `tool` messages answering them by
+id; at least 10 examples; an example within the model's per-example token
 limit. Tokens are counted with tiktoken when it is installed and has its encoding, else estimated at
 4 characters per token (OpenAI's rule of thumb), and the estimate says which. The epochs left to the
 API ("auto") follow the cookbook's rule; prices are the published per-token training prices.
@@ -12,6 +14,7 @@ API ("auto") follow the cookbook's rule; prices are the published per-token trai
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -97,28 +100,17 @@ def check_chat_file(path: str | Path, model: str) -> ChatFile:
         messages = example.get("messages") if isinstance(example, dict) else None
         if not isinstance(messages, list) or not messages:
             raise FireactError(f"{where}: an example must be an object with a non-empty `messages` list")
-        n = 3  # every reply is primed with <|start|>assistant<|message|>
-        roles = []
+        tools = _tool_names(example.get("tools", []), where)
+        n = 3 + (
+            count(json.dumps(example["tools"])) if "tools" in example else 0
+        )  # replies are primed; tools ride along
+        called: set[str] = set()
         for i, m in enumerate(messages):
-            if not isinstance(m, dict):
-                raise FireactError(f"{where}: messages[{i}] must be an object with role and content")
-            unknown = set(m) - {"role", "content", "name", "weight"}
-            if unknown:
-                raise FireactError(
-                    f"{where}: messages[{i}] has key(s) the API does not take: {', '.join(sorted(unknown))}"
-                )
-            if m.get("role") not in ROLES:
-                raise FireactError(f"{where}: messages[{i}].role {m.get('role')!r} is not one of {', '.join(ROLES)}")
-            if not isinstance(m.get("content"), str):
-                raise FireactError(f"{where}: messages[{i}].content must be a string")
-            if "weight" in m and (m["role"] != "assistant" or m["weight"] not in (0, 1)):
-                raise FireactError(f"{where}: messages[{i}].weight must be 0 or 1, and only on assistant messages")
-            roles.append(m["role"])
-            t = count(m["content"])
+            t = _check_message(m, f"{where}: messages[{i}]", tools, called, count)
             n += 3 + t + count(m["role"]) + (1 + count(str(m["name"])) if "name" in m else 0)
             if m["role"] == "assistant" and m.get("weight", 1):
                 assistant += t
-        if "assistant" not in roles:
+        if not any(m["role"] == "assistant" for m in messages):
             raise FireactError(f"{where}: no assistant message: an example must have one to train on")
         if n > limit:
             raise FireactError(
@@ -128,3 +120,49 @@ def check_chat_file(path: str | Path, model: str) -> ChatFile:
     if len(tokens) < MIN_EXAMPLES:
         raise FireactError(f"{path}: {len(tokens)} example(s); the fine-tuning API needs at least {MIN_EXAMPLES}")
     return ChatFile(path, len(tokens), tokens, assistant, exact)
+
+
+def _tool_names(tools: object, where: str) -> set[str]:
+    """The function names an example's `tools` declares (the tools API's shape)."""
+    if not isinstance(tools, list) or not all(
+        isinstance(t, dict) and t.get("type") == "function" and isinstance((t.get("function") or {}).get("name"), str)
+        for t in tools
+    ):
+        raise FireactError(f"{where}: tools must be a list of {{type: function, function: {{name, parameters}}}}")
+    return {t["function"]["name"] for t in tools}
+
+
+def _check_message(m: object, where: str, tools: set[str], called: set[str], count: Callable[[str], int]) -> int:
+    """One message against the API's rules; returns its content tokens (tool-call arguments included).
+    `called` collects the ids of the tool calls so far, which a `tool` message must answer."""
+    if not isinstance(m, dict):
+        raise FireactError(f"{where} must be an object with role and content")
+    unknown = set(m) - {"role", "content", "name", "weight", "tool_calls", "tool_call_id"}
+    if unknown:
+        raise FireactError(f"{where} has key(s) the API does not take: {', '.join(sorted(unknown))}")
+    if m.get("role") not in (*ROLES, "tool"):
+        raise FireactError(f"{where}.role {m.get('role')!r} is not one of {', '.join((*ROLES, 'tool'))}")
+    calls = m.get("tool_calls")
+    if not isinstance(m.get("content"), str) and not (m.get("content") is None and calls):
+        raise FireactError(f"{where}.content must be a string (null only beside tool_calls)")
+    if "weight" in m and (m["role"] != "assistant" or m["weight"] not in (0, 1)):
+        raise FireactError(f"{where}.weight must be 0 or 1, and only on assistant messages")
+    n = count(m.get("content") or "")
+    if calls is not None:
+        if m["role"] != "assistant" or not isinstance(calls, list) or not calls:
+            raise FireactError(f"{where}.tool_calls must be a non-empty list, on an assistant message")
+        for k, c in enumerate(calls):
+            function = c.get("function") if isinstance(c, dict) else None
+            if not isinstance(function, dict) or not isinstance(c.get("id"), str) or function.get("name") not in tools:
+                raise FireactError(
+                    f"{where}.tool_calls[{k}] must have an id and call a function the example's tools declare"
+                )
+            try:
+                json.loads(function.get("arguments"))
+            except (TypeError, json.JSONDecodeError):
+                raise FireactError(f"{where}.tool_calls[{k}].function.arguments must be a JSON string") from None
+            called.add(c["id"])
+            n += count(function["name"]) + count(function["arguments"])
+    if m["role"] == "tool" and m.get("tool_call_id") not in called:
+        raise FireactError(f"{where}: a tool message must answer an earlier tool call by its tool_call_id")
+    return n

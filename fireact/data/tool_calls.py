@@ -123,6 +123,13 @@ def openai_messages(question: str, turns: list[Turn]) -> list[dict[str, Any]]:
     return messages
 
 
+def uses_tool_calls(messages: Any) -> bool:
+    """Whether a message list speaks the tool-call protocol (assistant tool_calls or tool results)."""
+    return isinstance(messages, list) and any(
+        isinstance(m, dict) and (m.get("tool_calls") or m.get("role") == "tool") for m in messages
+    )
+
+
 def turns_from_openai(messages: list[dict[str, Any]], where: str) -> tuple[str, list[Turn]]:
     """(question, turns) of an episode in the OpenAI tools shape; ValueError naming the message."""
     users = [i for i, m in enumerate(messages) if m.get("role") == "user"]

@@ -19,6 +19,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from fireact.data import tool_calls
 from fireact.data.paths import write_lines_atomic
 from fireact.data.prompt_style import conversation, observation_text, react_lines, training_turns
 from fireact.data.trajectory import Trajectory
@@ -38,8 +39,14 @@ def _ends_with_finish(traj: Trajectory) -> bool:
     return bool(traj.turns) and traj.finished
 
 
-def openai_record(traj: Trajectory) -> dict[str, Any]:
-    """FireAct's gpt_format: user question, assistant Thought/Action, user Observation, ..."""
+def openai_record(traj: Trajectory, protocol: str = "react") -> dict[str, Any]:
+    """FireAct's gpt_format (user question, assistant Thought/Action, user Observation, ...), or in the
+    tool-call protocol the OpenAI tools shape: `tools`, assistant `tool_calls`, `tool` results."""
+    if protocol == "tool-calls":
+        record: dict[str, Any] = {"messages": tool_calls.openai_messages(traj.question, training_turns(traj))}
+        if _ends_with_finish(traj):
+            record["messages"].append({"role": "user", "content": reward_observation(traj)})
+        return {**record, "tools": tool_calls.TOOLS}
     messages = conversation(traj.question, training_turns(traj))
     if _ends_with_finish(traj):
         messages.append({"role": "user", "content": observation_text(reward_observation(traj))})
@@ -59,11 +66,11 @@ def hf_row(traj: Trajectory) -> dict[str, Any]:
     return {"messages": openai_record(traj)["messages"], **traj.to_dict(), "meta": json.dumps(traj.meta)}
 
 
-def write_training_set(trajs: list[Trajectory], out: str | os.PathLike, fmt: str) -> Path:
+def write_training_set(trajs: list[Trajectory], out: str | os.PathLike, fmt: str, protocol: str = "react") -> Path:
     """Write atomically (a temp file or folder, then rename): an interrupted export leaves nothing half-written."""
     out = Path(out)
     if fmt == "openai":
-        write_lines_atomic(out, (json.dumps(openai_record(t), ensure_ascii=False) for t in trajs))
+        write_lines_atomic(out, (json.dumps(openai_record(t, protocol), ensure_ascii=False) for t in trajs))
     elif fmt == "alpaca":
         text = json.dumps([alpaca_record(t) for t in trajs], ensure_ascii=False, indent=1)
         write_lines_atomic(out, [text])

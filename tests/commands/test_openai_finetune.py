@@ -88,7 +88,16 @@ def _line(**message):
     "bad, expected",
     [
         ("{not json", ":5: not valid JSON"),
-        (_line(role="tool", content="x"), ":5: messages[1].role 'tool' is not one of system, user, assistant"),
+        (_line(role="robot", content="x"), ":5: messages[1].role 'robot' is not one of system, user, assistant, tool"),
+        (_line(role="tool", content="x"), ":5: messages[1]: a tool message must answer an earlier tool call"),
+        (
+            _line(
+                role="assistant",
+                content=None,
+                tool_calls=[{"id": "c", "function": {"name": "search", "arguments": "{}"}}],
+            ),
+            ":5: messages[1].tool_calls[0] must have an id and call a function the example's tools declare",
+        ),
         (json.dumps({"messages": [{"role": "user", "content": "Q"}]}), ":5: no assistant message"),
         (_line(role="assistant", content=[{"type": "text", "text": "x"}]), ":5: messages[1].content must be a string"),
         (_line(role="assistant", content="x", weight=2), ":5: messages[1].weight must be 0 or 1"),
@@ -98,7 +107,17 @@ def _line(**message):
         ),
         (json.dumps([1, 2]), ":5: an example must be an object with a non-empty `messages` list"),
     ],
-    ids=["json", "role", "no-assistant", "content-parts", "weight", "too-long", "not-an-object"],
+    ids=[
+        "json",
+        "role",
+        "tool-unanswered",
+        "undeclared-tool",
+        "no-assistant",
+        "content-parts",
+        "weight",
+        "too-long",
+        "not-an-object",
+    ],  # fmt: skip
 )
 def test_bad_file_is_named_with_its_line_before_any_upload(api, chat_file, tmp_path, capsys, bad, expected):
     lines = chat_file.read_text().splitlines()
@@ -109,6 +128,34 @@ def test_bad_file_is_named_with_its_line_before_any_upload(api, chat_file, tmp_p
     err = capsys.readouterr().err
     assert rc == 2 and f"{path}:5: " in err and expected.removeprefix(":5: ") in err and "Traceback" not in err
     assert api.requests == []
+
+
+def test_tool_call_export_passes_the_same_checks(api, data_dir, tmp_path, capsys):
+    """`export-data --protocol tool-calls` writes the tools API's shape (tools, assistant tool_calls,
+    tool results), which the upload check accepts and `fireact import` reads back to the same steps."""
+    from fireact.data.fireact_format import read_any
+
+    out = tmp_path / "tools.jsonl"
+    argv = ["export-data", "--sources", "finetune/alpaca_format/hotpotqa.json", "--mix", '{"hotpotqa/react": 12}']
+    assert main([*argv, "--val-size", "0", "--format", "openai", "--protocol", "tool-calls", "--out", str(out)]) == 0
+    first = json.loads(out.read_text().splitlines()[0])
+    assert [t["function"]["name"] for t in first["tools"]] == ["search", "finish"]
+    assert {m["role"] for m in first["messages"]} == {"user", "assistant", "tool"}
+    assert finetune(tmp_path, out, "--dry-run") == 0 and "12 examples" in capsys.readouterr().err
+    react = tmp_path / "react.jsonl"
+    assert main([*argv, "--val-size", "0", "--format", "openai", "--out", str(react)]) == 0
+    back, same = read_any(out), read_any(react)
+    assert [(t.question, t.turns, t.em, t.method) for t in back] == [
+        (t.question, t.turns, t.em, t.method) for t in same
+    ]
+    bad = tmp_path / "bad.jsonl"
+    lines = out.read_text().splitlines()
+    lines[2] = lines[2].replace('"arguments": "{', '"arguments": "{{', 1)
+    bad.write_text("\n".join(lines) + "\n")
+    assert finetune(tmp_path, bad, "--dry-run") == 2
+    assert f"{bad}:3: messages[1].tool_calls[0].function.arguments must be a JSON string" in capsys.readouterr().err
+    alpaca = [*argv, "--val-size", "0", "--format", "alpaca", "--protocol", "tool-calls", "--out", str(tmp_path / "a")]
+    assert main(alpaca) == 2 and "use it with --format openai, not alpaca" in capsys.readouterr().err
 
 
 def test_too_few_examples(api, chat_file, tmp_path, capsys):
