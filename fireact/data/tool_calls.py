@@ -15,6 +15,7 @@ tool's result comes back as a user turn `<tool_response>...</tool_response>`.
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 from fireact.data.react_grammar import parse_action
@@ -63,8 +64,9 @@ HERMES_SYSTEM = (
 )
 
 
-def hermes_system() -> str:
-    return HERMES_SYSTEM.format(tools="\n".join(json.dumps(t, ensure_ascii=False) for t in TOOLS))
+def hermes_system(tools: list[dict[str, Any]] | None = None) -> str:
+    """The system message that lists the tools (fireact's, or a client's own for `fireact serve`)."""
+    return HERMES_SYSTEM.format(tools="\n".join(json.dumps(t, ensure_ascii=False) for t in tools or TOOLS))
 
 
 def call_of(action: str) -> tuple[str, dict[str, str]] | None:
@@ -165,3 +167,45 @@ def _action_of_call(call: Any, where: str) -> str:
     if not isinstance(arguments, dict) or not isinstance(arguments.get(ARGUMENT[name]), str):
         raise ValueError(f"{where}: {name} takes a string {ARGUMENT[name]!r}")
     return f"{name}[{arguments[ARGUMENT[name]]}]"
+
+
+def hermes_messages(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """A client's OpenAI-shaped conversation (assistant `tool_calls`, `tool` results) as the plain chat
+    messages the model was trained on: the tools listed in the system message (after the client's own
+    system text), calls as `<tool_call>` blocks, results as `<tool_response>` user turns."""
+    system = "\n\n".join(m["content"] for m in messages if m["role"] == "system" and m.get("content"))
+    out = [{"role": "system", "content": "\n\n".join(filter(None, [system, hermes_system(tools)]))}]
+    for m in messages:
+        if m["role"] == "assistant" and m.get("tool_calls"):
+            calls = [call_text(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in m["tool_calls"]]
+            out.append({"role": "assistant", "content": "\n".join(filter(None, [m.get("content"), *calls]))})
+        elif m["role"] == "tool":
+            out.append({"role": "user", "content": response_text(m.get("content") or "")})
+        elif m["role"] != "system":
+            out.append({"role": m["role"], "content": m.get("content") or ""})
+    return out
+
+
+def split_calls(text: str) -> tuple[str, list[dict[str, Any]]] | None:
+    """(content before the calls, OpenAI `tool_calls`) of a generated reply; None when it makes no call
+    or a call is not `{"name": str, "arguments": object}` JSON (then the text is the reply, as is)."""
+    start = text.find(CALL_OPEN)
+    if start < 0:
+        return None
+    calls = []
+    for block in text[start:].split(CALL_OPEN)[1:]:
+        body = block.split(CALL_CLOSE)[0].strip()
+        try:
+            call = json.loads(body)
+        except json.JSONDecodeError:
+            return None
+        if (
+            not isinstance(call, dict)
+            or not isinstance(call.get("name"), str)
+            or not isinstance(call.get("arguments", {}), dict)
+        ):
+            return None
+        arguments = json.dumps(call.get("arguments", {}), ensure_ascii=False)
+        calls.append({"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
+                      "function": {"name": call["name"], "arguments": arguments}})  # fmt: skip
+    return text[:start].strip(), calls

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
 from typing import Any
 
+from fireact.data import tool_calls
 from fireact.data.chat import ROLES, message_text
 from fireact.data.prompt_style import PromptStyle, prompt_ids
 from fireact.errors import FireactError
@@ -38,14 +39,8 @@ def parse_request(body: bytes, max_tokens_limit: int) -> dict[str, Any]:
         raise BadRequest("'messages' must be a non-empty list", "messages")
     if len(messages) > MAX_MESSAGES:
         raise BadRequest(f"at most {MAX_MESSAGES} messages per request, got {len(messages)}", "messages")
-    clean = []
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or m.get("role") not in ROLES:
-            raise BadRequest(f"messages[{i}].role must be one of {', '.join(ROLES)}", f"messages[{i}].role")
-        try:
-            clean.append({"role": m["role"], "content": message_text(m.get("content"), f"messages[{i}]")})
-        except ValueError as e:
-            raise BadRequest(str(e), f"messages[{i}]") from None
+    clean = [_message(m, i) for i, m in enumerate(messages)]
+    tools, tool_choice = _tools(req)
     max_tokens = req.get("max_completion_tokens", req.get("max_tokens"))
     max_tokens = min(256, max_tokens_limit) if max_tokens is None else max_tokens
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= max_tokens_limit:
@@ -64,7 +59,51 @@ def parse_request(body: bytes, max_tokens_limit: int) -> dict[str, Any]:
     if not isinstance(stream, bool):
         raise BadRequest("stream must be a boolean", "stream")
     return {"messages": clean, "max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
-            "stop": stop, "stream": stream}  # fmt: skip
+            "stop": stop, "stream": stream, "tools": tools, "calls": bool(tools) and tool_choice == "auto"}  # fmt: skip
+
+
+def _message(m: Any, i: int) -> dict[str, Any]:
+    """One checked message: a role with text content, or an assistant's `tool_calls` (JSON-string
+    arguments), or a `tool` result."""
+    where = f"messages[{i}]"
+    if not isinstance(m, dict) or m.get("role") not in (*ROLES, "tool"):
+        raise BadRequest(f"{where}.role must be one of {', '.join((*ROLES, 'tool'))}", f"{where}.role")
+    calls = m.get("tool_calls") if m["role"] == "assistant" else None
+    try:
+        content = None if calls and m.get("content") is None else message_text(m.get("content"), where)
+        clean = {"role": m["role"], "content": content}
+        if calls:
+            if not isinstance(calls, list) or not all(
+                isinstance(c, dict) and isinstance(c.get("function"), dict) for c in calls
+            ):
+                raise ValueError(f"{where}.tool_calls must be a list of {{id, type, function: {{name, arguments}}}}")
+            for c in calls:
+                try:
+                    arguments = json.loads(c["function"].get("arguments") or "{}")
+                except json.JSONDecodeError:
+                    arguments = None
+                if not isinstance(c["function"].get("name"), str) or not isinstance(arguments, dict):
+                    raise ValueError(f"{where}.tool_calls: each function needs a name and JSON-object arguments")
+            clean["tool_calls"] = calls
+    except (ValueError, TypeError) as e:
+        raise BadRequest(str(e), where) from None
+    return clean
+
+
+def _tools(req: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+    """The request's function tools and its tool_choice ("auto" or "none": decoding is not
+    constrained, so "required" or a named function cannot be promised and is refused)."""
+    tools = req.get("tools") or []
+    if not isinstance(tools, list) or not all(
+        isinstance(t, dict) and t.get("type") == "function" and isinstance((t.get("function") or {}).get("name"), str)
+        for t in tools
+    ):
+        raise BadRequest("tools must be a list of {type: function, function: {name, description, parameters}}", "tools")
+    choice = req.get("tool_choice") or "auto"
+    if choice not in ("auto", "none"):
+        raise BadRequest(f"tool_choice {choice!r} is not supported: use 'auto' or 'none' (decoding is not constrained)",
+                         "tool_choice")  # fmt: skip
+    return tools, choice
 
 
 def _number(req: dict[str, Any], key: str, default: float, low: float, high: float) -> float:
@@ -121,7 +160,10 @@ class CompletionHandler(JSONHandler):
             self.close_connection = True  # an unread body must not be taken for the next request
             raise BadRequest(f"Content-Length must be in [1, {MAX_BODY}]")
         req = parse_request(self.read_body(), self.app.max_tokens_limit)
-        prompt = self.app.style.from_messages(req["messages"])
+        messages = req["messages"]
+        if req["tools"] or any(m["role"] == "tool" or "tool_calls" in m for m in messages):  # the tool-call protocol
+            messages = tool_calls.hermes_messages(messages, req["tools"])
+        prompt = self.app.style.from_messages(messages)
         n_prompt = len(prompt_ids(prompt, self.app.lm.tokenizer))
         if n_prompt + req["max_tokens"] > self.app.max_context:
             raise BadRequest(
@@ -144,27 +186,32 @@ class CompletionHandler(JSONHandler):
             self.send_json_error(400, str(e))
             return
         stream = queue.Queue() if req["stream"] else None
-        request = CompletionRequest(prompt, req["stop"], req["max_tokens"], req["temperature"], req["top_p"], stream)
+        stop = req["stop"] + [tool_calls.CALL_CLOSE] * req["calls"]  # one call a reply: stop after it
+        request = CompletionRequest(prompt, stop, req["max_tokens"], req["temperature"], req["top_p"], stream)
         try:
             self.app.service.submit(request)
         except Full as e:
             self.send_json_error(503, f"server busy ({e}); retry", code="overloaded", headers={"Retry-After": "1"})
             return
         if stream is not None:
-            self._stream(request, req["max_tokens"])
+            self._stream(request, req["max_tokens"], req["calls"])
         else:
-            self._answer(request, req["max_tokens"])
+            self._answer(request, req["max_tokens"], req["calls"])
 
-    def _answer(self, request: CompletionRequest, max_tokens: int) -> None:
+    def _answer(self, request: CompletionRequest, max_tokens: int, calls: bool) -> None:
         try:
             c = request.result.result()
         except Exception as e:
             self.send_json_error(500, f"generation failed: {type(e).__name__}: {e}")
             return
+        split = tool_calls.split_calls(c.text) if calls else None
+        message = {"role": "assistant", "content": c.text}
+        if split is not None:
+            message = {"role": "assistant", "content": split[0] or None, "tool_calls": split[1]}
         self.send_json(200, {
             **self._head("chat.completion"),
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": c.text},
-                         "finish_reason": _finish_reason(c, max_tokens)}],
+            "choices": [{"index": 0, "message": message,
+                         "finish_reason": "tool_calls" if split else _finish_reason(c, max_tokens)}],
             "usage": {"prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
                       "total_tokens": c.prompt_tokens + c.completion_tokens},
         })  # fmt: skip
@@ -173,8 +220,9 @@ class CompletionHandler(JSONHandler):
         return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": kind, "created": int(time.time()),
                 "model": self.app.name}  # fmt: skip
 
-    def _stream(self, request: CompletionRequest, max_tokens: int) -> None:
-        """Server-sent events: a role chunk, content deltas as decoded, the finish reason, [DONE]."""
+    def _stream(self, request: CompletionRequest, max_tokens: int, calls: bool) -> None:
+        """Server-sent events: a role chunk, content deltas as decoded, the finish reason, [DONE]. With
+        tools, text from a `<tool_call>` on is held back and sent as one `tool_calls` delta at the end."""
         self.close_connection = True
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -189,14 +237,25 @@ class CompletionHandler(JSONHandler):
             self.wfile.flush()
 
         event({"role": "assistant", "content": ""})
+        text, sent = "", 0
         while (delta := request.stream.get()) is not END:
-            event({"content": delta})
+            text += delta
+            safe = _sendable(text, calls)
+            if safe > sent:
+                event({"content": text[sent:safe]})
+                sent = safe
         try:
             c = request.result.result()
         except Exception as e:
             self.wfile.write(f"data: {json.dumps({'error': {'message': str(e), 'type': 'server_error'}})}\n\n".encode())
         else:
-            event({}, _finish_reason(c, max_tokens))
+            split = tool_calls.split_calls(c.text) if calls else None
+            if split is not None:
+                event({"tool_calls": [{"index": k, **call} for k, call in enumerate(split[1])]}, "tool_calls")
+            else:
+                if len(c.text) > sent:
+                    event({"content": c.text[sent:]})
+                event({}, _finish_reason(c, max_tokens))
         self.wfile.write(b"data: [DONE]\n\n")
         self.wfile.flush()
 
@@ -226,6 +285,20 @@ def make_server(
     server.daemon_threads = True
     server.service = app.service  # closed by the caller with the server
     return server
+
+
+def _sendable(text: str, calls: bool) -> int:
+    """How much of the text streamed so far can go out as content: with tools, none from a
+    `<tool_call>` on, nor a tail that may be the start of one."""
+    if not calls:
+        return len(text)
+    at = text.find(tool_calls.CALL_OPEN)
+    if at >= 0:
+        return at
+    tail = next(
+        (k for k in range(len(tool_calls.CALL_OPEN) - 1, 0, -1) if tool_calls.CALL_OPEN.startswith(text[-k:])), 0
+    )
+    return len(text) - tail
 
 
 def _finish_reason(c: Any, max_tokens: int) -> str:
