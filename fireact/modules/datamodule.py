@@ -23,6 +23,7 @@ from fireact.data.mixing import CellPlan, cell_of, heldout_split, plan_mix, vali
 from fireact.data.paths import resolve_data_dir
 from fireact.data.prompt_style import PromptStyle
 from fireact.data.sources import Source, load_source, resolve_source, task_questions
+from fireact.data.token_log import training_rows
 from fireact.data.token_row import TokenRow
 from fireact.data.trajectory import Trajectory
 from fireact.errors import FireactError
@@ -51,6 +52,11 @@ class PlannedBatches(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         return collate(self.rows, self.batches[i], self.pad_id, self.packed)
+
+
+def _sft_row(row: TokenRow, cutoff: int) -> TokenRow:
+    """A sampled row as SFT trains it: cut at the cutoff, its sampling log-probs not needed."""
+    return TokenRow(row.input_ids[:cutoff], row.trained[:cutoff], cut=max(len(row) - cutoff, 0))
 
 
 def trainer_prompt_style(trainer: Any) -> PromptStyle | None:
@@ -169,8 +175,8 @@ class TrajectoryDataModule(LightningDataModule):
             if not trajs:
                 raise FireactError(f"the sources hold none of the mix cells {', '.join(sorted(wanted))}")
         train_pool, val_pool = heldout_split(trajs, self.val_size, self.seed)
-        rows = encode(trajs, self.tokenizer, self.prompt_style, self.cutoff, self.mask_observations)
-        over = {i for i, r in enumerate(rows) if r.truncated}
+        rows = self._rows(trajs)
+        over = {i for i, rs in enumerate(rows) if any(r.truncated for r in rs)}
         dropped: Counter[str] = Counter()
         if self.truncation == "drop":
             for i in over:
@@ -191,9 +197,21 @@ class TrajectoryDataModule(LightningDataModule):
         self.provenance["setup_seconds"] = round(time.perf_counter() - started, 3)
         self._report()
 
-    def _planned(self, rows: list[TokenRow], idx: list[int]) -> PlannedBatches:
+    def _rows(self, trajs: list[Trajectory]) -> list[list[TokenRow]]:
+        """Each trajectory's token rows: the ids its rollout sampled when it recorded them in this
+        style (on-policy SFT trains exactly those, never a re-tokenization), else its rendered text."""
+        rendered = encode(trajs, self.tokenizer, self.prompt_style, self.cutoff, self.mask_observations)
+        style = self.prompt_style
+        out = []
+        for t, row in zip(trajs, rendered):
+            sampled = t.token_turns and t.meta.get("fmt") == style.format
+            sampled = sampled and t.meta.get("protocol", "react") == style.protocol
+            out.append([_sft_row(r, self.cutoff) for r in training_rows(t.token_turns)] if sampled else [row])
+        return out
+
+    def _planned(self, rows: list[list[TokenRow]], idx: list[int]) -> PlannedBatches:
         """Plan the batches once (seeded); epochs reshuffle their order, not their content."""
-        sub = [rows[i] for i in idx]
+        sub = [r for i in idx for r in rows[i]]
         lengths = [len(r) for r in sub]
         if self.packing:
             batches = packed_batches(lengths, self.batch_size, self.cutoff, self.seed)
@@ -210,8 +228,8 @@ class TrajectoryDataModule(LightningDataModule):
         val_cells = Counter(cell_of(trajs[i]) for i in val_idx)
         cells = []
         for p in plans:
-            n_tokens = sum(len(rows[i]) for i in p.indices)
-            n_trained = sum(int(rows[i].trained.sum()) for i in p.indices)
+            n_tokens = sum(len(r) for i in p.indices for r in rows[i])
+            n_trained = sum(int(r.trained.sum()) for i in p.indices for r in rows[i])
             cells.append(
                 {
                     "cell": p.cell,

@@ -97,3 +97,22 @@ def test_token_log_is_what_the_model_saw_and_sampled(sampled):
         for turn in t.turns:  # the tool's observations sit in the untrained (fed) positions
             if turn.observation:
                 assert f"Observation: {turn.observation}" in fed
+
+
+def test_sft_on_the_sampled_react_episodes_trains_their_ids(sampled, tmp_path, data_dir):
+    """Real SmolLM2 episodes with searches: the DataModule trains each on the ids the engine sampled
+    and fed (observations fed, never trained), row for row."""
+    import numpy as np
+
+    from fireact.data.trajectory import write_trajectories
+    from fireact.modules.datamodule import TrajectoryDataModule
+
+    lm, trajs = sampled["lm"], sampled["runs"][0]
+    write_trajectories(tmp_path / "gen.jsonl", trajs)
+    dm = TrajectoryDataModule(tokenizer=lm.tokenizer.name_or_path, sources=[str(tmp_path / "gen.jsonl")], val_size=0,
+                              cutoff=8192, data_dir=str(data_dir))  # fmt: skip
+    dm.setup("fit")
+    want = [r for i in dm.train_indices for r in training_rows(dm.trajectories[i].token_turns)]
+    assert len(dm.train_set.rows) == len(want) and any(t.turns[0].observation for t in trajs)
+    for got, row in zip(dm.train_set.rows, want):
+        assert np.array_equal(got.input_ids, row.input_ids) and np.array_equal(got.trained, row.trained)
