@@ -75,8 +75,9 @@ def hindsight_finish(samples: list[Trajectory]) -> Trajectory | None:
     sentences = _SENTENCE.split(observation.split(": ", 1)[-1])  # the wiki tool's "Title: text" -> text
     sentence = next((s for s in sentences if contains_answer(s, gold)), observation).strip()[:300]
     finish = Turn(f"{sentence} So the answer is {gold}.", f"finish[{gold}]", None)
+    # a written demonstration, not sampled tokens: it trains on its rendered text (token_turns dropped)
     return replace(t, turns=[*t.turns[: i + 1], finish], prediction=gold, em=1.0, f1=1.0, end_reason="finish",
-                   meta={**t.meta, "hindsight": True})  # fmt: skip
+                   meta={**t.meta, "hindsight": True}, token_turns=None)  # fmt: skip
 
 
 @dataclass

@@ -22,6 +22,7 @@ import pytest
 from weak_agent import HELD_OUT, SFT
 
 from fireact.data.synthetic import write_world
+from fireact.data.token_log import TokenTurn
 from fireact.modules.expert_iteration import ExpertIteration
 from fireact.rollout.config import RolloutConfig
 
@@ -84,8 +85,10 @@ def test_hindsight_finish_turns_a_seen_gold_into_a_demonstration():
                     "Henrik Ibsen in 1867. Staged in 1876."), Turn("c", "finish[Bjornson]")], "Bjornson")  # fmt: skip
     seen_first = ep([Turn("a", "search[Peer Gynt]", "Peer Gynt: A play by henrik ibsen!"),
                      Turn("b", "search[z]", "z"), Turn("c", "finish[Goethe]")], "Goethe")  # fmt: skip
+    seen_first.token_turns = [TokenTurn(0, [1], [2, 3], [-0.1, -0.2])]
     h = hindsight_finish([seen_late, seen_first])
     assert [t.action for t in h.turns] == ["search[Peer Gynt]", "finish[Henrik Ibsen]"]  # cut after the first sight
+    assert h.token_turns is None  # written, not sampled: trained on its rendered text
     assert h.turns[-1].thought == "A play by henrik ibsen! So the answer is Henrik Ibsen."
     assert (h.em, h.prediction, h.finished, h.meta["hindsight"]) == (1.0, "Henrik Ibsen", True, True)
     assert seen_first.prediction == "Goethe"  # the sample itself is left as it was
