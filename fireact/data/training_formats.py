@@ -61,9 +61,12 @@ def alpaca_record(traj: Trajectory) -> dict[str, str]:
     return {"instruction": traj.question, "input": "", "output": output}
 
 
-def hf_row(traj: Trajectory) -> dict[str, Any]:
-    """Every field of the record (meta as JSON text: its keys vary) and the chat `messages`."""
-    return {"messages": openai_record(traj)["messages"], **traj.to_dict(), "meta": json.dumps(traj.meta)}
+def hf_row(traj: Trajectory, protocol: str = "react") -> dict[str, Any]:
+    """Every field of the record (meta as JSON text: its keys vary) and the chat `messages` (in the
+    tool-call protocol the tools API's shape, with the `tools` as JSON text, as TRL's SFT reads them)."""
+    record = openai_record(traj, protocol)
+    tools = {"tools": json.dumps(record["tools"])} if "tools" in record else {}
+    return {"messages": record["messages"], **tools, **traj.to_dict(), "meta": json.dumps(traj.meta)}
 
 
 def write_training_set(trajs: list[Trajectory], out: str | os.PathLike, fmt: str, protocol: str = "react") -> Path:
@@ -79,7 +82,7 @@ def write_training_set(trajs: list[Trajectory], out: str | os.PathLike, fmt: str
 
         tmp = out.with_name(out.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        Dataset.from_list([hf_row(t) for t in trajs]).save_to_disk(str(tmp))
+        Dataset.from_list([hf_row(t, protocol) for t in trajs]).save_to_disk(str(tmp))
         if out.exists():
             shutil.rmtree(out)
         tmp.replace(out)
@@ -105,7 +108,7 @@ def read_hf_dataset(path: str | os.PathLike) -> list[Trajectory]:
 
 
 def _from_row(path: Path, i: int, row: dict[str, Any]) -> Trajectory:
-    row = {k: v for k, v in row.items() if k != "messages"}
+    row = {k: v for k, v in row.items() if k not in ("messages", "tools")}
     try:
         row["meta"] = json.loads(row.get("meta") or "{}")
         return Trajectory.from_dict(row)

@@ -155,7 +155,14 @@ def test_tool_call_export_passes_the_same_checks(api, data_dir, tmp_path, capsys
     assert finetune(tmp_path, bad, "--dry-run") == 2
     assert f"{bad}:3: messages[1].tool_calls[0].function.arguments must be a JSON string" in capsys.readouterr().err
     alpaca = [*argv, "--val-size", "0", "--format", "alpaca", "--protocol", "tool-calls", "--out", str(tmp_path / "a")]
-    assert main(alpaca) == 2 and "use it with --format openai, not alpaca" in capsys.readouterr().err
+    assert main(alpaca) == 2 and "use it with --format openai or hf" in capsys.readouterr().err
+    folder = tmp_path / "ds"
+    assert main([*argv, "--val-size", "0", "--format", "hf", "--protocol", "tool-calls", "--out", str(folder)]) == 0
+    assert [(t.question, t.turns, t.em) for t in read_any(folder)] == [(t.question, t.turns, t.em) for t in same]
+    from datasets import load_from_disk
+
+    row = load_from_disk(str(folder))[0]
+    assert json.loads(row["tools"]) == first["tools"] and any(m["role"] == "tool" for m in row["messages"])
 
 
 def test_too_few_examples(api, chat_file, tmp_path, capsys):
