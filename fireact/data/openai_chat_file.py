@@ -101,9 +101,8 @@ def check_chat_file(path: str | Path, model: str) -> ChatFile:
         if not isinstance(messages, list) or not messages:
             raise FireactError(f"{where}: an example must be an object with a non-empty `messages` list")
         tools = _tool_names(example.get("tools", []), where)
-        n = 3 + (
-            count(json.dumps(example["tools"])) if "tools" in example else 0
-        )  # replies are primed; tools ride along
+        n = 3  # every reply is primed with <|start|>assistant<|message|>
+        n += count(json.dumps(example["tools"])) if "tools" in example else 0  # the tool list rides along
         called: set[str] = set()
         for i, m in enumerate(messages):
             t = _check_message(m, f"{where}: messages[{i}]", tools, called, count)

@@ -27,8 +27,9 @@ class TokenTurn:
         """ValueError naming the first key of the wrong shape."""
         if not isinstance(d, dict) or set(d) != {"keep", "prompt", "generated", "logprobs"}:
             raise ValueError("expected an object with keep, prompt, generated and logprobs")
-        ints = all(isinstance(x, int) and not isinstance(x, bool) for x in [d["keep"], *d["prompt"], *d["generated"]])
-        if not (isinstance(d["prompt"], list) and isinstance(d["generated"], list) and ints):
+        lists = isinstance(d["prompt"], list) and isinstance(d["generated"], list)
+        ids = [d["keep"], *d["prompt"], *d["generated"]] if lists else [None]
+        if not all(isinstance(x, int) and not isinstance(x, bool) for x in ids):
             raise ValueError("keep, prompt and generated must be token ids (integers)")
         lp = d["logprobs"]
         if (
