@@ -36,11 +36,12 @@ def run(args: argparse.Namespace) -> int:
         trajs = [t for t in written if t.task == name]
         summary = summarize(trajs, sum(e.task == name for e in examples))
         fmt = trajs[0].meta["fmt"] if trajs else cfg.format
+        protocol = trajs[0].meta.get("protocol", "react") if trajs else cfg.protocol
         if args.json:
-            row = {"file": str(args.out), "task": name, "format": fmt, **summary.to_dict()}
+            row = {"file": str(args.out), "task": name, "format": fmt, "protocol": protocol, **summary.to_dict()}
             print(json.dumps({**row, "seconds_per_question": per_q}))
         else:
-            title = f"{lm.name} on {name}/{cfg.split} ({cfg.method}, {fmt} format) -> {args.out}"
+            title = f"{lm.name} on {name}/{cfg.split} ({cfg.method}, {fmt} format, {protocol}) -> {args.out}"
             print_summary(title, summary, False)
             print(f"{per_q:.2f} s per question")
     failed = [t for t in written if t.end_reason == "error"]

@@ -93,8 +93,8 @@ def test_the_tool_call_protocol_travels_like_the_format(tmp_path, tiny_model_dir
     (row,) = run["cb"].history
     assert {t.meta["protocol"] for t in read_trajectories(row["file"])} == {"tool-calls"}
     assert PromptStyle.load(tmp_path / "agent") == PromptStyle("chat", tiny_model_dir, "tool-calls")
-    _, trajs, _ = eval_agent(run, capsys)
-    assert {t.meta["protocol"] for t in trajs} == {"tool-calls"}
+    summary, trajs, _ = eval_agent(run, capsys)
+    assert summary["protocol"] == "tool-calls" and {t.meta["protocol"] for t in trajs} == {"tool-calls"}
     with pytest.warns(UserWarning, match="protocol 'react' overrides the 'tool-calls' protocol"):
         _, trajs, _ = eval_agent(run, capsys, "--protocol", "react")
     assert all("protocol" not in t.meta for t in trajs)  # react records stay as they were
