@@ -18,6 +18,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--format", choices=("chat", "alpaca"), help="prompt format (default: the one saved with the model, else chat)"
     )
+    p.add_argument(
+        "--protocol", choices=("react", "tool-calls"),
+        help="how the model calls tools (default: the one saved with it): a tool-calls model is offered the tools "
+        "it was trained with (search, finish) when a request names none",
+    )  # fmt: skip
     p.add_argument("--slots", type=COUNT, default=16, help="requests decoded together")
     p.add_argument("--max-queue", type=NON_NEGATIVE, default=64, help="requests waiting for a slot; beyond, HTTP 503")
     p.add_argument("--max-tokens-limit", type=COUNT, default=2048, help="the largest max_tokens a request may ask")
@@ -32,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     api_key = resolve_api_key(args.api_key)
     check_bind(args.host, api_key, args.allow_unauthenticated)  # before the model loads
     lm = build_lm(args)
-    style = resolve_style(args.format, lm)
+    style = resolve_style(args.format, lm, args.protocol)
     try:
         server = make_server(
             lm, args.host, args.port, args.model_name, style, args.slots, args.max_queue, args.max_tokens_limit,

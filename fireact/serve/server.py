@@ -18,7 +18,7 @@ from typing import Any
 
 from fireact.data import tool_calls
 from fireact.data.chat import ROLES, message_text
-from fireact.data.prompt_style import PromptStyle, prompt_ids
+from fireact.data.prompt_style import Prompt, PromptStyle, prompt_ids
 from fireact.errors import FireactError
 from fireact.serve.completion_service import END, CompletionRequest, CompletionService, Full
 from fireact.serve.json_http import BadRequest, JSONHandler, parse_json
@@ -59,7 +59,7 @@ def parse_request(body: bytes, max_tokens_limit: int) -> dict[str, Any]:
     if not isinstance(stream, bool):
         raise BadRequest("stream must be a boolean", "stream")
     return {"messages": clean, "max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
-            "stop": stop, "stream": stream, "tools": tools, "calls": bool(tools) and tool_choice == "auto"}  # fmt: skip
+            "stop": stop, "stream": stream, "tools": tools, "tool_choice": tool_choice}  # fmt: skip
 
 
 def _message(m: Any, i: int) -> dict[str, Any]:
@@ -104,6 +104,17 @@ def _tools(req: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
         raise BadRequest(f"tool_choice {choice!r} is not supported: use 'auto' or 'none' (decoding is not constrained)",
                          "tool_choice")  # fmt: skip
     return tools, choice
+
+
+def request_prompt(req: dict[str, Any], style: PromptStyle) -> tuple[Prompt, bool]:
+    """(the model's prompt for a checked request, whether its reply is read for tool calls). Tools, or
+    tool calls in the history, put the conversation in the tool-call protocol's rendering; a model
+    trained in that protocol is offered the tools it was trained with when the request names none."""
+    tools = req["tools"] or (tool_calls.TOOLS if style.protocol == "tool-calls" else [])
+    messages = req["messages"]
+    if tools or any(m["role"] == "tool" or "tool_calls" in m for m in messages):
+        messages = tool_calls.hermes_messages(messages, tools)
+    return style.from_messages(messages), bool(tools) and req["tool_choice"] == "auto"
 
 
 def _number(req: dict[str, Any], key: str, default: float, low: float, high: float) -> float:
@@ -160,10 +171,7 @@ class CompletionHandler(JSONHandler):
             self.close_connection = True  # an unread body must not be taken for the next request
             raise BadRequest(f"Content-Length must be in [1, {MAX_BODY}]")
         req = parse_request(self.read_body(), self.app.max_tokens_limit)
-        messages = req["messages"]
-        if req["tools"] or any(m["role"] == "tool" or "tool_calls" in m for m in messages):  # the tool-call protocol
-            messages = tool_calls.hermes_messages(messages, req["tools"])
-        prompt = self.app.style.from_messages(messages)
+        prompt, req["calls"] = request_prompt(req, self.app.style)
         n_prompt = len(prompt_ids(prompt, self.app.lm.tokenizer))
         if n_prompt + req["max_tokens"] > self.app.max_context:
             raise BadRequest(

@@ -90,6 +90,21 @@ def test_an_agent_loop_sends_the_result_back(client):
     assert plain.choices[0].message.tool_calls is None
 
 
+def test_a_tool_calls_model_is_offered_its_own_tools():
+    """Served in the tool-call protocol (saved with the weights, or --protocol), a request that names
+    no tools is rendered with the tools the model was trained with; a react model's stays plain chat."""
+    from fireact.data.prompt_style import PromptStyle
+    from fireact.serve.server import parse_request, request_prompt
+
+    req = parse_request(json.dumps({"messages": QUESTION}).encode(), 64)
+    prompt, calls = request_prompt(req, PromptStyle("chat", protocol="tool-calls"))
+    assert calls and prompt[0]["role"] == "system" and '"name": "search"' in prompt[0]["content"]
+    assert request_prompt(req, PromptStyle("chat")) == (QUESTION, False)
+    req = parse_request(json.dumps({"messages": QUESTION, "tools": CLIENT_TOOLS, "tool_choice": "none"}).encode(), 64)
+    prompt, calls = request_prompt(req, PromptStyle("chat"))
+    assert not calls and '"name": "lookup"' in prompt[0]["content"]  # offered, but the reply is read as text
+
+
 def test_unsupported_tool_choice_and_bad_tools_are_400(client):
     import openai
 
