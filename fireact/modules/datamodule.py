@@ -198,14 +198,15 @@ class TrajectoryDataModule(LightningDataModule):
         self._report()
 
     def _rows(self, trajs: list[Trajectory]) -> list[list[TokenRow]]:
-        """Each trajectory's token rows: the ids its rollout sampled when it recorded them in this
-        style (on-policy SFT trains exactly those, never a re-tokenization), else its rendered text."""
+        """Each trajectory's token rows: the ids its rollout sampled when it recorded them zero-shot in
+        this style (on-policy SFT trains exactly those, never a re-tokenization), else its rendered
+        text (a few-shot episode is trained as the fine-tuned agent is prompted: without exemplars)."""
         rendered = encode(trajs, self.tokenizer, self.prompt_style, self.cutoff, self.mask_observations)
         style = self.prompt_style
         out = []
         for t, row in zip(trajs, rendered):
             sampled = t.token_turns and t.meta.get("fmt") == style.format
-            sampled = sampled and t.meta.get("protocol", "react") == style.protocol
+            sampled = sampled and t.meta.get("protocol", "react") == style.protocol and not t.meta.get("few_shot")
             out.append([_sft_row(r, self.cutoff) for r in training_rows(t.token_turns)] if sampled else [row])
         return out
 

@@ -101,13 +101,25 @@ def test_token_log_is_what_the_model_saw_and_sampled(sampled):
 
 def test_sft_on_the_sampled_react_episodes_trains_their_ids(sampled, tmp_path, data_dir):
     """Real SmolLM2 episodes with searches: the DataModule trains each on the ids the engine sampled
-    and fed (observations fed, never trained), row for row."""
+    and fed (observations fed, never trained), row for row; sampled with exemplars in the prompt, the
+    same episodes train as the fine-tuned agent is prompted, zero-shot, from their rendered text."""
+    from dataclasses import replace
+
     import numpy as np
 
+    from fireact.data.encoding import encode
     from fireact.data.trajectory import write_trajectories
     from fireact.modules.datamodule import TrajectoryDataModule
 
     lm, trajs = sampled["lm"], sampled["runs"][0]
+    assert {t.meta["few_shot"] for t in trajs} == {2}
+    write_trajectories(tmp_path / "few_shot.jsonl", trajs)
+    dm = TrajectoryDataModule(tokenizer=lm.tokenizer.name_or_path, sources=[str(tmp_path / "few_shot.jsonl")],
+                              val_size=0, cutoff=8192, data_dir=str(data_dir))  # fmt: skip
+    dm.setup("fit")
+    rendered = encode([dm.trajectories[i] for i in dm.train_indices], lm.tokenizer, dm.prompt_style, 8192)
+    assert [r.input_ids.tolist() for r in dm.train_set.rows] == [r.input_ids.tolist() for r in rendered]
+    trajs = [replace(t, meta={**t.meta, "few_shot": 0}) for t in trajs]  # as if sampled zero-shot
     write_trajectories(tmp_path / "gen.jsonl", trajs)
     dm = TrajectoryDataModule(tokenizer=lm.tokenizer.name_or_path, sources=[str(tmp_path / "gen.jsonl")], val_size=0,
                               cutoff=8192, data_dir=str(data_dir))  # fmt: skip
