@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from fireact.data import tool_calls
 from fireact.data.chat import ROLES
 from fireact.data.paths import json_value, read_text
 from fireact.errors import FireactError
@@ -123,12 +124,10 @@ def check_chat_file(path: str | Path, model: str) -> ChatFile:
 
 def _tool_names(tools: object, where: str) -> set[str]:
     """The function names an example's `tools` declares (the tools API's shape)."""
-    if not isinstance(tools, list) or not all(
-        isinstance(t, dict) and t.get("type") == "function" and isinstance((t.get("function") or {}).get("name"), str)
-        for t in tools
-    ):
+    names = tool_calls.declared_names(tools)
+    if names is None:
         raise FireactError(f"{where}: tools must be a list of {{type: function, function: {{name, parameters}}}}")
-    return {t["function"]["name"] for t in tools}
+    return names
 
 
 def _check_message(m: object, where: str, tools: set[str], called: set[str], count: Callable[[str], int]) -> int:

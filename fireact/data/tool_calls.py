@@ -64,6 +64,16 @@ HERMES_SYSTEM = (
 )
 
 
+def declared_names(tools: Any) -> set[str] | None:
+    """The function names a `tools` list of the tools API declares; None when it is not such a list."""
+    if not isinstance(tools, list) or not all(
+        isinstance(t, dict) and t.get("type") == "function" and isinstance((t.get("function") or {}).get("name"), str)
+        for t in tools
+    ):
+        return None
+    return {t["function"]["name"] for t in tools}
+
+
 def hermes_system(tools: list[dict[str, Any]] | None = None) -> str:
     """The system message that lists the tools (fireact's, or a client's own for `fireact serve`)."""
     return HERMES_SYSTEM.format(tools="\n".join(json.dumps(t, ensure_ascii=False) for t in tools or TOOLS))

@@ -201,14 +201,16 @@ class TrajectoryDataModule(LightningDataModule):
         """Each trajectory's token rows: the ids its rollout sampled when it recorded them zero-shot in
         this style (on-policy SFT trains exactly those, never a re-tokenization), else its rendered
         text (a few-shot episode is trained as the fine-tuned agent is prompted: without exemplars)."""
-        rendered = encode(trajs, self.tokenizer, self.prompt_style, self.cutoff, self.mask_observations)
         style = self.prompt_style
-        out = []
-        for t, row in zip(trajs, rendered):
-            sampled = t.token_turns and t.meta.get("fmt") == style.format
-            sampled = sampled and t.meta.get("protocol", "react") == style.protocol and not t.meta.get("few_shot")
-            out.append([_sft_row(r, self.cutoff) for r in training_rows(t.token_turns)] if sampled else [row])
-        return out
+
+        def sampled(t: Trajectory) -> bool:
+            same_style = t.meta.get("fmt") == style.format and t.meta.get("protocol", "react") == style.protocol
+            return bool(t.token_turns) and same_style and not t.meta.get("few_shot")
+
+        to_render = [t for t in trajs if not sampled(t)]  # one batched encode for the others, not for all
+        rendered = iter(encode(to_render, self.tokenizer, style, self.cutoff, self.mask_observations))
+        return [[_sft_row(r, self.cutoff) for r in training_rows(t.token_turns)] if sampled(t) else [next(rendered)]
+                for t in trajs]  # fmt: skip
 
     def _planned(self, rows: list[list[TokenRow]], idx: list[int]) -> PlannedBatches:
         """Plan the batches once (seeded); epochs reshuffle their order, not their content."""

@@ -94,10 +94,7 @@ def _tools(req: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
     """The request's function tools and its tool_choice ("auto" or "none": decoding is not
     constrained, so "required" or a named function cannot be promised and is refused)."""
     tools = req.get("tools") or []
-    if not isinstance(tools, list) or not all(
-        isinstance(t, dict) and t.get("type") == "function" and isinstance((t.get("function") or {}).get("name"), str)
-        for t in tools
-    ):
+    if tool_calls.declared_names(tools) is None:
         raise BadRequest("tools must be a list of {type: function, function: {name, description, parameters}}", "tools")
     choice = req.get("tool_choice") or "auto"
     if choice not in ("auto", "none"):
