@@ -1,8 +1,9 @@
-"""Serve a local model on an OpenAI-compatible /v1/chat/completions endpoint."""
+"""Serve a local model on OpenAI-compatible /v1/chat/completions and /v1/completions endpoints."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from fireact.commands.agent_args import add_lm, build_lm
 from fireact.commands.common import COUNT, NON_NEGATIVE, PORT
@@ -26,6 +27,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--slots", type=COUNT, default=16, help="requests decoded together")
     p.add_argument("--max-queue", type=NON_NEGATIVE, default=64, help="requests waiting for a slot; beyond, HTTP 503")
     p.add_argument("--max-tokens-limit", type=COUNT, default=2048, help="the largest max_tokens a request may ask")
+    p.add_argument(
+        "--allow-adapter-loading", metavar="DIR",
+        help="let clients load LoRA adapters from folders under DIR at runtime (vLLM's /v1/load_lora_adapter; "
+        "on-policy training with rollout servers pushes its weights this way); off by default",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,13 +41,15 @@ def run(args: argparse.Namespace) -> int:
     if not args.lm.startswith("hf:"):
         raise FireactError("fireact serve needs a local model: --lm hf:PATH_OR_NAME")
     api_key = resolve_api_key(args.api_key)
+    if args.allow_adapter_loading and not Path(args.allow_adapter_loading).is_dir():
+        raise FireactError(f"--allow-adapter-loading {args.allow_adapter_loading}: no such folder")
     check_bind(args.host, api_key, args.allow_unauthenticated)  # before the model loads
     lm = build_lm(args)
     style = resolve_style(args.format, lm, args.protocol)
     try:
         server = make_server(
             lm, args.host, args.port, args.model_name, style, args.slots, args.max_queue, args.max_tokens_limit,
-            api_key=api_key,
+            api_key=api_key, adapter_dir=args.allow_adapter_loading,
         )  # fmt: skip
     except OSError as e:
         raise FireactError(f"cannot listen on {args.host}:{args.port}: {e.strerror}") from None

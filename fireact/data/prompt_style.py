@@ -43,7 +43,7 @@ ALPACA_PROMPT = (
 )
 
 Message = dict[str, str]
-Prompt = list[Message] | str  # chat messages, or one raw text (alpaca)
+Prompt = list[Message] | str | list[int]  # chat messages, one raw text (alpaca), or token ids as fed
 Span = tuple[int, int]
 
 
@@ -231,7 +231,10 @@ def prompt_text(prompt: Prompt, tokenizer: Any) -> str:
 
 
 def prompt_ids(prompt: Prompt, tokenizer: Any) -> list[int]:
-    """The prompt's token ids, tokenized as training tokenizes the same text (alpaca gets BOS)."""
+    """The prompt's token ids, tokenized as training tokenizes the same text (alpaca gets BOS); a
+    prompt given as token ids (a `/v1/completions` request) is used as it is."""
+    if isinstance(prompt, list) and prompt and isinstance(prompt[0], int):
+        return list(prompt)
     style = PromptStyle("alpaca" if isinstance(prompt, str) else "chat")
     return tokenizer(prompt_text(prompt, tokenizer), add_special_tokens=style.add_special_tokens)["input_ids"]
 

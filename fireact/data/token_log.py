@@ -41,6 +41,30 @@ class TokenTurn:
         return cls(d["keep"], d["prompt"], d["generated"], [float(x) for x in lp])
 
 
+def common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def last_context(turns: list[TokenTurn]) -> list[int]:
+    """The tokens the last turn ended with: its prompt (as kept + new) and what it sampled."""
+    context: list[int] = []
+    for t in turns:
+        context = context[: t.keep] + t.prompt + t.generated
+    return context
+
+
+def start_turn(turns: list[TokenTurn], prompt: list[int]) -> TokenTurn:
+    """The next turn of an episode whose full prompt is `prompt`: the part of the last context it
+    keeps, then its new tokens (sampled tokens stay as sampled as long as the prompt repeats them)."""
+    context = last_context(turns)
+    keep = common_prefix(context, prompt)
+    return TokenTurn(keep, prompt[keep:])
+
+
 def training_rows(turns: list[TokenTurn], group: str = "") -> list[TokenRow]:
     """One row while each prompt continues the previous context exactly; a new row where the prompt
     rewrote earlier tokens (e.g. the chat template closed the turn with other tokens than sampled).

@@ -16,6 +16,11 @@ class Completion:
     completion_tokens: int = 0
     cost_usd: float = 0.0
     error: str | None = None  # set when the backend failed after its retries
+    # backends that return tokens (`LM.returns_tokens`): the prompt as fed, the sampled ids (up to the
+    # one that completed the step) and their log-probs under the sampling policy
+    prompt_ids: list[int] | None = None
+    token_ids: list[int] | None = None
+    logprobs: list[float] | None = None
 
 
 class LM(Protocol):
@@ -24,6 +29,7 @@ class LM(Protocol):
     name: str
     batched: bool  # True: one call over many prompts beats many concurrent single calls
     continuous: bool  # True: play episodes in the continuous-batching engine (local HF models)
+    returns_tokens: bool  # True: each Completion carries its prompt and sampled token ids and log-probs
     concurrency: int  # parallel episodes for an unbatched backend
     prompt_style: PromptStyle | None  # the format saved with the weights, if any
 

@@ -47,6 +47,7 @@ class HFLM:
 
     batched = True
     concurrency = 1
+    returns_tokens = False  # its tokens are recorded by the rollout engine (continuous), not by `complete`
 
     def __init__(
         self,

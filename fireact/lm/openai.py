@@ -46,6 +46,7 @@ class OpenAILM:
 
     batched = False
     continuous = False
+    returns_tokens = False  # chat completions: text only
     prompt_style = None  # a remote model's format is chat messages
 
     def __init__(

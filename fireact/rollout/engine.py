@@ -33,7 +33,7 @@ import torch
 from transformers.cache_utils import Cache, CacheLayerMixin
 
 from fireact.data.prompt_style import prompt_ids
-from fireact.data.token_log import TokenTurn
+from fireact.data.token_log import TokenTurn, common_prefix, start_turn
 from fireact.lm.base import Completion, step_complete, truncate_at_stop
 from fireact.rollout.job import RolloutJob
 from fireact.rollout.sampling import choose_tokens
@@ -135,18 +135,10 @@ class _Slot:
     feed: list[int] = field(default_factory=list)  # tokens to run next (a prompt suffix or one new token)
     generated: list[int] = field(default_factory=list)
     prompt_tokens: int = 0
-    context: list[int] = field(default_factory=list)  # this turn's prompt ids (for the token log)
     log: list[TokenTurn] = field(default_factory=list)  # the episode's exact tokens, when recording
     waiting: Future | None = None  # a tool call running off the decode path
     sampling: tuple[float, float] = (0.0, 1.0)  # (temperature, top_p) of this episode
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
+    adapter: tuple[str, int] | None = None  # (LoRA adapter, version) its KV was computed with; None: as loaded
 
 
 class ContinuousBatcher:
@@ -192,13 +184,14 @@ class ContinuousBatcher:
         st.rows = None if whole else torch.tensor([s.index for s in slots], dtype=torch.long, device=self.device)
         st.write_pos, st.kv_len = write.to(self.device), kv_len
         with torch.no_grad():
-            out = self.model(
+            out = self.lm.model(  # read each step: a server may load an adapter between steps
                 input_ids=ids.to(self.device),
                 attention_mask=mask[:, None].to(self.device),
                 position_ids=pos.to(self.device),
                 use_cache=True,
                 logits_to_keep=keep or 1,
                 **{self.lm.cache_kwarg: self.cache},
+                **_adapter_names(slots),
             )
         for s in slots:
             s.stored += s.feed
@@ -206,24 +199,24 @@ class ContinuousBatcher:
         return out.logits[:, -1, :] if keep is None else out.logits
 
     def _start_turn(self, s: _Slot, ids: list[int], record: bool = False, first: bool = False) -> None:
+        if first and s.adapter != (adapter := self.job.adapter_for(s.episode)):
+            s.adapter = adapter
+            s.stored.clear()  # KV of other weights: nothing to reuse
         if record:  # the prompt as the part of the last context + sampled tokens it keeps, then new ids
-            if first:
-                s.log, s.context, s.generated = [], [], []
-            k = _common_prefix(s.context + s.generated, ids)
-            s.log.append(TokenTurn(k, ids[k:]))
-            s.context = ids
-        keep = min(_common_prefix(s.stored, ids), len(ids) - 1)  # feed at least one token
+            s.log = [] if first else s.log
+            s.log.append(start_turn(s.log, ids))
+        keep = min(common_prefix(s.stored, ids), len(ids) - 1)  # feed at least one token
         del s.stored[keep:]
         s.feed, s.generated, s.prompt_tokens = ids[keep:], [], len(ids)
 
     def _share_prefixes(self, fresh: list[_Slot]) -> None:
         """Prefill the prompt prefix shared by fresh slots once on one row and copy it to the rest."""
-        if len(fresh) < 2:
+        if len(fresh) < 2 or len({s.adapter for s in fresh}) > 1:
             return
         full = [s.stored + s.feed for s in fresh]
         common = min(len(x) for x in full) - 1
         for x in full[1:]:
-            common = min(common, _common_prefix(full[0], x))
+            common = min(common, common_prefix(full[0], x))
         kept = max(len(s.stored) for s in fresh)
         if common - kept < self.min_shared_prefix:
             return
@@ -239,6 +232,7 @@ class ContinuousBatcher:
             s.stored, s.feed = ids[:common], ids[common:]
 
     def run(self, job: RolloutJob) -> None:
+        self.job = job
         with ThreadPoolExecutor(self.slots, thread_name_prefix="fireact-tool") as self._tool_pool:
             self._run(job)
 
@@ -248,6 +242,7 @@ class ContinuousBatcher:
         cfg = job.config
         generator = torch.Generator(device=self.device).manual_seed(cfg.sampling_seed)
         while True:
+            job.between_steps()
             for s in slots:
                 if s.waiting is not None and s.waiting.done():
                     s.episode.observe(*s.waiting.result())
@@ -367,6 +362,15 @@ class ContinuousBatcher:
             s.episode, s.feed = None, []
         else:
             self._start_turn(s, self._ids(ep.prompt()), job.config.record_tokens)
+
+
+def _adapter_names(rows: list[_Slot]) -> dict[str, Any]:
+    """peft's per-row adapters when some row asks for one (rows idle in this step take any row's)."""
+    names = [s.adapter[0] if s.adapter and s.feed else None for s in rows]
+    if not any(names):
+        return {}
+    some = next(n for n in names if n)
+    return {"adapter_names": [n or some for n in names]}
 
 
 def _lookup_draft(context: list[int], k: int, ngram: tuple[int, ...] = (3, 2)) -> list[int]:

@@ -45,3 +45,10 @@ class RolloutJob:
     def sampling_for(self, episode: Episode) -> tuple[float, float]:
         """(temperature, top_p) of the episode's tokens."""
         return self.config.temperature, self.config.top_p
+
+    def adapter_for(self, episode: Episode) -> tuple[str, int] | None:
+        """The (LoRA adapter, version) an episode runs with; None: the model as it is."""
+        return None
+
+    def between_steps(self) -> None:
+        """Called by the engine before each decode step: the one time the model may be changed."""

@@ -12,6 +12,7 @@ from fireact.agent.methods import Episode, method_spec
 from fireact.agent.prompts import few_shot_prefix, pick_exemplars
 from fireact.data.prompt_style import Prompt, PromptStyle
 from fireact.data.tasks import Example, get_task
+from fireact.data.token_log import TokenTurn, start_turn
 from fireact.data.trajectory import Trajectory, Turn
 from fireact.errors import FireactError
 from fireact.lm.base import LM
@@ -84,8 +85,10 @@ def run_rollouts(
     starts) ends a run early, e.g. on a cost cap. `progress`: a callback (done, total), "rich" or None.
     """
     cfg = config or EpisodeConfig()
-    if cfg.record_tokens and not lm.continuous:
-        raise FireactError(f"record_tokens needs a local model in the rollout engine (hf:...), not {lm.name}")
+    if cfg.record_tokens and not (lm.continuous or lm.returns_tokens):
+        raise FireactError(
+            f"record_tokens needs a backend that returns tokens (hf:..., or rollout servers), not {lm.name}"
+        )
     examples = list(examples)
     style = resolve_style(cfg.format, lm, cfg.protocol)
     tasks = {name: get_task(name) for name in dict.fromkeys(e.task for e in examples)}
@@ -161,9 +164,16 @@ def _run_batched(lm: LM, job: RolloutJob) -> None:
 
 
 def _play(lm: LM, job: RolloutJob, ep: Episode) -> Episode:
+    log: list[TokenTurn] = []
     while not ep.done:
         (c,) = job.complete(lm, [ep.prompt()])
+        if job.config.record_tokens and c.error is None:  # the backend's exact tokens (`LM.returns_tokens`)
+            turn = start_turn(log, c.prompt_ids)
+            turn.generated, turn.logprobs = list(c.token_ids), list(c.logprobs)
+            log.append(turn)
         ep.feed(c, job.tools)
+    if job.config.record_tokens:
+        ep.token_turns = log
     return ep
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,7 +40,8 @@ class CompletionRequest:
     temperature: float = 0.0
     top_p: float = 1.0
     stream: queue.Queue | None = None  # text deltas as they are decoded, then END
-    result: Future = field(default_factory=Future)  # the Completion
+    adapter: tuple[str, int] | None = None  # (LoRA adapter, version) to decode with; None: the model as is
+    result: Future = field(default_factory=Future)  # the Completion, with its prompt and sampled tokens
 
 
 class RequestEpisode:
@@ -48,6 +50,7 @@ class RequestEpisode:
     def __init__(self, request: CompletionRequest):
         self.request, self.done, self.meta = request, False, {}
         self.sent = ""  # streamed so far
+        self.token_turns = None  # set by the engine: the prompt and sampled ids, with log-probs
 
     def prompt(self) -> Prompt:
         return self.request.prompt
@@ -77,6 +80,7 @@ class _Queue:
 
     def __init__(self, limit: int):
         self.items: deque[tuple[int, CompletionRequest]] = deque()
+        self.control: deque[tuple[Callable[[], Any], Future]] = deque()  # run on the engine thread
         self.limit, self.closed, self.count = limit, False, 0
         self.cond = threading.Condition()
 
@@ -98,14 +102,25 @@ class _Queue:
 
     def wait(self) -> bool:
         with self.cond:
-            self.cond.wait_for(lambda: self.items or self.closed)
+            self.cond.wait_for(lambda: self.items or self.control or self.closed)
             return not self.closed
+
+    def run_control(self) -> None:
+        while True:
+            with self.cond:
+                if not self.control:
+                    return
+                fn, done = self.control.popleft()
+            try:
+                done.set_result(fn())
+            except BaseException as e:  # handed to the caller; the engine keeps serving
+                done.set_exception(e)
 
 
 class _ServeJob(RolloutJob):
     def __init__(self, requests: _Queue, slots: int):
         super().__init__([], self._start, self._finish, lambda: False, {}, MethodSpec([], 1, False),
-                         EpisodeConfig(batch_size=slots))  # fmt: skip
+                         EpisodeConfig(batch_size=slots, record_tokens=True))  # fmt: skip
         self.requests = requests
         self.in_flight: set[CompletionRequest] = set()
         self.peak_in_flight = 0  # the most requests ever decoded together
@@ -120,7 +135,9 @@ class _ServeJob(RolloutJob):
         self.in_flight.discard(r)
         if r.stream is not None:
             r.stream.put(END)
-        r.result.set_result(ep.completion)
+        c, (turn,) = ep.completion, ep.token_turns
+        c.prompt_ids, c.token_ids, c.logprobs = turn.prompt, turn.generated, turn.logprobs
+        r.result.set_result(c)
 
     def fail_in_flight(self, error: BaseException) -> None:
         for r in self.in_flight:
@@ -142,6 +159,12 @@ class _ServeJob(RolloutJob):
     def sampling_for(self, episode: RequestEpisode) -> tuple[float, float]:
         return episode.request.temperature, episode.request.top_p
 
+    def adapter_for(self, episode: RequestEpisode) -> tuple[str, int] | None:
+        return episode.request.adapter
+
+    def between_steps(self) -> None:
+        self.requests.run_control()
+
 
 class CompletionService:
     """`submit` requests from any thread; one engine thread decodes up to `slots` of them together."""
@@ -156,6 +179,15 @@ class CompletionService:
     def submit(self, request: CompletionRequest) -> CompletionRequest:
         self.requests.put(request)  # raises Full
         return request
+
+    def run_on_engine(self, fn: Callable[[], Any]) -> Any:
+        """fn() on the engine thread between two decode steps (changing the model's weights under a
+        forward would be a race); its result, or its exception, here."""
+        done: Future = Future()
+        with self.requests.cond:
+            self.requests.control.append((fn, done))
+            self.requests.cond.notify()
+        return done.result()
 
     def _loop(self) -> None:
 

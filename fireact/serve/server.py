@@ -1,4 +1,6 @@
-"""An OpenAI-compatible `/v1/chat/completions` endpoint for a local model (`fireact serve`).
+"""OpenAI-compatible `/v1/chat/completions` and `/v1/completions` endpoints for a local model
+(`fireact serve`), with vLLM's surface for rollout clients: token-id prompts, the sampled token ids
+and log-probs (`return_token_ids`, `logprobs`), and runtime LoRA loading (`adapters.py`).
 
 Requests share the continuous-batching engine (`completion_service.py`): concurrent clients are
 decoded together instead of queueing behind a lock. Bad requests get HTTP 400 with an OpenAI-style
@@ -20,6 +22,7 @@ from fireact.data import tool_calls
 from fireact.data.chat import ROLES, message_text
 from fireact.data.prompt_style import Prompt, PromptStyle, prompt_ids
 from fireact.errors import FireactError
+from fireact.serve.adapters import AdapterStore
 from fireact.serve.completion_service import END, CompletionRequest, CompletionService, Full
 from fireact.serve.json_http import BadRequest, JSONHandler, parse_json
 
@@ -41,6 +44,16 @@ def parse_request(body: bytes, max_tokens_limit: int) -> dict[str, Any]:
         raise BadRequest(f"at most {MAX_MESSAGES} messages per request, got {len(messages)}", "messages")
     clean = [_message(m, i) for i, m in enumerate(messages)]
     tools, tool_choice = _tools(req)
+    sampling = _sampling(req, max_tokens_limit, max_stop=4)
+    stream = req.get("stream", False)
+    if not isinstance(stream, bool):
+        raise BadRequest("stream must be a boolean", "stream")
+    return {"messages": clean, **sampling, "stream": stream, "tools": tools, "tool_choice": tool_choice,
+            "model": req.get("model")}  # fmt: skip
+
+
+def _sampling(req: dict[str, Any], max_tokens_limit: int, max_stop: int) -> dict[str, Any]:
+    """max_tokens, temperature, top_p and stop of a request (chat or completions), checked."""
     max_tokens = req.get("max_completion_tokens", req.get("max_tokens"))
     max_tokens = min(256, max_tokens_limit) if max_tokens is None else max_tokens
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= max_tokens_limit:
@@ -53,13 +66,35 @@ def parse_request(body: bytes, max_tokens_limit: int) -> dict[str, Any]:
         raise BadRequest("only n=1 is supported", "n")
     stop = req.get("stop") or []
     stop = [stop] if isinstance(stop, str) else stop
-    if not isinstance(stop, list) or len(stop) > 4 or not all(isinstance(s, str) and s for s in stop):
-        raise BadRequest("stop must be a string or a list of up to 4 non-empty strings", "stop")
-    stream = req.get("stream", False)
-    if not isinstance(stream, bool):
-        raise BadRequest("stream must be a boolean", "stream")
-    return {"messages": clean, "max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
-            "stop": stop, "stream": stream, "tools": tools, "tool_choice": tool_choice}  # fmt: skip
+    if not isinstance(stop, list) or len(stop) > max_stop or not all(isinstance(s, str) and s for s in stop):
+        raise BadRequest(f"stop must be a string or a list of up to {max_stop} non-empty strings", "stop")
+    return {"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p, "stop": stop}
+
+
+def parse_completion_request(body: bytes, max_tokens_limit: int, vocab: int) -> dict[str, Any]:
+    """A `/v1/completions` request as rollout clients send it (vLLM's surface): the prompt as text or
+    token ids, `logprobs` (0 or 1: the sampled token's), `return_token_ids` /
+    `return_tokens_as_token_ids` for the exact ids. No streaming, no echo."""
+    req = parse_json(body)
+    if not isinstance(req, dict):
+        raise BadRequest("the body must be a JSON object")
+    prompt = req.get("prompt")
+    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], list | str):
+        prompt = prompt[0]  # a batch of one
+    ids = isinstance(prompt, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt)
+    if not (isinstance(prompt, str) and prompt) and not (ids and prompt and all(0 <= t < vocab for t in prompt)):
+        raise BadRequest(f"prompt must be a non-empty string or one list of token ids in [0, {vocab})", "prompt")
+    logprobs = req.get("logprobs")
+    if logprobs not in (None, 0, 1) or isinstance(logprobs, bool):
+        raise BadRequest("logprobs must be 0 or 1 (the sampled token's log-prob; no top-k alternatives)", "logprobs")
+    for key in ("stream", "echo"):
+        if req.get(key):
+            raise BadRequest(f"{key} is not supported on /v1/completions", key)
+    flags = {k: req.get(k, False) for k in ("return_token_ids", "return_tokens_as_token_ids")}
+    if not all(isinstance(v, bool) for v in flags.values()):
+        raise BadRequest("return_token_ids and return_tokens_as_token_ids must be booleans")
+    return {"prompt": prompt, **_sampling(req, max_tokens_limit, max_stop=16), "logprobs": logprobs,
+            "model": req.get("model"), **flags}  # fmt: skip
 
 
 def _message(m: Any, i: int) -> dict[str, Any]:
@@ -133,10 +168,23 @@ class ServedModel:
     service: CompletionService
     max_tokens_limit: int
     max_context: int
+    adapters: AdapterStore
+
+
+ROUTES = {"/chat/completions": "_chat", "/completions": "_completions",
+          "/load_lora_adapter": "_load_adapter", "/unload_lora_adapter": "_unload_adapter"}  # fmt: skip
+
+
+def _field(body: bytes, key: str) -> Any:
+    req = parse_json(body)
+    if not isinstance(req, dict):
+        raise BadRequest("the body must be a JSON object")
+    return req.get(key)
 
 
 class CompletionHandler(JSONHandler):
-    """/v1/chat/completions, /v1/models and /health; every failure is an OpenAI-style JSON error."""
+    """/v1/chat/completions, /v1/completions, the adapter-loading routes, /v1/models and /health;
+    every failure is an OpenAI-style JSON error."""
 
     app: ServedModel  # set on the subclass make_server builds
     max_body = MAX_BODY
@@ -147,6 +195,8 @@ class CompletionHandler(JSONHandler):
             return
         if self.path.rstrip("/") in ("/v1/models", "/models"):
             models = [{"id": self.app.name, "object": "model", "owned_by": "fireact"}]
+            models += [{"id": name, "object": "model", "owned_by": "fireact", "parent": self.app.name}
+                       for name in self.app.adapters.versions]  # fmt: skip
             self.send_json(200, {"object": "list", "data": models})
         elif self.path.rstrip("/") in ("/health", ""):
             self.send_json(200, {"status": "ok"})
@@ -156,52 +206,114 @@ class CompletionHandler(JSONHandler):
     def do_POST(self) -> None:
         if not self.authorized():
             return
+        route = ROUTES.get(self.path.rstrip("/").removeprefix("/v1"))
+        if route is None:
+            self.send_json_error(404, f"no route {self.path}")
+            return
         try:
-            self._post()
+            getattr(self, route)(self._body())
+        except BadRequest as e:
+            status = int(e.code) if e.code in ("404", "409", "413") else 400
+            self.send_json_error(status, str(e), e.param, None if status != 400 else e.code)
+        except FireactError as e:
+            self.send_json_error(400, str(e))
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (timeout): nothing to answer
 
-    def _read(self) -> tuple[dict[str, Any], Any]:
-        """(checked request, prompt); BadRequest or FireactError say what is wrong with it."""
+    def _body(self) -> bytes:
         length = self.headers.get("Content-Length")
         if not length or not length.isdigit() or int(length) == 0:
             self.close_connection = True  # an unread body must not be taken for the next request
             raise BadRequest(f"Content-Length must be in [1, {MAX_BODY}]")
-        req = parse_request(self.read_body(), self.app.max_tokens_limit)
-        prompt, req["calls"] = request_prompt(req, self.app.style)
+        return self.read_body()
+
+    def _check_context(self, prompt: Any, max_tokens: int) -> None:
         n_prompt = len(prompt_ids(prompt, self.app.lm.tokenizer))
-        if n_prompt + req["max_tokens"] > self.app.max_context:
+        if n_prompt + max_tokens > self.app.max_context:
             raise BadRequest(
-                f"the prompt ({n_prompt} tokens) + max_tokens ({req['max_tokens']}) exceed the model's "
+                f"the prompt ({n_prompt} tokens) + max_tokens ({max_tokens}) exceed the model's "
                 f"context of {self.app.max_context} tokens", "messages", "context_length_exceeded",
             )  # fmt: skip
-        return req, prompt
 
-    def _post(self) -> None:
-        if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
-            self.send_json_error(404, f"no route {self.path}")
-            return
-        try:
-            req, prompt = self._read()
-        except BadRequest as e:
-            status = 413 if e.code == "413" else 400
-            self.send_json_error(status, str(e), e.param, None if status == 413 else e.code)
-            return
-        except FireactError as e:
-            self.send_json_error(400, str(e))
-            return
-        stream = queue.Queue() if req["stream"] else None
-        stop = req["stop"] + [tool_calls.CALL_CLOSE] * req["calls"]  # one call a reply: stop after it
-        request = CompletionRequest(prompt, stop, req["max_tokens"], req["temperature"], req["top_p"], stream)
+    def _submit(self, request: CompletionRequest) -> bool:
         try:
             self.app.service.submit(request)
+            return True
         except Full as e:
             self.send_json_error(503, f"server busy ({e}); retry", code="overloaded", headers={"Retry-After": "1"})
+            return False
+
+    def _chat(self, body: bytes) -> None:
+        req = parse_request(body, self.app.max_tokens_limit)
+        prompt, calls = request_prompt(req, self.app.style)
+        self._check_context(prompt, req["max_tokens"])
+        stream = queue.Queue() if req["stream"] else None
+        stop = req["stop"] + [tool_calls.CALL_CLOSE] * calls  # one call a reply: stop after it
+        request = CompletionRequest(prompt, stop, req["max_tokens"], req["temperature"], req["top_p"], stream,
+                                    self.app.adapters.ref(req["model"]))  # fmt: skip
+        if not self._submit(request):
             return
         if stream is not None:
-            self._stream(request, req["max_tokens"], req["calls"])
+            self._stream(request, req["max_tokens"], calls)
         else:
-            self._answer(request, req["max_tokens"], req["calls"])
+            self._answer(request, req["max_tokens"], calls)
+
+    def _completions(self, body: bytes) -> None:
+        """Token-in, token-out completions with the sampled ids and log-probs (what rollout clients read)."""
+        tok = self.app.lm.tokenizer
+        req = parse_completion_request(body, self.app.max_tokens_limit, len(tok))
+        self._check_context(req["prompt"], req["max_tokens"])
+        request = CompletionRequest(req["prompt"], req["stop"], req["max_tokens"], req["temperature"], req["top_p"],
+                                    adapter=self.app.adapters.ref(req["model"]))  # fmt: skip
+        if not self._submit(request):
+            return
+        try:
+            c = request.result.result()
+        except Exception as e:
+            self.send_json_error(500, f"generation failed: {type(e).__name__}: {e}")
+            return
+        choice: dict[str, Any] = {"index": 0, "text": c.text, "logprobs": None,
+                                  "finish_reason": _finish_reason(c, req["max_tokens"])}  # fmt: skip
+        if req["logprobs"] is not None:
+            ids = req["return_tokens_as_token_ids"]
+            tokens = [f"token_id:{t}" if ids else tok.decode([t]) for t in c.token_ids]
+            top = [{t: lp} for t, lp in zip(tokens, c.logprobs)] if req["logprobs"] else None
+            choice["logprobs"] = {"tokens": tokens, "token_logprobs": c.logprobs, "top_logprobs": top}
+        if req["return_token_ids"]:
+            choice |= {"prompt_token_ids": c.prompt_ids, "token_ids": c.token_ids}
+        self.send_json(200, {**self._head("text_completion"), "choices": [choice],
+                             "usage": {"prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
+                                       "total_tokens": c.prompt_tokens + c.completion_tokens}})  # fmt: skip
+
+    def _load_adapter(self, body: bytes) -> None:
+        """vLLM's `POST /v1/load_lora_adapter` {lora_name, lora_path}: only under --allow-adapter-loading DIR."""
+        store = self.app.adapters
+        folder = store.resolve(None if store.root is None else _field(body, "lora_path"))
+        name = store.check_name(_field(body, "lora_name"), loading=True)
+        try:
+            self.app.service.run_on_engine(lambda: store.load(self.app.lm, name, folder))
+        except BadRequest:
+            raise
+        except Exception as e:  # peft refused it: nothing was changed (AdapterStore.load)
+            raise BadRequest(f"cannot load the adapter in {folder.name}: {type(e).__name__}: {e}", "lora_path") from None
+        self.send_json(200, {"lora_name": name, "version": store.versions[name], "status": "loaded"})
+
+    def _unload_adapter(self, body: bytes) -> None:
+        store = self.app.adapters
+        if store.root is None:
+            store.resolve(None)  # the "loading is off" answer
+        name = store.check_name(_field(body, "lora_name"), loading=False)
+
+        def unload() -> None:
+            job = self.app.service.job
+            busy = [r for r in [*job.in_flight, *(r for _, r in job.requests.items)] if r.adapter and r.adapter[0] == name]
+            if busy:
+                raise BadRequest(f"adapter {name!r} is in use by {len(busy)} request(s); retry when they finish",
+                                 "lora_name", "409")  # fmt: skip
+            store.unload(self.app.lm, name)
+
+        self.app.service.run_on_engine(unload)
+        self.send_json(200, {"lora_name": name, "status": "unloaded"})
 
     def _answer(self, request: CompletionRequest, max_tokens: int, calls: bool) -> None:
         try:
@@ -276,15 +388,18 @@ def make_server(
     max_tokens_limit: int = 2048,
     max_context: int | None = None,
     api_key: str | None = None,
+    adapter_dir: str | None = None,
 ) -> ThreadingHTTPServer:
     """`style`: how requests are written for the model (default: chat messages as sent). `slots`
     requests decode together; `max_queue` more wait; prompt + max_tokens must fit `max_context`
     (default: the model's max_position_embeddings). With `api_key`, every route but /health needs
-    `Authorization: Bearer KEY`."""
+    `Authorization: Bearer KEY`. With `adapter_dir`, LoRA adapters under it may be loaded at runtime
+    (`/v1/load_lora_adapter`) and asked for by name as a request's `model`."""
     config = getattr(lm.model, "config", None)
     app = ServedModel(
         lm, style or PromptStyle(), model_name or lm.name, CompletionService(lm, slots, max_queue), max_tokens_limit,
         max_context or getattr(config, "max_position_embeddings", None) or 8192,
+        AdapterStore(adapter_dir, model_name or lm.name, hasattr(lm.model, "peft_config")),
     )  # fmt: skip
     server = ThreadingHTTPServer((host, port), type("Handler", (CompletionHandler,), {"app": app, "api_key": api_key}))
     server.daemon_threads = True
