@@ -56,6 +56,7 @@ class TokenServersLM:
         concurrency: int = 32,
         timeout: float = 300.0,
         max_retries: int = 1,
+        seed: int = 0,
     ):
         from openai import OpenAI
 
@@ -70,6 +71,7 @@ class TokenServersLM:
         self.requests = [0] * len(self.urls)  # answered by each server
         self._down: dict[int, float] = {}  # server index -> when it last failed
         self._turn = itertools.count()
+        self._seeds = itertools.count(seed * 1_000_003)  # every request its own seed: servers never draw alike
         self._lock = threading.Lock()
 
     def reset_cache(self) -> None:
@@ -105,12 +107,13 @@ class TokenServersLM:
         import openai
 
         ids = prompt_ids(prompt, self.tokenizer)
+        seed = next(self._seeds)
         errors = []
         for i in self._order():
             try:
                 r = self.clients[i].completions.create(
                     model=self.model, prompt=ids, max_tokens=max_tokens, temperature=temperature,
-                    stop=stop or None, logprobs=1,
+                    stop=stop or None, logprobs=1, seed=seed,
                     extra_body={"return_token_ids": True, "return_tokens_as_token_ids": True},
                 )  # fmt: skip
             except (openai.APIConnectionError, openai.InternalServerError) as e:  # down or dying: the next one
@@ -154,33 +157,35 @@ class TokenServersLM:
             return list(pool.map(lambda p: self._one(p, stop, max_tokens, temperature, stop_after_action), prompts))
 
     # ------------------------------------------------------------------ adapters
-    def _admin(self, url: str, route: str, body: dict[str, Any]) -> tuple[int, str]:
-        import httpx
+    def _admin(self, i: int, route: str, body: dict[str, Any]) -> tuple[int, str]:
+        """(status, error message) of a POST to a server's adapter route, through its openai client."""
+        import openai
 
         try:
-            r = httpx.post(f"{url}/{route}", json=body, timeout=300.0,
-                           headers={"Authorization": f"Bearer {self._key}"})  # fmt: skip
-        except httpx.HTTPError as e:
-            raise FireactError(f"rollout server {self._error(url, e)}: cannot reach it to {route}") from None
-        return r.status_code, r.text[:300]
+            self.clients[i].post(f"/{route}", cast_to=object, body=body)
+        except openai.APIStatusError as e:
+            return e.status_code, redact(str(e.message), (self._key,))[:300]
+        except openai.OpenAIError as e:
+            raise FireactError(f"rollout server {self._error(self.urls[i], e)}: cannot reach it to {route}") from None
+        return 200, ""
 
     def push_adapter(self, name: str, path: str, previous: str | None = None) -> float:
         """Load the adapter folder `path` on every server as `name` (then sample with it), and unload
         `previous`; the folder must be readable by the servers at that path. Returns the seconds taken."""
         started = time.perf_counter()
 
-        def push(url: str) -> None:
-            status, text = self._admin(url, "load_lora_adapter", {"lora_name": name, "lora_path": path})
+        def push(i: int) -> None:
+            status, text = self._admin(i, "load_lora_adapter", {"lora_name": name, "lora_path": path})
             if status != 200:
                 raise FireactError(
-                    f"rollout server {url} refused adapter {path} ({status}: {text}): fireact serve needs "
+                    f"rollout server {self.urls[i]} refused adapter {path} ({status}: {text}): fireact serve needs "
                     "--allow-adapter-loading with a folder above it; vLLM needs --enable-lora (and --max-lora-rank "
                     "at least the adapter's) and VLLM_ALLOW_RUNTIME_LORA_UPDATING=True"
                 )
             if previous:
-                self._admin(url, "unload_lora_adapter", {"lora_name": previous})  # best effort: it may be gone
+                self._admin(i, "unload_lora_adapter", {"lora_name": previous})  # best effort: it may be gone
 
         with ThreadPoolExecutor(len(self.urls)) as pool:
-            list(pool.map(push, self.urls))
+            list(pool.map(push, range(len(self.urls))))
         self.model = name
         return time.perf_counter() - started

@@ -16,9 +16,11 @@ ranks, which per-rank sampling does not do, and the loss here needs manual optim
 from __future__ import annotations
 
 import contextlib
+import shutil
 import time
 from collections import defaultdict
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -31,6 +33,7 @@ from fireact.data.token_row import IGNORE_INDEX, TokenRow
 from fireact.data.trajectory import Trajectory
 from fireact.errors import FireactError
 from fireact.lm.hf import HFLM
+from fireact.lm.token_servers import TokenServersLM
 from fireact.modules.grpo_loss import (
     REWARDS,
     clipped_policy_loss,
@@ -63,6 +66,16 @@ class GRPOLM(FireActLM):
             length and packed up to it; a longer row goes alone). Activation memory grows with it:
             about 1.4 MB per token for SmolLM2-135M in fp32, so 4096 is ~6 GB; a row-count cap would
             let 8 full 11-turn episodes (~24k tokens) take 30+ GB.
+        rollout_servers: base URLs of OpenAI-compatible servers (vLLM, `fireact serve`) that sample the
+            episodes instead of this process: each step the LoRA weights are saved under `push_dir` and
+            loaded on every server (`/v1/load_lora_adapter`), requests are spread over the servers, and
+            the servers' sampled ids are trained with their log-probs corrected by truncated importance
+            sampling (`tis_cap`). LoRA only (full weights are not synced).
+        server_model: the model name the servers serve (checked against their `/v1/models` at start).
+        push_dir: where the step adapters are written; the servers must read it at the same path (vLLM:
+            a shared filesystem; fireact serve: under its --allow-adapter-loading folder).
+            Default: `<trainer.default_root_dir>/rollout_adapters`.
+        tis_cap: the truncated importance weight's cap, min(pi_trainer / pi_server, tis_cap).
         data_dir: where the task data and the search snapshot are (default: $FIREACT_DATA_DIR).
         **kwargs: FireActLM's arguments (model, LoRA, optimizer, init_adapter, ...).
     """
@@ -78,9 +91,15 @@ class GRPOLM(FireActLM):
         ppo_epochs: int = 1,
         micro_batch_tokens: int = 4096,
         data_dir: str | None = None,
+        rollout_servers: list[str] | None = None,
+        server_model: str | None = None,
+        push_dir: str | None = None,
+        tis_cap: float = 2.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if rollout_servers and self.hparams.finetune != "lora":
+            raise FireactError("model.rollout_servers needs LoRA training: full weights are not pushed to servers")
         if reward not in REWARDS:
             raise FireactError(f"model.reward must be 'em' or 'f1', got {reward!r}")
         if group_size < 2:
@@ -90,6 +109,8 @@ class GRPOLM(FireActLM):
             raise FireactError("GRPO samples: rollouts.temperature must be > 0")
         self.automatic_optimization = False
         self._tool = None
+        self._servers: TokenServersLM | None = None
+        self._push_seconds = 0.0
 
     # ----------------------------------------------------------------- rollouts
     def setup(self, stage: str) -> None:
@@ -108,6 +129,28 @@ class GRPOLM(FireActLM):
             self.model.load_adapter(self.hparams.init_adapter, adapter_name=REFERENCE, is_trainable=False)
             self.model.set_adapter("default")
 
+    def rollout_lm(self) -> HFLM | TokenServersLM:
+        """This step's sampler: the live model here, or the servers with this step's adapter pushed."""
+        if not self.hparams.rollout_servers:
+            return HFLM(self.model, self.tokenizer, name=f"hf:grpo@step{self.global_step}", prompt_style=self.prompt_style)
+        if self._servers is None:
+            h = self.hparams
+            seed = self.rollout_config.sampling_seed + self.trainer.global_rank
+            self._servers = TokenServersLM(h.rollout_servers, h.server_model or "", self.tokenizer, self.prompt_style,
+                                           seed=seed)  # fmt: skip
+            if h.server_model:
+                self._servers.check()
+        root = Path(self.hparams.push_dir or Path(self.trainer.default_root_dir) / "rollout_adapters").resolve()
+        name, previous = f"fireact-step{self.global_step}", self._servers.model or None
+        if self.trainer.is_global_zero:  # one rank writes and pushes; the others wait for it
+            self.model.save_pretrained(str(root / name), selected_adapters=["default"])
+            self._push_seconds = self._servers.push_adapter(name, str(root / name), previous)
+            old = root / f"fireact-step{self.global_step - 2}"
+            shutil.rmtree(old, ignore_errors=True)  # the one before the previous is no longer served
+        self.trainer.strategy.barrier()
+        self._servers.model = name
+        return self._servers
+
     def play(self, questions: list[Example]) -> list[Trajectory]:
         """G sampled episodes per question with the current weights, tokens and log-probs recorded."""
 
@@ -121,7 +164,7 @@ class GRPOLM(FireActLM):
             record_tokens=True,
             sampling_seed=self.rollout_config.sampling_seed + self.global_step * world + rank,
         )
-        lm = HFLM(self.model, self.tokenizer, name=f"hf:grpo@step{self.global_step}", prompt_style=self.prompt_style)
+        lm = self.rollout_lm()
         self.model.eval()
         try:
             with torch.no_grad():
@@ -177,10 +220,11 @@ class GRPOLM(FireActLM):
         optimizer = self.optimizers()
         stats: dict[str, float] = defaultdict(float)
         started = time.perf_counter()
+        trainer_old: dict[int, torch.Tensor] = {}  # server rollouts: the trainer's log-probs before any update
         for _ in range(h.ppo_epochs):
             optimizer.zero_grad()
             with self._local_backward():
-                self._policy_loss(rows, row_adv, all_trained, stats)
+                self._policy_loss(rows, row_adv, all_trained, stats, trainer_old)
             sum_grads_over_ranks(
                 self.trainer, self.parameters()
             )  # each rank a different number of backward passes: sum once
@@ -208,19 +252,29 @@ class GRPOLM(FireActLM):
             "train/trained_tokens_per_sec": n_trained * h.ppo_epochs / max(training_seconds, 1e-9),
             "train/sampling_share": sampling_seconds / max(sampling_seconds + training_seconds, 1e-9),
         }
+        if h.rollout_servers:  # how far the servers' log-probs are from the trainer's (TIS corrects it)
+            metrics |= {"train/logprob_mismatch": stats["mismatch"] / tokens, "train/mismatch_kl": stats["mismatch_kl"] / tokens,
+                        "train/tis_capped_frac": stats["tis_capped"] / tokens, "train/adapter_push_seconds": self._push_seconds}  # fmt: skip
         self.log_dict(metrics, batch_size=len(trajs), sync_dist=True)
         self.log("reward", metrics["train/reward_mean"], prog_bar=True, batch_size=len(trajs), sync_dist=True)
         return torch.tensor(metrics["train/loss"])
 
-    def _policy_loss(self, rows: list[TokenRow], row_adv: list[float], all_trained: int, stats: dict) -> None:
-        """Backward of the clipped policy-gradient loss (+ k3 KL) in micro-batches of rows."""
+    def _policy_loss(
+        self, rows: list[TokenRow], row_adv: list[float], all_trained: int, stats: dict, trainer_old: dict
+    ) -> None:
+        """Backward of the clipped policy-gradient loss (+ k3 KL) in micro-batches of rows. Rows a server
+        sampled: the ratio is to the trainer's own log-probs before the update (taken in the first
+        epoch), and the server's log-probs weight the loss by truncated importance sampling."""
         h = self.hparams
-        for chunk in token_budget_chunks(rows, h.micro_batch_tokens):
+        for k, chunk in enumerate(token_budget_chunks(rows, h.micro_batch_tokens)):
             part = [rows[i] for i in chunk]
             new, old = self.token_logprobs(part)
+            behaviour = None
+            if h.rollout_servers:
+                behaviour, old = old, trainer_old.setdefault(k, new.detach())
             adv = torch.cat([torch.full((rows[i].num_trained,), row_adv[i]) for i in chunk]).to(new.device)
             ref = self.reference_logprobs(part) if h.kl_coef > 0 else None
-            per_token, chunk_stats = clipped_policy_loss(new, old, adv, h.clip_eps, ref, h.kl_coef)
+            per_token, chunk_stats = clipped_policy_loss(new, old, adv, h.clip_eps, ref, h.kl_coef, behaviour, h.tis_cap)
             loss = per_token.sum() / all_trained
             self.manual_backward(loss)
             stats["loss"] += float(loss.detach())

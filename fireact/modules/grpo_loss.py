@@ -56,16 +56,29 @@ def clipped_policy_loss(
     clip_eps: float,
     reference: torch.Tensor | None = None,
     kl_coef: float = 0.0,
+    behaviour: torch.Tensor | None = None,
+    tis_cap: float = 2.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Per-token PPO-clip loss of trained tokens (log-probs now, as sampled, and under the reference
     policy; one advantage per token), plus `kl_coef` x the k3 KL estimate (unbiased and >= 0) when a
-    reference is given. Returns (per-token loss, sums of loss-free statistics for logging)."""
+    reference is given. Returns (per-token loss, sums of loss-free statistics for logging).
+
+    `behaviour`: the log-probs an inference server sampled with, when they are not the trainer's own
+    (`old` then is the trainer's log-prob under the weights that were sampled with): the policy loss
+    is weighted by the truncated importance ratio min(exp(old - behaviour), tis_cap), which corrects
+    for the two engines' numerics (vLLM and HF differ in kernels and precision)."""
     ratio = torch.exp(new - old)
     per_token = -torch.minimum(ratio * advantages, ratio.clamp(1 - clip_eps, 1 + clip_eps) * advantages)
     stats = {
         "clipped": float(((ratio.detach() - 1).abs() > clip_eps).sum()),
         "ratio": float(ratio.detach().sum()),
     }
+    if behaviour is not None:
+        gap = (old - behaviour).detach()
+        weight = torch.exp(gap).clamp(max=tis_cap)
+        per_token = per_token * weight
+        stats |= {"mismatch": float(gap.abs().sum()), "tis_capped": float((weight >= tis_cap).sum()),
+                  "mismatch_kl": float((torch.exp(-gap) + gap - 1).sum())}  # fmt: skip
     if reference is not None:
         kl = torch.exp(reference - new) - (reference - new) - 1
         per_token = per_token + kl_coef * kl

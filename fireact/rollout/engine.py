@@ -139,6 +139,7 @@ class _Slot:
     waiting: Future | None = None  # a tool call running off the decode path
     sampling: tuple[float, float] = (0.0, 1.0)  # (temperature, top_p) of this episode
     adapter: tuple[str, int] | None = None  # (LoRA adapter, version) its KV was computed with; None: as loaded
+    generator: torch.Generator | None = None  # a request's own seeded sampler; None: the run's
 
 
 class ContinuousBatcher:
@@ -254,6 +255,8 @@ class ContinuousBatcher:
                     s.ex_index, ex = pending.popleft()
                     s.episode = job.new_episode(ex)
                     s.sampling = job.sampling_for(s.episode)
+                    seed = job.seed_for(s.episode)
+                    s.generator = None if seed is None else torch.Generator(device=self.device).manual_seed(seed)
                     self._start_turn(s, self._ids(s.episode.prompt()), cfg.record_tokens, first=True)
                     fresh.append(s)
             live = [s for s in slots if s.episode is not None]
@@ -317,12 +320,12 @@ class ContinuousBatcher:
     @staticmethod
     def _choose(group: list[_Slot], logits: torch.Tensor, generator: torch.Generator, with_logprobs: bool):
         """The next token of each slot: one call when the group samples alike (rollouts), else per
-        row with its own temperature and top-p (requests to `fireact serve`)."""
-        if len({s.sampling for s in group}) == 1:
+        row with its own temperature, top-p and seeded generator (requests to `fireact serve`)."""
+        if len({s.sampling for s in group}) == 1 and all(s.generator is None for s in group):
             return choose_tokens(logits, *group[0].sampling, generator, with_logprobs)
         tokens, logprobs = [], []
         for r, s in enumerate(group):
-            t, lp = choose_tokens(logits[r : r + 1], *s.sampling, generator, with_logprobs)
+            t, lp = choose_tokens(logits[r : r + 1], *s.sampling, s.generator or generator, with_logprobs)
             tokens += t
             logprobs += lp
         return tokens, logprobs

@@ -46,6 +46,10 @@ class RolloutJob:
         """(temperature, top_p) of the episode's tokens."""
         return self.config.temperature, self.config.top_p
 
+    def seed_for(self, episode: Episode) -> int | None:
+        """A seed of the episode's own sampler (a request's `seed`); None: the run's seeded sampler."""
+        return None
+
     def adapter_for(self, episode: Episode) -> tuple[str, int] | None:
         """The (LoRA adapter, version) an episode runs with; None: the model as it is."""
         return None

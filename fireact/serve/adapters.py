@@ -60,9 +60,10 @@ class AdapterStore:
         return real
 
     def check_name(self, name: Any, loading: bool) -> str:
-        if not isinstance(name, str) or not name or name in (BASE, "default", self.served_name) or "." in name:
-            raise BadRequest(f"lora_name must be a new name (not {self.served_name!r}, 'default' or one with a dot)",
-                             "lora_name")  # fmt: skip
+        if (not isinstance(name, str) or name in (BASE, "default", self.served_name) or "." in name
+                or name in "lora_"):  # fmt: skip
+            raise BadRequest(f"lora_name must be a new name (not {self.served_name!r}, 'default', a part of 'lora_' "
+                             "or one with a dot)", "lora_name")  # fmt: skip
         if not loading and name not in self.versions:
             raise BadRequest(f"no adapter named {name!r} is loaded", "lora_name", "404")
         return name
@@ -83,6 +84,8 @@ class AdapterStore:
     def unload(self, lm: Any, name: str) -> None:
         lm.model.delete_adapter(name)
         del self.versions[name]
+        if not self.versions and self.default == BASE:  # the last one: serve the plain model again
+            lm.model = lm.model.unload()
 
 
 def _unwrapped(model: Any) -> Any:

@@ -41,6 +41,7 @@ class CompletionRequest:
     top_p: float = 1.0
     stream: queue.Queue | None = None  # text deltas as they are decoded, then END
     adapter: tuple[str, int] | None = None  # (LoRA adapter, version) to decode with; None: the model as is
+    seed: int | None = None  # the request's own sampling seed (two servers must not draw alike)
     result: Future = field(default_factory=Future)  # the Completion, with its prompt and sampled tokens
 
 
@@ -158,6 +159,9 @@ class _ServeJob(RolloutJob):
 
     def sampling_for(self, episode: RequestEpisode) -> tuple[float, float]:
         return episode.request.temperature, episode.request.top_p
+
+    def seed_for(self, episode: RequestEpisode) -> int | None:
+        return episode.request.seed
 
     def adapter_for(self, episode: RequestEpisode) -> tuple[str, int] | None:
         return episode.request.adapter

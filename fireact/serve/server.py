@@ -53,7 +53,7 @@ def parse_request(body: bytes, max_tokens_limit: int) -> dict[str, Any]:
 
 
 def _sampling(req: dict[str, Any], max_tokens_limit: int, max_stop: int) -> dict[str, Any]:
-    """max_tokens, temperature, top_p and stop of a request (chat or completions), checked."""
+    """max_tokens, temperature, top_p, stop and seed of a request (chat or completions), checked."""
     max_tokens = req.get("max_completion_tokens", req.get("max_tokens"))
     max_tokens = min(256, max_tokens_limit) if max_tokens is None else max_tokens
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= max_tokens_limit:
@@ -68,7 +68,10 @@ def _sampling(req: dict[str, Any], max_tokens_limit: int, max_stop: int) -> dict
     stop = [stop] if isinstance(stop, str) else stop
     if not isinstance(stop, list) or len(stop) > max_stop or not all(isinstance(s, str) and s for s in stop):
         raise BadRequest(f"stop must be a string or a list of up to {max_stop} non-empty strings", "stop")
-    return {"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p, "stop": stop}
+    seed = req.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63):
+        raise BadRequest(f"seed must be a non-negative integer, got {seed!r}", "seed")
+    return {"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p, "stop": stop, "seed": seed}
 
 
 def parse_completion_request(body: bytes, max_tokens_limit: int, vocab: int) -> dict[str, Any]:
@@ -250,7 +253,7 @@ class CompletionHandler(JSONHandler):
         stream = queue.Queue() if req["stream"] else None
         stop = req["stop"] + [tool_calls.CALL_CLOSE] * calls  # one call a reply: stop after it
         request = CompletionRequest(prompt, stop, req["max_tokens"], req["temperature"], req["top_p"], stream,
-                                    self.app.adapters.ref(req["model"]))  # fmt: skip
+                                    self.app.adapters.ref(req["model"]), req["seed"])  # fmt: skip
         if not self._submit(request):
             return
         if stream is not None:
@@ -264,7 +267,7 @@ class CompletionHandler(JSONHandler):
         req = parse_completion_request(body, self.app.max_tokens_limit, len(tok))
         self._check_context(req["prompt"], req["max_tokens"])
         request = CompletionRequest(req["prompt"], req["stop"], req["max_tokens"], req["temperature"], req["top_p"],
-                                    adapter=self.app.adapters.ref(req["model"]))  # fmt: skip
+                                    adapter=self.app.adapters.ref(req["model"]), seed=req["seed"])  # fmt: skip
         if not self._submit(request):
             return
         try:
@@ -403,7 +406,7 @@ def make_server(
     )  # fmt: skip
     server = ThreadingHTTPServer((host, port), type("Handler", (CompletionHandler,), {"app": app, "api_key": api_key}))
     server.daemon_threads = True
-    server.service = app.service  # closed by the caller with the server
+    server.service, server.app = app.service, app  # the service is closed by the caller with the server
     return server
 
 

@@ -64,3 +64,19 @@ def test_clipped_policy_loss_gradient_is_zero_outside_the_trust_region():
     per_token, _ = clipped_policy_loss(new, torch.zeros(2), torch.tensor([1.0, 1.0]), 0.2)
     per_token.sum().backward()
     assert new.grad.tolist() == [0.0, -1.0]
+
+
+def test_truncated_importance_weights_correct_a_server_trainer_mismatch():
+    """Server rollouts: the policy loss is weighted by min(pi_trainer / pi_server, cap), the KL term is
+    not, and the mismatch is summed for logging; equal log-probs leave the loss as it was."""
+    new = old = torch.log(torch.tensor([0.5, 0.5, 0.5]))
+    adv = torch.tensor([1.0, 1.0, -1.0])
+    plain, _ = clipped_policy_loss(new, old, adv, 0.2)
+    same, stats = clipped_policy_loss(new, old, adv, 0.2, behaviour=old.clone())
+    torch.testing.assert_close(same, plain)
+    assert stats["mismatch"] == 0.0 and stats["tis_capped"] == 0.0
+    server = old + torch.log(torch.tensor([2.0, 0.8, 0.1]))  # the server: 2x, 0.8x and 0.1x the trainer's prob
+    weighted, stats = clipped_policy_loss(new, old, adv, 0.2, torch.zeros(3), 0.1, behaviour=server, tis_cap=2.0)
+    kl = clipped_policy_loss(new, old, adv, 0.2, torch.zeros(3), 0.1)[0] - plain
+    torch.testing.assert_close(weighted - kl, plain * torch.tensor([0.5, 1.25, 2.0]))  # 1/0.1 = 10, capped at 2
+    assert stats["tis_capped"] == 1.0 and stats["mismatch"] == pytest.approx(math.log(2) + math.log(1.25) + math.log(10))
