@@ -64,7 +64,9 @@ class TokenServersLM:
             raise FireactError("rollout servers: give at least one base URL")
         self._key = os.environ.get("FIREACT_API_KEY") or "EMPTY"  # what fireact serve and vLLM --api-key check
         self.urls = [api_root(u) for u in urls]
-        self.clients = [OpenAI(base_url=u, api_key=self._key, max_retries=max_retries, timeout=timeout) for u in self.urls]
+        self.clients = [
+            OpenAI(base_url=u, api_key=self._key, max_retries=max_retries, timeout=timeout) for u in self.urls
+        ]
         self.model, self.tokenizer, self.prompt_style = model, tokenizer, prompt_style
         self.name = f"servers:{model}"
         self.concurrency = max(1, concurrency)
@@ -103,7 +105,9 @@ class TokenServersLM:
         with self._lock:
             return sorted(order, key=lambda i: now - self._down.get(i, -1e9) < DOWN_SECONDS)
 
-    def _one(self, prompt: Prompt, stop: list[str], max_tokens: int, temperature: float, after_action: bool) -> Completion:
+    def _one(
+        self, prompt: Prompt, stop: list[str], max_tokens: int, temperature: float, after_action: bool
+    ) -> Completion:
         import openai
 
         ids = prompt_ids(prompt, self.tokenizer)

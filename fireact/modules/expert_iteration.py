@@ -26,6 +26,7 @@ from typing import Any
 
 from fireact.data.evaluation import by_question, contains_answer, gold_turn
 from fireact.data.paths import read_text, resolve_data_dir
+from fireact.data.prompt_style import PromptStyle
 from fireact.data.trajectory import (
     Trajectory,
     TrajectoryAppender,
@@ -36,6 +37,8 @@ from fireact.data.trajectory import (
 )
 from fireact.errors import FireactError
 from fireact.lm.hf import HFLM
+from fireact.lm.models import load_tokenizer
+from fireact.lm.token_servers import TokenServersLM
 from fireact.modules.export import export
 from fireact.modules.questions import evaluated_questions
 from fireact.rollout.config import RolloutConfig
@@ -98,6 +101,11 @@ class ExpertIteration:
     data_dir: str | None = None
     train_overrides: list[str] = field(default_factory=list)  # extra `--key value` for every round
     checkpoint_every: int = 20  # training steps between a round's mid-run checkpoints (a kill loses fewer)
+    # sample on OpenAI-compatible servers (vLLM, fireact serve) instead of in this process: each round's
+    # adapter folder is loaded on them by path (`/v1/load_lora_adapter`), so they must read `out` and
+    # `init_adapter` at the same paths (fireact serve: both under its --allow-adapter-loading folder)
+    rollout_servers: list[str] = field(default_factory=list)
+    server_model: str = ""  # the base model's name on the servers (checked against their /v1/models)
 
     def __post_init__(self) -> None:
         for name in ("rounds", "checkpoint_every"):
@@ -148,10 +156,19 @@ class ExpertIteration:
         on_done: Callable[[Trajectory], None] | None = None,
     ) -> list[Trajectory]:  # fmt: skip
         """`cfg`'s episodes with `adapter`, but for the (task, id) questions in `skip`."""
-        lm = HFLM(adapter, name=f"hf:{adapter}")
+        lm = self.server_lm(adapter) if self.rollout_servers else HFLM(adapter, name=f"hf:{adapter}")
         tool = cfg.make_tool(root)
         examples = [e for e in cfg.all_examples(root) if (e.task, e.id) not in skip]
         return run_rollouts(lm, tool, examples, cfg, progress="rich", source=source, on_done=on_done)
+
+    def server_lm(self, adapter: str) -> TokenServersLM:
+        """The rollout servers, with `adapter` loaded on them under a name of its own."""
+        path = Path(adapter).resolve()
+        lm = TokenServersLM(self.rollout_servers, self.server_model, load_tokenizer(str(path)), PromptStyle.load(path))
+        if self.server_model:
+            lm.check()
+        lm.push_adapter("fireact-" + "-".join(path.parts[-2:]).replace(".", "_"), str(path))
+        return lm
 
     def sample_pool(self, adapter: str, root: Path, log: Path, source: str) -> list[Trajectory]:
         """The pool's G episodes per question, each appended to `log` as it ends; after a kill, the

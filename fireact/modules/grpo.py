@@ -132,12 +132,14 @@ class GRPOLM(FireActLM):
     def rollout_lm(self) -> HFLM | TokenServersLM:
         """This step's sampler: the live model here, or the servers with this step's adapter pushed."""
         if not self.hparams.rollout_servers:
-            return HFLM(self.model, self.tokenizer, name=f"hf:grpo@step{self.global_step}", prompt_style=self.prompt_style)
+            return HFLM(
+                self.model, self.tokenizer, name=f"hf:grpo@step{self.global_step}", prompt_style=self.prompt_style
+            )
         if self._servers is None:
             h = self.hparams
             seed = self.rollout_config.sampling_seed + self.trainer.global_rank
             self._servers = TokenServersLM(h.rollout_servers, h.server_model or "", self.tokenizer, self.prompt_style,
-                                           seed=seed)  # fmt: skip
+                                           concurrency=self.rollout_config.batch_size, seed=seed)  # fmt: skip
             if h.server_model:
                 self._servers.check()
         root = Path(self.hparams.push_dir or Path(self.trainer.default_root_dir) / "rollout_adapters").resolve()
@@ -274,7 +276,9 @@ class GRPOLM(FireActLM):
                 behaviour, old = old, trainer_old.setdefault(k, new.detach())
             adv = torch.cat([torch.full((rows[i].num_trained,), row_adv[i]) for i in chunk]).to(new.device)
             ref = self.reference_logprobs(part) if h.kl_coef > 0 else None
-            per_token, chunk_stats = clipped_policy_loss(new, old, adv, h.clip_eps, ref, h.kl_coef, behaviour, h.tis_cap)
+            per_token, chunk_stats = clipped_policy_loss(
+                new, old, adv, h.clip_eps, ref, h.kl_coef, behaviour, h.tis_cap
+            )
             loss = per_token.sum() / all_trained
             self.manual_backward(loss)
             stats["loss"] += float(loss.detach())

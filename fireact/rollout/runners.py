@@ -86,9 +86,7 @@ def run_rollouts(
     """
     cfg = config or EpisodeConfig()
     if cfg.record_tokens and not (lm.continuous or lm.returns_tokens):
-        raise FireactError(
-            f"record_tokens needs a backend that returns tokens (hf:..., or rollout servers), not {lm.name}"
-        )
+        raise FireactError(f"record_tokens needs a backend that returns tokens (hf:, rollout servers), not {lm.name}")
     examples = list(examples)
     style = resolve_style(cfg.format, lm, cfg.protocol)
     tasks = {name: get_task(name) for name in dict.fromkeys(e.task for e in examples)}

@@ -298,7 +298,9 @@ class CompletionHandler(JSONHandler):
         except BadRequest:
             raise
         except Exception as e:  # peft refused it: nothing was changed (AdapterStore.load)
-            raise BadRequest(f"cannot load the adapter in {folder.name}: {type(e).__name__}: {e}", "lora_path") from None
+            raise BadRequest(
+                f"cannot load the adapter in {folder.name}: {type(e).__name__}: {e}", "lora_path"
+            ) from None
         self.send_json(200, {"lora_name": name, "version": store.versions[name], "status": "loaded"})
 
     def _unload_adapter(self, body: bytes) -> None:
@@ -309,7 +311,9 @@ class CompletionHandler(JSONHandler):
 
         def unload() -> None:
             job = self.app.service.job
-            busy = [r for r in [*job.in_flight, *(r for _, r in job.requests.items)] if r.adapter and r.adapter[0] == name]
+            busy = [
+                r for r in [*job.in_flight, *(r for _, r in job.requests.items)] if r.adapter and r.adapter[0] == name
+            ]
             if busy:
                 raise BadRequest(f"adapter {name!r} is in use by {len(busy)} request(s); retry when they finish",
                                  "lora_name", "409")  # fmt: skip

@@ -79,4 +79,6 @@ def test_truncated_importance_weights_correct_a_server_trainer_mismatch():
     weighted, stats = clipped_policy_loss(new, old, adv, 0.2, torch.zeros(3), 0.1, behaviour=server, tis_cap=2.0)
     kl = clipped_policy_loss(new, old, adv, 0.2, torch.zeros(3), 0.1)[0] - plain
     torch.testing.assert_close(weighted - kl, plain * torch.tensor([0.5, 1.25, 2.0]))  # 1/0.1 = 10, capped at 2
-    assert stats["tis_capped"] == 1.0 and stats["mismatch"] == pytest.approx(math.log(2) + math.log(1.25) + math.log(10))
+    assert stats["tis_capped"] == 1.0 and stats["mismatch"] == pytest.approx(
+        math.log(2) + math.log(1.25) + math.log(10)
+    )

@@ -166,7 +166,8 @@ def test_loaded_adapters_decode_as_a_local_peft_model_and_bad_ones_change_nothin
     from conftest import make_tiny_model
 
     allowed = tmp_path / "allowed"
-    a, b = lora(tiny_model_dir, allowed / "a", seed=1), lora(tiny_model_dir, allowed / "b", seed=2)
+    a = lora(tiny_model_dir, allowed / "a", seed=1)
+    lora(tiny_model_dir, allowed / "b", seed=2)
     other = make_tiny_model(tmp_path / "other", tiny_model_dir, hidden=32)
     lora(other, allowed / "other-base", seed=3)
     server = serve(tiny_model_dir, adapter_dir=str(allowed))
@@ -206,6 +207,10 @@ def test_adapter_routes_need_the_key(tiny_model_dir, tmp_path, monkeypatch):
         lm = TokenServersLM([url(server)], "tiny", server.app.lm.tokenizer)
         lm.check()
         assert lm.push_adapter("alpha", str(allowed / "a")) > 0 and lm.model == "alpha"
+        elsewhere = lora(tiny_model_dir, tmp_path / "elsewhere", seed=2)
+        with pytest.raises(FireactError, match=f"rollout server {url(server)}/v1 refused adapter .*outside the allowed"
+                                               ".*--allow-adapter-loading"):  # fmt: skip
+            lm.push_adapter("beta", str(elsewhere))
         assert lm.complete(["Question"], [], 4, 0.0)[0].token_ids
     finally:
         stop(server)
@@ -250,13 +255,46 @@ def test_grpo_trains_on_server_rollouts_with_the_mismatch_measured(tiny_model_di
         assert len(rows) == 2
         trained = [r for r in rows if float(r["train/trained_tokens_per_sec"]) > 0]
         assert trained, "no step had a group with different rewards: nothing was trained"
-        assert all(float(r["train/logprob_mismatch"]) < 1e-4 and float(r["train/tis_capped_frac"]) == 0 for r in trained)
+        assert all(
+            float(r["train/logprob_mismatch"]) < 1e-4 and float(r["train/tis_capped_frac"]) == 0 for r in trained
+        )
         assert all(abs(float(r["train/ratio_mean"]) - 1) < 1e-4 for r in trained)
         assert all(float(r["train/adapter_push_seconds"]) > 0 for r in rows)
         for s in servers:  # step 1's adapter replaced step 0's on both servers
             assert list(s.app.adapters.versions) == ["fireact-step1"]
             assert s.service.job.peak_in_flight >= 1
         assert sorted(p.name for p in pushed.iterdir()) == ["fireact-step0", "fireact-step1"]
+    finally:
+        for s in servers:
+            stop(s)
+
+
+def test_expert_iteration_samples_on_servers_as_it_does_locally(tiny_model_dir, world, tmp_path):
+    """An expert-iteration round's sampling on two servers, with the round's adapter pushed by path,
+    plays the same greedy episodes as the adapter loaded in this process."""
+    from transformers import AutoTokenizer
+
+    from fireact.data.prompt_style import PromptStyle
+    from fireact.modules.expert_iteration import ExpertIteration
+
+    allowed = tmp_path / "runs"
+    start = lora(tiny_model_dir, allowed / "start" / "adapter", seed=1)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(start)
+    PromptStyle(base_model=tiny_model_dir).save(start)
+    cfg = RolloutConfig(tasks=["synthetic"], split="dev", max_turns=3, max_tokens=12, batch_size=4)
+    servers = [serve(tiny_model_dir, adapter_dir=str(allowed)) for _ in range(2)]
+    try:
+
+        def loop(**kw):
+            return ExpertIteration(train_config="unused.yaml", init_adapter=str(start), out=str(allowed / "ei"),
+                                   data_dir=str(world), **kw)  # fmt: skip
+
+        here = loop().play(str(start), cfg, world, "test")
+        there = loop(rollout_servers=[url(s) for s in servers], server_model="tiny").play(
+            str(start), cfg, world, "test"
+        )
+        assert [t.turns for t in there] == [t.turns for t in here] and len(here) == 6
+        assert all(list(s.app.adapters.versions) == ["fireact-start-adapter"] for s in servers)
     finally:
         for s in servers:
             stop(s)
