@@ -57,7 +57,7 @@ else
     ACCEL=(--trainer.accelerator=cpu)
 fi
 check engine-vs-generate $PY -m pytest -q -p no:cacheprovider tests/gpu -k engine
-check lora-step $PY -m pytest -q -p no:cacheprovider tests/gpu -k lora_step
+check lora-step $PY -m pytest -q -p no:cacheprovider tests/gpu -k lora
 STEPS=$([ "$DEVICE" = cuda ] && echo 20 || echo 2)
 check quickstart-$STEPS $PY -m fireact.train fit --config configs/quickstart.yaml "${ACCEL[@]}" \
     --trainer.max_steps=$STEPS --trainer.val_check_interval=$STEPS --trainer.default_root_dir=/tmp/gpu_check/qs \
@@ -92,13 +92,14 @@ server_grpo() {  # a local rollout server, GRPO step 1 sampling on it, the misma
         --model.init_args.model=smollm2-135m --model.init_args.init_adapter=null \
         --model.init_args.gradient_checkpointing=false "--model.init_args.rollout_servers=[http://localhost:$port]" \
         --model.init_args.server_model=smollm2 --model.init_args.push_dir=/tmp/gpu_check/push \
-        --model.init_args.rollouts.max_turns=3 --model.init_args.group_size=4 --data.init_args.questions_per_step=4
+        --model.init_args.rollouts.max_turns=3 --model.init_args.group_size=4 --model.init_args.format_penalty=0.5 \
+        --data.init_args.questions_per_step=4
     local rc=$?
     kill $server
     [ $rc = 0 ] && $PY -c "
 import csv, glob
 rows = [r for r in csv.DictReader(open(glob.glob('/tmp/gpu_check/grpo/**/metrics.csv', recursive=True)[0])) if r.get('train/logprob_mismatch')]
-print('step 0:', {k.removeprefix('train/'): round(float(rows[0][k]), 6) for k in ('train/logprob_mismatch', 'train/mismatch_kl', 'train/tis_capped_frac', 'train/adapter_push_seconds', 'train/reward_mean')})"
+print('step 0:', {k.removeprefix('train/'): round(float(rows[0][k]), 6) for k in ('train/logprob_mismatch', 'train/mismatch_kl', 'train/tis_capped_frac', 'train/adapter_push_seconds', 'train/reward_mean', 'train/trained_tokens_per_sec')})"
 }
 
 VLLM_PYTHON=${VLLM_PYTHON:-$PY}

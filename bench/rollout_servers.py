@@ -137,6 +137,7 @@ def main() -> None:
     for server, _ in [*fp32, (bf16, url)]:
         server.shutdown()
         server.service.close()
+    print(f"rollout_servers: ratio={push / remote_s:.4f} adapter push over one step's sampling on the servers")
 
 
 if __name__ == "__main__":

@@ -110,6 +110,7 @@ class GRPOLM(FireActLM):
         self.automatic_optimization = False
         self._tool = None
         self._servers: TokenServersLM | None = None
+        self._pushed: str | None = None  # the adapter the servers sample with (unloaded after the next push)
         self._push_seconds = 0.0
 
     # ----------------------------------------------------------------- rollouts
@@ -122,6 +123,13 @@ class GRPOLM(FireActLM):
                 "GRPO does not run under DeepSpeed (ZeRO-3 generation needs every rank in lockstep, and "
                 "Lightning's DeepSpeed takes no manual optimization): use LoRA on one process or strategy: ddp"
             )
+        h = self.hparams
+        if h.rollout_servers and self._servers is None:  # checked now: a wrong URL or name stops the run at once
+            seed = self.rollout_config.sampling_seed + self.trainer.global_rank
+            self._servers = TokenServersLM(h.rollout_servers, h.server_model or "", None,
+                                           concurrency=self.rollout_config.batch_size, seed=seed)  # fmt: skip
+            if h.server_model:
+                self._servers.check()
 
     def configure_model(self) -> None:
         super().configure_model()
@@ -131,26 +139,23 @@ class GRPOLM(FireActLM):
 
     def rollout_lm(self) -> HFLM | TokenServersLM:
         """This step's sampler: the live model here, or the servers with this step's adapter pushed."""
-        if not self.hparams.rollout_servers:
+        if self._servers is None:
             return HFLM(
                 self.model, self.tokenizer, name=f"hf:grpo@step{self.global_step}", prompt_style=self.prompt_style
             )
-        if self._servers is None:
-            h = self.hparams
-            seed = self.rollout_config.sampling_seed + self.trainer.global_rank
-            self._servers = TokenServersLM(h.rollout_servers, h.server_model or "", self.tokenizer, self.prompt_style,
-                                           concurrency=self.rollout_config.batch_size, seed=seed)  # fmt: skip
-            if h.server_model:
-                self._servers.check()
         root = Path(self.hparams.push_dir or Path(self.trainer.default_root_dir) / "rollout_adapters").resolve()
-        name, previous = f"fireact-step{self.global_step}", self._servers.model or None
+        name = f"fireact-step{self.global_step}"
+        self._servers.tokenizer, self._servers.prompt_style = (
+            self.tokenizer,
+            self.prompt_style,
+        )  # the model's, now loaded
         if self.trainer.is_global_zero:  # one rank writes and pushes; the others wait for it
             self.model.save_pretrained(str(root / name), selected_adapters=["default"])
-            self._push_seconds = self._servers.push_adapter(name, str(root / name), previous)
+            self._push_seconds = self._servers.push_adapter(name, str(root / name), self._pushed)
             old = root / f"fireact-step{self.global_step - 2}"
             shutil.rmtree(old, ignore_errors=True)  # the one before the previous is no longer served
         self.trainer.strategy.barrier()
-        self._servers.model = name
+        self._servers.model = self._pushed = name
         return self._servers
 
     def play(self, questions: list[Example]) -> list[Trajectory]:

@@ -264,6 +264,13 @@ def test_grpo_trains_on_server_rollouts_with_the_mismatch_measured(tiny_model_di
             assert list(s.app.adapters.versions) == ["fireact-step1"]
             assert s.service.job.peak_in_flight >= 1
         assert sorted(p.name for p in pushed.iterdir()) == ["fireact-step0", "fireact-step1"]
+        # a wrong model name stops the run before any step, naming the server
+        wrong = GRPOLM(model=tiny_model_dir, group_size=2, data_dir=str(world), rollout_servers=[url(servers[0])],
+                       server_model="llama")  # fmt: skip
+        trainer = pl.Trainer(accelerator="cpu", devices=1, max_steps=1, logger=False, enable_progress_bar=False,
+                             enable_checkpointing=False, default_root_dir=tmp_path)  # fmt: skip
+        with pytest.raises(FireactError, match=f"rollout server {url(servers[0])}/v1 does not serve 'llama'"):
+            trainer.fit(wrong, data)
     finally:
         for s in servers:
             stop(s)
