@@ -230,12 +230,12 @@ class CompletionHandler(JSONHandler):
             raise BadRequest(f"Content-Length must be in [1, {MAX_BODY}]")
         return self.read_body()
 
-    def _check_context(self, prompt: Any, max_tokens: int) -> None:
+    def _check_context(self, prompt: Any, max_tokens: int, param: str = "messages") -> None:
         n_prompt = len(prompt_ids(prompt, self.app.lm.tokenizer))
         if n_prompt + max_tokens > self.app.max_context:
             raise BadRequest(
                 f"the prompt ({n_prompt} tokens) + max_tokens ({max_tokens}) exceed the model's "
-                f"context of {self.app.max_context} tokens", "messages", "context_length_exceeded",
+                f"context of {self.app.max_context} tokens", param, "context_length_exceeded",
             )  # fmt: skip
 
     def _submit(self, request: CompletionRequest) -> bool:
@@ -265,7 +265,7 @@ class CompletionHandler(JSONHandler):
         """Token-in, token-out completions with the sampled ids and log-probs (what rollout clients read)."""
         tok = self.app.lm.tokenizer
         req = parse_completion_request(body, self.app.max_tokens_limit, len(tok))
-        self._check_context(req["prompt"], req["max_tokens"])
+        self._check_context(req["prompt"], req["max_tokens"], "prompt")
         request = CompletionRequest(req["prompt"], req["stop"], req["max_tokens"], req["temperature"], req["top_p"],
                                     adapter=self.app.adapters.ref(req["model"]), seed=req["seed"])  # fmt: skip
         if not self._submit(request):

@@ -99,6 +99,26 @@ def test_episodes_on_two_servers_are_the_local_engines_token_for_token(tiny_mode
             stop(s)
 
 
+def test_bad_completion_requests_name_the_field(tiny_model_dir):
+    server = serve(tiny_model_dir)
+    try:
+        vocab = len(server.app.lm.tokenizer)
+        ok = {"model": "tiny", "prompt": [1, 2, 3], "max_tokens": 4}
+        for change, param in (({"prompt": []}, "prompt"), ({"prompt": [vocab]}, "prompt"), ({"prompt": [[1], [2]]}, "prompt"),
+                              ({"logprobs": 5}, "logprobs"), ({"stream": True}, "stream"), ({"seed": -1}, "seed"),
+                              ({"stop": ["x"] * 17}, "stop"), ({"prompt": [1] * 2046, "max_tokens": 8}, "prompt")):  # fmt: skip
+            status, body = post(server, "completions", {**ok, **change})
+            assert status == 400 and body["error"]["param"] == param, (change, body)
+        choice = complete(server, [1, 2, 3])
+        assert len(choice["token_ids"]) == len(choice["logprobs"]["token_logprobs"]) and choice["prompt_token_ids"] == [
+            1,
+            2,
+            3,
+        ]
+    finally:
+        stop(server)
+
+
 def test_a_request_seed_makes_sampling_repeatable_and_distinct_seeds_differ(tiny_model_dir):
     """Two servers started alike would draw alike: each rollout request carries its own seed."""
     servers = [serve(tiny_model_dir) for _ in range(2)]
