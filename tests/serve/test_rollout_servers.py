@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -204,6 +205,9 @@ def test_loaded_adapters_decode_as_a_local_peft_model_and_bad_ones_change_nothin
         assert with_a["token_ids"] != base["token_ids"]
         assert engine.complete([prompt], [], 8, 0.0)[0].text == expected.complete([prompt], [], 8, 0.0)[0].text
         assert complete(server, prompt)["token_ids"] == base["token_ids"]  # the served model is unchanged
+        with ThreadPoolExecutor(8) as pool:  # the base and the adapter decoded in one batch, row by row
+            mixed = list(pool.map(lambda m: complete(server, prompt, m)["token_ids"], ["tiny", "alpha"] * 4))
+        assert mixed == [base["token_ids"], with_a["token_ids"]] * 4 and server.service.job.peak_in_flight > 1
         assert post(server, "load_lora_adapter", {"lora_name": "alpha", "lora_path": "b"})[0] == 200  # in place
         assert complete(server, prompt, "alpha")["token_ids"] != with_a["token_ids"]
         conn = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=10)
