@@ -154,12 +154,13 @@ def cost_lines(arms: dict[str, list[dict]], runs: dict[str, list], records: dict
     base = runs.get("SFT (quickstart)")
     lines = []
     for arm, rounds in arms.items():
-        trajs = runs.get(f"{ARM_NAMES[arm]}, round {rounds[-1]['round']}")
-        cpu = sum(records.get(f"{arm}-r{r['round']}", {}).get("cpu_seconds", 0.0) for r in rounds) / 3600
-        if base and trajs:
-            gain = 100 * (summarize(trajs).em - summarize(base).em)
-            per = f"{cpu / gain:.2f} CPU-hours per EM point" if gain > 0 else "no gain"
-            lines.append(f"- {ARM_NAMES[arm]}: {cpu:.2f} CPU-hours for {gain:+.1f} EM: {per}")
+        for k, last in enumerate(rounds, 1):  # the rounds up to each scored one
+            trajs = runs.get(f"{ARM_NAMES[arm]}, round {last['round']}")
+            cpu = sum(records.get(f"{arm}-r{r['round']}", {}).get("cpu_seconds", 0.0) for r in rounds[:k]) / 3600
+            if base and trajs:
+                gain = 100 * (summarize(trajs).em - summarize(base).em)
+                per = f"{cpu / gain:.2f} CPU-hours per EM point" if gain > 0 else "no gain"
+                lines.append(f"- {ARM_NAMES[arm]}, {k} round(s): {cpu:.2f} CPU-hours for {gain:+.1f} EM: {per}")
     return ["", *lines] if lines else []
 
 
@@ -173,10 +174,9 @@ def report() -> str:
     arms = {arm: json.loads((OUT / arm / "rounds.json").read_text()) for arm in ARMS
             if (OUT / arm / "rounds.json").is_file()}  # fmt: skip
     runs = {"SFT (quickstart)": read(OUT / "eval_sft-eval.jsonl")}
-    for arm, rounds in arms.items():
-        runs[f"{ARM_NAMES[arm]}, round {rounds[-1]['round']}"] = read(
-            OUT / f"eval_{arm}-r{rounds[-1]['round']}-eval.jsonl"
-        )
+    for arm, rounds in arms.items():  # every round of an arm that was scored on wiki-eval
+        for r in rounds:
+            runs[f"{ARM_NAMES[arm]}, round {r['round']}"] = read(OUT / f"eval_{arm}-r{r['round']}-eval.jsonl")
     runs = {k: v for k, v in runs.items() if v}
     lines = compare_table(runs) if runs else ["(no wiki-eval run finished yet)"]
     lines += cost_lines(arms, runs, records)
