@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -213,6 +214,20 @@ def test_loaded_adapters_decode_as_a_local_peft_model_and_bad_ones_change_nothin
         conn = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=10)
         conn.request("GET", "/v1/models")
         assert [m["id"] for m in json.loads(conn.getresponse().read())["data"]] == ["tiny", "alpha"]
+        # an adapter a request waits for is not unloaded: the engine is held between steps while one queues
+        hold, go = threading.Event(), threading.Event()
+        blocker = threading.Thread(target=server.app.service.run_on_engine, args=(lambda: hold.set() or go.wait(),))
+        blocker.start()
+        hold.wait()
+        waiting = ThreadPoolExecutor(1).submit(complete, server, prompt, "alpha")
+        while not server.app.service.job.requests.items:
+            time.sleep(0.01)
+        unload = ThreadPoolExecutor(1).submit(post, server, "unload_lora_adapter", {"lora_name": "alpha"})
+        while len(server.app.service.job.requests.control) < 1:
+            time.sleep(0.01)
+        go.set()
+        assert unload.result()[0] == 409 and waiting.result()["token_ids"]
+        blocker.join()
         assert post(server, "unload_lora_adapter", {"lora_name": "alpha"})[0] == 200
         assert post(server, "unload_lora_adapter", {"lora_name": "alpha"})[0] == 404
         assert complete(server, prompt)["token_ids"] == base["token_ids"]
