@@ -147,6 +147,9 @@ def test_reproduce_variants_and_report(tmp_path, monkeypatch, capsys, data_dir):
         build_cli(["fit", "--config", str(reproduce.variant_config("multitask")), "--print_config"])
     multitask = printed_config(capsys.readouterr().out)
     assert multitask["data"]["init_args"]["mix"]["mmlu/react"] == 150 and multitask["trainer"]["max_steps"] == 400
+    with pytest.raises(SystemExit):  # the tool-call variant (issue 28): the same recipe, the other protocol
+        build_cli(["fit", "--config", str(reproduce.variant_config("react-tool-calls")), "--print_config"])
+    assert printed_config(capsys.readouterr().out)["data"]["init_args"]["protocol"] == "tool-calls"
     assert reproduce.task_of("m@bamboogle") == ("bamboogle", "test") and reproduce.task_of("c") == ("hotpotqa", "dev")
 
     def run(name: str, right: set[int]) -> dict:
