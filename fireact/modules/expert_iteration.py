@@ -112,6 +112,7 @@ class ExpertIteration:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise FireactError(f"{name} must be an integer >= 1, got {value!r}")
+        self._pushed: str | None = None  # the adapter the rollout servers hold (unloaded at the next push)
 
     def run(self) -> list[dict[str, Any]]:
         if not Path(self.train_config).is_file():  # checked now, not after the first round's sampling
@@ -167,7 +168,9 @@ class ExpertIteration:
         lm = TokenServersLM(self.rollout_servers, self.server_model, load_tokenizer(str(path)), PromptStyle.load(path))
         if self.server_model:
             lm.check()
-        lm.push_adapter("fireact-" + "-".join(path.parts[-2:]).replace(".", "_"), str(path))
+        name = "fireact-" + "-".join(path.parts[-2:]).replace(".", "_")
+        lm.push_adapter(name, str(path), self._pushed if self._pushed != name else None)
+        self._pushed = name
         return lm
 
     def sample_pool(self, adapter: str, root: Path, log: Path, source: str) -> list[Trajectory]:
