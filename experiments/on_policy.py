@@ -9,8 +9,9 @@ after its last finished round):
   sft-val            the SFT agent on wiki-val questions 100-199, the held-out slice each expert-
                      iteration round is validated on (settings are chosen there)
   ei-rN              expert iteration round N (configs/on_policy/quickstart_wiki_ei.yaml)
-  eih-rN             the same, plus hindsight finishes of the unsolved questions (`--hindsight`); its
-                     round 1 trains on the very episodes ei-r1 sampled (copied: nothing is re-sampled)
+  eih-rN             the same, plus hindsight finishes of the unsolved questions (`--hindsight`)
+  eig-rN             the same, plus gold-path demonstrations of the unsolved questions (`--gold-path`);
+                     round 1 of eih and eig trains on the very episodes ei-r1 sampled (copied)
   best-eval          the arm with the higher wiki-val EM after its last round, on all 500 wiki-eval
                      questions (wiki-eval chooses nothing)
   sft-eval           the SFT agent on the same 500
@@ -33,7 +34,7 @@ from steps import run_step
 OUT = Path("runs/on_policy")
 SFT = Path("runs/quickstart")
 EI_CONFIG = "configs/on_policy/quickstart_wiki_ei.yaml"
-ARMS = {"ei": [], "eih": ["--hindsight"]}  # arm -> extra expert-iteration arguments
+ARMS = {"ei": [], "eih": ["--hindsight"], "eig": ["--gold-path"]}  # arm -> extra expert-iteration arguments
 
 
 def fireact(*args: str) -> list[str]:
@@ -63,8 +64,8 @@ def steps(args: argparse.Namespace) -> dict[str, tuple[list[str], Path]]:
                           *ARMS[arm])  # fmt: skip
             out[f"{arm}-r{k}"] = (cmd, OUT / arm / f"round{k}" / "validation.jsonl")
 
-    arm_steps("ei")
-    arm_steps("eih")
+    for arm in ARMS:
+        arm_steps(arm)
 
     def arm_eval(arm: str) -> tuple[list[str], Path]:
         path = OUT / f"eval_{arm}-r{args.rounds}-eval.jsonl"
@@ -106,18 +107,18 @@ def compare_table(runs: dict[str, list]) -> list[str]:
     return lines
 
 
-ARM_NAMES = {"ei": "expert iteration", "eih": "expert iteration + hindsight"}
+ARM_NAMES = {"ei": "expert iteration", "eih": "expert iteration + hindsight", "eig": "expert iteration + gold paths"}
 
 
 def rounds_table(arms: dict[str, list[dict]], records: dict) -> list[str]:
-    lines = ["| arm | round | pool questions x G | pool EM (T=1) | kept (by hindsight) | wiki-val EM | "
+    lines = ["| arm | round | pool questions x G | pool EM (T=1) | kept (written: hindsight / gold path) | wiki-val EM | "
              "val format errors | sample / score / train / validate min | CPU min |",
              "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for arm, rounds in arms.items():
         for r in rounds:
             sec, cpu = r["seconds"], records.get(f"{arm}-r{r['round']}", {}).get("cpu_seconds")
             lines.append(f"| {ARM_NAMES[arm]} | {r['round']} | {r['questions']} x {r['episodes'] // max(r['questions'], 1)} | "
-                         f"{100 * r['success_rate']:.1f} | {r['kept']} ({r.get('hindsight', 0)}) | {100 * r['val_em']:.1f} | "
+                         f"{100 * r['success_rate']:.1f} | {r['kept']} ({r.get('hindsight', 0)} / {r.get('gold_path', 0)}) | {100 * r['val_em']:.1f} | "
                          f"{100 * r['val_format_error_rate']:.1f}% | {sec['sample'] / 60:.1f} / {sec.get('score', 0) / 60:.2f} / "
                          f"{sec['train'] / 60:.1f} / {sec['validate'] / 60:.1f} | {'-' if cpu is None else f'{cpu / 60:.0f}'} |")  # fmt: skip
     return lines
@@ -203,9 +204,10 @@ def ranked_arms(rounds: int) -> list[str]:
 
 
 def share_sampling(step: str) -> None:
-    """Round 1 of the hindsight arm starts from the plain arm's sampled episodes (the same start)."""
-    source, target = OUT / "ei" / "round1" / "sampled.jsonl", OUT / "eih" / "round1" / "sampled.jsonl"
-    if step == "eih-r1" and source.is_file() and not target.exists():
+    """Round 1 of every arm starts from the plain arm's sampled episodes (the same start)."""
+    arm = step.removesuffix("-r1")
+    source, target = OUT / "ei" / "round1" / "sampled.jsonl", OUT / arm / "round1" / "sampled.jsonl"
+    if step.endswith("-r1") and arm != "ei" and source.is_file() and not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
 

@@ -19,6 +19,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also train on hindsight finishes of unsolved questions (config: hindsight)",
     )
+    p.add_argument(
+        "--gold-path",
+        action="store_true",
+        help="also train on gold-path demonstrations of unsolved wiki questions (config: gold_path)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,8 +42,10 @@ def run(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("out", args.out), ("rounds", args.rounds)) if v is not None}
     if args.hindsight:
         overrides["hindsight"] = True
+    if args.gold_path:
+        overrides["gold_path"] = True
     loop = ExpertIteration(**{**fields, **overrides})
     for record in loop.run():
         print(f"round {record['round']}: kept {record['kept']} of {record['episodes']} "
-              f"({record.get('hindsight', 0)} by hindsight), val EM {record['val_em']:.3f}")  # fmt: skip
+              f"({record.get('hindsight', 0)} by hindsight, {record.get('gold_path', 0)} gold paths), val EM {record['val_em']:.3f}")  # fmt: skip
     return 0

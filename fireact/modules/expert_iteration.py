@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -24,9 +23,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from fireact.data.evaluation import by_question, contains_answer, gold_turn
+from fireact.data.evaluation import by_question, gold_turn
 from fireact.data.paths import read_text, resolve_data_dir
 from fireact.data.prompt_style import PromptStyle
+from fireact.data.scoring import normalize_answer
+from fireact.data.tasks import Example, wiki_rows
 from fireact.data.trajectory import (
     Trajectory,
     TrajectoryAppender,
@@ -35,6 +36,8 @@ from fireact.data.trajectory import (
     read_trajectories,
     write_trajectories,
 )
+from fireact.data.wiki_questions import SPLITS as WIKI_SPLITS
+from fireact.data.wiki_questions import example_id
 from fireact.errors import FireactError
 from fireact.lm.hf import HFLM
 from fireact.lm.models import load_tokenizer
@@ -42,10 +45,10 @@ from fireact.lm.token_servers import TokenServersLM
 from fireact.modules.export import export
 from fireact.modules.questions import evaluated_questions
 from fireact.rollout.config import RolloutConfig
+from fireact.rollout.gold_path import gold_path_episode, quoted_sentence
 from fireact.rollout.runners import run_rollouts
 
 ROUNDS_FILE = "rounds.json"
-_SENTENCE = re.compile(r"(?<=[.!?])\s+| \.\.\. |\n+")  # sentence ends, and the tools' passage joins
 
 
 def keep_successful(trajectories: list[Trajectory], dedup: bool = True) -> list[Trajectory]:
@@ -74,9 +77,8 @@ def hindsight_finish(samples: list[Trajectory]) -> Trajectory | None:
     if not seen:
         return None
     i, t = min(seen, key=lambda pair: pair[0])
-    gold, observation = t.answer or "", t.turns[i].observation or ""
-    sentences = _SENTENCE.split(observation.split(": ", 1)[-1])  # the wiki tool's "Title: text" -> text
-    sentence = next((s for s in sentences if contains_answer(s, gold)), observation).strip()[:300]
+    gold = t.answer or ""
+    sentence = quoted_sentence(t.turns[i].observation or "", gold)
     finish = Turn(f"{sentence} So the answer is {gold}.", f"finish[{gold}]", None)
     # a written demonstration, not sampled tokens: it trains on its rendered text (token_turns dropped)
     return replace(t, turns=[*t.turns[: i + 1], finish], prediction=gold, em=1.0, f1=1.0, end_reason="finish",
@@ -98,6 +100,9 @@ class ExpertIteration:
     teacher_sources: list[str] = field(default_factory=list)  # mixed in by the DataModule, as given
     dedup: bool = True
     hindsight: bool = False  # also train on hindsight_finish of the questions no sample solved
+    # also train on a gold-path demonstration (fireact.rollout.gold_path) of each question no sample
+    # solved: a scripted teacher searching its supporting titles with the pool's tool (wiki splits)
+    gold_path: bool = False
     data_dir: str | None = None
     train_overrides: list[str] = field(default_factory=list)  # extra `--key value` for every round
     checkpoint_every: int = 20  # training steps between a round's mid-run checkpoints (a kill loses fewer)
@@ -112,6 +117,13 @@ class ExpertIteration:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise FireactError(f"{name} must be an integer >= 1, got {value!r}")
+        if self.gold_path and (
+            self.pool.split not in WIKI_SPLITS or set(self.pool.tasks or ["hotpotqa"]) != {"hotpotqa"}
+        ):
+            raise FireactError(
+                f"gold_path needs HotpotQA's supporting titles: a hotpotqa pool on a wiki split "
+                f"({', '.join(WIKI_SPLITS)}), got tasks {self.pool.tasks} split {self.pool.split!r}"
+            )
         self._pushed: str | None = None  # the adapter the rollout servers hold (unloaded at the next push)
 
     def run(self) -> list[dict[str, Any]]:
@@ -198,6 +210,8 @@ class ExpertIteration:
         if self.hindsight:
             hindsight = [h for group in by_question(sampled).values() if (h := hindsight_finish(group))]
             kept += hindsight
+        gold = self.gold_paths(sampled, root) if self.gold_path else []
+        kept += gold
         if not kept:
             raise FireactError(f"round {k}: none of {len(sampled)} sampled episodes was rewarded: nothing to train on")
         write_trajectories(rdir / "kept.jsonl", kept)
@@ -221,6 +235,7 @@ class ExpertIteration:
             "success_rate": sum(t.em for t in sampled) / len(sampled),
             "kept": len(kept),
             "hindsight": len(hindsight),
+            "gold_path": len(gold),
             "val_em": sum(t.em for t in val) / len(val),
             "val_format_error_rate": sum(not t.finished for t in val) / len(val),
             "seconds": {
@@ -232,6 +247,21 @@ class ExpertIteration:
         }
         print(json.dumps(record), flush=True)
         return record
+
+    def gold_paths(self, sampled: list[Trajectory], root: Path) -> list[Trajectory]:
+        """Gold-path demonstrations of the sampled questions none of whose samples was rewarded."""
+        rows = {example_id(r): r for r in wiki_rows(root, self.pool.split)}
+        tool = self.pool.make_tool(root)
+        out = []
+        for (task, qid), group in by_question(sampled).items():
+            row = rows.get(qid)
+            if row is None or any(t.em >= 1.0 for t in group):
+                continue
+            yes_no = normalize_answer(row["answer"]) in ("yes", "no")
+            example = Example(qid, row["question"], row["answer"])
+            if (t := gold_path_episode(example, task, row["supporting_titles"], tool, yes_no)) is not None:
+                out.append(t)
+        return out
 
     def train(self, rdir: Path, adapter: str, sources: list[str]) -> str:
         """One `python -m fireact.train fit` run from `adapter` on `sources`, exported to rdir/adapter.

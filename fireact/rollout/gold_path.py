@@ -1,0 +1,79 @@
+"""A scripted teacher for questions the agent cannot solve: it searches the question's gold
+(supporting) paragraph titles with the agent's own tool and answers with the gold.
+
+Where a strong LM's trajectories are not at hand (the wiki world has none), HotpotQA's supporting
+titles still say which pages answer a question. The episode is played through the real tool, so
+every observation is what the agent would have seen; each thought quotes the sentence of the last
+observation that leads on (the one naming the next page, or holding the answer), as FireAct's GPT-4
+thoughts do. It is a DGPO-style fallback: used only where no sample of the agent was rewarded.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from fireact.data.evaluation import contains_answer
+from fireact.data.scoring import normalize_answer
+from fireact.data.tasks import Example
+from fireact.data.trajectory import Trajectory, Turn
+
+_SENTENCE = re.compile(r"(?<=[.!?])\s+| \.\.\. |\n+")  # sentence ends, and the tools' passage joins
+_PAREN = re.compile(r"\s*\([^)]*\)$")  # "Ed Wood (film)" -> "Ed Wood"
+
+
+def _mentioned(title: str, text: str) -> bool:
+    return contains_answer(text, _PAREN.sub("", title)) or contains_answer(text, title)
+
+
+def ordered_titles(question: str, answer: str, titles: list[str], pages: dict[str, str]) -> list[str]:
+    """The order to search the gold pages in: a page the question names before one it does not (the
+    bridge before the answer's page), then the answer's page last, then the question's word order."""
+
+    def key(title: str) -> tuple[int, int, int]:
+        named = _mentioned(title, question)
+        at = normalize_answer(question).find(normalize_answer(_PAREN.sub("", title)))
+        return (not named, contains_answer(pages[title], answer), at if at >= 0 else len(question))
+
+    return sorted(titles, key=key)
+
+
+def quoted_sentence(observation: str, cue: str, fallback_first: bool = True) -> str:
+    """The observation's first sentence holding `cue` (words), else its first sentence."""
+    sentences = [s.strip() for s in _SENTENCE.split(observation.split(": ", 1)[-1]) if s.strip()]
+    hit = next((s for s in sentences if contains_answer(s, cue)), None)
+    return (hit or (sentences[0] if sentences and fallback_first else "")).strip()[:300]
+
+
+def gold_path_episode(
+    example: Example, task: str, titles: list[str], tool: Callable[[str], str], yes_no: bool = False
+) -> Trajectory | None:
+    """search[title] for each gold title, then finish[gold]. None when the tool does not return a
+    title's page (the episode would not be the agent's world) or, for a non yes/no answer, when no
+    observation holds the gold (the demonstration would answer from nowhere)."""
+    gold = example.answer or ""
+    if not titles or not gold:
+        return None
+    pages = {t: tool(t) for t in titles}
+    if any(not pages[t].startswith(f"{t}:") for t in titles):
+        return None
+    if not yes_no and not any(contains_answer(p, gold) for p in pages.values()):
+        return None
+    order = ordered_titles(example.question, gold, titles, pages)
+    turns: list[Turn] = []
+    lead = ""
+    for i, title in enumerate(order):
+        thought = f"{lead} I need to search {title}." if lead else f"I need to search {title}."
+        turns.append(Turn(thought, f"search[{title}]", pages[title]))
+        lead = quoted_sentence(pages[title], _PAREN.sub("", order[i + 1])) if i + 1 < len(order) else ""
+    if yes_no:
+        facts = " ".join(quoted_sentence(pages[t], _PAREN.sub("", t)) for t in order)
+    else:
+        facts = next((s for t in reversed(order) if (s := quoted_sentence(pages[t], gold, fallback_first=False))), "")
+        if not facts:  # the gold is split across sentences (an abbreviation's period): no sentence to quote
+            return None
+    turns.append(Turn(f"{facts} So the answer is {gold}.", f"finish[{gold}]", None))
+    return Trajectory(
+        question=example.question, turns=turns, task=task, id=example.id, answer=gold, prediction=gold,
+        em=1.0, f1=1.0, end_reason="finish", method="react", source="gold-path", meta={"gold_path": True},
+    )  # fmt: skip
