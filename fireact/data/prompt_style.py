@@ -17,7 +17,9 @@ Two formats, both zero-shot (no few-shot examples in the training text):
 
 Either format renders the ReAct protocol; `chat` also renders the tool-call protocol
 (`fireact.data.tool_calls`: the agent's step is its thought and a `<tool_call>` JSON block, a tool's
-result a `<tool_response>` user turn; trained: each assistant content with its closing token).
+result a `<tool_response>` user turn; trained: each assistant content with its closing token). A
+template that renders tools itself (`tool_calls.renders_calls`) renders that protocol its own way,
+with `tools=`; trained then: each assistant turn as the template writes it, up to its closing token.
 
 The "Episode finished, reward = ..." line is never rendered (it leaks the reward), nor is an
 observation after the last agent turn (nothing after it is trained).
@@ -226,8 +228,7 @@ def prompt_text(prompt: Prompt, tokenizer: Any) -> str:
     assistant header opened; an alpaca prompt is already text."""
     if isinstance(prompt, str):
         return prompt
-    _require_chat_template(tokenizer)
-    return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+    return chat_text(prompt, tokenizer, add_generation_prompt=True)
 
 
 def prompt_ids(prompt: Prompt, tokenizer: Any) -> list[int]:
@@ -239,10 +240,29 @@ def prompt_ids(prompt: Prompt, tokenizer: Any) -> list[int]:
     return tokenizer(prompt_text(prompt, tokenizer), add_special_tokens=style.add_special_tokens)["input_ids"]
 
 
-def _render_chat(question: str, turns: list[Turn], tokenizer: Any, protocol: str, where: str) -> tuple[str, list[Span]]:
+def _native(messages: list[Message], tokenizer: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
+    """The tool-call conversation in the tools API's shape, where the template renders tools itself."""
+    native = tool_calls.native_conversation(messages)
+    return native if native is not None and tool_calls.renders_calls(tokenizer) else None
+
+
+def chat_text(messages: list[Message], tokenizer: Any, add_generation_prompt: bool = False) -> str:
+    """Messages through the tokenizer's chat template (a tool-call conversation with `tools=` where
+    the template renders tools itself)."""
     _require_chat_template(tokenizer)
+    native = _native(messages, tokenizer)
+    if native is not None:
+        return tokenizer.apply_chat_template(
+            native[0], tools=native[1], tokenize=False, add_generation_prompt=add_generation_prompt
+        )
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+
+
+def _render_chat(question: str, turns: list[Turn], tokenizer: Any, protocol: str, where: str) -> tuple[str, list[Span]]:
     messages = conversation(question, turns, protocol)
-    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    text = chat_text(messages, tokenizer)
+    if _native(messages, tokenizer) is not None:
+        return text, _native_spans(messages, text, tokenizer, where or question[:60])
     specials = _special_tokens(tokenizer)
     spans: list[Span] = []
     cursor = 0
@@ -259,6 +279,27 @@ def _render_chat(question: str, turns: list[Turn], tokenizer: Any, protocol: str
             spans.append((start, end + len(closer) if closer else end))
         cursor = end
     return text, spans
+
+
+def _native_spans(messages: list[Message], text: str, tokenizer: Any, where: str) -> list[Span]:
+    """Each assistant turn as the template writes it: from where the prompt before it ends (with the
+    assistant header opened) to the special token that closes it."""
+    specials = _special_tokens(tokenizer)
+    spans: list[Span] = []
+    for k, m in enumerate(messages):
+        if m["role"] != "assistant":
+            continue
+        prompt = chat_text(messages[:k], tokenizer, add_generation_prompt=True)
+        turn = chat_text(messages[: k + 1], tokenizer)
+        ends = [(i, s) for s in specials if (i := turn.find(s, len(prompt))) >= 0]
+        end = min(ends, key=lambda e: (e[0], -len(e[1])), default=None)
+        if end is None or not turn.startswith(prompt) or not text.startswith(turn[: end[0] + len(end[1])]):
+            raise FireactError(
+                f"the chat template of {tokenizer.name_or_path!r} does not render the tool-call episode "
+                f"{where!r} as a prompt and its continuation: cannot locate the agent's turns"
+            )
+        spans.append((len(prompt), end[0] + len(end[1])))
+    return spans
 
 
 def _render_alpaca(traj: Trajectory, tokenizer: Any) -> tuple[str, list[Span]]:

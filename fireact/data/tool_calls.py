@@ -6,10 +6,16 @@ trajectory converts to tool-call messages and back without loss, and any record 
 protocol. One definition of the tools (`TOOLS`, JSON-schema functions) serves the prompt, the parser,
 `fireact serve` and the OpenAI export.
 
-Templates without tool support (ChatML, e.g. SmolLM2's) get the Hermes rendering, the convention of
-Hermes-2-Pro and Qwen2.5: the tools are listed in a system message inside `<tools></tools>`, the
-agent writes its thought and then `<tool_call>{"name": ..., "arguments": {...}}</tool_call>`, and a
-tool's result comes back as a user turn `<tool_response>...</tool_response>`.
+An episode travels as plain chat messages in the Hermes rendering, the convention of Hermes-2-Pro and
+Qwen2.5: the tools are listed in a system message inside `<tools></tools>`, the agent writes its
+thought and then `<tool_call>{"name": ..., "arguments": {...}}</tool_call>`, and a tool's result comes
+back as a user turn `<tool_response>...</tool_response>`. Templates without tool support (ChatML,
+e.g. SmolLM2's) render those messages as they are. A template that supports tools and writes calls in
+that same `<tool_call>` syntax (`renders_calls`: Qwen2.5, Qwen3, Hermes 2/3) renders the episode
+itself: the messages go back to the tools API's shape (`native_conversation`) and through
+`apply_chat_template(messages, tools=...)`, so the model sees its own system prompt and turn layout.
+A template whose calls fireact cannot read back (Llama 3.1's bare JSON, Mistral's `[TOOL_CALLS]`)
+gets the Hermes rendering.
 """
 
 from __future__ import annotations
@@ -62,6 +68,9 @@ HERMES_SYSTEM = (
     'XML tags:\n<tool_call>\n{{"name": <function-name>, "arguments": <args-json-object>}}\n</tool_call>\n'
     "The result comes back within <tool_response></tool_response> XML tags. Call finish with the answer when you know it."
 )
+
+
+HERMES_HEAD = HERMES_SYSTEM.split("{tools}")[0]  # the system text before the tool list
 
 
 def declared_names(tools: Any) -> set[str] | None:
@@ -219,3 +228,71 @@ def split_calls(text: str) -> tuple[str, list[dict[str, Any]]] | None:
         calls.append({"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
                       "function": {"name": call["name"], "arguments": arguments}})  # fmt: skip
     return text[:start].strip(), calls
+
+
+def native_conversation(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
+    """(messages in the tools API's shape, the tools) of a conversation in the Hermes rendering, for a
+    template that renders tools itself; None when the messages are not one (no Hermes system message).
+    Call arguments are objects (what HF templates expect) and call ids are numbered (deterministic)."""
+    system = messages[0]["content"] if messages and messages[0].get("role") == "system" else ""
+    head = system.find(HERMES_HEAD)
+    if head < 0:
+        return None
+    listed = system[head + len(HERMES_HEAD) :].split("\n</tools>")[0]
+    tools = [json.loads(line) for line in listed.splitlines() if line.strip()]
+    out: list[dict[str, Any]] = [{"role": "system", "content": system[:head].strip()}] if system[:head].strip() else []
+    for k, m in enumerate(messages[1:], 1):
+        content = m.get("content") or ""
+        split = split_calls(content) if m["role"] == "assistant" else None
+        if split is not None:
+            calls = [{"id": f"call_{k}_{i}", "type": "function",
+                      "function": {"name": c["function"]["name"], "arguments": json.loads(c["function"]["arguments"])}}
+                     for i, c in enumerate(split[1])]  # fmt: skip
+            out.append({"role": "assistant", "content": split[0], "tool_calls": calls})
+        elif (
+            m["role"] == "user" and content.startswith(RESPONSE_OPEN + "\n") and content.endswith("\n" + RESPONSE_CLOSE)
+        ):
+            out.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": f"call_{k - 1}_0",
+                    "content": content[len(RESPONSE_OPEN) + 1 : -len(RESPONSE_CLOSE) - 1],
+                }
+            )
+        else:
+            out.append(dict(m))
+    return out, tools
+
+
+def renders_calls(tokenizer: Any) -> bool:
+    """Whether the tokenizer's chat template renders tools itself, writing a call in the `<tool_call>`
+    syntax fireact parses (probed once: a search call must read back as itself) and a tool's result."""
+    cached = getattr(tokenizer, "_fireact_renders_calls", None)
+    if cached is not None:
+        return cached
+    probe = [{"role": "user", "content": "Q"},
+             {"role": "assistant", "content": "T", "tool_calls": [{"id": "call_0", "type": "function",
+              "function": {"name": "search", "arguments": {"query": "probe query"}}}]},
+             {"role": "tool", "tool_call_id": "call_0", "content": "probe result"}]  # fmt: skip
+    template = getattr(tokenizer, "chat_template", None)
+    ok = False
+    if isinstance(template, str) and "tools" in template:
+        try:
+
+            def render(msgs: list[dict[str, Any]], tools: list | None, gen: bool) -> str:
+                return tokenizer.apply_chat_template(msgs, tools=tools, tokenize=False, add_generation_prompt=gen)
+
+            asked, answered = render(probe[:1], TOOLS, True), render(probe[:2], TOOLS, False)
+            reply = split_calls(answered[len(asked) :]) if answered.startswith(asked) else None
+            ok = (
+                TOOLS[0]["function"]["description"] in asked
+                and TOOLS[0]["function"]["description"] not in render(probe[:1], None, True)
+                and reply is not None
+                and [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in reply[1]]
+                == [("search", {"query": "probe query"})]
+                and "probe result" in render(probe, TOOLS, True)
+            )
+        except Exception:  # noqa: BLE001  (a template that cannot render the probe does not render tools)
+            ok = False
+    tokenizer._fireact_renders_calls = ok
+    return ok

@@ -36,7 +36,10 @@ def test_comparison_quotes_both_pages_in_the_questions_order():
     q = Example("8", "Are Oslo and Skien both in Norway?", "yes")
     t = gold_path_episode(q, "hotpotqa", ["Skien", "Oslo"], tool, yes_no=True)
     assert [turn.action for turn in t.turns] == ["search[Oslo]", "search[Skien]", "finish[yes]"]
-    assert t.turns[-1].thought == "Oslo is the capital of Norway. Skien is a city in Telemark, Norway. So the answer is yes."
+    assert (
+        t.turns[-1].thought
+        == "Oslo is the capital of Norway. Skien is a city in Telemark, Norway. So the answer is yes."
+    )
 
 
 def test_refuses_where_the_tool_would_not_show_the_way():
@@ -56,8 +59,15 @@ def test_real_wiki_world_yields_demonstrations_whose_observations_are_the_tools(
     made = [
         (r, t)
         for r in rows
-        if (t := gold_path_episode(Example(example_id(r), r["question"], r["answer"]), "hotpotqa",
-                                   r["supporting_titles"], wiki, r["answer"].lower() in ("yes", "no")))  # fmt: skip
+        if (
+            t := gold_path_episode(
+                Example(example_id(r), r["question"], r["answer"]),
+                "hotpotqa",
+                r["supporting_titles"],
+                wiki,
+                r["answer"].lower() in ("yes", "no"),
+            )
+        )  # fmt: skip
     ]
     assert len(made) >= 0.8 * len(rows)
     for r, t in made:
