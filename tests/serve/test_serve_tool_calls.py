@@ -1,6 +1,7 @@
 """`fireact serve` speaks the OpenAI tools API: `tools` in, `tool_calls` out (whole and streamed), tool
 results back in, through the real openai client, so an OpenAI-client agent loop drives a fireact
-model unchanged. The model is a tiny one taught (overfit on one reply) to call a tool."""
+model unchanged, with the Hermes rendering and with a template that renders tools itself. The model
+is a tiny one taught (overfit on one reply) to call a tool."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import threading
 
 import pytest
 import torch
+from caller_model import teach
+from tool_templates import QWEN_STYLE
 
 from fireact.data import tool_calls
 from fireact.lm.hf import HFLM
@@ -28,25 +31,23 @@ QUESTION = [{"role": "user", "content": "How long is the Nile?"}]
 REPLY = 'Let me look it up.\n<tool_call>\n{"name": "lookup", "arguments": {"topic": "Nile"}}\n</tool_call><|im_end|>'
 
 
-@pytest.fixture(scope="module")
-def caller(tiny_model_dir):
-    """A tiny model that answers the Hermes prompt of QUESTION with REPLY (greedy)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+@pytest.fixture(scope="module", params=[None, QWEN_STYLE], ids=["hermes", "native"])
+def caller(tiny_model_dir, request):
+    """A tiny model that answers QUESTION with REPLY (greedy), rendered as the server renders it: the
+    Hermes prompt, or a tools template's own (the model learned only that one, so the server must
+    render it so to get the call)."""
+    from transformers import AutoModelForCausalLM
 
-    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    from fireact.data.prompt_style import prompt_text
+    from fireact.lm.models import load_tokenizer
+
+    tok = load_tokenizer(tiny_model_dir)
+    tok.chat_template = request.param or tok.chat_template
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
-    messages = tool_calls.hermes_messages(QUESTION, CLIENT_TOOLS)
-    prompt = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    n = len(tok(prompt, add_special_tokens=False)["input_ids"])
-    ids = torch.tensor([tok(prompt + REPLY, add_special_tokens=False)["input_ids"]])
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(120):  # the LM head at the reply's positions only: 5x faster than the whole prompt's
-        optimizer.zero_grad()
-        logits = model(input_ids=ids, logits_to_keep=ids.shape[1] - n + 1).logits[0, :-1]
-        torch.nn.functional.cross_entropy(logits, ids[0, n:]).backward()
-        optimizer.step()
-    model.eval()
+    prompt = prompt_text(tool_calls.hermes_messages(QUESTION, CLIENT_TOOLS), tok)
+    assert ("# Tools" in prompt) == (request.param is not None)
+    teach(model, tok, [prompt], REPLY)
     return HFLM(model, tok, name="hf:caller")
 
 

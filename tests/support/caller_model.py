@@ -1,48 +1,58 @@
-"""A tiny model that calls the search tool: the random tiny model never writes a parseable call, so
-episodes would have no tool results. A few full-weight steps on "prompt -> a search call" (in the
-Hermes rendering and a tools template's) teach it to answer the given questions with one."""
+"""Tiny models that call a tool: the random tiny model never writes a parseable call, so its episodes
+would have no tool results. A few full-weight steps on "prompt -> a call" teach it the call."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 CALL = '<tool_call>\n{"name": "search", "arguments": {"query": "Ibsen"}}\n</tool_call>'
 
 
-def make_caller_model(
-    tiny_model_dir: str, out: Path, questions: list[str], templates: list[str | None], steps: int = 300
-) -> str:
+def teach(model: Any, tok: Any, prompts: list[str], reply: str, max_steps: int = 300) -> None:
+    """Adam steps on (prompt -> reply) until the reply is every prompt's greedy continuation by a
+    margin (mean loss under 0.01: batched decoding's rounding must not flip a token); the LM head runs
+    at the reply's positions only (5x faster than over the whole prompt)."""
+    import torch
+
+    rows = []
+    for p in prompts:
+        n = len(tok(p, add_special_tokens=False)["input_ids"])
+        rows.append((n, torch.tensor([tok(p + reply, add_special_tokens=False)["input_ids"]])))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(max_steps):
+        optimizer.zero_grad()
+        right, loss = 0, 0.0
+        for n, ids in rows:
+            logits = model(input_ids=ids, logits_to_keep=ids.shape[1] - n + 1).logits[0, :-1]
+            row_loss = torch.nn.functional.cross_entropy(logits, ids[0, n:])
+            row_loss.backward()
+            right, loss = right + bool((logits.argmax(-1) == ids[0, n:]).all()), loss + row_loss.item() / len(rows)
+        if right == len(rows) and loss < 0.01:
+            model.eval()
+            return
+        optimizer.step()
+    raise RuntimeError(f"the model did not learn its reply in {max_steps} steps")
+
+
+def make_caller_model(tiny_model_dir: str, out: Path, questions: list[str], templates: list[str | None]) -> str:
+    """The tiny model answering each question's first prompt with a search call, in the Hermes
+    rendering (template None) and the given tools templates; saved to `out`."""
     import torch
     from transformers import AutoModelForCausalLM
 
     from fireact.data.prompt_style import PromptStyle, prompt_text
     from fireact.lm.models import load_tokenizer
 
-    tok = load_tokenizer(tiny_model_dir)
     style = PromptStyle("chat", protocol="tool-calls")
-    rows = []
+    prompts = []
     for template in templates:
-        tok.chat_template = template or load_tokenizer(tiny_model_dir).chat_template
-        tok._fireact_renders_calls = None
-        for q in questions:
-            prompt = tok.encode(prompt_text(style.prompt(q, []), tok), add_special_tokens=False)
-            rows.append((prompt, tok.encode(CALL, add_special_tokens=False)))
+        tok = load_tokenizer(tiny_model_dir)
+        tok.chat_template = template or tok.chat_template
+        prompts += [prompt_text(style.prompt(q, []), tok) for q in questions]
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    for _ in range(steps):
-        right = 0
-        for prompt, call in rows:  # the logits of the call's positions only (the vocabulary is large)
-            hidden = model.model(input_ids=torch.tensor([prompt + call])).last_hidden_state[0, len(prompt) - 1 : -1]
-            logits = model.lm_head(hidden)
-            torch.nn.functional.cross_entropy(logits, torch.tensor(call)).backward()
-            right += logits.argmax(-1).tolist() == call
-        if right == len(rows):  # every call is the greedy continuation of its prompt
-            break
-        opt.step()
-        opt.zero_grad()
-    else:
-        raise RuntimeError(f"the caller model did not learn its call in {steps} steps")
+    teach(model, load_tokenizer(tiny_model_dir), prompts, CALL)
     model.save_pretrained(out)
     load_tokenizer(tiny_model_dir).save_pretrained(out)
     return str(out)
