@@ -44,7 +44,7 @@ def test_tool_call_episodes_train_on_their_sampled_ids(tiny_model_dir, tmp_path,
 @pytest.fixture(scope="module")
 def caller(tiny_model_dir, tmp_path_factory) -> tuple[str, Path, RolloutConfig]:
     """(a tiny model that calls the tool on the world's dev questions, the world, the rollout config)."""
-    world = write_world(tmp_path_factory.mktemp("world"), n_people=20, n_dev=2)
+    world = write_world(tmp_path_factory.mktemp("world"), n_people=20, n_dev=4)
     cfg = RolloutConfig(tasks=["synthetic"], split="dev", protocol="tool-calls", max_turns=2, record_tokens=True,
                         max_tokens=40, batch_size=4)  # fmt: skip
     questions = [e.question for e in cfg.all_examples(world)]
