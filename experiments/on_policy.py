@@ -10,8 +10,9 @@ after its last finished round):
                      iteration round is validated on (settings are chosen there)
   ei-rN              expert iteration round N (configs/on_policy/quickstart_wiki_ei.yaml)
   eih-rN             the same, plus hindsight finishes of the unsolved questions (`--hindsight`)
-  eig-rN             the same, plus gold-path demonstrations of the unsolved questions (`--gold-path`);
-                     round 1 of eih and eig trains on the very episodes ei-r1 sampled (copied)
+  eig-rN             the same, plus gold-path demonstrations of the unsolved questions, one epoch a
+                     round (configs/on_policy/quickstart_wiki_ei_gold.yaml); round 1 of eih and
+                     eig trains on the very episodes ei-r1 sampled (copied)
   best-eval          the arm with the higher wiki-val EM after its last round, on all 500 wiki-eval
                      questions (wiki-eval chooses nothing)
   sft-eval           the SFT agent on the same 500
@@ -34,7 +35,11 @@ from steps import run_step
 OUT = Path("runs/on_policy")
 SFT = Path("runs/quickstart")
 EI_CONFIG = "configs/on_policy/quickstart_wiki_ei.yaml"
-ARMS = {"ei": [], "eih": ["--hindsight"], "eig": ["--gold-path"]}  # arm -> extra expert-iteration arguments
+ARMS = {  # arm -> its expert-iteration arguments
+    "ei": ["--config", EI_CONFIG],
+    "eih": ["--config", EI_CONFIG, "--hindsight"],
+    "eig": ["--config", "configs/on_policy/quickstart_wiki_ei_gold.yaml"],
+}
 
 
 def fireact(*args: str) -> list[str]:
@@ -60,8 +65,7 @@ def steps(args: argparse.Namespace) -> dict[str, tuple[list[str], Path]]:
 
     def arm_steps(arm: str) -> None:
         for k in range(1, args.rounds + 1):
-            cmd = fireact("expert-iteration", "--config", EI_CONFIG, "--out", str(OUT / arm), "--rounds", str(k),
-                          *ARMS[arm])  # fmt: skip
+            cmd = fireact("expert-iteration", *ARMS[arm], "--out", str(OUT / arm), "--rounds", str(k))
             out[f"{arm}-r{k}"] = (cmd, OUT / arm / f"round{k}" / "validation.jsonl")
 
     for arm in ARMS:

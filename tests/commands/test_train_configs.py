@@ -118,10 +118,12 @@ def test_on_policy_repro_configs_parse(capsys, monkeypatch, tmp_path):
     loop = ExpertIteration(**parser.instantiate_classes(cfg).as_dict())
     assert loop.rounds == 2 and loop.pool.samples == 4 and loop.validation.offset == 100
     # the wiki world's (issue 26): trains on wiki-train, chooses on wiki-val, never sees wiki-eval
-    cfg = parser.parse_path(str(ROOT / "configs/on_policy/quickstart_wiki_ei.yaml"))
-    loop = ExpertIteration(**parser.instantiate_classes(cfg).as_dict())
-    assert (loop.pool.split, loop.validation.split) == ("wiki-train", "wiki-val")
-    assert loop.pool.tool_name() == loop.validation.tool_name() == "wiki" and loop.pool.temperature == 1.0
+    for name in ("quickstart_wiki_ei", "quickstart_wiki_ei_gold"):
+        cfg = parser.parse_path(str(ROOT / f"configs/on_policy/{name}.yaml"))
+        loop = ExpertIteration(**parser.instantiate_classes(cfg).as_dict())
+        assert (loop.pool.split, loop.validation.split) == ("wiki-train", "wiki-val")
+        assert loop.pool.tool_name() == loop.validation.tool_name() == "wiki" and loop.pool.temperature == 1.0
+        assert loop.gold_path == name.endswith("gold")
 
 
 def test_reproduce_variants_and_report(tmp_path, monkeypatch, capsys, data_dir):
