@@ -10,13 +10,14 @@ after its last finished round):
                      iteration round is validated on (settings are chosen there)
   ei-rN              expert iteration round N (configs/on_policy/quickstart_wiki_ei.yaml)
   eih-rN             the same, plus hindsight finishes of the unsolved questions (`--hindsight`)
-  eig-rN             the same, plus gold-path demonstrations of the unsolved questions, one epoch a
-                     round (configs/on_policy/quickstart_wiki_ei_gold.yaml); round 1 of eih and
-                     eig trains on the very episodes ei-r1 sampled (copied)
+  eig50-rN           the same, plus gold-path demonstrations of the unsolved questions (`--gold-path`)
+  eig-rN             that, trained one epoch a round (configs/on_policy/quickstart_wiki_ei_gold.yaml);
+                     round 1 of every arm trains on the very episodes ei-r1 sampled (copied)
   best-eval          the arm with the higher wiki-val EM after its last round, on all 500 wiki-eval
                      questions (wiki-eval chooses nothing)
   sft-eval           the SFT agent on the same 500
-  other-eval         the other arm on wiki-eval, for the record
+  other-eval         the runner-up arm on wiki-eval, for the record
+  ARM-rN-eval        any arm's round N on wiki-eval, for the record (only when named in --only)
 
     python experiments/on_policy.py [--only ...] [--rounds 1] [--threads 2]
     python experiments/on_policy.py --report     # the tables of docs/on_policy.md and docs/img/*.png
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -38,6 +40,7 @@ EI_CONFIG = "configs/on_policy/quickstart_wiki_ei.yaml"
 ARMS = {  # arm -> its expert-iteration arguments
     "ei": ["--config", EI_CONFIG],
     "eih": ["--config", EI_CONFIG, "--hindsight"],
+    "eig50": ["--config", EI_CONFIG, "--gold-path"],  # the same, trained 50 steps (a third of an epoch)
     "eig": ["--config", "configs/on_policy/quickstart_wiki_ei_gold.yaml"],
 }
 
@@ -71,15 +74,18 @@ def steps(args: argparse.Namespace) -> dict[str, tuple[list[str], Path]]:
     for arm in ARMS:
         arm_steps(arm)
 
-    def arm_eval(arm: str) -> tuple[list[str], Path]:
-        path = OUT / f"eval_{arm}-r{args.rounds}-eval.jsonl"
-        return eval_cmd(str(OUT / arm / f"round{args.rounds}" / "adapter"), "wiki-eval", 500, path, args.threads), path
+    def arm_eval(arm: str, k: int = args.rounds) -> tuple[list[str], Path]:
+        path = OUT / f"eval_{arm}-r{k}-eval.jsonl"
+        return eval_cmd(str(OUT / arm / f"round{k}" / "adapter"), "wiki-eval", 500, path, args.threads), path
 
     ranked = ranked_arms(args.rounds)
     out["best-eval"] = arm_eval(ranked[0])
     out["sft-eval"] = (eval_cmd(adapter, "wiki-eval", 500, OUT / "eval_sft-eval.jsonl", args.threads),
                        OUT / "eval_sft-eval.jsonl")  # fmt: skip
     out["other-eval"] = arm_eval(ranked[1])
+    for arm in ARMS:  # any arm's round on wiki-eval, for the record: run only when named in --only
+        for k in range(1, args.rounds + 1):
+            out[f"{arm}-r{k}-eval"] = arm_eval(arm, k)
     return out
 
 
@@ -111,7 +117,8 @@ def compare_table(runs: dict[str, list]) -> list[str]:
     return lines
 
 
-ARM_NAMES = {"ei": "expert iteration", "eih": "expert iteration + hindsight", "eig": "expert iteration + gold paths"}
+ARM_NAMES = {"ei": "expert iteration", "eih": "expert iteration + hindsight",
+             "eig50": "expert iteration + gold paths, 50 steps", "eig": "expert iteration + gold paths, 1 epoch"}  # fmt: skip
 
 
 def rounds_table(arms: dict[str, list[dict]], records: dict) -> list[str]:
@@ -229,7 +236,8 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     for name in steps(args):
         cmd, done = steps(args)[name]  # built again each time: the evals follow what the arms reached
-        if not args.only or name in args.only:
+        named = args.only and name in args.only
+        if named or (not args.only and not re.fullmatch(r".+-r\d+-eval", name)):
             if name.endswith("-eval") and name != "sft-eval" and last_round(ranked_arms(args.rounds)[0]) is None:
                 print(f"[{name}] skipped: no finished expert-iteration arm yet", flush=True)
                 continue
