@@ -193,6 +193,11 @@ def report() -> str:
     lines = compare_table(runs) if runs else ["(no wiki-eval run finished yet)"]
     lines += cost_lines(arms, runs, records)
     lines += ["", *rounds_table(arms, records)]
+    val = {"SFT (quickstart)": read(OUT / "eval_sft-val.jsonl")}
+    val |= {f"{ARM_NAMES[arm]}, round {r['round']}": read(OUT / arm / f"round{r['round']}" / "validation.jsonl")
+            for arm, rounds in arms.items() for r in rounds}  # fmt: skip
+    if all(val.values()):
+        lines += ["", "wiki-val questions 100-199 (greedy), where settings are chosen:", "", *compare_table(val)]
     if arms and (OUT / "eval_sft-val.jsonl").is_file():
         plot_rounds(arms, summarize(read(OUT / "eval_sft-val.jsonl")).em, Path("docs/img/on_policy_wiki.png"))
         lines.append("\n(curve: docs/img/on_policy_wiki.png)")
