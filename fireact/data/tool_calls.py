@@ -275,13 +275,13 @@ def renders_calls(tokenizer: Any) -> bool:
               "function": {"name": "search", "arguments": {"query": "probe query"}}}]},
              {"role": "tool", "tool_call_id": "call_0", "content": "probe result"}]  # fmt: skip
     template = getattr(tokenizer, "chat_template", None)
+
+    def render(msgs: list[dict[str, Any]], tools: list | None, gen: bool) -> str:
+        return tokenizer.apply_chat_template(msgs, tools=tools, tokenize=False, add_generation_prompt=gen)
+
     ok = False
     if isinstance(template, str) and "tools" in template:
         try:
-
-            def render(msgs: list[dict[str, Any]], tools: list | None, gen: bool) -> str:
-                return tokenizer.apply_chat_template(msgs, tools=tools, tokenize=False, add_generation_prompt=gen)
-
             asked, answered = render(probe[:1], TOOLS, True), render(probe[:2], TOOLS, False)
             reply = split_calls(answered[len(asked) :]) if answered.startswith(asked) else None
             ok = (
