@@ -169,7 +169,7 @@ def cost_lines(arms: dict[str, list[dict]], runs: dict[str, list], records: dict
         for k, last in enumerate(rounds, 1):  # the rounds up to each scored one
             trajs = runs.get(f"{ARM_NAMES[arm]}, round {last['round']}")
             cpu = sum(records.get(f"{arm}-r{r['round']}", {}).get("cpu_seconds", 0.0) for r in rounds[:k]) / 3600
-            if base and trajs:
+            if base and trajs and cpu > 0:  # a round whose step was not recorded has no CPU time
                 gain = 100 * (summarize(trajs).em - summarize(base).em)
                 per = f"{cpu / gain:.2f} CPU-hours per EM point" if gain > 0 else "no gain"
                 lines.append(f"- {ARM_NAMES[arm]}, {k} round(s): {cpu:.2f} CPU-hours for {gain:+.1f} EM: {per}")
