@@ -12,7 +12,8 @@ after its last finished round):
   eih-rN             the same, plus hindsight finishes of the unsolved questions (`--hindsight`)
   eig50-rN           the same, plus gold-path demonstrations of the unsolved questions (`--gold-path`)
   eig-rN             that, trained one epoch a round (configs/on_policy/quickstart_wiki_ei_gold.yaml);
-                     round 1 of every arm trains on the very episodes ei-r1 sampled (copied)
+                     round 1 of eih, eig50 and eig trains on the very episodes ei-r1 sampled (copied)
+  eig50-ei-rN        expert iteration from eig50's round-1 agent (its own rewarded episodes only)
   best-eval          the arm with the higher wiki-val EM after its last round, on all 500 wiki-eval
                      questions (wiki-eval chooses nothing)
   sft-eval           the SFT agent on the same 500
@@ -42,7 +43,10 @@ ARMS = {  # arm -> its expert-iteration arguments
     "eih": ["--config", EI_CONFIG, "--hindsight"],
     "eig50": ["--config", EI_CONFIG, "--gold-path"],  # the same, trained 50 steps (a third of an epoch)
     "eig": ["--config", "configs/on_policy/quickstart_wiki_ei_gold.yaml"],
+    "eig50-ei": ["--config", "configs/on_policy/quickstart_wiki_ei_after_gold.yaml"],  # from eig50's round 1
 }
+SHARED_START = ("eih", "eig50", "eig")  # arms whose round 1 samples from the SFT start, as ei's does
+PARENT = {"eig50-ei": "eig50"}  # arm -> the arm whose round-1 agent it starts from
 
 
 def fireact(*args: str) -> list[str]:
@@ -118,7 +122,8 @@ def compare_table(runs: dict[str, list]) -> list[str]:
 
 
 ARM_NAMES = {"ei": "expert iteration", "eih": "expert iteration + hindsight",
-             "eig50": "expert iteration + gold paths, 50 steps", "eig": "expert iteration + gold paths, 1 epoch"}  # fmt: skip
+             "eig50": "expert iteration + gold paths, 50 steps", "eig": "expert iteration + gold paths, 1 epoch",
+             "eig50-ei": "gold paths (50 steps), then expert iteration"}  # fmt: skip
 
 
 def rounds_table(arms: dict[str, list[dict]], records: dict) -> list[str]:
@@ -144,14 +149,17 @@ def plot_rounds(arms: dict[str, list[dict]], sft_val_em: float, path: Path) -> N
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    longest = 0
     for arm, rounds in arms.items():
-        val = [100 * sft_val_em] + [100 * r["val_em"] for r in rounds]
+        before = arms.get(PARENT[arm], [])[:1] if arm in PARENT else []  # its start's round
+        val = [100 * sft_val_em] + [100 * r["val_em"] for r in before + rounds]
         ax.plot(range(len(val)), val, "o-", label=f"{ARM_NAMES[arm]}: wiki-val EM (100, greedy)")
+        longest = max(longest, len(val))
     pool = [100 * r["success_rate"] for r in arms.get("ei", [])]  # round k samples with agent k-1
     ax.plot(range(len(pool)), pool, "s--", color="gray", label="wiki-train pool EM while sampling (T=1)")
     ax.set_xlabel("agent (0: SFT start, k: after round k)")
     ax.set_ylabel("EM %")
-    ax.set_xticks(range(max(len(r) for r in arms.values()) + 1))
+    ax.set_xticks(range(longest))
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -220,10 +228,10 @@ def ranked_arms(rounds: int) -> list[str]:
 
 
 def share_sampling(step: str) -> None:
-    """Round 1 of every arm starts from the plain arm's sampled episodes (the same start)."""
+    """Round 1 of an arm with the SFT start trains on the plain arm's sampled episodes."""
     arm = step.removesuffix("-r1")
     source, target = OUT / "ei" / "round1" / "sampled.jsonl", OUT / arm / "round1" / "sampled.jsonl"
-    if step.endswith("-r1") and arm != "ei" and source.is_file() and not target.exists():
+    if step.endswith("-r1") and arm in SHARED_START and source.is_file() and not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
 

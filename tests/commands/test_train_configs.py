@@ -118,7 +118,7 @@ def test_on_policy_repro_configs_parse(capsys, monkeypatch, tmp_path):
     loop = ExpertIteration(**parser.instantiate_classes(cfg).as_dict())
     assert loop.rounds == 2 and loop.pool.samples == 4 and loop.validation.offset == 100
     # the wiki world's (issue 26): trains on wiki-train, chooses on wiki-val, never sees wiki-eval
-    for name in ("quickstart_wiki_ei", "quickstart_wiki_ei_gold"):
+    for name in ("quickstart_wiki_ei", "quickstart_wiki_ei_gold", "quickstart_wiki_ei_after_gold"):
         cfg = parser.parse_path(str(ROOT / f"configs/on_policy/{name}.yaml"))
         loop = ExpertIteration(**parser.instantiate_classes(cfg).as_dict())
         assert (loop.pool.split, loop.validation.split) == ("wiki-train", "wiki-val")
