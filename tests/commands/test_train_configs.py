@@ -123,7 +123,7 @@ def test_on_policy_repro_configs_parse(capsys, monkeypatch, tmp_path):
         loop = ExpertIteration(**parser.instantiate_classes(cfg).as_dict())
         assert (loop.pool.split, loop.validation.split) == ("wiki-train", "wiki-val")
         assert loop.pool.tool_name() == loop.validation.tool_name() == "wiki" and loop.pool.temperature == 1.0
-        assert loop.gold_path == name.endswith("gold")
+        assert loop.gold_path == (name == "quickstart_wiki_ei_gold")
 
 
 def test_reproduce_variants_and_report(tmp_path, monkeypatch, capsys, data_dir):
