@@ -11,11 +11,12 @@ Qwen2.5: the tools are listed in a system message inside `<tools></tools>`, the 
 thought and then `<tool_call>{"name": ..., "arguments": {...}}</tool_call>`, and a tool's result comes
 back as a user turn `<tool_response>...</tool_response>`. Templates without tool support (ChatML,
 e.g. SmolLM2's) render those messages as they are. A template that supports tools and writes calls in
-that same `<tool_call>` syntax (`renders_calls`: Qwen2.5, Qwen3, Hermes 2/3) renders the episode
+that same `<tool_call>` syntax (`renders_calls`: Qwen2.5's and Hermes' layout) renders the episode
 itself: the messages go back to the tools API's shape (`native_conversation`) and through
 `apply_chat_template(messages, tools=...)`, so the model sees its own system prompt and turn layout.
-A template whose calls fireact cannot read back (Llama 3.1's bare JSON, Mistral's `[TOOL_CALLS]`)
-gets the Hermes rendering.
+A template whose calls fireact cannot read back (Llama 3.1's bare JSON, Mistral's `[TOOL_CALLS]`),
+or that renders the last assistant turn otherwise than earlier ones (a thinking block only on the
+last), gets the Hermes rendering.
 """
 
 from __future__ import annotations
@@ -266,7 +267,8 @@ def native_conversation(messages: list[dict[str, Any]]) -> tuple[list[dict[str, 
 
 def renders_calls(tokenizer: Any) -> bool:
     """Whether the tokenizer's chat template renders tools itself, writing a call in the `<tool_call>`
-    syntax fireact parses (probed once: a search call must read back as itself) and a tool's result."""
+    syntax fireact parses (probed once: a search call must read back as itself), rendering a turn the
+    same whether or not later turns follow (training text = prompt + reply), and a tool's result."""
     cached = getattr(tokenizer, "_fireact_renders_calls", None)
     if cached is not None:
         return cached
@@ -290,6 +292,7 @@ def renders_calls(tokenizer: Any) -> bool:
                 and reply is not None
                 and [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in reply[1]]
                 == [("search", {"query": "probe query"})]
+                and render(probe, TOOLS, True).startswith(answered)  # a turn renders alike once others follow
                 and "probe result" in render(probe, TOOLS, True)
             )
         except Exception:  # noqa: BLE001  (a template that cannot render the probe does not render tools)

@@ -8,7 +8,7 @@ import json
 
 import pytest
 from test_prompt_style import assert_prompts_are_training_prefixes
-from tool_templates import LLAMA_STYLE, QWEN_STYLE
+from tool_templates import LLAMA_STYLE, QWEN_STYLE, THINKING_LAST
 
 from fireact.data import tool_calls
 from fireact.data.fireact_format import read_any
@@ -35,6 +35,7 @@ def load(smollm2_dir: str, template: str | None):
 def test_only_a_template_whose_calls_read_back_renders_tools_itself(smollm2_dir):
     assert not tool_calls.renders_calls(load(smollm2_dir, None))  # SmolLM2's ChatML has no tools
     assert not tool_calls.renders_calls(load(smollm2_dir, LLAMA_STYLE))  # bare JSON calls: not parsed
+    assert not tool_calls.renders_calls(load(smollm2_dir, THINKING_LAST))  # history renders otherwise
     assert tool_calls.renders_calls(load(smollm2_dir, QWEN_STYLE))
 
 

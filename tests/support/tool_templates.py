@@ -1,7 +1,7 @@
 """Chat templates that render `tools=` themselves, written for the tests in the layouts of two
 families (no such tokenizer is on this machine): ChatML with Hermes/Qwen2.5-style `<tool_call>` blocks
-(fireact renders with it), and Llama-3.1-style bare JSON calls (fireact cannot read those back, so
-it keeps its Hermes rendering)."""
+(fireact renders with it), that with a thinking block on the last turn only, and Llama-3.1-style
+bare JSON calls (fireact keeps its Hermes rendering for the last two)."""
 
 from __future__ import annotations
 
@@ -46,6 +46,14 @@ For each function call, return a json object with function name and arguments wi
 {%- endfor %}
 {%- if add_generation_prompt %}<|im_start|>assistant
 {% endif %}"""
+
+# the same, but a thinking block on the last assistant turn only (Qwen3 renders history so): a turn's
+# text changes once later turns follow, so training text is not prompt + reply
+THINKING_LAST = QWEN_STYLE.replace(
+    "{{ '<|im_start|>assistant' }}",
+    "{{ '<|im_start|>assistant' }}{% if loop.last %}{{ '\\n<think>\\n\\n</think>\\n' }}{% endif %}",
+)
+assert THINKING_LAST != QWEN_STYLE
 
 LLAMA_STYLE = """\
 {%- for message in messages %}{{ '<|im_start|>' + message.role + '\n' }}
