@@ -148,19 +148,20 @@ def plot_rounds(arms: dict[str, list[dict]], sft_val_em: float, path: Path) -> N
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
     longest = 0
     for arm, rounds in arms.items():
         before = arms.get(PARENT[arm], [])[:1] if arm in PARENT else []  # its start's round
         val = [100 * sft_val_em] + [100 * r["val_em"] for r in before + rounds]
-        ax.plot(range(len(val)), val, "o-", label=f"{ARM_NAMES[arm]}: wiki-val EM (100, greedy)")
+        ax.plot(range(len(val)), val, "o-", label=f"{ARM_NAMES[arm]}: wiki-val EM (100, greedy)", alpha=0.8,
+                markersize=9 - 1.5 * len(ax.lines) % 6)  # fmt: skip  (points that coincide stay visible)
         longest = max(longest, len(val))
     pool = [100 * r["success_rate"] for r in arms.get("ei", [])]  # round k samples with agent k-1
     ax.plot(range(len(pool)), pool, "s--", color="gray", label="wiki-train pool EM while sampling (T=1)")
     ax.set_xlabel("agent (0: SFT start, k: after round k)")
     ax.set_ylabel("EM %")
     ax.set_xticks(range(longest))
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
