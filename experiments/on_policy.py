@@ -153,8 +153,9 @@ def plot_rounds(arms: dict[str, list[dict]], sft_val_em: float, path: Path) -> N
     for arm, rounds in arms.items():
         before = arms.get(PARENT[arm], [])[:1] if arm in PARENT else []  # its start's round
         val = [100 * sft_val_em] + [100 * r["val_em"] for r in before + rounds]
-        ax.plot(range(len(val)), val, "o-", label=f"{ARM_NAMES[arm]}: wiki-val EM (100, greedy)", alpha=0.8,
-                markersize=9 - 1.5 * len(ax.lines) % 6)  # fmt: skip  (points that coincide stay visible)
+        marker = "osD^vP"[len(ax.lines) % 6]  # a shape per arm: points that coincide stay visible
+        ax.plot(range(len(val)), val, marker=marker, fillstyle="none", markersize=8, alpha=0.85,
+                label=f"{ARM_NAMES[arm]}: wiki-val EM (100, greedy)")  # fmt: skip
         longest = max(longest, len(val))
     pool = [100 * r["success_rate"] for r in arms.get("ei", [])]  # round k samples with agent k-1
     ax.plot(range(len(pool)), pool, "s--", color="gray", label="wiki-train pool EM while sampling (T=1)")
