@@ -261,7 +261,7 @@ def chat_text(messages: list[Message], tokenizer: Any, add_generation_prompt: bo
 def _render_chat(question: str, turns: list[Turn], tokenizer: Any, protocol: str, where: str) -> tuple[str, list[Span]]:
     messages = conversation(question, turns, protocol)
     text = chat_text(messages, tokenizer)
-    if _native(messages, tokenizer) is not None:
+    if protocol == "tool-calls" and tool_calls.renders_calls(tokenizer):  # rendered by chat_text's native path
         return text, _native_spans(messages, text, tokenizer, where or question[:60])
     specials = _special_tokens(tokenizer)
     spans: list[Span] = []

@@ -285,6 +285,7 @@ def renders_calls(tokenizer: Any) -> bool:
     if isinstance(template, str) and "tools" in template:
         try:
             asked, answered = render(probe[:1], TOOLS, True), render(probe[:2], TOOLS, False)
+            after = render(probe, TOOLS, True)
             reply = split_calls(answered[len(asked) :]) if answered.startswith(asked) else None
             ok = (
                 TOOLS[0]["function"]["description"] in asked
@@ -292,8 +293,8 @@ def renders_calls(tokenizer: Any) -> bool:
                 and reply is not None
                 and [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in reply[1]]
                 == [("search", {"query": "probe query"})]
-                and render(probe, TOOLS, True).startswith(answered)  # a turn renders alike once others follow
-                and "probe result" in render(probe, TOOLS, True)
+                and after.startswith(answered)  # a turn renders alike once others follow
+                and "probe result" in after
             )
         except Exception:  # noqa: BLE001  (a template that cannot render the probe does not render tools)
             ok = False

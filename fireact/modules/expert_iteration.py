@@ -26,7 +26,6 @@ from typing import Any
 from fireact.data.evaluation import by_question, gold_turn
 from fireact.data.paths import read_text, resolve_data_dir
 from fireact.data.prompt_style import PromptStyle
-from fireact.data.scoring import normalize_answer
 from fireact.data.tasks import Example, wiki_rows
 from fireact.data.trajectory import (
     Trajectory,
@@ -257,9 +256,8 @@ class ExpertIteration:
             row = rows.get(qid)
             if row is None or any(t.em >= 1.0 for t in group):
                 continue
-            yes_no = normalize_answer(row["answer"]) in ("yes", "no")
             example = Example(qid, row["question"], row["answer"])
-            if (t := gold_path_episode(example, task, row["supporting_titles"], tool, yes_no)) is not None:
+            if (t := gold_path_episode(example, task, row["supporting_titles"], tool)) is not None:
                 out.append(t)
         return out
 

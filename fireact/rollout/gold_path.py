@@ -45,13 +45,12 @@ def quoted_sentence(observation: str, cue: str, fallback_first: bool = True) -> 
     return (hit or (sentences[0] if sentences and fallback_first else "")).strip()[:300]
 
 
-def gold_path_episode(
-    example: Example, task: str, titles: list[str], tool: Callable[[str], str], yes_no: bool = False
-) -> Trajectory | None:
+def gold_path_episode(example: Example, task: str, titles: list[str], tool: Callable[[str], str]) -> Trajectory | None:
     """search[title] for each gold title, then finish[gold]. None when the tool does not return a
     title's page (the episode would not be the agent's world) or, for a non yes/no answer, when no
     observation holds the gold (the demonstration would answer from nowhere)."""
     gold = example.answer or ""
+    yes_no = normalize_answer(gold) in ("yes", "no")  # no page says it: the thought quotes both pages
     if not titles or not gold:
         return None
     pages = {t: tool(t) for t in titles}

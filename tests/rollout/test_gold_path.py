@@ -34,7 +34,7 @@ def test_bridge_first_then_the_answers_page_each_thought_quoting_what_leads_on()
 
 def test_comparison_quotes_both_pages_in_the_questions_order():
     q = Example("8", "Are Oslo and Skien both in Norway?", "yes")
-    t = gold_path_episode(q, "hotpotqa", ["Skien", "Oslo"], tool, yes_no=True)
+    t = gold_path_episode(q, "hotpotqa", ["Skien", "Oslo"], tool)
     assert [turn.action for turn in t.turns] == ["search[Oslo]", "search[Skien]", "finish[yes]"]
     assert (
         t.turns[-1].thought
@@ -65,7 +65,6 @@ def test_real_wiki_world_yields_demonstrations_whose_observations_are_the_tools(
                 "hotpotqa",
                 r["supporting_titles"],
                 wiki,
-                r["answer"].lower() in ("yes", "no"),
             )
         )  # fmt: skip
     ]
