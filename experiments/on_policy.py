@@ -14,10 +14,15 @@ after its last finished round):
   eig-rN             that, trained one epoch a round (configs/on_policy/quickstart_wiki_ei_gold.yaml);
                      round 1 of eih, eig50 and eig trains on the very episodes ei-r1 sampled (copied)
   eig50-ei-rN        expert iteration from eig50's round-1 agent (its own rewarded episodes only)
+  grpo-train         GRPO from the SFT agent on wiki-train (configs/on_policy/quickstart_wiki_grpo.yaml: F1
+                     reward + retrieval bonus; a checkpoint every step, a killed run resumes from the last)
+  grpo-export        its checkpoint with the best live wiki-val EM -> runs/on_policy/grpo/adapter
+  grpo-val           that adapter on wiki-val 100-199 (the episodes, for the failure classes)
   best-eval          the arm with the higher wiki-val EM after its last round, on all 500 wiki-eval
                      questions (wiki-eval chooses nothing)
   sft-eval           the SFT agent on the same 500
   other-eval         the runner-up arm on wiki-eval, for the record
+  grpo-eval          the GRPO agent on all 500 wiki-eval questions
   ARM-rN-eval        any arm's round N on wiki-eval, for the record (only when named in --only)
 
     python experiments/on_policy.py [--only ...] [--rounds 1] [--threads 2]
@@ -38,6 +43,8 @@ from steps import run_step
 OUT = Path("runs/on_policy")
 SFT = Path("runs/quickstart")
 EI_CONFIG = "configs/on_policy/quickstart_wiki_ei.yaml"
+GRPO = OUT / "grpo"  # the GRPO config's default_root_dir
+GRPO_CONFIG = "configs/on_policy/quickstart_wiki_grpo.yaml"
 ARMS = {  # arm -> its expert-iteration arguments
     "ei": ["--config", EI_CONFIG],
     "eih": ["--config", EI_CONFIG, "--hindsight"],
@@ -77,6 +84,15 @@ def steps(args: argparse.Namespace) -> dict[str, tuple[list[str], Path]]:
 
     for arm in ARMS:
         arm_steps(arm)
+    best = next(iter((GRPO / "checkpoints").glob("best-*.ckpt")), GRPO / "checkpoints" / "best.ckpt")
+    grpo_adapter = str(GRPO / "adapter")
+    out |= {
+        "grpo-train": ([sys.executable, "-m", "fireact.train", "fit", "--config", GRPO_CONFIG, "--ckpt_path", "last"],
+                       GRPO / "checkpoints" / "last.ckpt"),
+        "grpo-export": (fireact("export", "--ckpt", str(best), "--out", grpo_adapter), GRPO / "adapter" / "adapter_config.json"),
+        "grpo-val": (eval_cmd(grpo_adapter, "wiki-val", 100, GRPO / "validation.jsonl", args.threads, offset=100),
+                     GRPO / "validation.jsonl"),
+    }  # fmt: skip
 
     def arm_eval(arm: str, k: int = args.rounds) -> tuple[list[str], Path]:
         path = OUT / f"eval_{arm}-r{k}-eval.jsonl"
@@ -87,6 +103,8 @@ def steps(args: argparse.Namespace) -> dict[str, tuple[list[str], Path]]:
     out["sft-eval"] = (eval_cmd(adapter, "wiki-eval", 500, OUT / "eval_sft-eval.jsonl", args.threads),
                        OUT / "eval_sft-eval.jsonl")  # fmt: skip
     out["other-eval"] = arm_eval(ranked[1])
+    out["grpo-eval"] = (eval_cmd(grpo_adapter, "wiki-eval", 500, OUT / "eval_grpo-eval.jsonl", args.threads),
+                        OUT / "eval_grpo-eval.jsonl")  # fmt: skip
     for arm in ARMS:  # any arm's round on wiki-eval, for the record: run only when named in --only
         for k in range(1, args.rounds + 1):
             out[f"{arm}-r{k}-eval"] = arm_eval(arm, k)
@@ -121,6 +139,7 @@ def compare_table(runs: dict[str, list]) -> list[str]:
     return lines
 
 
+GRPO_NAME = "GRPO (F1 + retrieval bonus)"
 ARM_NAMES = {"ei": "expert iteration", "eih": "expert iteration + hindsight",
              "eig50": "expert iteration + gold paths, 50 steps", "eig": "expert iteration + gold paths, 1 epoch",
              "eig50-ei": "gold paths (50 steps), then expert iteration"}  # fmt: skip
@@ -169,6 +188,47 @@ def plot_rounds(arms: dict[str, list[dict]], sft_val_em: float, path: Path) -> N
     fig.savefig(path, dpi=120)
 
 
+def grpo_metrics() -> list[dict]:
+    """GRPO's logged rows by step; a resumed run logs into a new version, whose rows win."""
+    import csv
+
+    by_step: dict[int, dict] = {}
+    for log in sorted((GRPO / "metrics").glob("version_*/metrics.csv"), key=lambda f: int(f.parent.name.split("_")[1])):
+        for r in csv.DictReader(log.open()):
+            row = by_step.setdefault(int(r["step"]), {"step": int(r["step"])})
+            row.update({k: float(v) for k, v in r.items() if v and k != "step"})
+    return [by_step[k] for k in sorted(by_step)]
+
+
+def plot_grpo(path: Path) -> None:
+    """GRPO's reward, EM, F1 and gold-seen rate on its sampled wiki-train episodes per step (5-step
+    means), and its live wiki-val EM (greedy) at each validation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = grpo_metrics()
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for key, label in (("train/reward_mean", "reward (F1 + 0.25 seen - 0.5 no finish)"), ("train/em", "EM"),
+                       ("train/f1", "F1"), ("train/gold_seen", "gold in an observation")):  # fmt: skip
+        pts = [(r["step"], 100 * r[key]) for r in rows if key in r]
+        if pts:
+            mean = [
+                sum(v for _, v in pts[max(0, i - 4) : i + 1]) / len(pts[max(0, i - 4) : i + 1]) for i in range(len(pts))
+            ]
+            ax.plot([s for s, _ in pts], mean, label=f"sampled wiki-train: {label}, 5-step mean")
+    val = [(r["step"], 100 * r["val/em"]) for r in rows if "val/em" in r]
+    if val:
+        ax.plot(*zip(*val), "o-", color="black", label="wiki-val EM (100-199, greedy)")
+    ax.set_xlabel("GRPO step (8 questions x G=4)")
+    ax.set_ylabel("%")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def cost_lines(arms: dict[str, list[dict]], runs: dict[str, list], records: dict) -> list[str]:
     """CPU-hours of each arm's rounds (sampling, training, validation) per wiki-eval EM point gained."""
     from fireact.data.evaluation import summarize
@@ -199,6 +259,7 @@ def report() -> str:
     for arm, rounds in arms.items():  # every round of an arm that was scored on wiki-eval
         for r in rounds:
             runs[f"{ARM_NAMES[arm]}, round {r['round']}"] = read(OUT / f"eval_{arm}-r{r['round']}-eval.jsonl")
+    runs[GRPO_NAME] = read(OUT / "eval_grpo-eval.jsonl")
     runs = {k: v for k, v in runs.items() if v}
     lines = compare_table(runs) if runs else ["(no wiki-eval run finished yet)"]
     lines += cost_lines(arms, runs, records)
@@ -206,11 +267,15 @@ def report() -> str:
     val = {"SFT (quickstart)": read(OUT / "eval_sft-val.jsonl")}
     val |= {f"{ARM_NAMES[arm]}, round {r['round']}": read(OUT / arm / f"round{r['round']}" / "validation.jsonl")
             for arm, rounds in arms.items() for r in rounds}  # fmt: skip
+    val |= {GRPO_NAME: read(GRPO / "validation.jsonl")} if (GRPO / "validation.jsonl").is_file() else {}
     if all(val.values()):
         lines += ["", "wiki-val questions 100-199 (greedy), where settings are chosen:", "", *compare_table(val)]
     if arms and (OUT / "eval_sft-val.jsonl").is_file():
         plot_rounds(arms, summarize(read(OUT / "eval_sft-val.jsonl")).em, Path("docs/img/on_policy_wiki.png"))
         lines.append("\n(curve: docs/img/on_policy_wiki.png)")
+    if grpo_metrics():
+        plot_grpo(Path("docs/img/on_policy_wiki_grpo.png"))
+        lines.append("(GRPO's curve: docs/img/on_policy_wiki_grpo.png)")
     return "\n".join(lines)
 
 
@@ -253,7 +318,7 @@ def main() -> None:
         cmd, done = steps(args)[name]  # built again each time: the evals follow what the arms reached
         named = args.only and name in args.only
         if named or (not args.only and not re.fullmatch(r".+-r\d+-eval", name)):
-            if name.endswith("-eval") and name != "sft-eval" and last_round(ranked_arms(args.rounds)[0]) is None:
+            if name in ("best-eval", "other-eval") and last_round(ranked_arms(args.rounds)[0]) is None:
                 print(f"[{name}] skipped: no finished expert-iteration arm yet", flush=True)
                 continue
             share_sampling(name)

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from fireact.data.batching import collate, model_inputs
+from fireact.data.evaluation import gold_seen
 from fireact.data.paths import resolve_data_dir
 from fireact.data.tasks import Example
 from fireact.data.token_log import training_rows
@@ -61,6 +62,8 @@ class GRPOLM(FireActLM):
         kl_coef: weight of the k3 KL estimate to the starting policy (0 skips the reference pass).
         reward: "em" (the task's exact match, the paper's metric) or "f1".
         format_penalty: subtracted from the reward of an episode that never finished well-formed.
+        seen_bonus: added to the reward of an episode where the gold answer showed up in an observation
+            (shaping for retrieval; the task's EM is still what validation scores).
         ppo_epochs: optimizer steps on each batch of rollouts (1 = strictly on-policy).
         micro_batch_tokens: padded tokens per forward/backward when computing the loss (rows sorted by
             length and packed up to it; a longer row goes alone). Activation memory grows with it:
@@ -88,6 +91,7 @@ class GRPOLM(FireActLM):
         kl_coef: float = 0.0,
         reward: str = "em",
         format_penalty: float = 0.0,
+        seen_bonus: float = 0.0,
         ppo_epochs: int = 1,
         micro_batch_tokens: int = 4096,
         data_dir: str | None = None,
@@ -212,9 +216,10 @@ class GRPOLM(FireActLM):
         started = time.perf_counter()
         trajs = self.play(batch)
         sampling_seconds = time.perf_counter() - started
-        rewards = [episode_reward(t, h.reward, h.format_penalty) for t in trajs]
+        rewards = [episode_reward(t, h.reward, h.format_penalty, h.seen_bonus) for t in trajs]
         groups = [f"{t.task}/{t.id}" for t in trajs]
         advantages = group_advantages(rewards, groups)
+        scoring_seconds = time.perf_counter() - started - sampling_seconds
         rows, row_adv = [], []
         for t, g, a in zip(trajs, groups, advantages):
             if a != 0.0:  # a zero advantage gives no gradient: skip its forward pass
@@ -249,6 +254,8 @@ class GRPOLM(FireActLM):
             "train/reward_mean": float(r.mean()),
             "train/reward_std": float(r.std(unbiased=False)),
             "train/em": sum(t.em for t in trajs) / len(trajs),
+            "train/f1": sum(t.f1 for t in trajs) / len(trajs),
+            "train/gold_seen": sum(gold_seen(t) for t in trajs) / len(trajs),
             "train/format_error_rate": sum(not t.finished for t in trajs) / len(trajs),
             "train/zero_advantage_groups": 1 - len(live_groups) / len(set(groups)),
             "train/loss": stats["loss"] / max(h.ppo_epochs, 1),
@@ -258,6 +265,9 @@ class GRPOLM(FireActLM):
             "train/sampled_tokens_per_sec": sampled / max(sampling_seconds, 1e-9),
             "train/trained_tokens_per_sec": n_trained * h.ppo_epochs / max(training_seconds, 1e-9),
             "train/sampling_share": sampling_seconds / max(sampling_seconds + training_seconds, 1e-9),
+            "train/sampling_seconds": sampling_seconds,
+            "train/scoring_seconds": scoring_seconds,
+            "train/training_seconds": training_seconds,
         }
         if h.rollout_servers:  # how far the servers' log-probs are from the trainer's (TIS corrects it)
             metrics |= {"train/logprob_mismatch": stats["mismatch"] / tokens, "train/mismatch_kl": stats["mismatch_kl"] / tokens,

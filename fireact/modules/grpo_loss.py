@@ -10,17 +10,20 @@ from collections import defaultdict
 
 import torch
 
+from fireact.data.evaluation import gold_seen
 from fireact.data.token_row import TokenRow
 from fireact.data.trajectory import Trajectory
 
 REWARDS = ("em", "f1")
 
 
-def episode_reward(t: Trajectory, reward: str, format_penalty: float) -> float:
+def episode_reward(t: Trajectory, reward: str, format_penalty: float, seen_bonus: float = 0.0) -> float:
     """The task's exact match (or token F1) of the final answer, minus `format_penalty` when the
-    episode never finished well-formed."""
+    episode never finished well-formed, plus `seen_bonus` when the gold answer showed up in one of
+    its observations: partial credit for retrieving it, the failure EM cannot see (most wrong
+    answers in the wiki world never retrieved the gold)."""
     value = t.em if reward == "em" else t.f1
-    return value - (0.0 if t.finished else format_penalty)
+    return value - (0.0 if t.finished else format_penalty) + (seen_bonus if gold_seen(t) else 0.0)
 
 
 def group_advantages(rewards: list[float], groups: list[str], eps: float = 1e-4) -> list[float]:

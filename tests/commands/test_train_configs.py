@@ -112,6 +112,10 @@ def test_on_policy_repro_configs_parse(capsys, monkeypatch, tmp_path):
     printed = printed_config(capsys.readouterr().out)
     assert printed["model"]["init_args"]["rollouts"]["tool"] == "wiki"
     assert printed["data"]["init_args"]["pool"]["split"] == "wiki-train"
+    assert (printed["model"]["init_args"]["reward"], printed["model"]["init_args"]["seen_bonus"]) == ("f1", 0.25)
+    (validation,) = [c for c in printed["trainer"]["callbacks"] if c["class_path"].endswith("RolloutValidation")]
+    rollouts = validation["init_args"]["rollouts"]
+    assert (rollouts["split"], rollouts["offset"]) == ("wiki-val", 100)
     parser = ArgumentParser(exit_on_error=False)
     parser.add_class_arguments(ExpertIteration)
     cfg = parser.parse_path(str(ROOT / "configs/repro/smollm2_hotpotqa_expert_iteration.yaml"))

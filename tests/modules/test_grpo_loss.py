@@ -28,6 +28,19 @@ def test_episode_reward_em_f1_and_format_penalty():
     assert episode_reward(broken, "em", 0.5) == -0.5
 
 
+def test_seen_bonus_pays_for_retrieving_the_gold_not_for_a_yes_no_answer():
+    seen = Trajectory("Q", "Paris", "hotpotqa", "react",
+                      [Turn("t", "search[x]", "It lies in Paris."), Turn("t", "finish[Lyon]")], "Lyon", 0.0, 0.0)  # fmt: skip
+    missed = Trajectory("Q", "Paris", "hotpotqa", "react", [Turn("t", "search[x]", "Lyon."), Turn("t", "finish[Lyon]")],
+                        "Lyon", 0.0, 0.0)  # fmt: skip
+    yes = Trajectory("Q", "yes", "hotpotqa", "react", [Turn("t", "search[x]", "yes it is"), Turn("t", "finish[no]")],
+                     "no", 0.0, 0.0)  # fmt: skip
+    assert episode_reward(seen, "em", 0.5, seen_bonus=0.25) == 0.25
+    assert episode_reward(missed, "em", 0.5, seen_bonus=0.25) == 0.0
+    assert episode_reward(yes, "em", 0.5, seen_bonus=0.25) == 0.0  # "yes" in an observation is no retrieval
+    assert group_advantages([episode_reward(t, "f1", 0.5, 0.25) for t in (seen, missed)], ["q", "q"])[0] > 0
+
+
 def test_loss_micro_batches_stay_within_the_token_budget():
     """A row cap let 8 full episodes (~24k tokens, 30+ GB of activations) into one backward: OOM."""
     lengths = [3000, 10, 900, 1000, 5000, 950, 20, 30]

@@ -52,3 +52,4 @@ def test_grpo_raises_live_rollout_em(weak_agent):
     # on-policy: the log-probs the engine recorded are the ones training recomputes (ratio 1)
     assert all(abs(float(r["train/ratio_mean"]) - 1) < 1e-3 for r in rows)
     assert all(0 < float(r["train/sampling_share"]) < 1 for r in rows)
+    assert all(float(r["train/sampling_seconds"]) > 0 and float(r["train/training_seconds"]) > 0 for r in rows)
