@@ -196,3 +196,30 @@ def test_reproduce_variants_and_report(tmp_path, monkeypatch, capsys, data_dir):
     )
     assert "| d | 0 | 0 | 0.00 |" in table
     assert "| c | 0 | - | 0 | 50 |" in table  # share of searches answered from the snapshot's cache
+
+
+def test_on_policy_grpo_steps_resume_and_curve(tmp_path, monkeypatch):
+    """experiments/on_policy.py's GRPO steps: training resumes from the last checkpoint, export takes
+    the best validated one once it exists, and a resumed run's logged rows replace the killed run's."""
+    import argparse
+
+    sys.path.insert(0, str(ROOT / "experiments"))
+    import on_policy
+
+    monkeypatch.setattr(on_policy, "GRPO", tmp_path / "grpo")
+    monkeypatch.setattr(on_policy, "OUT", tmp_path)
+    args = argparse.Namespace(rounds=1, threads=2)
+    assert on_policy.steps(args)["grpo-train"][0][-2:] == ["--ckpt_path", "last"]
+    (tmp_path / "grpo" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "grpo" / "checkpoints" / "best-step=16.ckpt").touch()
+    assert str(tmp_path / "grpo" / "checkpoints" / "best-step=16.ckpt") in on_policy.steps(args)["grpo-export"][0]
+    header = "epoch,step,train/reward_mean,val/em\n"
+    for version, rows in ((0, "0,0,0.1,\n0,1,0.2,\n0,2,,0.1\n0,2,0.9,\n"), (10, "0,2,0.3,\n0,3,0.4,\n")):
+        log = tmp_path / "grpo" / "metrics" / f"version_{version}" / "metrics.csv"
+        log.parent.mkdir(parents=True)
+        log.write_text(header + rows)
+    rows = on_policy.grpo_metrics()
+    assert [r["step"] for r in rows] == [0, 1, 2, 3]
+    assert rows[2] == {"step": 2, "epoch": 0.0, "train/reward_mean": 0.3, "val/em": 0.1}  # the resumed run's reward
+    on_policy.plot_grpo(tmp_path / "grpo.png")
+    assert (tmp_path / "grpo.png").stat().st_size > 0
