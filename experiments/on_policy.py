@@ -18,11 +18,13 @@ after its last finished round):
                      reward + retrieval bonus; a checkpoint every step, a killed run resumes from the last)
   grpo-export        its checkpoint with the best live wiki-val EM -> runs/on_policy/grpo/adapter
   grpo-val           that adapter on wiki-val 100-199 (the episodes, for the failure classes)
+  ei-grpo-*          the same from expert iteration's round-2 agent
+                     (configs/on_policy/quickstart_wiki_grpo_after_ei.yaml)
   best-eval          the arm with the higher wiki-val EM after its last round, on all 500 wiki-eval
                      questions (wiki-eval chooses nothing)
   sft-eval           the SFT agent on the same 500
   other-eval         the runner-up arm on wiki-eval, for the record
-  grpo-eval          the GRPO agent on all 500 wiki-eval questions
+  grpo-eval          the GRPO agent on all 500 wiki-eval questions (ei-grpo-eval: the other one)
   ARM-rN-eval        any arm's round N on wiki-eval, for the record (only when named in --only)
 
     python experiments/on_policy.py [--only ...] [--rounds 1] [--threads 2]
@@ -43,8 +45,10 @@ from steps import run_step
 OUT = Path("runs/on_policy")
 SFT = Path("runs/quickstart")
 EI_CONFIG = "configs/on_policy/quickstart_wiki_ei.yaml"
-GRPO = OUT / "grpo"  # the GRPO config's default_root_dir
-GRPO_CONFIG = "configs/on_policy/quickstart_wiki_grpo.yaml"
+GRPO_ARMS = {  # arm -> its config, whose default_root_dir is OUT / arm
+    "grpo": "configs/on_policy/quickstart_wiki_grpo.yaml",
+    "ei-grpo": "configs/on_policy/quickstart_wiki_grpo_after_ei.yaml",
+}
 ARMS = {  # arm -> its expert-iteration arguments
     "ei": ["--config", EI_CONFIG],
     "eih": ["--config", EI_CONFIG, "--hindsight"],
@@ -84,15 +88,17 @@ def steps(args: argparse.Namespace) -> dict[str, tuple[list[str], Path]]:
 
     for arm in ARMS:
         arm_steps(arm)
-    best = next(iter((GRPO / "checkpoints").glob("best-*.ckpt")), GRPO / "checkpoints" / "best.ckpt")
-    grpo_adapter = str(GRPO / "adapter")
-    out |= {
-        "grpo-train": ([sys.executable, "-m", "fireact.train", "fit", "--config", GRPO_CONFIG, "--ckpt_path", "last"],
-                       GRPO / "checkpoints" / "last.ckpt"),
-        "grpo-export": (fireact("export", "--ckpt", str(best), "--out", grpo_adapter), GRPO / "adapter" / "adapter_config.json"),
-        "grpo-val": (eval_cmd(grpo_adapter, "wiki-val", 100, GRPO / "validation.jsonl", args.threads, offset=100),
-                     GRPO / "validation.jsonl"),
-    }  # fmt: skip
+    for arm, config in GRPO_ARMS.items():
+        root = OUT / arm
+        best = next(iter((root / "checkpoints").glob("best-*.ckpt")), root / "checkpoints" / "best.ckpt")
+        out |= {
+            f"{arm}-train": ([sys.executable, "-m", "fireact.train", "fit", "--config", config, "--ckpt_path", "last"],
+                             root / "checkpoints" / "last.ckpt"),
+            f"{arm}-export": (fireact("export", "--ckpt", str(best), "--out", str(root / "adapter")),
+                              root / "adapter" / "adapter_config.json"),
+            f"{arm}-val": (eval_cmd(str(root / "adapter"), "wiki-val", 100, root / "validation.jsonl", args.threads, offset=100),
+                           root / "validation.jsonl"),
+        }  # fmt: skip
 
     def arm_eval(arm: str, k: int = args.rounds) -> tuple[list[str], Path]:
         path = OUT / f"eval_{arm}-r{k}-eval.jsonl"
@@ -103,8 +109,9 @@ def steps(args: argparse.Namespace) -> dict[str, tuple[list[str], Path]]:
     out["sft-eval"] = (eval_cmd(adapter, "wiki-eval", 500, OUT / "eval_sft-eval.jsonl", args.threads),
                        OUT / "eval_sft-eval.jsonl")  # fmt: skip
     out["other-eval"] = arm_eval(ranked[1])
-    out["grpo-eval"] = (eval_cmd(grpo_adapter, "wiki-eval", 500, OUT / "eval_grpo-eval.jsonl", args.threads),
-                        OUT / "eval_grpo-eval.jsonl")  # fmt: skip
+    for arm in GRPO_ARMS:
+        path = OUT / f"eval_{arm}-eval.jsonl"
+        out[f"{arm}-eval"] = (eval_cmd(str(OUT / arm / "adapter"), "wiki-eval", 500, path, args.threads), path)
     for arm in ARMS:  # any arm's round on wiki-eval, for the record: run only when named in --only
         for k in range(1, args.rounds + 1):
             out[f"{arm}-r{k}-eval"] = arm_eval(arm, k)
@@ -139,7 +146,7 @@ def compare_table(runs: dict[str, list]) -> list[str]:
     return lines
 
 
-GRPO_NAME = "GRPO (F1 + retrieval bonus)"
+GRPO_NAMES = {"grpo": "GRPO (F1 + retrieval bonus)", "ei-grpo": "expert iteration (round 2), then GRPO"}
 ARM_NAMES = {"ei": "expert iteration", "eih": "expert iteration + hindsight",
              "eig50": "expert iteration + gold paths, 50 steps", "eig": "expert iteration + gold paths, 1 epoch",
              "eig50-ei": "gold paths (50 steps), then expert iteration"}  # fmt: skip
@@ -188,19 +195,19 @@ def plot_rounds(arms: dict[str, list[dict]], sft_val_em: float, path: Path) -> N
     fig.savefig(path, dpi=120)
 
 
-def grpo_metrics() -> list[dict]:
-    """GRPO's logged rows by step; a resumed run logs into a new version, whose rows win."""
+def grpo_metrics(root: Path) -> list[dict]:
+    """A GRPO run's logged rows by step; a resumed run logs into a new version, whose rows win."""
     import csv
 
     by_step: dict[int, dict] = {}
-    for log in sorted((GRPO / "metrics").glob("version_*/metrics.csv"), key=lambda f: int(f.parent.name.split("_")[1])):
+    for log in sorted((root / "metrics").glob("version_*/metrics.csv"), key=lambda f: int(f.parent.name.split("_")[1])):
         for r in csv.DictReader(log.open()):
             row = by_step.setdefault(int(r["step"]), {"step": int(r["step"])})
             row.update({k: float(v) for k, v in r.items() if v and k != "step"})
     return [by_step[k] for k in sorted(by_step)]
 
 
-def plot_grpo(path: Path) -> None:
+def plot_grpo(rows: list[dict], title: str, path: Path) -> None:
     """GRPO's reward, EM, F1 and gold-seen rate on its sampled wiki-train episodes per step (5-step
     means), and its live wiki-val EM (greedy) at each validation."""
     import matplotlib
@@ -208,7 +215,6 @@ def plot_grpo(path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = grpo_metrics()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for key, label in (("train/reward_mean", "reward (F1 + 0.25 seen - 0.5 no finish)"), ("train/em", "EM"),
                        ("train/f1", "F1"), ("train/gold_seen", "gold in an observation")):  # fmt: skip
@@ -221,6 +227,7 @@ def plot_grpo(path: Path) -> None:
     val = [(r["step"], 100 * r["val/em"]) for r in rows if "val/em" in r]
     if val:
         ax.plot(*zip(*val), "o-", color="black", label="wiki-val EM (100-199, greedy)")
+    ax.set_title(title)
     ax.set_xlabel("GRPO step (8 questions x G=4)")
     ax.set_ylabel("%")
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
@@ -259,7 +266,7 @@ def report() -> str:
     for arm, rounds in arms.items():  # every round of an arm that was scored on wiki-eval
         for r in rounds:
             runs[f"{ARM_NAMES[arm]}, round {r['round']}"] = read(OUT / f"eval_{arm}-r{r['round']}-eval.jsonl")
-    runs[GRPO_NAME] = read(OUT / "eval_grpo-eval.jsonl")
+    runs |= {name: read(OUT / f"eval_{arm}-eval.jsonl") for arm, name in GRPO_NAMES.items()}
     runs = {k: v for k, v in runs.items() if v}
     lines = compare_table(runs) if runs else ["(no wiki-eval run finished yet)"]
     lines += cost_lines(arms, runs, records)
@@ -267,15 +274,17 @@ def report() -> str:
     val = {"SFT (quickstart)": read(OUT / "eval_sft-val.jsonl")}
     val |= {f"{ARM_NAMES[arm]}, round {r['round']}": read(OUT / arm / f"round{r['round']}" / "validation.jsonl")
             for arm, rounds in arms.items() for r in rounds}  # fmt: skip
-    val |= {GRPO_NAME: read(GRPO / "validation.jsonl")} if (GRPO / "validation.jsonl").is_file() else {}
+    val |= {name: read(OUT / arm / "validation.jsonl") for arm, name in GRPO_NAMES.items()
+            if (OUT / arm / "validation.jsonl").is_file()}  # fmt: skip
     if all(val.values()):
         lines += ["", "wiki-val questions 100-199 (greedy), where settings are chosen:", "", *compare_table(val)]
     if arms and (OUT / "eval_sft-val.jsonl").is_file():
         plot_rounds(arms, summarize(read(OUT / "eval_sft-val.jsonl")).em, Path("docs/img/on_policy_wiki.png"))
         lines.append("\n(curve: docs/img/on_policy_wiki.png)")
-    if grpo_metrics():
-        plot_grpo(Path("docs/img/on_policy_wiki_grpo.png"))
-        lines.append("(GRPO's curve: docs/img/on_policy_wiki_grpo.png)")
+    for arm, name in GRPO_NAMES.items():
+        if rows := grpo_metrics(OUT / arm):
+            plot_grpo(rows, name, Path(f"docs/img/on_policy_wiki_{arm}.png"))
+            lines.append(f"({name}: docs/img/on_policy_wiki_{arm}.png)")
     return "\n".join(lines)
 
 

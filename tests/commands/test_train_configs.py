@@ -107,15 +107,20 @@ def test_on_policy_repro_configs_parse(capsys, monkeypatch, tmp_path):
     assert printed["model"]["class_path"] == "fireact.modules.grpo.GRPOLM"
     assert printed["model"]["init_args"]["rollouts"]["temperature"] == 0.8
     assert printed["data"]["class_path"] == "fireact.modules.questions.QuestionDataModule"
-    with pytest.raises(SystemExit):  # the wiki world's GRPO: its rollouts name the wiki tool
-        build_cli(["fit", "--config", str(ROOT / "configs/on_policy/quickstart_wiki_grpo.yaml"), "--print_config"])
-    printed = printed_config(capsys.readouterr().out)
-    assert printed["model"]["init_args"]["rollouts"]["tool"] == "wiki"
-    assert printed["data"]["init_args"]["pool"]["split"] == "wiki-train"
-    assert (printed["model"]["init_args"]["reward"], printed["model"]["init_args"]["seen_bonus"]) == ("f1", 0.25)
-    (validation,) = [c for c in printed["trainer"]["callbacks"] if c["class_path"].endswith("RolloutValidation")]
-    rollouts = validation["init_args"]["rollouts"]
-    assert (rollouts["split"], rollouts["offset"]) == ("wiki-val", 100)
+    sys.path.insert(0, str(ROOT / "experiments"))
+    from on_policy import GRPO_ARMS
+
+    for arm, config in GRPO_ARMS.items():  # the wiki world's GRPO; its runs where the experiment reads them
+        with pytest.raises(SystemExit):
+            build_cli(["fit", "--config", str(ROOT / config), "--print_config"])
+        printed = printed_config(capsys.readouterr().out)
+        model = printed["model"]["init_args"]
+        assert model["rollouts"]["tool"] == "wiki" and printed["data"]["init_args"]["pool"]["split"] == "wiki-train"
+        assert (model["reward"], model["seen_bonus"]) == ("f1", 0.25)
+        (validation,) = [c for c in printed["trainer"]["callbacks"] if c["class_path"].endswith("RolloutValidation")]
+        rollouts = validation["init_args"]["rollouts"]
+        assert (rollouts["split"], rollouts["offset"]) == ("wiki-val", 100)
+        assert printed["trainer"]["default_root_dir"] == f"runs/on_policy/{arm}"
     parser = ArgumentParser(exit_on_error=False)
     parser.add_class_arguments(ExpertIteration)
     cfg = parser.parse_path(str(ROOT / "configs/repro/smollm2_hotpotqa_expert_iteration.yaml"))
@@ -206,7 +211,6 @@ def test_on_policy_grpo_steps_resume_and_curve(tmp_path, monkeypatch):
     sys.path.insert(0, str(ROOT / "experiments"))
     import on_policy
 
-    monkeypatch.setattr(on_policy, "GRPO", tmp_path / "grpo")
     monkeypatch.setattr(on_policy, "OUT", tmp_path)
     args = argparse.Namespace(rounds=1, threads=2)
     assert on_policy.steps(args)["grpo-train"][0][-2:] == ["--ckpt_path", "last"]
@@ -218,8 +222,8 @@ def test_on_policy_grpo_steps_resume_and_curve(tmp_path, monkeypatch):
         log = tmp_path / "grpo" / "metrics" / f"version_{version}" / "metrics.csv"
         log.parent.mkdir(parents=True)
         log.write_text(header + rows)
-    rows = on_policy.grpo_metrics()
+    rows = on_policy.grpo_metrics(tmp_path / "grpo")
     assert [r["step"] for r in rows] == [0, 1, 2, 3]
     assert rows[2] == {"step": 2, "epoch": 0.0, "train/reward_mean": 0.3, "val/em": 0.1}  # the resumed run's reward
-    on_policy.plot_grpo(tmp_path / "grpo.png")
+    on_policy.plot_grpo(rows, "GRPO", tmp_path / "grpo.png")
     assert (tmp_path / "grpo.png").stat().st_size > 0
