@@ -26,7 +26,6 @@ from typing import Any
 import torch
 
 from fireact.data.batching import collate, model_inputs
-from fireact.data.evaluation import gold_seen
 from fireact.data.paths import resolve_data_dir
 from fireact.data.tasks import Example
 from fireact.data.token_log import training_rows
@@ -38,6 +37,7 @@ from fireact.lm.token_servers import TokenServersLM
 from fireact.modules.grpo_loss import (
     REWARDS,
     clipped_policy_loss,
+    episode_metrics,
     episode_reward,
     group_advantages,
     token_budget_chunks,
@@ -248,16 +248,8 @@ class GRPOLM(FireActLM):
             scheduler.step()
         training_seconds = time.perf_counter() - started
         tokens = max(n_trained * h.ppo_epochs, 1)
-        r = torch.tensor(rewards)
-        live_groups = {g for g, a in zip(groups, advantages) if a != 0.0}
         metrics = {
-            "train/reward_mean": float(r.mean()),
-            "train/reward_std": float(r.std(unbiased=False)),
-            "train/em": sum(t.em for t in trajs) / len(trajs),
-            "train/f1": sum(t.f1 for t in trajs) / len(trajs),
-            "train/gold_seen": sum(gold_seen(t) for t in trajs) / len(trajs),
-            "train/format_error_rate": sum(not t.finished for t in trajs) / len(trajs),
-            "train/zero_advantage_groups": 1 - len(live_groups) / len(set(groups)),
+            **{f"train/{k}": v for k, v in episode_metrics(trajs, rewards, groups, advantages).items()},
             "train/loss": stats["loss"] / max(h.ppo_epochs, 1),
             "train/clip_frac": stats["clipped"] / tokens,
             "train/ratio_mean": stats["ratio"] / tokens if rows else 1.0,

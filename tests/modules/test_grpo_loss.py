@@ -10,7 +10,13 @@ import torch
 
 from fireact.data.token_row import TokenRow
 from fireact.data.trajectory import Trajectory, Turn
-from fireact.modules.grpo_loss import clipped_policy_loss, episode_reward, group_advantages, token_budget_chunks
+from fireact.modules.grpo_loss import (
+    clipped_policy_loss,
+    episode_metrics,
+    episode_reward,
+    group_advantages,
+    token_budget_chunks,
+)
 
 
 def test_group_advantages_are_relative_to_the_own_group():
@@ -39,6 +45,10 @@ def test_seen_bonus_pays_for_retrieving_the_gold_not_for_a_yes_no_answer():
     assert episode_reward(missed, "em", 0.5, seen_bonus=0.25) == 0.0
     assert episode_reward(yes, "em", 0.5, seen_bonus=0.25) == 0.0  # "yes" in an observation is no retrieval
     assert group_advantages([episode_reward(t, "f1", 0.5, 0.25) for t in (seen, missed)], ["q", "q"])[0] > 0
+    rewards, groups = [0.25, 0.0, 0.0], ["q", "q", "y"]
+    m = episode_metrics([seen, missed, yes], rewards, groups, group_advantages(rewards, groups))
+    assert m["gold_seen"] == pytest.approx(1 / 3) and m["zero_advantage_groups"] == 0.5  # y: one sample, no gradient
+    assert (m["em"], m["format_error_rate"], m["reward_mean"]) == (0.0, 0.0, pytest.approx(0.25 / 3))
 
 
 def test_loss_micro_batches_stay_within_the_token_budget():
