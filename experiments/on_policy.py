@@ -207,49 +207,71 @@ def grpo_metrics(root: Path) -> list[dict]:
     return [by_step[k] for k in sorted(by_step)]
 
 
-def plot_grpo(rows: list[dict], title: str, path: Path) -> None:
-    """GRPO's reward, EM, F1 and gold-seen rate on its sampled wiki-train episodes per step (5-step
-    means), and its live wiki-val EM (greedy) at each validation."""
+def grpo_validations(root: Path) -> dict[int, list]:
+    """A GRPO run's live wiki-val episodes by the number of updates before them (the callback's
+    rollouts/stepNNNNNN[_before].jsonl; a resumed run's win)."""
+    runs = {}
+    for log in sorted((root / "metrics").glob("version_*"), key=lambda d: int(d.name.split("_")[1])):
+        for path in sorted(log.glob("rollouts/step*.jsonl")):
+            runs[int(path.name[4:10])] = read(path)
+    return dict(sorted(runs.items()))
+
+
+def plot_grpo(root: Path, title: str, path: Path) -> None:
+    """GRPO's reward, EM, F1 and gold-seen rate on its sampled wiki-train episodes (5-step means) and
+    its live wiki-val EM (greedy), against the updates made before them."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    from fireact.data.evaluation import summarize
+
+    rows = grpo_metrics(root)
+    fig, ax = plt.subplots(figsize=(6.4, 5.0))
     for key, label in (("train/reward_mean", "reward (F1 + 0.25 seen - 0.5 no finish)"), ("train/em", "EM"),
                        ("train/f1", "F1"), ("train/gold_seen", "gold in an observation")):  # fmt: skip
         pts = [(r["step"], 100 * r[key]) for r in rows if key in r]
         if pts:
-            mean = [
-                sum(v for _, v in pts[max(0, i - 4) : i + 1]) / len(pts[max(0, i - 4) : i + 1]) for i in range(len(pts))
-            ]
-            ax.plot([s for s, _ in pts], mean, label=f"sampled wiki-train: {label}, 5-step mean")
-    val = [(r["step"], 100 * r["val/em"]) for r in rows if "val/em" in r]
+            window = [[v for _, v in pts[max(0, i - 4) : i + 1]] for i in range(len(pts))]
+            ax.plot(
+                [s for s, _ in pts],
+                [sum(w) / len(w) for w in window],
+                label=f"sampled wiki-train: {label}, 5-step mean",
+            )
+    val = [(step, 100 * summarize(trajs).em) for step, trajs in grpo_validations(root).items()]
     if val:
         ax.plot(*zip(*val), "o-", color="black", label="wiki-val EM (100-199, greedy)")
     ax.set_title(title)
-    ax.set_xlabel("GRPO step (8 questions x G=4)")
+    ax.set_xlabel("updates made (each on 8 questions x G=4 episodes)")
     ax.set_ylabel("%")
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
 
 def cost_lines(arms: dict[str, list[dict]], runs: dict[str, list], records: dict) -> list[str]:
-    """CPU-hours of each arm's rounds (sampling, training, validation) per wiki-eval EM point gained."""
+    """CPU-hours of each scored agent (sampling, training, validation) per wiki-eval EM point gained."""
     from fireact.data.evaluation import summarize
 
-    base = runs.get("SFT (quickstart)")
-    lines = []
+    scored = []  # (name, wiki-eval episodes, CPU-hours that made the agent)
     for arm, rounds in arms.items():
         for k, last in enumerate(rounds, 1):  # the rounds up to each scored one
-            trajs = runs.get(f"{ARM_NAMES[arm]}, round {last['round']}")
             cpu = sum(records.get(f"{arm}-r{r['round']}", {}).get("cpu_seconds", 0.0) for r in rounds[:k]) / 3600
-            if base and trajs and cpu > 0:  # a round whose step was not recorded has no CPU time
-                gain = 100 * (summarize(trajs).em - summarize(base).em)
-                per = f"{cpu / gain:.2f} CPU-hours per EM point" if gain > 0 else "no gain"
-                lines.append(f"- {ARM_NAMES[arm]}, {k} round(s): {cpu:.2f} CPU-hours for {gain:+.1f} EM: {per}")
+            scored.append(
+                (f"{ARM_NAMES[arm]}, {k} round(s)", runs.get(f"{ARM_NAMES[arm]}, round {last['round']}"), cpu)
+            )
+    for arm, name in GRPO_NAMES.items():  # its training (validations included) and its start's rounds
+        before = ["ei-r1", "ei-r2"] if arm == "ei-grpo" else []
+        cpu = sum(records.get(step, {}).get("cpu_seconds", 0.0) for step in [*before, f"{arm}-train"]) / 3600
+        scored.append((name, runs.get(name), cpu))
+    base, lines = runs.get("SFT (quickstart)"), []
+    for name, trajs, cpu in scored:
+        if base and trajs and cpu > 0:  # a step that was not recorded has no CPU time
+            gain = 100 * (summarize(trajs).em - summarize(base).em)
+            per = f"{cpu / gain:.2f} CPU-hours per EM point" if gain > 0 else "no gain"
+            lines.append(f"- {name}: {cpu:.2f} CPU-hours for {gain:+.1f} EM: {per}")
     return ["", *lines] if lines else []
 
 
@@ -282,8 +304,8 @@ def report() -> str:
         plot_rounds(arms, summarize(read(OUT / "eval_sft-val.jsonl")).em, Path("docs/img/on_policy_wiki.png"))
         lines.append("\n(curve: docs/img/on_policy_wiki.png)")
     for arm, name in GRPO_NAMES.items():
-        if rows := grpo_metrics(OUT / arm):
-            plot_grpo(rows, name, Path(f"docs/img/on_policy_wiki_{arm}.png"))
+        if grpo_metrics(OUT / arm):
+            plot_grpo(OUT / arm, name, Path(f"docs/img/on_policy_wiki_{arm}.png"))
             lines.append(f"({name}: docs/img/on_policy_wiki_{arm}.png)")
     return "\n".join(lines)
 

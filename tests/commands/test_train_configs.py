@@ -225,5 +225,17 @@ def test_on_policy_grpo_steps_resume_and_curve(tmp_path, monkeypatch):
     rows = on_policy.grpo_metrics(tmp_path / "grpo")
     assert [r["step"] for r in rows] == [0, 1, 2, 3]
     assert rows[2] == {"step": 2, "epoch": 0.0, "train/reward_mean": 0.3, "val/em": 0.1}  # the resumed run's reward
-    on_policy.plot_grpo(rows, "GRPO", tmp_path / "grpo.png")
+    from fireact.data.trajectory import Trajectory, Turn, write_trajectories
+
+    right = Trajectory("Q", "a", "hotpotqa", "react", [Turn("t", "finish[a]")], "a", 1.0, 1.0, id="q1")
+    wrong = Trajectory("Q", "a", "hotpotqa", "react", [Turn("t", "finish[b]")], "b", 0.0, 0.0, id="q1")
+    for version, name, trajs in (
+        (0, "step000000_before", [wrong]),
+        (0, "step000008", [wrong]),
+        (10, "step000008", [right]),
+    ):
+        write_trajectories(tmp_path / "grpo" / "metrics" / f"version_{version}" / "rollouts" / f"{name}.jsonl", trajs)
+    validations = on_policy.grpo_validations(tmp_path / "grpo")
+    assert list(validations) == [0, 8] and validations[8][0].em == 1.0  # the resumed run's validation
+    on_policy.plot_grpo(tmp_path / "grpo", "GRPO", tmp_path / "grpo.png")
     assert (tmp_path / "grpo.png").stat().st_size > 0
