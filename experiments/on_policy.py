@@ -195,12 +195,17 @@ def plot_rounds(arms: dict[str, list[dict]], sft_val_em: float, path: Path) -> N
     fig.savefig(path, dpi=120)
 
 
+def run_versions(root: Path) -> list[Path]:
+    """A GRPO run's logger versions, oldest first: a resumed run logs into a new one, whose rows win."""
+    return sorted((root / "metrics").glob("version_*"), key=lambda d: int(d.name.split("_")[1]))
+
+
 def grpo_metrics(root: Path) -> list[dict]:
-    """A GRPO run's logged rows by step; a resumed run logs into a new version, whose rows win."""
+    """A GRPO run's logged rows by step."""
     import csv
 
     by_step: dict[int, dict] = {}
-    for log in sorted((root / "metrics").glob("version_*/metrics.csv"), key=lambda f: int(f.parent.name.split("_")[1])):
+    for log in [v / "metrics.csv" for v in run_versions(root) if (v / "metrics.csv").is_file()]:
         for r in csv.DictReader(log.open()):
             row = by_step.setdefault(int(r["step"]), {"step": int(r["step"])})
             row.update({k: float(v) for k, v in r.items() if v and k != "step"})
@@ -209,9 +214,9 @@ def grpo_metrics(root: Path) -> list[dict]:
 
 def grpo_validations(root: Path) -> dict[int, list]:
     """A GRPO run's live wiki-val episodes by the number of updates before them (the callback's
-    rollouts/stepNNNNNN[_before].jsonl; a resumed run's win)."""
+    rollouts/stepNNNNNN[_before].jsonl)."""
     runs = {}
-    for log in sorted((root / "metrics").glob("version_*"), key=lambda d: int(d.name.split("_")[1])):
+    for log in run_versions(root):
         for path in sorted(log.glob("rollouts/step*.jsonl")):
             runs[int(path.name[4:10])] = read(path)
     return dict(sorted(runs.items()))
