@@ -49,6 +49,7 @@ GRPO_ARMS = {  # arm -> its config, whose default_root_dir is OUT / arm
     "grpo": "configs/on_policy/quickstart_wiki_grpo.yaml",
     "ei-grpo": "configs/on_policy/quickstart_wiki_grpo_after_ei.yaml",
 }
+GRPO_START = {"ei-grpo": ["ei-r1", "ei-r2"]}  # arm -> the steps that made its start (their CPU time counts)
 ARMS = {  # arm -> its expert-iteration arguments
     "ei": ["--config", EI_CONFIG],
     "eih": ["--config", EI_CONFIG, "--hindsight"],
@@ -268,8 +269,8 @@ def cost_lines(arms: dict[str, list[dict]], runs: dict[str, list], records: dict
                 (f"{ARM_NAMES[arm]}, {k} round(s)", runs.get(f"{ARM_NAMES[arm]}, round {last['round']}"), cpu)
             )
     for arm, name in GRPO_NAMES.items():  # its training (validations included) and its start's rounds
-        before = ["ei-r1", "ei-r2"] if arm == "ei-grpo" else []
-        cpu = sum(records.get(step, {}).get("cpu_seconds", 0.0) for step in [*before, f"{arm}-train"]) / 3600
+        steps_of = [*GRPO_START.get(arm, []), f"{arm}-train"]
+        cpu = sum(records.get(step, {}).get("cpu_seconds", 0.0) for step in steps_of) / 3600
         scored.append((name, runs.get(name), cpu))
     base, lines = runs.get("SFT (quickstart)"), []
     for name, trajs, cpu in scored:
