@@ -93,7 +93,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def weak_agent(tmp_path_factory, smollm2_dir) -> dict:
-    """The on-policy proofs' start (tests/support/weak_agent.py), built once per test process."""
-    from weak_agent import build_weak_agent
+    """The on-policy proofs' start (tests/support/weak_agent.py), built once per test run: under
+    xdist the first worker that needs it builds it in the run's shared temp dir (35-55 s saved on
+    the other). "tmp" stays the worker's own, for what a test writes."""
+    from filelock import FileLock
+    from weak_agent import build_weak_agent, weak_agent_at
 
-    return build_weak_agent(tmp_path_factory.mktemp("on-policy"), smollm2_dir)
+    tmp = tmp_path_factory.mktemp("on-policy")
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return build_weak_agent(tmp, smollm2_dir)
+    shared = tmp_path_factory.getbasetemp().parent / "weak-agent"  # the run's dir, above the workers'
+    with FileLock(f"{shared}.lock"):
+        built = (shared / "sft" / "adapter_config.json").is_file()
+        agent = weak_agent_at(shared, smollm2_dir) if built else build_weak_agent(shared, smollm2_dir)
+    return {**agent, "tmp": tmp}

@@ -11,24 +11,28 @@ CALL = '<tool_call>\n{"name": "search", "arguments": {"query": "Ibsen"}}\n</tool
 
 def teach(model: Any, tok: Any, prompts: list[str], reply: str, max_steps: int = 300) -> None:
     """Adam steps on (prompt -> reply) until the reply is every prompt's greedy continuation by a
-    margin (mean loss under 0.01: batched decoding's rounding must not flip a token); the LM head runs
-    at the reply's positions only (5x faster than over the whole prompt)."""
+    margin (mean loss under 0.01: batched decoding's rounding must not flip a token). The LM head runs
+    at the reply's positions only (5x faster than over the whole prompt) and prompts of one length go
+    through as one batch (1.6x); lr 5e-3 got there in ~105 steps, 1e-2 in ~160-210, 3e-2 never."""
     import torch
 
-    rows = []
+    groups: dict[tuple[int, int], list] = {}  # (prompt length, total length) -> rows of equal length
     for p in prompts:
         n = len(tok(p, add_special_tokens=False)["input_ids"])
-        rows.append((n, torch.tensor([tok(p + reply, add_special_tokens=False)["input_ids"]])))
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+        ids = tok(p + reply, add_special_tokens=False)["input_ids"]
+        groups.setdefault((n, len(ids)), []).append(ids)
+    batches = [(n, torch.tensor(rows)) for (n, _), rows in groups.items()]
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
     for _ in range(max_steps):
         optimizer.zero_grad()
         right, loss = 0, 0.0
-        for n, ids in rows:
-            logits = model(input_ids=ids, logits_to_keep=ids.shape[1] - n + 1).logits[0, :-1]
-            row_loss = torch.nn.functional.cross_entropy(logits, ids[0, n:])
-            row_loss.backward()
-            right, loss = right + bool((logits.argmax(-1) == ids[0, n:]).all()), loss + row_loss.item() / len(rows)
-        if right == len(rows) and loss < 0.01:
+        for n, ids in batches:
+            logits = model(input_ids=ids, logits_to_keep=ids.shape[1] - n + 1).logits[:, :-1]
+            batch_loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), ids[:, n:].flatten())
+            (batch_loss * len(ids) / len(prompts)).backward()  # the mean over prompts
+            right += int((logits.argmax(-1) == ids[:, n:]).all(-1).sum())
+            loss += batch_loss.item() * len(ids) / len(prompts)
+        if right == len(prompts) and loss < 0.01:
             model.eval()
             return
         optimizer.step()

@@ -45,4 +45,15 @@ def build_weak_agent(tmp: Path, smollm2_dir: str) -> dict:
     trainer.fit(FireActLM(model=smollm2_dir, lora_target_modules=TARGETS, **SFT), dm)
     trainer.save_checkpoint(tmp / "sft.ckpt")
     export(tmp / "sft.ckpt", tmp / "sft")
-    return {"tmp": tmp, "world": world, "adapter": tmp / "sft", "experts": tmp / "few.jsonl", "model": smollm2_dir}
+    return weak_agent_at(tmp, smollm2_dir)
+
+
+def weak_agent_at(tmp: Path, smollm2_dir: str) -> dict:
+    """The paths of the weak agent `build_weak_agent(tmp, ...)` built."""
+    return {
+        "tmp": tmp,
+        "world": tmp / "world",
+        "adapter": tmp / "sft",
+        "experts": tmp / "few.jsonl",
+        "model": smollm2_dir,
+    }
