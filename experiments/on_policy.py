@@ -40,6 +40,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import yaml
 from steps import run_step
 
 OUT = Path("runs/on_policy")
@@ -236,8 +237,11 @@ def plot_grpo(root: Path, title: str, path: Path) -> None:
     from fireact.data.evaluation import summarize
 
     rows = grpo_metrics(root)
+    hp = yaml.safe_load((run_versions(root)[0] / "hparams.yaml").read_text())  # the reward's weights, G
+    per_step = yaml.safe_load((run_versions(root)[0] / "config.yaml").read_text())["data"]["init_args"]
+    reward = f"reward ({hp['reward'].upper()} + {hp['seen_bonus']} seen - {hp['format_penalty']} no finish)"
     fig, ax = plt.subplots(figsize=(6.4, 5.0))
-    for key, label in (("train/reward_mean", "reward (F1 + 0.25 seen - 0.5 no finish)"), ("train/em", "EM"),
+    for key, label in (("train/reward_mean", reward), ("train/em", "EM"),
                        ("train/f1", "F1"), ("train/gold_seen", "gold in an observation")):  # fmt: skip
         pts = [(r["step"], 100 * r[key]) for r in rows if key in r]
         if pts:
@@ -251,7 +255,7 @@ def plot_grpo(root: Path, title: str, path: Path) -> None:
     if val:
         ax.plot(*zip(*val), "o-", color="black", label="wiki-val EM (100-199, greedy)")
     ax.set_title(title)
-    ax.set_xlabel("updates made (each on 8 questions x G=4 episodes)")
+    ax.set_xlabel(f"updates made (each on {per_step['questions_per_step']} questions x G={hp['group_size']} episodes)")
     ax.set_ylabel("%")
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1)
     ax.grid(alpha=0.3)

@@ -237,5 +237,8 @@ def test_on_policy_grpo_steps_resume_and_curve(tmp_path, monkeypatch):
         write_trajectories(tmp_path / "grpo" / "metrics" / f"version_{version}" / "rollouts" / f"{name}.jsonl", trajs)
     validations = on_policy.grpo_validations(tmp_path / "grpo")
     assert list(validations) == [0, 8] and validations[8][0].em == 1.0  # the resumed run's validation
+    first = tmp_path / "grpo" / "metrics" / "version_0"  # the legend's reward weights and G come from its run
+    (first / "hparams.yaml").write_text("reward: f1\nseen_bonus: 0.25\nformat_penalty: 0.5\ngroup_size: 4\n")
+    (first / "config.yaml").write_text("data:\n  init_args: {questions_per_step: 8}\n")
     on_policy.plot_grpo(tmp_path / "grpo", "GRPO", tmp_path / "grpo.png")
     assert (tmp_path / "grpo.png").stat().st_size > 0
