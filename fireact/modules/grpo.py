@@ -16,6 +16,7 @@ ranks, which per-rank sampling does not do, and the loss here needs manual optim
 from __future__ import annotations
 
 import contextlib
+import random
 import shutil
 import time
 from collections import defaultdict
@@ -39,6 +40,7 @@ from fireact.modules.grpo_loss import (
     clipped_policy_loss,
     episode_metrics,
     episode_reward,
+    equal_reward_groups,
     group_advantages,
     token_budget_chunks,
 )
@@ -64,6 +66,11 @@ class GRPOLM(FireActLM):
         format_penalty: subtracted from the reward of an episode that never finished well-formed.
         seen_bonus: added to the reward of an episode where the gold answer showed up in an observation
             (shaping for retrieval; the task's EM is still what validation scores).
+        refill: DAPO's dynamic sampling: up to this many more sampling rounds a step, each replacing the
+            groups whose rewards all came out equal (no gradient) by as many questions drawn from the
+            DataModule's pool (seeded by step and rank, so a replayed step refills alike); the replaced
+            groups' episodes are dropped. 0: they are only skipped. The logged episode metrics are the
+            step's own questions' (comparable across runs); `train/refilled` counts the questions added.
         ppo_epochs: optimizer steps on each batch of rollouts (1 = strictly on-policy).
         micro_batch_tokens: padded tokens per forward/backward when computing the loss (rows sorted by
             length and packed up to it; a longer row goes alone). Activation memory grows with it:
@@ -92,6 +99,7 @@ class GRPOLM(FireActLM):
         reward: str = "em",
         format_penalty: float = 0.0,
         seen_bonus: float = 0.0,
+        refill: int = 0,
         ppo_epochs: int = 1,
         micro_batch_tokens: int = 4096,
         data_dir: str | None = None,
@@ -106,6 +114,8 @@ class GRPOLM(FireActLM):
             raise FireactError("model.rollout_servers needs LoRA training: full weights are not pushed to servers")
         if reward not in REWARDS:
             raise FireactError(f"model.reward must be 'em' or 'f1', got {reward!r}")
+        if refill < 0:
+            raise FireactError(f"model.refill must be 0 or more sampling rounds, got {refill}")
         if group_size < 2:
             raise FireactError("model.group_size must be at least 2: advantages are relative to the group")
         self.rollout_config = rollouts or EpisodeConfig(temperature=1.0)
@@ -183,6 +193,35 @@ class GRPOLM(FireActLM):
         finally:
             self.model.train()
 
+    def scored_groups(self, questions: list[Example], seconds: dict) -> tuple[list[Trajectory], list[float], list[str]]:
+        """(episodes, rewards, group of each) of the questions played G times; adds to `seconds`."""
+        h, started = self.hparams, time.perf_counter()
+        trajs = self.play(questions)
+        scoring = time.perf_counter()
+        rewards = [episode_reward(t, h.reward, h.format_penalty, h.seen_bonus) for t in trajs]
+        seconds["sampling"] += scoring - started
+        seconds["scoring"] += time.perf_counter() - scoring
+        return trajs, rewards, [f"{t.task}/{t.id}" for t in trajs]
+
+    def refilled_groups(
+        self, trajs: list[Trajectory], rewards: list[float], groups: list[str], seconds: dict
+    ) -> tuple[list[Trajectory], list[float], list[str], int]:
+        """The step's groups with those of equal rewards replaced by new questions' (`refill`)."""
+        added = 0
+        for k in range(1, self.hparams.refill + 1):
+            dead, played = equal_reward_groups(rewards, groups), set(groups)
+            pool = [q for q in self.trainer.datamodule.questions if f"{q.task}/{q.id}" not in played]
+            if not dead or not pool:
+                break
+            rng = random.Random(
+                f"refill/{self.trainer.datamodule.seed}/{self.global_step}/{self.trainer.global_rank}/{k}"
+            )
+            more = self.scored_groups(rng.sample(pool, min(len(dead), len(pool))), seconds)
+            keep = [i for i, g in enumerate(groups) if g not in dead]
+            trajs, rewards, groups = ([old[i] for i in keep] + new for old, new in zip((trajs, rewards, groups), more))
+            added += len(set(more[2]))
+        return trajs, rewards, groups, added
+
     # ----------------------------------------------------------------- loss
     def token_logprobs(self, rows: list[TokenRow]) -> tuple[torch.Tensor, torch.Tensor]:
         """(log-probs under the current weights, sampling log-probs) of every trained token of `rows`,
@@ -213,13 +252,11 @@ class GRPOLM(FireActLM):
 
     def training_step(self, batch: list[Example], batch_idx: int) -> torch.Tensor:
         h = self.hparams
-        started = time.perf_counter()
-        trajs = self.play(batch)
-        sampling_seconds = time.perf_counter() - started
-        rewards = [episode_reward(t, h.reward, h.format_penalty, h.seen_bonus) for t in trajs]
-        groups = [f"{t.task}/{t.id}" for t in trajs]
+        seconds: dict[str, float] = defaultdict(float)
+        trajs, rewards, groups = self.scored_groups(batch, seconds)
+        step_metrics = episode_metrics(trajs, rewards, groups)  # the step's own questions, before any refill
+        trajs, rewards, groups, refilled = self.refilled_groups(trajs, rewards, groups, seconds)
         advantages = group_advantages(rewards, groups)
-        scoring_seconds = time.perf_counter() - started - sampling_seconds
         rows, row_adv = [], []
         for t, g, a in zip(trajs, groups, advantages):
             if a != 0.0:  # a zero advantage gives no gradient: skip its forward pass
@@ -249,16 +286,17 @@ class GRPOLM(FireActLM):
         training_seconds = time.perf_counter() - started
         tokens = max(n_trained * h.ppo_epochs, 1)
         metrics = {
-            **{f"train/{k}": v for k, v in episode_metrics(trajs, rewards, groups, advantages).items()},
+            **{f"train/{k}": v for k, v in step_metrics.items()},
+            "train/refilled": refilled,
             "train/loss": stats["loss"] / max(h.ppo_epochs, 1),
             "train/clip_frac": stats["clipped"] / tokens,
             "train/ratio_mean": stats["ratio"] / tokens if rows else 1.0,
             "train/kl": stats["kl"] / tokens,
-            "train/sampled_tokens_per_sec": sampled / max(sampling_seconds, 1e-9),
+            "train/sampled_tokens_per_sec": sampled / max(seconds["sampling"], 1e-9),
             "train/trained_tokens_per_sec": n_trained * h.ppo_epochs / max(training_seconds, 1e-9),
-            "train/sampling_share": sampling_seconds / max(sampling_seconds + training_seconds, 1e-9),
-            "train/sampling_seconds": sampling_seconds,
-            "train/scoring_seconds": scoring_seconds,
+            "train/sampling_share": seconds["sampling"] / max(seconds["sampling"] + training_seconds, 1e-9),
+            "train/sampling_seconds": seconds["sampling"],
+            "train/scoring_seconds": seconds["scoring"],
             "train/training_seconds": training_seconds,
         }
         if h.rollout_servers:  # how far the servers' log-probs are from the trainer's (TIS corrects it)

@@ -26,17 +26,25 @@ def episode_reward(t: Trajectory, reward: str, format_penalty: float, seen_bonus
     return value - (0.0 if t.finished else format_penalty) + (seen_bonus if gold_seen(t) else 0.0)
 
 
-def episode_metrics(trajs: list[Trajectory], rewards: list[float], groups: list[str], advantages: list[float]) -> dict:
+def episode_metrics(trajs: list[Trajectory], rewards: list[float], groups: list[str]) -> dict:
     """What a step's episodes earned: reward mean and std, EM, F1, gold-seen and format-error rates,
     and the share of groups whose equal rewards left them no gradient."""
     r = torch.tensor(rewards)
-    live = {g for g, a in zip(groups, advantages) if a != 0.0}
     n = len(trajs)
     return {"reward_mean": float(r.mean()), "reward_std": float(r.std(unbiased=False)),
             "em": sum(t.em for t in trajs) / n, "f1": sum(t.f1 for t in trajs) / n,
             "gold_seen": sum(gold_seen(t) for t in trajs) / n,
             "format_error_rate": sum(not t.finished for t in trajs) / n,
-            "zero_advantage_groups": 1 - len(live) / len(set(groups))}  # fmt: skip
+            "zero_advantage_groups": len(equal_reward_groups(rewards, groups)) / len(set(groups))}  # fmt: skip
+
+
+def equal_reward_groups(rewards: list[float], groups: list[str]) -> set[str]:
+    """The groups whose rewards are all equal (a group of one included): their advantages are all 0,
+    so they give no gradient (DAPO's dynamic sampling replaces them)."""
+    seen: dict[str, set[float]] = defaultdict(set)
+    for r, g in zip(rewards, groups):
+        seen[g].add(r)
+    return {g for g, rs in seen.items() if len(rs) == 1}
 
 
 def group_advantages(rewards: list[float], groups: list[str], eps: float = 1e-4) -> list[float]:

@@ -14,6 +14,7 @@ from fireact.modules.grpo_loss import (
     clipped_policy_loss,
     episode_metrics,
     episode_reward,
+    equal_reward_groups,
     group_advantages,
     token_budget_chunks,
 )
@@ -25,6 +26,16 @@ def test_group_advantages_are_relative_to_the_own_group():
     assert adv[2:] == [0.0, 0.0, 0.0, 0.0, 0.0]  # all-equal groups (and a group of one) carry no signal
     mixed = group_advantages([1.0, 0.0, 0.0, 0.0], ["q"] * 4)
     assert sum(mixed) == pytest.approx(0.0, abs=1e-9) and mixed[0] > 0 > mixed[1]
+
+
+def test_equal_reward_groups_are_those_with_no_advantage():
+    rewards, groups = (
+        [1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.5, 0.2, 0.2, 0.3],
+        ["a", "a", "b", "b", "c", "c", "d", "e", "e", "e"],
+    )
+    dead = equal_reward_groups(rewards, groups)
+    assert dead == {"b", "c", "d"}  # all equal, or a group of one
+    assert dead == {g for g, a in zip(groups, group_advantages(rewards, groups)) if a == 0.0}
 
 
 def test_episode_reward_em_f1_and_format_penalty():
@@ -46,7 +57,7 @@ def test_seen_bonus_pays_for_retrieving_the_gold_not_for_a_yes_no_answer():
     assert episode_reward(yes, "em", 0.5, seen_bonus=0.25) == 0.0  # "yes" in an observation is no retrieval
     assert group_advantages([episode_reward(t, "f1", 0.5, 0.25) for t in (seen, missed)], ["q", "q"])[0] > 0
     rewards, groups = [0.25, 0.0, 0.0], ["q", "q", "y"]
-    m = episode_metrics([seen, missed, yes], rewards, groups, group_advantages(rewards, groups))
+    m = episode_metrics([seen, missed, yes], rewards, groups)
     assert m["gold_seen"] == pytest.approx(1 / 3) and m["zero_advantage_groups"] == 0.5  # y: one sample, no gradient
     assert (m["em"], m["format_error_rate"], m["reward_mean"]) == (0.0, 0.0, pytest.approx(0.25 / 3))
 

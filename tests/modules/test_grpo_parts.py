@@ -63,9 +63,55 @@ def test_kl_reference_is_the_frozen_start_adapter(tiny_model_dir, tmp_path):
     assert trainable and all(".default." in k for k in trainable) and not any(REFERENCE in k for k in trainable)
 
 
+def test_refill_replaces_equal_reward_groups_with_new_questions(tiny_model_dir):
+    """DAPO's dynamic sampling: groups whose rewards all came out equal are dropped and replaced by
+    pool questions not played this step; a refilled group that comes out equal is replaced again, up
+    to `refill` rounds; the draw is the same when the step is replayed."""
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    from fireact.data.tasks import Example
+    from fireact.data.trajectory import Trajectory
+    from fireact.modules.grpo import GRPOLM
+
+    pool = [Example(f"q{i}", f"question {i}", "a", task="synthetic") for i in range(8)]
+    live = {"q1", "q4", "q6", "q7"}  # the questions whose G=2 samples get different rewards
+
+    def scored(questions, seconds):
+        seconds["sampling"] += 1.0
+        trajs = [
+            Trajectory(q.question, "a", q.task, "react", [], None, 0.0, 0.0, id=q.id)
+            for q in questions
+            for _ in range(2)
+        ]
+        rewards = [float(q.id in live and g == 0) for q in questions for g in range(2)]
+        return trajs, rewards, [f"{t.task}/{t.id}" for t in trajs]
+
+    def refill(rounds: int) -> tuple[list[str], int, dict]:
+        module = GRPOLM(model=tiny_model_dir, group_size=2, refill=rounds)
+        module._trainer = SimpleNamespace(
+            datamodule=SimpleNamespace(questions=pool, seed=0), global_rank=0, global_step=5
+        )
+        module.scored_groups = scored
+        seconds = defaultdict(float)
+        trajs, rewards, groups, added = module.refilled_groups(*scored(pool[:2], seconds), seconds)
+        assert len(trajs) == len(rewards) == len(groups) and [f"{t.task}/{t.id}" for t in trajs] == groups
+        return groups, added, seconds
+
+    groups, added, seconds = refill(0)
+    assert (groups, added) == (["synthetic/q0"] * 2 + ["synthetic/q1"] * 2, 0)  # skipped only
+    groups, added, seconds = refill(3)
+    ids = list(dict.fromkeys(g.split("/")[1] for g in groups))
+    assert ids[0] == "q1" and "q0" not in ids  # the live group stays, the equal one is dropped
+    assert added == seconds["sampling"] - 1 and added >= 1  # one question a round while a dead one remains
+    assert groups == refill(3)[0]  # seeded by (data seed, step, rank, round): a replayed step refills alike
+    dead = {g for g in set(groups) if g.split("/")[1] not in live}
+    assert len(dead) <= 1 and (not dead or added == 3)  # a dead group is left only when the rounds ran out
+
+
 @pytest.mark.slow
 def test_grpo_runs_under_ddp_with_two_processes(tiny_model_dir, tmp_path):
-    """2 CPU processes (gloo): each rank samples its own questions, gradients are summed once a step,
+    """2 CPU processes (gloo): each rank samples (and refills) its own questions, gradients are summed once a step,
     and nothing hangs although the ranks' episodes (and backward passes) differ."""
     import csv
     import json
@@ -84,7 +130,7 @@ def test_grpo_runs_under_ddp_with_two_processes(tiny_model_dir, tmp_path):
         },
         "model": {
             "class_path": "fireact.modules.grpo.GRPOLM",
-            "init_args": {"model": tiny_model_dir, "group_size": 2, "data_dir": str(world), "format_penalty": 0.5,
+            "init_args": {"model": tiny_model_dir, "group_size": 2, "data_dir": str(world), "format_penalty": 0.5, "refill": 1,
                           "rollouts": {"temperature": 1.0, "max_turns": 2, "max_tokens": 8, "batch_size": 4}},
         },
         "data": {
@@ -101,3 +147,6 @@ def test_grpo_runs_under_ddp_with_two_processes(tiny_model_dir, tmp_path):
     rows = [x for x in csv.DictReader(open(next(tmp_path.rglob("metrics.csv")))) if x.get("train/reward_mean")]
     assert [int(x["step"]) for x in rows] == [0, 1]
     assert all(abs(float(x["train/ratio_mean"]) - 1) < 1e-3 for x in rows)
+    # refill: 1 under DDP (each rank refills its own share); a random tiny model never finishes, so every
+    # group's rewards are equal (-0.5) and each rank replaces both of its questions
+    assert all(float(x["train/refilled"]) == 2 for x in rows)
