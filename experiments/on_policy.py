@@ -50,8 +50,12 @@ GRPO_ARMS = {  # arm -> its config, whose default_root_dir is OUT / arm
     "grpo": "configs/on_policy/quickstart_wiki_grpo.yaml",
     "ei-grpo": "configs/on_policy/quickstart_wiki_grpo_after_ei.yaml",
     "grpo-more": "configs/on_policy/quickstart_wiki_grpo_more.yaml",  # from grpo's agent
+    "grpo-refill": "configs/on_policy/quickstart_wiki_grpo_refill.yaml",  # grpo + DAPO's refill
 }
-GRPO_START = {"ei-grpo": ["ei-r1", "ei-r2"], "grpo-more": ["grpo-train"]}  # arm -> the steps that made its start (their CPU time counts)
+GRPO_START = {
+    "ei-grpo": ["ei-r1", "ei-r2"],
+    "grpo-more": ["grpo-train"],
+}  # arm -> the steps that made its start (their CPU time counts)
 ARMS = {  # arm -> its expert-iteration arguments
     "ei": ["--config", EI_CONFIG],
     "eih": ["--config", EI_CONFIG, "--hindsight"],
@@ -149,8 +153,12 @@ def compare_table(runs: dict[str, list]) -> list[str]:
     return lines
 
 
-GRPO_NAMES = {"grpo": "GRPO (F1 + retrieval bonus)", "ei-grpo": "expert iteration (round 2), then GRPO",
-              "grpo-more": "GRPO, then 32 more updates"}
+GRPO_NAMES = {
+    "grpo": "GRPO (F1 + retrieval bonus)",
+    "ei-grpo": "expert iteration (round 2), then GRPO",
+    "grpo-more": "GRPO, then 32 more updates",
+    "grpo-refill": "GRPO with refill (DAPO)",
+}
 ARM_NAMES = {"ei": "expert iteration", "eih": "expert iteration + hindsight",
              "eig50": "expert iteration + gold paths, 50 steps", "eig": "expert iteration + gold paths, 1 epoch",
              "eig50-ei": "gold paths (50 steps), then expert iteration"}  # fmt: skip
