@@ -245,8 +245,9 @@ def plot_grpo(root: Path, title: str, path: Path) -> None:
     from fireact.data.evaluation import summarize
 
     rows = grpo_metrics(root)
-    hp = yaml.safe_load((run_versions(root)[0] / "hparams.yaml").read_text())  # the reward's weights, G
-    per_step = yaml.safe_load((run_versions(root)[0] / "config.yaml").read_text())["data"]["init_args"]
+    first = run_versions(root)[0]  # the reward's weights and G, as the run was configured
+    hp = yaml.safe_load((first / "hparams.yaml").read_text())
+    per_step = yaml.safe_load((first / "config.yaml").read_text())["data"]["init_args"]
     reward = f"reward ({hp['reward'].upper()} + {hp['seen_bonus']} seen - {hp['format_penalty']} no finish)"
     fig, ax = plt.subplots(figsize=(6.4, 5.0))
     for key, label in (("train/reward_mean", reward), ("train/em", "EM"),

@@ -53,6 +53,11 @@ from fireact.rollout.sampling import sampling_logprobs
 REFERENCE = "reference"  # the frozen starting adapter, when training starts from one
 
 
+def group_of(x: Example | Trajectory) -> str:
+    """The GRPO group of a question, or of an episode of it."""
+    return f"{x.task}/{x.id}"
+
+
 class GRPOLM(FireActLM):
     """FireActLM trained by GRPO on live rollouts (see the module docstring).
 
@@ -201,7 +206,7 @@ class GRPOLM(FireActLM):
         rewards = [episode_reward(t, h.reward, h.format_penalty, h.seen_bonus) for t in trajs]
         seconds["sampling"] += scoring - started
         seconds["scoring"] += time.perf_counter() - scoring
-        return trajs, rewards, [f"{t.task}/{t.id}" for t in trajs]
+        return trajs, rewards, [group_of(t) for t in trajs]
 
     def refilled_groups(
         self, trajs: list[Trajectory], rewards: list[float], groups: list[str], seconds: dict
@@ -210,7 +215,7 @@ class GRPOLM(FireActLM):
         added = 0
         for k in range(1, self.hparams.refill + 1):
             dead, played = equal_reward_groups(rewards, groups), set(groups)
-            pool = [q for q in self.trainer.datamodule.questions if f"{q.task}/{q.id}" not in played]
+            pool = [q for q in self.trainer.datamodule.questions if group_of(q) not in played]
             if not dead or not pool:
                 break
             rng = random.Random(
