@@ -26,7 +26,6 @@ from typing import Any
 from fireact.data.evaluation import by_question, gold_turn
 from fireact.data.paths import read_text, resolve_data_dir
 from fireact.data.prompt_style import PromptStyle
-from fireact.data.tasks import Example, wiki_rows
 from fireact.data.trajectory import (
     Trajectory,
     TrajectoryAppender,
@@ -35,8 +34,6 @@ from fireact.data.trajectory import (
     read_trajectories,
     write_trajectories,
 )
-from fireact.data.wiki_questions import SPLITS as WIKI_SPLITS
-from fireact.data.wiki_questions import example_id
 from fireact.errors import FireactError
 from fireact.lm.hf import HFLM
 from fireact.lm.models import load_tokenizer
@@ -44,7 +41,7 @@ from fireact.lm.token_servers import TokenServersLM
 from fireact.modules.export import export
 from fireact.modules.questions import evaluated_questions
 from fireact.rollout.config import RolloutConfig
-from fireact.rollout.gold_path import gold_path_episode, quoted_sentence
+from fireact.rollout.gold_path import check_gold_path_pool, quoted_sentence, supporting_titles, unsolved_gold_paths
 from fireact.rollout.runners import run_rollouts
 
 ROUNDS_FILE = "rounds.json"
@@ -116,13 +113,8 @@ class ExpertIteration:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise FireactError(f"{name} must be an integer >= 1, got {value!r}")
-        if self.gold_path and (
-            self.pool.split not in WIKI_SPLITS or set(self.pool.tasks or ["hotpotqa"]) != {"hotpotqa"}
-        ):
-            raise FireactError(
-                f"gold_path needs HotpotQA's supporting titles: a hotpotqa pool on a wiki split "
-                f"({', '.join(WIKI_SPLITS)}), got tasks {self.pool.tasks} split {self.pool.split!r}"
-            )
+        if self.gold_path:
+            check_gold_path_pool(self.pool.tasks, self.pool.split, "gold_path")
         self._pushed: str | None = None  # the adapter the rollout servers hold (unloaded at the next push)
 
     def run(self) -> list[dict[str, Any]]:
@@ -249,17 +241,7 @@ class ExpertIteration:
 
     def gold_paths(self, sampled: list[Trajectory], root: Path) -> list[Trajectory]:
         """Gold-path demonstrations of the sampled questions none of whose samples was rewarded."""
-        rows = {example_id(r): r for r in wiki_rows(root, self.pool.split)}
-        tool = self.pool.make_tool(root)
-        out = []
-        for (task, qid), group in by_question(sampled).items():
-            row = rows.get(qid)
-            if row is None or any(t.em >= 1.0 for t in group):
-                continue
-            example = Example(qid, row["question"], row["answer"])
-            if (t := gold_path_episode(example, task, row["supporting_titles"], tool)) is not None:
-                out.append(t)
-        return out
+        return unsolved_gold_paths(sampled, supporting_titles(root, self.pool.split), self.pool.make_tool(root))
 
     def train(self, rdir: Path, adapter: str, sources: list[str]) -> str:
         """One `python -m fireact.train fit` run from `adapter` on `sources`, exported to rdir/adapter.

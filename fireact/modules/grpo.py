@@ -6,7 +6,9 @@ group-relative advantages (reward minus its group's mean, over the group's std),
 clipped policy-gradient loss on the sampled tokens only: prompts and observations carry no loss, and
 the sampled tokens are used as sampled, never re-tokenized (`fireact.data.token_log`). An optional
 KL term keeps the policy near the starting one: the adapter-disabled base, or the frozen copy of the
-adapter it started from (`init_adapter`), so no second model is held in memory.
+adapter it started from (`init_adapter`), so no second model is held in memory. An optional teacher
+term (`gold_path_coef`, DGPO's fallback where reward is rare) adds the SFT loss of a gold-path
+demonstration (`fireact.rollout.gold_path`) for each question none of whose samples was rewarded.
 
 Under DDP each rank plays its own share of the questions (a question's group never spans ranks).
 DeepSpeed is refused with a message: ZeRO-3 generation gathers weights layer by layer in lockstep across
@@ -27,7 +29,9 @@ from typing import Any
 import torch
 
 from fireact.data.batching import collate, model_inputs
+from fireact.data.encoding import encode
 from fireact.data.paths import resolve_data_dir
+from fireact.data.prompt_style import PromptStyle
 from fireact.data.tasks import Example
 from fireact.data.token_log import training_rows
 from fireact.data.token_row import IGNORE_INDEX, TokenRow
@@ -47,6 +51,7 @@ from fireact.modules.grpo_loss import (
 from fireact.modules.lm_module import FireActLM
 from fireact.modules.ranks import sum_grads_over_ranks, sum_over_ranks
 from fireact.rollout.config import EpisodeConfig
+from fireact.rollout.gold_path import check_gold_path_pool, supporting_titles, unsolved_gold_paths
 from fireact.rollout.runners import run_rollouts
 from fireact.rollout.sampling import sampling_logprobs
 
@@ -76,6 +81,10 @@ class GRPOLM(FireActLM):
             DataModule's pool (seeded by step and rank, so a replayed step refills alike); the replaced
             groups' episodes are dropped. 0: they are only skipped. The logged episode metrics are the
             step's own questions' (comparable across runs); `train/refilled` counts the questions added.
+        gold_path_coef: weight of the teacher term: the SFT loss (token mean) of a gold-path demonstration
+            of each question none of whose G samples was exact-match right (DGPO's fallback where reward
+            is rare; HotpotQA pools on a wiki split, whose questions carry their supporting titles).
+            0: no teacher. Logged: `train/gold_paths` (demonstrations a step), `train/gold_path_nll`.
         ppo_epochs: optimizer steps on each batch of rollouts (1 = strictly on-policy).
         micro_batch_tokens: padded tokens per forward/backward when computing the loss (rows sorted by
             length and packed up to it; a longer row goes alone). Activation memory grows with it:
@@ -105,6 +114,7 @@ class GRPOLM(FireActLM):
         format_penalty: float = 0.0,
         seen_bonus: float = 0.0,
         refill: int = 0,
+        gold_path_coef: float = 0.0,
         ppo_epochs: int = 1,
         micro_batch_tokens: int = 4096,
         data_dir: str | None = None,
@@ -121,6 +131,8 @@ class GRPOLM(FireActLM):
             raise FireactError(f"model.reward must be 'em' or 'f1', got {reward!r}")
         if refill < 0:
             raise FireactError(f"model.refill must be 0 or more sampling rounds, got {refill}")
+        if gold_path_coef < 0:
+            raise FireactError(f"model.gold_path_coef must be >= 0, got {gold_path_coef}")
         if group_size < 2:
             raise FireactError("model.group_size must be at least 2: advantages are relative to the group")
         self.rollout_config = rollouts or EpisodeConfig(temperature=1.0)
@@ -131,6 +143,7 @@ class GRPOLM(FireActLM):
         self._servers: TokenServersLM | None = None
         self._pushed: str | None = None  # the adapter the servers sample with (unloaded after the next push)
         self._push_seconds = 0.0
+        self._titles: dict[str, list[str]] = {}  # question id -> supporting titles (gold_path_coef > 0)
 
     # ----------------------------------------------------------------- rollouts
     def setup(self, stage: str) -> None:
@@ -143,6 +156,10 @@ class GRPOLM(FireActLM):
                 "Lightning's DeepSpeed takes no manual optimization): use LoRA on one process or strategy: ddp"
             )
         h = self.hparams
+        if h.gold_path_coef > 0 and not self._titles:
+            pool = self.trainer.datamodule.pool
+            check_gold_path_pool(pool.tasks, pool.split, "model.gold_path_coef")
+            self._titles = supporting_titles(resolve_data_dir(h.data_dir), pool.split)
         if h.rollout_servers and self._servers is None:  # checked now: a wrong URL or name stops the run at once
             seed = self.rollout_config.sampling_seed + self.trainer.global_rank
             self._servers = TokenServersLM(h.rollout_servers, h.server_model or "", None,
@@ -227,17 +244,27 @@ class GRPOLM(FireActLM):
             added += len(set(more[2]))
         return trajs, rewards, groups, added
 
+    def gold_path_rows(self, trajs: list[Trajectory]) -> list[TokenRow]:
+        """The teacher's demonstrations of the step's unsolved questions, rendered as SFT trains them."""
+        demos = unsolved_gold_paths(trajs, self._titles, self._tool)
+        return encode(demos, self.tokenizer, self.prompt_style or PromptStyle()) if demos else []
+
     # ----------------------------------------------------------------- loss
-    def token_logprobs(self, rows: list[TokenRow]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(log-probs under the current weights, sampling log-probs) of every trained token of `rows`,
-        flattened in row order; temperature-scaled as sampled. Batched by SFT's `collate`; the LM head
-        runs at the trained tokens only."""
+    def _trained_logits(self, rows: list[TokenRow]) -> tuple[torch.Tensor, torch.Tensor, dict, torch.Tensor]:
+        """(fp32 logits predicting each trained token of `rows`, those tokens, the batch, its [batch,
+        length - 1] trained mask), in row order. Batched by SFT's `collate`; the LM head runs at the
+        trained tokens only."""
         batch = collate(rows, [[i] for i in range(len(rows))], self.tokenizer.pad_token_id, packed=False)
         inputs = {k: v.to(self.device) for k, v in model_inputs(batch).items()}
         targets = inputs.pop("labels")[:, 1:]  # position t predicts token t+1
         keep = targets != IGNORE_INDEX
-        logp = sampling_logprobs(self.trained_logits(inputs, keep), self.rollout_config.temperature)
-        new = logp.gather(-1, targets[keep][:, None])[:, 0]
+        return self.trained_logits(inputs, keep), targets[keep], batch, keep
+
+    def token_logprobs(self, rows: list[TokenRow]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log-probs under the current weights, sampling log-probs) of every trained token of `rows`,
+        flattened in row order; temperature-scaled as sampled."""
+        logits, targets, batch, keep = self._trained_logits(rows)
+        new = sampling_logprobs(logits, self.rollout_config.temperature).gather(-1, targets[:, None])[:, 0]
         return new, batch["sampled_logprobs"][:, 1:].to(self.device)[keep]
 
     def reference_logprobs(self, rows: list[TokenRow]) -> torch.Tensor:
@@ -262,6 +289,10 @@ class GRPOLM(FireActLM):
         step_metrics = episode_metrics(trajs, rewards, groups)  # the step's own questions, before any refill
         trajs, rewards, groups, refilled = self.refilled_groups(trajs, rewards, groups, seconds)
         advantages = group_advantages(rewards, groups)
+        teacher = self.gold_path_rows(trajs) if h.gold_path_coef > 0 else []
+        # the teacher's loss is a token mean over all ranks' demonstrations (each rank calls: a collective)
+        teacher_tokens = sum(r.num_trained for r in teacher)
+        all_teacher = max(sum_over_ranks(self.trainer, teacher_tokens), 1) if h.gold_path_coef > 0 else 1
         rows, row_adv = [], []
         for t, g, a in zip(trajs, groups, advantages):
             if a != 0.0:  # a zero advantage gives no gradient: skip its forward pass
@@ -279,10 +310,11 @@ class GRPOLM(FireActLM):
             optimizer.zero_grad()
             with self._local_backward():
                 self._policy_loss(rows, row_adv, all_trained, stats, trainer_old)
+                self._gold_path_loss(teacher, all_teacher, stats)
             sum_grads_over_ranks(
                 self.trainer, self.parameters()
             )  # each rank a different number of backward passes: sum once
-            self._stop_if_not_finite(torch.tensor(stats["loss"]))
+            self._stop_if_not_finite(torch.tensor(stats["loss"] + stats["gold_path_nll"]))
             self.clip_gradients(optimizer, gradient_clip_val=1.0, gradient_clip_algorithm="norm")
             optimizer.step()
         scheduler = self.lr_schedulers()
@@ -304,6 +336,9 @@ class GRPOLM(FireActLM):
             "train/scoring_seconds": seconds["scoring"],
             "train/training_seconds": training_seconds,
         }
+        if h.gold_path_coef > 0:  # the demonstrations' NLL per token (this rank's), the teacher loss unweighted
+            metrics |= {"train/gold_paths": len(teacher),
+                        "train/gold_path_nll": stats["gold_path_nll"] / max(teacher_tokens * h.ppo_epochs, 1)}  # fmt: skip
         if h.rollout_servers:  # how far the servers' log-probs are from the trainer's (TIS corrects it)
             metrics |= {"train/logprob_mismatch": stats["mismatch"] / tokens, "train/mismatch_kl": stats["mismatch_kl"] / tokens,
                         "train/tis_capped_frac": stats["tis_capped"] / tokens, "train/adapter_push_seconds": self._push_seconds}  # fmt: skip
@@ -334,6 +369,15 @@ class GRPOLM(FireActLM):
             stats["loss"] += float(loss.detach())
             for k, v in chunk_stats.items():
                 stats[k] += v
+
+    def _gold_path_loss(self, rows: list[TokenRow], all_tokens: int, stats: dict) -> None:
+        """Backward of `gold_path_coef` x the demonstrations' SFT loss (a token mean over all ranks), in
+        micro-batches; `stats["gold_path_nll"]` sums this rank's per-token NLL."""
+        for chunk in token_budget_chunks(rows, self.hparams.micro_batch_tokens):
+            logits, targets, _, _ = self._trained_logits([rows[i] for i in chunk])
+            nll = torch.nn.functional.cross_entropy(logits, targets, reduction="sum")
+            self.manual_backward(self.hparams.gold_path_coef * nll / all_tokens)
+            stats["gold_path_nll"] += float(nll.detach())
 
     # ----------------------------------------------------------------- ranks
     def _local_backward(self):

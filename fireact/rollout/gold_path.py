@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 
-from fireact.data.evaluation import contains_answer
+from fireact.data.evaluation import by_question, contains_answer
 from fireact.data.scoring import normalize_answer
-from fireact.data.tasks import Example
+from fireact.data.tasks import Example, wiki_rows
 from fireact.data.trajectory import Trajectory, Turn
+from fireact.data.wiki_questions import SPLITS as WIKI_SPLITS
+from fireact.data.wiki_questions import example_id
+from fireact.errors import FireactError
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+| \.\.\. |\n+")  # sentence ends, and the tools' passage joins
 _PAREN = re.compile(r"\s*\([^)]*\)$")  # "Ed Wood (film)" -> "Ed Wood"
@@ -76,3 +80,31 @@ def gold_path_episode(example: Example, task: str, titles: list[str], tool: Call
         question=example.question, turns=turns, task=task, id=example.id, answer=gold, prediction=gold,
         em=1.0, f1=1.0, end_reason="finish", method="react", source="gold-path", meta={"gold_path": True},
     )  # fmt: skip
+
+
+def check_gold_path_pool(tasks: list[str] | None, split: str, what: str) -> None:
+    """Refuse a pool without HotpotQA's supporting titles (only the wiki splits carry them)."""
+    if split not in WIKI_SPLITS or set(tasks or ["hotpotqa"]) != {"hotpotqa"}:
+        raise FireactError(
+            f"{what} needs HotpotQA's supporting titles: a hotpotqa pool on a wiki split "
+            f"({', '.join(WIKI_SPLITS)}), got tasks {tasks} split {split!r}"
+        )
+
+
+def supporting_titles(data_dir: Path, split: str) -> dict[str, list[str]]:
+    """Question id -> its supporting titles, for a wiki split's questions."""
+    return {example_id(r): r["supporting_titles"] for r in wiki_rows(data_dir, split)}
+
+
+def unsolved_gold_paths(
+    episodes: list[Trajectory], titles: dict[str, list[str]], tool: Callable[[str], str]
+) -> list[Trajectory]:
+    """A gold-path demonstration of each question none of whose episodes was rewarded (EM), where the
+    question has supporting titles and the tool shows the way (`gold_path_episode`)."""
+    out = []
+    for (task, qid), group in by_question(episodes).items():
+        if qid in titles and not any(t.em >= 1.0 for t in group):
+            example = Example(qid, group[0].question, group[0].answer)
+            if (t := gold_path_episode(example, task, titles[qid], tool)) is not None:
+                out.append(t)
+    return out

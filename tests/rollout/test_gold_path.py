@@ -80,3 +80,22 @@ def test_expert_iteration_refuses_gold_paths_without_supporting_titles():
 
     with pytest.raises(FireactError, match="gold_path needs HotpotQA's supporting titles.*split 'train'"):
         ExpertIteration("sft.yaml", "adapter", "out", gold_path=True, pool=RolloutConfig(split="train"))
+
+
+def test_only_questions_no_episode_solved_get_a_demonstration():
+    from fireact.data.trajectory import Trajectory
+    from fireact.rollout.gold_path import unsolved_gold_paths
+
+    def episode(qid: str, question: str, answer: str, em: float) -> Trajectory:
+        return Trajectory(question, answer, "hotpotqa", "react", [], answer if em else "?", em, em, id=qid)
+
+    born = "In which year was the author of Peer Gynt born?"
+    episodes = [
+        *(episode("solved", born, "1828", em) for em in (0.0, 1.0)),  # one right sample: no teacher
+        *(episode("unsolved", born, "1828", 0.0) for _ in range(2)),
+        episode("no-way", "When was Oslo founded?", "1040", 0.0),  # its titles miss a page: no demonstration
+        episode("untitled", born, "1828", 0.0),  # no supporting titles known
+    ]
+    titles = {t: ["Henrik Ibsen", "Peer Gynt (play)"] for t in ("solved", "unsolved")} | {"no-way": ["Missing"]}
+    demos = unsolved_gold_paths(episodes, titles, tool)
+    assert [(t.id, t.prediction, t.source) for t in demos] == [("unsolved", "1828", "gold-path")]
