@@ -20,6 +20,9 @@ after its last finished round):
   grpo-val           that adapter on wiki-val 100-199 (the episodes, for the failure classes)
   ei-grpo-*          the same from expert iteration's round-2 agent
                      (configs/on_policy/quickstart_wiki_grpo_after_ei.yaml)
+  grpo-more-*        32 more GRPO updates from grpo's agent (quickstart_wiki_grpo_more.yaml)
+  grpo-refill-*      GRPO with DAPO's refill of equal-reward groups (quickstart_wiki_grpo_refill.yaml)
+  grpo-gold-*        GRPO with the gold-path teacher's SFT loss on unsolved questions (quickstart_wiki_grpo_gold.yaml)
   best-eval          the arm with the higher wiki-val EM after its last round, on all 500 wiki-eval
                      questions (wiki-eval chooses nothing)
   sft-eval           the SFT agent on the same 500
@@ -51,6 +54,7 @@ GRPO_ARMS = {  # arm -> its config, whose default_root_dir is OUT / arm
     "ei-grpo": "configs/on_policy/quickstart_wiki_grpo_after_ei.yaml",
     "grpo-more": "configs/on_policy/quickstart_wiki_grpo_more.yaml",  # from grpo's agent
     "grpo-refill": "configs/on_policy/quickstart_wiki_grpo_refill.yaml",  # grpo + DAPO's refill
+    "grpo-gold": "configs/on_policy/quickstart_wiki_grpo_gold.yaml",  # grpo + gold-path teacher (DGPO)
 }
 GRPO_START = {
     "ei-grpo": ["ei-r1", "ei-r2"],
@@ -158,6 +162,7 @@ GRPO_NAMES = {
     "ei-grpo": "expert iteration (round 2), then GRPO",
     "grpo-more": "GRPO, then 32 more updates",
     "grpo-refill": "GRPO with refill (DAPO)",
+    "grpo-gold": "GRPO + gold-path teacher (DGPO)",
 }
 ARM_NAMES = {"ei": "expert iteration", "eih": "expert iteration + hindsight",
              "eig50": "expert iteration + gold paths, 50 steps", "eig": "expert iteration + gold paths, 1 epoch",

@@ -244,10 +244,14 @@ class GRPOLM(FireActLM):
             added += len(set(more[2]))
         return trajs, rewards, groups, added
 
-    def gold_path_rows(self, trajs: list[Trajectory]) -> list[TokenRow]:
-        """The teacher's demonstrations of the step's unsolved questions, rendered as SFT trains them."""
+    def gold_path_rows(self, trajs: list[Trajectory]) -> tuple[list[TokenRow], int]:
+        """The teacher's demonstrations of the step's unsolved questions, rendered as SFT trains them, and
+        their trained tokens over all ranks (the teacher loss is a token mean of them; a collective)."""
+        if self.hparams.gold_path_coef <= 0:
+            return [], 1
         demos = unsolved_gold_paths(trajs, self._titles, self._tool)
-        return encode(demos, self.tokenizer, self.prompt_style or PromptStyle()) if demos else []
+        rows = encode(demos, self.tokenizer, self.prompt_style or PromptStyle()) if demos else []
+        return rows, max(sum_over_ranks(self.trainer, sum(r.num_trained for r in rows)), 1)
 
     # ----------------------------------------------------------------- loss
     def _trained_logits(self, rows: list[TokenRow]) -> tuple[torch.Tensor, torch.Tensor, dict, torch.Tensor]:
@@ -289,10 +293,7 @@ class GRPOLM(FireActLM):
         step_metrics = episode_metrics(trajs, rewards, groups)  # the step's own questions, before any refill
         trajs, rewards, groups, refilled = self.refilled_groups(trajs, rewards, groups, seconds)
         advantages = group_advantages(rewards, groups)
-        teacher = self.gold_path_rows(trajs) if h.gold_path_coef > 0 else []
-        # the teacher's loss is a token mean over all ranks' demonstrations (each rank calls: a collective)
-        teacher_tokens = sum(r.num_trained for r in teacher)
-        all_teacher = max(sum_over_ranks(self.trainer, teacher_tokens), 1) if h.gold_path_coef > 0 else 1
+        teacher, all_teacher = self.gold_path_rows(trajs)
         rows, row_adv = [], []
         for t, g, a in zip(trajs, groups, advantages):
             if a != 0.0:  # a zero advantage gives no gradient: skip its forward pass
@@ -338,7 +339,7 @@ class GRPOLM(FireActLM):
         }
         if h.gold_path_coef > 0:  # the demonstrations' NLL per token (this rank's), the teacher loss unweighted
             metrics |= {"train/gold_paths": len(teacher),
-                        "train/gold_path_nll": stats["gold_path_nll"] / max(teacher_tokens * h.ppo_epochs, 1)}  # fmt: skip
+                        "train/gold_path_nll": stats["gold_path_nll"] / max(sum(r.num_trained for r in teacher) * h.ppo_epochs, 1)}  # fmt: skip
         if h.rollout_servers:  # how far the servers' log-probs are from the trainer's (TIS corrects it)
             metrics |= {"train/logprob_mismatch": stats["mismatch"] / tokens, "train/mismatch_kl": stats["mismatch_kl"] / tokens,
                         "train/tis_capped_frac": stats["tis_capped"] / tokens, "train/adapter_push_seconds": self._push_seconds}  # fmt: skip
