@@ -46,7 +46,7 @@ def main() -> None:
         seen_bonus=0.25, format_penalty=0.5, gold_path_coef=1.0,
         rollouts=EpisodeConfig(tool="wiki", temperature=0.8, max_turns=8, batch_size=32, sampling_seed=233),
     )  # fmt: skip
-    module._trainer = SimpleNamespace(datamodule=data, world_size=1, global_rank=0, global_step=0)
+    module._trainer = SimpleNamespace(datamodule=data, world_size=1, global_rank=0, global_step=0, strategy=None)
     module.manual_backward = lambda loss: loss.backward()  # no strategy here: a plain backward
     module.configure_model()
     module._titles = supporting_titles(resolve_data_dir(None), "wiki-train")
