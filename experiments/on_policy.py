@@ -268,10 +268,19 @@ def plot_grpo(root: Path, title: str, path: Path) -> None:
     val = [(step, 100 * summarize(trajs).em) for step, trajs in grpo_validations(root).items()]
     if val:
         ax.plot(*zip(*val), "o-", color="black", label="wiki-val EM (100-199, greedy)")
+    handles = ax.get_legend_handles_labels()
+    nll = [(r["step"], r["train/gold_path_nll"]) for r in rows if r.get("train/gold_paths")]
+    if nll:  # the teacher term (gold_path_coef): how well the policy fits the step's demonstrations
+        right = ax.twinx()
+        right.plot(
+            *zip(*nll), ":", color="gray", label=f"gold-path demonstrations' NLL (x{hp['gold_path_coef']}), right axis"
+        )
+        right.set_ylabel("nats per token")
+        handles = tuple(a + b for a, b in zip(handles, right.get_legend_handles_labels()))
     ax.set_title(title)
     ax.set_xlabel(f"updates made (each on {per_step['questions_per_step']} questions x G={hp['group_size']} episodes)")
     ax.set_ylabel("%")
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1)
+    ax.legend(*handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

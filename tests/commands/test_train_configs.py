@@ -242,3 +242,9 @@ def test_on_policy_grpo_steps_resume_and_curve(tmp_path, monkeypatch):
     (first / "config.yaml").write_text("data:\n  init_args: {questions_per_step: 8}\n")
     on_policy.plot_grpo(tmp_path / "grpo", "GRPO", tmp_path / "grpo.png")
     assert (tmp_path / "grpo.png").stat().st_size > 0
+    teacher = tmp_path / "grpo" / "metrics" / "version_11" / "metrics.csv"  # a run with the gold-path teacher
+    teacher.parent.mkdir()
+    teacher.write_text("epoch,step,train/reward_mean,train/gold_paths,train/gold_path_nll\n0,4,0.5,3,2.1\n0,5,0.5,0,\n")
+    (first / "hparams.yaml").write_text((first / "hparams.yaml").read_text() + "gold_path_coef: 0.25\n")
+    on_policy.plot_grpo(tmp_path / "grpo", "GRPO + teacher", tmp_path / "teacher.png")
+    assert (tmp_path / "teacher.png").stat().st_size > 0
