@@ -20,8 +20,7 @@ from types import SimpleNamespace
 import torch
 
 from fireact.data.paths import resolve_data_dir
-from fireact.data.token_log import training_rows
-from fireact.modules.grpo import GRPOLM
+from fireact.modules.grpo import GRPOLM, advantage_rows
 from fireact.modules.grpo_loss import group_advantages
 from fireact.modules.questions import QuestionDataModule
 from fireact.rollout.config import EpisodeConfig, RolloutConfig
@@ -53,12 +52,7 @@ def main() -> None:
     questions = random.Random(233).sample(data.questions, 8 * args.batches)
     for b in range(args.batches):
         trajs, rewards, groups = module.scored_groups(questions[8 * b : 8 * (b + 1)], defaultdict(float))
-        rows, adv = [], []
-        for t, g, a in zip(trajs, groups, group_advantages(rewards, groups)):
-            if a != 0.0:
-                for r in training_rows(t.token_turns, g):
-                    rows += [r]
-                    adv += [a]
+        rows, adv = advantage_rows(trajs, groups, group_advantages(rewards, groups))
         teacher, teacher_tokens = module.gold_path_rows(trajs)
         stats: dict = defaultdict(float)
         module.zero_grad()

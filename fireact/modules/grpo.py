@@ -63,6 +63,20 @@ def group_of(x: Example | Trajectory) -> str:
     return f"{x.task}/{x.id}"
 
 
+def advantage_rows(
+    trajs: list[Trajectory], groups: list[str], advantages: list[float]
+) -> tuple[list[TokenRow], list[float]]:
+    """The training rows of the episodes with a non-zero advantage (a zero one gives no gradient: its
+    forward pass is skipped), and each row's advantage."""
+    rows, row_adv = [], []
+    for t, g, a in zip(trajs, groups, advantages):
+        if a != 0.0:
+            for r in training_rows(t.token_turns, g):
+                rows.append(r)
+                row_adv.append(a)
+    return rows, row_adv
+
+
 class GRPOLM(FireActLM):
     """FireActLM trained by GRPO on live rollouts (see the module docstring).
 
@@ -294,12 +308,7 @@ class GRPOLM(FireActLM):
         trajs, rewards, groups, refilled = self.refilled_groups(trajs, rewards, groups, seconds)
         advantages = group_advantages(rewards, groups)
         teacher, all_teacher = self.gold_path_rows(trajs)
-        rows, row_adv = [], []
-        for t, g, a in zip(trajs, groups, advantages):
-            if a != 0.0:  # a zero advantage gives no gradient: skip its forward pass
-                for r in training_rows(t.token_turns, g):
-                    rows.append(r)
-                    row_adv.append(a)
+        rows, row_adv = advantage_rows(trajs, groups, advantages)
         sampled = sum(len(x.generated) for t in trajs for x in t.token_turns)
         n_trained = sum(r.num_trained for r in rows)
         all_trained = max(sum_over_ranks(self.trainer, n_trained), 1)  # the loss is a token mean over all ranks
