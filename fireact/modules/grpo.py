@@ -258,7 +258,7 @@ class GRPOLM(FireActLM):
             added += len(set(more[2]))
         return trajs, rewards, groups, added
 
-    def gold_path_rows(self, trajs: list[Trajectory]) -> tuple[list[TokenRow], int]:
+    def gold_path_rows(self, trajs: list[Trajectory]) -> tuple[list[TokenRow], float]:
         """The teacher's demonstrations of the step's unsolved questions, rendered as SFT trains them, and
         their trained tokens over all ranks (the teacher loss is a token mean of them; a collective)."""
         if self.hparams.gold_path_coef <= 0:
@@ -268,22 +268,24 @@ class GRPOLM(FireActLM):
         return rows, max(sum_over_ranks(self.trainer, sum(r.num_trained for r in rows)), 1)
 
     # ----------------------------------------------------------------- loss
-    def _trained_logits(self, rows: list[TokenRow]) -> tuple[torch.Tensor, torch.Tensor, dict, torch.Tensor]:
-        """(fp32 logits predicting each trained token of `rows`, those tokens, the batch, its [batch,
-        length - 1] trained mask), in row order. Batched by SFT's `collate`; the LM head runs at the
+    def _trained_logits(self, rows: list[TokenRow]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(fp32 logits predicting each trained token of `rows`, those tokens, their sampling log-probs
+        when the rows carry them), in row order. Batched by SFT's `collate`; the LM head runs at the
         trained tokens only."""
         batch = collate(rows, [[i] for i in range(len(rows))], self.tokenizer.pad_token_id, packed=False)
         inputs = {k: v.to(self.device) for k, v in model_inputs(batch).items()}
         targets = inputs.pop("labels")[:, 1:]  # position t predicts token t+1
         keep = targets != IGNORE_INDEX
-        return self.trained_logits(inputs, keep), targets[keep], batch, keep
+        sampled = batch.get("sampled_logprobs")
+        sampled = None if sampled is None else sampled[:, 1:].to(self.device)[keep]
+        return self.trained_logits(inputs, keep), targets[keep], sampled
 
-    def token_logprobs(self, rows: list[TokenRow]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(log-probs under the current weights, sampling log-probs) of every trained token of `rows`,
-        flattened in row order; temperature-scaled as sampled."""
-        logits, targets, batch, keep = self._trained_logits(rows)
+    def token_logprobs(self, rows: list[TokenRow]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(log-probs under the current weights, sampling log-probs: None for rows without them) of every
+        trained token of `rows`, flattened in row order; temperature-scaled as sampled."""
+        logits, targets, sampled = self._trained_logits(rows)
         new = sampling_logprobs(logits, self.rollout_config.temperature).gather(-1, targets[:, None])[:, 0]
-        return new, batch["sampled_logprobs"][:, 1:].to(self.device)[keep]
+        return new, sampled
 
     def reference_logprobs(self, rows: list[TokenRow]) -> torch.Tensor:
         """Log-probs under the starting policy: the frozen init adapter, or the adapter-disabled base."""
@@ -380,11 +382,11 @@ class GRPOLM(FireActLM):
             for k, v in chunk_stats.items():
                 stats[k] += v
 
-    def _gold_path_loss(self, rows: list[TokenRow], all_tokens: int, stats: dict) -> None:
+    def _gold_path_loss(self, rows: list[TokenRow], all_tokens: float, stats: dict) -> None:
         """Backward of `gold_path_coef` x the demonstrations' SFT loss (a token mean over all ranks), in
         micro-batches; `stats["gold_path_nll"]` sums this rank's per-token NLL."""
         for chunk in token_budget_chunks(rows, self.hparams.micro_batch_tokens):
-            logits, targets, _, _ = self._trained_logits([rows[i] for i in chunk])
+            logits, targets, _ = self._trained_logits([rows[i] for i in chunk])
             nll = torch.nn.functional.cross_entropy(logits, targets, reduction="sum")
             self.manual_backward(self.hparams.gold_path_coef * nll / all_tokens)
             stats["gold_path_nll"] += float(nll.detach())
