@@ -44,7 +44,7 @@ import sys
 from pathlib import Path
 
 import yaml
-from steps import run_step
+from steps import run_step, step_cpu_seconds
 
 OUT = Path("runs/on_policy")
 SFT = Path("runs/quickstart")
@@ -175,7 +175,8 @@ def rounds_table(arms: dict[str, list[dict]], records: dict) -> list[str]:
              "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for arm, rounds in arms.items():
         for r in rounds:
-            sec, cpu = r["seconds"], records.get(f"{arm}-r{r['round']}", {}).get("cpu_seconds")
+            record = records.get(f"{arm}-r{r['round']}")
+            sec, cpu = r["seconds"], step_cpu_seconds(record) if record else None
             lines.append(f"| {ARM_NAMES[arm]} | {r['round']} | {r['questions']} x {r['episodes'] // max(r['questions'], 1)} | "
                          f"{100 * r['success_rate']:.1f} | {r['kept']} ({r.get('hindsight', 0)} / {r.get('gold_path', 0)}) | {100 * r['val_em']:.1f} | "
                          f"{100 * r['val_format_error_rate']:.1f}% | {sec['sample'] / 60:.1f} / {sec.get('score', 0) / 60:.2f} / "
@@ -293,13 +294,13 @@ def cost_lines(arms: dict[str, list[dict]], runs: dict[str, list], records: dict
     scored = []  # (name, wiki-eval episodes, CPU-hours that made the agent)
     for arm, rounds in arms.items():
         for k, last in enumerate(rounds, 1):  # the rounds up to each scored one
-            cpu = sum(records.get(f"{arm}-r{r['round']}", {}).get("cpu_seconds", 0.0) for r in rounds[:k]) / 3600
+            cpu = sum(step_cpu_seconds(records.get(f"{arm}-r{r['round']}", {})) for r in rounds[:k]) / 3600
             scored.append(
                 (f"{ARM_NAMES[arm]}, {k} round(s)", runs.get(f"{ARM_NAMES[arm]}, round {last['round']}"), cpu)
             )
     for arm, name in GRPO_NAMES.items():  # its training (validations included) and its start's rounds
         steps_of = [*GRPO_START.get(arm, []), f"{arm}-train"]
-        cpu = sum(records.get(step, {}).get("cpu_seconds", 0.0) for step in steps_of) / 3600
+        cpu = sum(step_cpu_seconds(records.get(step, {})) for step in steps_of) / 3600
         scored.append((name, runs.get(name), cpu))
     base, lines = runs.get("SFT (quickstart)"), []
     for name, trajs, cpu in scored:
