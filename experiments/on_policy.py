@@ -23,6 +23,8 @@ after its last finished round):
   grpo-more-*        32 more GRPO updates from grpo's agent (quickstart_wiki_grpo_more.yaml)
   grpo-refill-*      GRPO with DAPO's refill of equal-reward groups (quickstart_wiki_grpo_refill.yaml)
   grpo-gold-*        GRPO with the gold-path teacher's SFT loss on unsolved questions (quickstart_wiki_grpo_gold.yaml)
+  c-sft-eval         the reproduction's (c) agent on all 500 wiki-eval questions (the same command as every eval here)
+  c-grpo-*           GRPO from (c) (repro_wiki_grpo.yaml), compared with c-sft-eval
   best-eval          the arm with the higher wiki-val EM after its last round, on all 500 wiki-eval
                      questions (wiki-eval chooses nothing)
   sft-eval           the SFT agent on the same 500
@@ -55,7 +57,11 @@ GRPO_ARMS = {  # arm -> its config, whose default_root_dir is OUT / arm
     "grpo-more": "configs/on_policy/quickstart_wiki_grpo_more.yaml",  # from grpo's agent
     "grpo-refill": "configs/on_policy/quickstart_wiki_grpo_refill.yaml",  # grpo + DAPO's refill
     "grpo-gold": "configs/on_policy/quickstart_wiki_grpo_gold.yaml",  # grpo + gold-path teacher (DGPO)
+    "c-grpo": "configs/on_policy/repro_wiki_grpo.yaml",  # grpo from the reproduction's (c) agent
 }
+C_SFT = Path("runs/repro/react/adapter")  # (c): experiments/reproduce.py --only c
+C_BASE = "SFT (c: FireAct's 500 GPT-4 trajectories)"
+GRPO_BASES = {"c-grpo": C_BASE}  # arm -> the SFT agent it starts from and is compared with, if not the quickstart
 GRPO_START = {
     "ei-grpo": ["ei-r1", "ei-r2"],
     "grpo-more": ["grpo-train"],
@@ -120,6 +126,8 @@ def steps(args: argparse.Namespace) -> dict[str, tuple[list[str], Path]]:
     out["sft-eval"] = (eval_cmd(adapter, "wiki-eval", 500, OUT / "eval_sft-eval.jsonl", args.threads),
                        OUT / "eval_sft-eval.jsonl")  # fmt: skip
     out["other-eval"] = arm_eval(ranked[1])
+    out["c-sft-eval"] = (eval_cmd(str(C_SFT), "wiki-eval", 500, OUT / "eval_c-sft-eval.jsonl", args.threads),
+                         OUT / "eval_c-sft-eval.jsonl")  # fmt: skip
     for arm in GRPO_ARMS:
         path = OUT / f"eval_{arm}-eval.jsonl"
         out[f"{arm}-eval"] = (eval_cmd(str(OUT / arm / "adapter"), "wiki-eval", 500, path, args.threads), path)
@@ -163,6 +171,7 @@ GRPO_NAMES = {
     "grpo-more": "GRPO, then 32 more updates",
     "grpo-refill": "GRPO with refill (DAPO)",
     "grpo-gold": "GRPO + gold-path teacher (DGPO)",
+    "c-grpo": "(c), then GRPO (F1 + retrieval bonus)",
 }
 ARM_NAMES = {"ei": "expert iteration", "eih": "expert iteration + hindsight",
              "eig50": "expert iteration + gold paths, 50 steps", "eig": "expert iteration + gold paths, 1 epoch",
@@ -291,19 +300,18 @@ def cost_lines(arms: dict[str, list[dict]], runs: dict[str, list], records: dict
     """CPU-hours of each scored agent (sampling, training, validation) per wiki-eval EM point gained."""
     from fireact.data.evaluation import summarize
 
-    scored = []  # (name, wiki-eval episodes, CPU-hours that made the agent)
+    scored = []  # (name, wiki-eval episodes, CPU-hours that made the agent, its SFT start's episodes)
     for arm, rounds in arms.items():
         for k, last in enumerate(rounds, 1):  # the rounds up to each scored one
             cpu = sum(step_cpu_seconds(records.get(f"{arm}-r{r['round']}", {})) for r in rounds[:k]) / 3600
-            scored.append(
-                (f"{ARM_NAMES[arm]}, {k} round(s)", runs.get(f"{ARM_NAMES[arm]}, round {last['round']}"), cpu)
-            )
+            name = f"{ARM_NAMES[arm]}, round {last['round']}"
+            scored.append((f"{ARM_NAMES[arm]}, {k} round(s)", runs.get(name), cpu, runs.get("SFT (quickstart)")))
     for arm, name in GRPO_NAMES.items():  # its training (validations included) and its start's rounds
         steps_of = [*GRPO_START.get(arm, []), f"{arm}-train"]
         cpu = sum(step_cpu_seconds(records.get(step, {})) for step in steps_of) / 3600
-        scored.append((name, runs.get(name), cpu))
-    base, lines = runs.get("SFT (quickstart)"), []
-    for name, trajs, cpu in scored:
+        scored.append((name, runs.get(name), cpu, runs.get(GRPO_BASES.get(arm, "SFT (quickstart)"))))
+    lines = []
+    for name, trajs, cpu, base in scored:
         if base and trajs and cpu > 0:  # a step that was not recorded has no CPU time
             gain = 100 * (summarize(trajs).em - summarize(base).em)
             per = f"{cpu / gain:.2f} CPU-hours per EM point" if gain > 0 else "no gain"
@@ -324,16 +332,20 @@ def report() -> str:
     for arm, rounds in arms.items():  # every round of an arm that was scored on wiki-eval
         for r in rounds:
             runs[f"{ARM_NAMES[arm]}, round {r['round']}"] = read(OUT / f"eval_{arm}-r{r['round']}-eval.jsonl")
-    runs |= {name: read(OUT / f"eval_{arm}-eval.jsonl") for arm, name in GRPO_NAMES.items()}
+    runs |= {name: read(OUT / f"eval_{arm}-eval.jsonl") for arm, name in GRPO_NAMES.items() if arm not in GRPO_BASES}
     runs = {k: v for k, v in runs.items() if v}
     lines = compare_table(runs) if runs else ["(no wiki-eval run finished yet)"]
-    lines += cost_lines(arms, runs, records)
+    c_runs = {C_BASE: read(OUT / "eval_c-sft-eval.jsonl"), GRPO_NAMES["c-grpo"]: read(OUT / "eval_c-grpo-eval.jsonl")}
+    c_runs = {k: v for k, v in c_runs.items() if v}
+    if C_BASE in c_runs:  # the arms from (c), against (c)
+        lines += ["", f"From {C_BASE}:", "", *compare_table(c_runs)]
+    lines += cost_lines(arms, runs | c_runs, records)
     lines += ["", *rounds_table(arms, records)]
     val = {"SFT (quickstart)": read(OUT / "eval_sft-val.jsonl")}
     val |= {f"{ARM_NAMES[arm]}, round {r['round']}": read(OUT / arm / f"round{r['round']}" / "validation.jsonl")
             for arm, rounds in arms.items() for r in rounds}  # fmt: skip
     val |= {name: read(OUT / arm / "validation.jsonl") for arm, name in GRPO_NAMES.items()
-            if (OUT / arm / "validation.jsonl").is_file()}  # fmt: skip
+            if arm not in GRPO_BASES and (OUT / arm / "validation.jsonl").is_file()}  # fmt: skip
     if all(val.values()):
         lines += ["", "wiki-val questions 100-199 (greedy), where settings are chosen:", "", *compare_table(val)]
     if arms and (OUT / "eval_sft-val.jsonl").is_file():
