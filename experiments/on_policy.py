@@ -62,6 +62,7 @@ GRPO_ARMS = {  # arm -> its config, whose default_root_dir is OUT / arm
 C_SFT = Path("runs/repro/react/adapter")  # (c): experiments/reproduce.py --only c
 C_BASE = "SFT (c: FireAct's 500 GPT-4 trajectories)"
 GRPO_BASES = {"c-grpo": C_BASE}  # arm -> the SFT agent it starts from and is compared with, if not the quickstart
+BASE_EVALS = {C_BASE: "c-sft-eval"}  # such an SFT agent -> the step that scores it on wiki-eval
 GRPO_START = {
     "ei-grpo": ["ei-r1", "ei-r2"],
     "grpo-more": ["grpo-train"],
@@ -335,11 +336,15 @@ def report() -> str:
     runs |= {name: read(OUT / f"eval_{arm}-eval.jsonl") for arm, name in GRPO_NAMES.items() if arm not in GRPO_BASES}
     runs = {k: v for k, v in runs.items() if v}
     lines = compare_table(runs) if runs else ["(no wiki-eval run finished yet)"]
-    c_runs = {C_BASE: read(OUT / "eval_c-sft-eval.jsonl"), GRPO_NAMES["c-grpo"]: read(OUT / "eval_c-grpo-eval.jsonl")}
-    c_runs = {k: v for k, v in c_runs.items() if v}
-    if C_BASE in c_runs:  # the arms from (c), against (c)
-        lines += ["", f"From {C_BASE}:", "", *compare_table(c_runs)]
-    lines += cost_lines(arms, runs | c_runs, records)
+    other = {}  # the arms from another SFT agent, each group against its start
+    for base, step in BASE_EVALS.items():
+        group = {base: read(OUT / f"eval_{step}.jsonl")}
+        group |= {GRPO_NAMES[arm]: read(OUT / f"eval_{arm}-eval.jsonl") for arm, b in GRPO_BASES.items() if b == base}
+        group = {k: v for k, v in group.items() if v}
+        if base in group:
+            lines += ["", f"From {base}:", "", *compare_table(group)]
+            other |= group
+    lines += cost_lines(arms, runs | other, records)
     lines += ["", *rounds_table(arms, records)]
     val = {"SFT (quickstart)": read(OUT / "eval_sft-val.jsonl")}
     val |= {f"{ARM_NAMES[arm]}, round {r['round']}": read(OUT / arm / f"round{r['round']}" / "validation.jsonl")
