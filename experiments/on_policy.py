@@ -250,6 +250,31 @@ def grpo_validations(root: Path) -> dict[int, list]:
     return dict(sorted(runs.items()))
 
 
+PHASE_ROWS = (  # a GRPO run's logged key -> its row in the first/last updates table, and its scale
+    ("train/reward_mean", "reward of the sampled wiki-train episodes", 1),
+    ("train/em", "EM of the sampled episodes (T=0.8), %", 100),
+    ("train/f1", "F1 of the sampled episodes, %", 100),
+    ("train/gold_seen", "gold in an observation, %", 100),
+    ("train/format_error_rate", "format errors of the sampled episodes, %", 100),
+    ("train/zero_advantage_groups", "groups with equal rewards (no gradient), %", 100),
+    ("train/sampling_seconds", "sampling, s an update", 1),
+    ("train/training_seconds", "training (forward and backward), s an update", 1),
+)
+
+
+def phase_table(root: Path, name: str, k: int = 8) -> list[str]:
+    """A GRPO run's sampled metrics and phase times, mean over its first and last k updates."""
+    rows = [r for r in grpo_metrics(root) if "train/reward_mean" in r]
+    first, last = rows[:k], rows[-k:]
+
+    def mean(part: list[dict], key: str, scale: float) -> str:
+        vals = [scale * r[key] for r in part if key in r]
+        return f"{sum(vals) / len(vals):.3g}" if vals else "-"
+
+    lines = [f"| {name}, {len(rows)} updates | first {len(first)} | last {len(last)} |", "|---|---|---|"]
+    return lines + [f"| {label} | {mean(first, key, s)} | {mean(last, key, s)} |" for key, label, s in PHASE_ROWS]
+
+
 def plot_grpo(root: Path, title: str, path: Path) -> None:
     """GRPO's reward, EM, F1 and gold-seen rate on its sampled wiki-train episodes (5-step means) and
     its live wiki-val EM (greedy), against the updates made before them."""
@@ -359,7 +384,7 @@ def report() -> str:
     for arm, name in GRPO_NAMES.items():
         if grpo_metrics(OUT / arm):
             plot_grpo(OUT / arm, name, Path(f"docs/img/on_policy_wiki_{arm}.png"))
-            lines.append(f"({name}: docs/img/on_policy_wiki_{arm}.png)")
+            lines += ["", *phase_table(OUT / arm, name), f"({name}: docs/img/on_policy_wiki_{arm}.png)"]
     return "\n".join(lines)
 
 
