@@ -370,7 +370,8 @@ def report() -> str:
             lines += ["", f"From {base}:", "", *compare_table(group)]
             other |= group
     lines += cost_lines(arms, runs | other, records)
-    lines += ["", *rounds_table(arms, records)]
+    if arms:
+        lines += ["", *rounds_table(arms, records)]
     val = {"SFT (quickstart)": read(OUT / "eval_sft-val.jsonl")}
     val |= {f"{ARM_NAMES[arm]}, round {r['round']}": read(OUT / arm / f"round{r['round']}" / "validation.jsonl")
             for arm, rounds in arms.items() for r in rounds}  # fmt: skip
