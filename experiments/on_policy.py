@@ -252,7 +252,7 @@ def grpo_validations(root: Path) -> dict[int, list]:
 
 PHASE_ROWS = (  # a GRPO run's logged key -> its row in the first/last updates table, and its scale
     ("train/reward_mean", "reward of the sampled wiki-train episodes", 1),
-    ("train/em", "EM of the sampled episodes (T=0.8), %", 100),
+    ("train/em", "EM of the sampled episodes, %", 100),
     ("train/f1", "F1 of the sampled episodes, %", 100),
     ("train/gold_seen", "gold in an observation, %", 100),
     ("train/format_error_rate", "format errors of the sampled episodes, %", 100),
