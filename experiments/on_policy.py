@@ -262,9 +262,9 @@ PHASE_ROWS = (  # a GRPO run's logged key -> its row in the first/last updates t
 )
 
 
-def phase_table(root: Path, name: str, k: int = 8) -> list[str]:
-    """A GRPO run's sampled metrics and phase times, mean over its first and last k updates."""
-    rows = [r for r in grpo_metrics(root) if "train/reward_mean" in r]
+def phase_table(logged: list[dict], name: str, k: int = 8) -> list[str]:
+    """A GRPO run's sampled metrics and phase times (its `grpo_metrics`), mean over its first and last k updates."""
+    rows = [r for r in logged if "train/reward_mean" in r]
     first, last = rows[:k], rows[-k:]
 
     def mean(part: list[dict], key: str, scale: float) -> str:
@@ -383,9 +383,9 @@ def report() -> str:
         plot_rounds(arms, summarize(read(OUT / "eval_sft-val.jsonl")).em, Path("docs/img/on_policy_wiki.png"))
         lines.append("\n(curve: docs/img/on_policy_wiki.png)")
     for arm, name in GRPO_NAMES.items():
-        if grpo_metrics(OUT / arm):
+        if logged := grpo_metrics(OUT / arm):
             plot_grpo(OUT / arm, name, Path(f"docs/img/on_policy_wiki_{arm}.png"))
-            lines += ["", *phase_table(OUT / arm, name), f"({name}: docs/img/on_policy_wiki_{arm}.png)"]
+            lines += ["", *phase_table(logged, name), f"({name}: docs/img/on_policy_wiki_{arm}.png)"]
     return "\n".join(lines)
 
 

@@ -225,7 +225,7 @@ def test_on_policy_grpo_steps_resume_and_curve(tmp_path, monkeypatch):
     rows = on_policy.grpo_metrics(tmp_path / "grpo")
     assert [r["step"] for r in rows] == [0, 1, 2, 3]
     assert rows[2] == {"step": 2, "epoch": 0.0, "train/reward_mean": 0.3, "val/em": 0.1}  # the resumed run's reward
-    table = on_policy.phase_table(tmp_path / "grpo", "GRPO", k=2)  # first vs last 2 of its 4 updates
+    table = on_policy.phase_table(rows, "GRPO", k=2)  # first vs last 2 of its 4 updates
     assert table[0] == "| GRPO, 4 updates | first 2 | last 2 |"
     assert "| reward of the sampled wiki-train episodes | 0.15 | 0.35 |" in table
     assert "| sampling, s an update | - | - |" in table  # not logged
