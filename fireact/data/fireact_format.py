@@ -118,10 +118,21 @@ def _record(question: str, react_text: str, source: str, **kw) -> Trajectory:
     return _record_of(question, parse_react_text(react_text), react_text, source, **kw)
 
 
-def _tool_call_record(messages: list, where: str, source: str, **kw) -> Trajectory:
-    """A record from OpenAI tool-call messages (`fireact.data.tool_calls`); a last user message
-    "Episode finished, reward = ..." (as `fireact export-data` writes it) carries the reward."""
-    question, turns = tool_calls.turns_from_openai(messages, where)
+def _tool_call_record(messages: list, where: str, source: str, tools: object = None, **kw) -> Trajectory:
+    """A record from OpenAI tool-call messages (`fireact.data.tool_calls`) calling the `tools` the line
+    declares (kept on the record unless they are FireAct's own); a system message is the
+    environment's instructions; a last user message "Episode finished, reward = ..." (as `fireact
+    export-data` writes it) carries the reward."""
+    if tools is not None and tool_calls.declared_names(tools) is None:
+        raise ValueError("tools must be a list of {type: function, function: {name, parameters}}")
+    declared = tools if tools and tools != tool_calls.TOOLS else None
+    if declared is not None and "finish" not in tool_calls.declared_names(declared):
+        declared = [*declared, tool_calls.FINISH]
+    question, turns = tool_calls.turns_from_openai(messages, where, declared)
+    system = [m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == "system"]
+    if system and isinstance(system[0], str) and system[0].strip():
+        kw["instructions"] = system[0]
+    kw["tools"] = declared
     reward = None
     if turns and turns[-1].observation and (m := EPISODE_FINISHED.search(turns[-1].observation)) and m.group(1):
         reward, turns[-1].observation = m.group(1).rstrip("."), None
@@ -166,7 +177,8 @@ def read_fireact_file(path: str | Path) -> list[Trajectory]:
             row = json_value(line, path, lineno)
             try:
                 if tool_calls.uses_tool_calls(row["messages"]):
-                    out.append(_tool_call_record(row["messages"], "tool-call episode", source, id=f"{source}:{lineno}"))
+                    out.append(_tool_call_record(row["messages"], "tool-call episode", source, row.get("tools"),
+                                                  id=f"{source}:{lineno}"))  # fmt: skip
                     continue
                 q, rest = _question_from_chat(row["messages"])
                 out.append(_record(q, rest, source, id=f"{source}:{lineno}"))

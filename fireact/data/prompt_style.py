@@ -73,12 +73,47 @@ def training_turns(traj: Trajectory) -> list[Turn]:
     return turns
 
 
-def conversation(question: str, turns: list[Turn], protocol: str = "react") -> list[Message]:
-    """FireAct's gpt_format messages (no system message: the chat template adds its own), or the
-    tool-call protocol's Hermes messages."""
+def react_signature(name: str, parameters: dict[str, Any]) -> str:
+    """How ReAct text writes a call of the tool: `name[query]`, `name[{"a": <integer>}]`, `name[]`."""
+    key = tool_calls.single_string(parameters)
+    if key is not None:
+        return f"{name}[{key}]"
+    props = parameters.get("properties") or {}
+    if not props:
+        return f"{name}[]"
+    shape = ", ".join(f'"{k}": <{(v or {}).get("type", "value")}>' for k, v in props.items())
+    return f"{name}[{{{shape}}}]"
+
+
+def react_system(tools: list[dict[str, Any]] | None, instructions: str | None) -> str | None:
+    """The system text of a ReAct episode: nothing for FireAct's own tools (its zero-shot format), else
+    the environment's instructions and its tools as ReAct actions."""
+    if tools is None:
+        return instructions
+    lines = [
+        f"- {react_signature(t['function']['name'], t['function'].get('parameters') or {})}: "
+        f"{t['function'].get('description', '')}"
+        for t in tools
+    ]
+    listed = "Solve the task with interleaving Thought and Action steps. An Action is one of:\n" + "\n".join(lines)
+    return f"{instructions}\n\n{listed}" if instructions else listed
+
+
+def conversation(
+    question: str,
+    turns: list[Turn],
+    protocol: str = "react",
+    tools: list[dict[str, Any]] | None = None,
+    instructions: str | None = None,
+) -> list[Message]:
+    """FireAct's gpt_format messages (no system message for FireAct's own tools: the chat template adds
+    its own), or the tool-call protocol's Hermes messages; an environment's tools and instructions in
+    a system message."""
     if protocol == "tool-calls":
-        return tool_calls.conversation(question, turns)
-    messages = [{"role": "user", "content": question}]
+        return tool_calls.conversation(question, turns, tools, instructions)
+    system = react_system(tools, instructions)
+    messages = [{"role": "system", "content": system}] if system else []
+    messages.append({"role": "user", "content": question})
     for turn in turns:
         messages.append({"role": "assistant", "content": agent_text(turn)})
         if turn.observation is not None:
@@ -185,19 +220,27 @@ class PromptStyle:
         turns: list[Turn],
         prefix: str | list[Message] = "",
         pending_user_note: str | None = None,
+        tools: list[dict[str, Any]] | None = None,
+        instructions: str | None = None,
     ) -> Prompt:
         """The prompt for the agent's next step: chat messages or one alpaca text.
 
         `prefix` is what few-shot prompting puts before the question (text, or earlier chat turns);
         `pending_user_note` is appended to the last user turn in the prompt only (the Reflexion
-        request), never to the stored observation.
+        request), never to the stored observation. `tools` and `instructions`: an environment's (None:
+        FireAct's search and finish, no instructions).
         """
         if self.format == "alpaca":
+            question = _alpaca_question(question, tools, instructions)
             text = ALPACA_PROMPT.format(question=prefix + question if prefix else question) + react_lines(turns)
             return text + f"{pending_user_note}\n" if pending_user_note else text
         messages: list[Message] = list(prefix) if isinstance(prefix, list) else []
         head = f"{prefix}Question: {question}" if isinstance(prefix, str) and prefix else question
-        messages += conversation(head, turns, self.protocol)
+        system = conversation(head, turns, self.protocol, tools, instructions)
+        if messages and system and system[0]["role"] == "system":  # few-shot turns come after the system text
+            messages = [system[0], *messages]
+            system = system[1:]
+        messages += system
         if pending_user_note:
             messages[-1] = {**messages[-1], "content": f"{messages[-1]['content']}\n{pending_user_note}"}
         return messages
@@ -219,7 +262,7 @@ class PromptStyle:
     def render(self, traj: Trajectory, tokenizer: Any) -> tuple[str, list[Span]]:
         """(training text, character spans that carry the loss). Pure: same input, same output."""
         if self.format == "chat":
-            return _render_chat(traj.question, self.turns(traj), tokenizer, self.protocol, traj.id)
+            return _render_chat(traj, self.turns(traj), tokenizer, self.protocol)
         return _render_alpaca(traj, tokenizer)
 
 
@@ -258,8 +301,9 @@ def chat_text(messages: list[Message], tokenizer: Any, add_generation_prompt: bo
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
 
 
-def _render_chat(question: str, turns: list[Turn], tokenizer: Any, protocol: str, where: str) -> tuple[str, list[Span]]:
-    messages = conversation(question, turns, protocol)
+def _render_chat(traj: Trajectory, turns: list[Turn], tokenizer: Any, protocol: str) -> tuple[str, list[Span]]:
+    question, where = traj.question, traj.id
+    messages = conversation(question, turns, protocol, traj.tools, traj.instructions)
     text = chat_text(messages, tokenizer)
     if protocol == "tool-calls" and tool_calls.renders_calls(tokenizer):  # rendered by chat_text's native path
         return text, _native_spans(messages, text, tokenizer, where or question[:60])
@@ -305,7 +349,7 @@ def _native_spans(messages: list[Message], text: str, tokenizer: Any, where: str
 def _render_alpaca(traj: Trajectory, tokenizer: Any) -> tuple[str, list[Span]]:
     eos = tokenizer.eos_token or ""
     turns = training_turns(traj)
-    text = ALPACA_PROMPT.format(question=traj.question)
+    text = ALPACA_PROMPT.format(question=_alpaca_question(traj.question, traj.tools, traj.instructions))
     spans: list[Span] = []
     for i, turn in enumerate(turns):
         trained = agent_text(turn) + (eos if i == len(turns) - 1 else "\n")
@@ -314,6 +358,11 @@ def _render_alpaca(traj: Trajectory, tokenizer: Any) -> tuple[str, list[Span]]:
         if turn.observation is not None:
             text += observation_text(turn.observation) + "\n"
     return text, spans
+
+
+def _alpaca_question(question: str, tools: list[dict[str, Any]] | None, instructions: str | None) -> str:
+    system = react_system(tools, instructions)
+    return f"{system}\n\n{question}" if system else question
 
 
 def trained_text(text: str, spans: list[Span]) -> str:

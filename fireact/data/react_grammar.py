@@ -28,6 +28,18 @@ def parse_action(action: str) -> tuple[str, str] | None:
     return (m.group(1).lower(), m.group(2).strip()) if m else None
 
 
+# FireAct's two tools and their one string argument: `search[q]` is search {"query": q}
+DEFAULT_ARGUMENT = {"search": "query", "finish": "answer"}
+
+
+def default_call(action: str) -> tuple[str, dict[str, str]] | None:
+    """`search[q]` -> ("search", {"query": "q"}); None for anything but FireAct's search and finish."""
+    parsed = parse_action(action)
+    if parsed is None or parsed[0] not in DEFAULT_ARGUMENT:
+        return None
+    return parsed[0], {DEFAULT_ARGUMENT[parsed[0]]: parsed[1]}
+
+
 def cut_after_action(text: str) -> int | None:
     """Index just after the first complete `Action: ...` line, or None while it is unfinished.
 

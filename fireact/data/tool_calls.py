@@ -1,10 +1,11 @@
 """The tool-call protocol: an agent step as an assistant message with `tool_calls`, a tool's result as
 a `tool` message, the shape of the OpenAI tools API and of HF chat templates rendered with `tools=`.
 
-The record stays one format: a step is still `Turn(thought, "search[query]", observation)`, so a
+The record stays one format: a step is a `Turn` with its structured call (`tool`, JSON `arguments`)
+and its ReAct text (`search[query]`, or `name[{json}]` for a tool that does not take one string), so a
 trajectory converts to tool-call messages and back without loss, and any record trains in either
-protocol. One definition of the tools (`TOOLS`, JSON-schema functions) serves the prompt, the parser,
-`fireact serve` and the OpenAI export.
+protocol. FireAct's own tools (`TOOLS`, JSON-schema functions) are the default; an environment's
+tools travel with its records (`Trajectory.tools`) and are the ones its prompts declare.
 
 An episode travels as plain chat messages in the Hermes rendering, the convention of Hermes-2-Pro and
 Qwen2.5: the tools are listed in a system message inside `<tools></tools>`, the agent writes its
@@ -21,11 +22,14 @@ last), gets the Hermes rendering.
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from typing import Any
 
-from fireact.data.react_grammar import parse_action
+import jsonschema
+
+from fireact.data.react_grammar import DEFAULT_ARGUMENT
 from fireact.data.trajectory import Turn
 
 PROTOCOLS: tuple[str, ...] = ("react", "tool-calls")
@@ -56,9 +60,78 @@ TOOLS: list[dict[str, Any]] = [
         },
     },
 ]
-ARGUMENT = {
-    t["function"]["name"]: t["function"]["parameters"]["required"][0] for t in TOOLS
-}  # tool -> its one argument
+ARGUMENT = DEFAULT_ARGUMENT  # FireAct's tool -> its one argument
+FINISH = TOOLS[1]
+
+
+def parameters_by_name(tools: list[dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
+    """tool name -> its JSON-schema parameters, of a tools-API list (None: FireAct's)."""
+    return {t["function"]["name"]: t["function"].get("parameters") or {} for t in tools or TOOLS}
+
+
+def single_string(parameters: dict[str, Any]) -> str | None:
+    """The parameter's name when a tool takes exactly one string: ReAct writes it `name[value]`."""
+    props = parameters.get("properties") or {}
+    if len(props) != 1:
+        return None
+    ((key, spec),) = props.items()
+    return key if isinstance(spec, dict) and spec.get("type") == "string" else None
+
+
+def react_action(name: str, arguments: dict[str, Any], parameters: dict[str, Any] | None = None) -> str:
+    """A call as ReAct text: `name[value]` for a tool of one string parameter (FireAct's grammar),
+    `name[{json arguments}]` for any other (`name[]` when it takes none)."""
+    key = single_string(
+        parameters if parameters is not None else {"properties": {k: {"type": "string"} for k in arguments}}
+    )
+    if key is not None and set(arguments) == {key} and isinstance(arguments[key], str):
+        return f"{name}[{arguments[key]}]"
+    return f"{name}[{json.dumps(arguments, ensure_ascii=False)}]" if arguments else f"{name}[]"
+
+
+@functools.lru_cache(maxsize=256)
+def _validator(parameters: str) -> jsonschema.Validator:
+    schema = json.loads(parameters)
+    return jsonschema.validators.validator_for(schema, jsonschema.Draft202012Validator)(schema)
+
+
+def schema_error(parameters: dict[str, Any]) -> str | None:
+    """What is wrong with a tool's parameters as a JSON schema of type object; None when nothing."""
+    if not isinstance(parameters, dict) or parameters.get("type", "object") != "object":
+        return "parameters must be a JSON schema of type object"
+    try:
+        jsonschema.validators.validator_for(parameters, jsonschema.Draft202012Validator).check_schema(parameters)
+    except jsonschema.SchemaError as e:
+        return f"parameters are not a valid JSON schema ({e.message})"
+    return None
+
+
+def argument_error(name: str, arguments: Any, parameters: dict[str, Any]) -> str | None:
+    """What is wrong with a call's arguments, as the agent reads it; None when they fit the schema."""
+    if not isinstance(arguments, dict):
+        return f"Error: {name} takes a JSON object of arguments, got {type(arguments).__name__}."
+    errors = sorted(
+        _validator(json.dumps(parameters, sort_keys=True)).iter_errors(arguments), key=lambda e: list(e.path)
+    )
+    if not errors:
+        return None
+    where = f" (argument {'.'.join(map(str, errors[0].path))})" if errors[0].path else ""
+    return f"Error: bad arguments for {name}{where}: {errors[0].message}."
+
+
+def react_arguments(text: str, parameters: dict[str, Any]) -> dict[str, Any] | str:
+    """The arguments of ReAct's `name[text]`, or what is wrong with them (as the agent reads it)."""
+    key = single_string(parameters)
+    if key is not None:
+        return {key: text}
+    if not text.strip():
+        return {}
+    try:
+        arguments = json.loads(text)
+    except json.JSONDecodeError as e:
+        return f"Error: the arguments are not a JSON object ({e.msg})."
+    return arguments if isinstance(arguments, dict) else "Error: the arguments are not a JSON object."
+
 
 CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
 RESPONSE_OPEN, RESPONSE_CLOSE = "<tool_response>", "</tool_response>"
@@ -84,17 +157,16 @@ def declared_names(tools: Any) -> set[str] | None:
     return {t["function"]["name"] for t in tools}
 
 
-def hermes_system(tools: list[dict[str, Any]] | None = None) -> str:
-    """The system message that lists the tools (fireact's, or a client's own for `fireact serve`)."""
-    return HERMES_SYSTEM.format(tools="\n".join(json.dumps(t, ensure_ascii=False) for t in tools or TOOLS))
+def hermes_system(tools: list[dict[str, Any]] | None = None, instructions: str | None = None) -> str:
+    """The system message that lists the tools (fireact's, an environment's, or a client's own for
+    `fireact serve`), after an environment's instructions."""
+    listed = HERMES_SYSTEM.format(tools="\n".join(json.dumps(t, ensure_ascii=False) for t in tools or TOOLS))
+    return f"{instructions}\n\n{listed}" if instructions else listed
 
 
-def call_of(action: str) -> tuple[str, dict[str, str]] | None:
-    """`search[q]` -> ("search", {"query": "q"}); None for an action that is no known tool call."""
-    parsed = parse_action(action)
-    if parsed is None or parsed[0] not in ARGUMENT:
-        return None
-    return parsed[0], {ARGUMENT[parsed[0]]: parsed[1]}
+def call_of(turn: Turn) -> tuple[str, dict[str, Any]] | None:
+    """A step's structured call (name, arguments); None for a step that made no well-formed call."""
+    return (turn.tool, turn.arguments or {}) if turn.tool is not None else None
 
 
 def call_text(name: str, arguments: dict[str, Any]) -> str:
@@ -104,7 +176,7 @@ def call_text(name: str, arguments: dict[str, Any]) -> str:
 def agent_text(turn: Turn) -> str:
     """What the agent writes in one step, Hermes style: its thought, then its call. An action that is
     not a known tool call (a record of a format error) is kept as it was written."""
-    call = call_of(turn.action)
+    call = call_of(turn)
     act = call_text(*call) if call is not None else turn.action
     return "\n".join(part for part in (turn.thought, act) if part)
 
@@ -113,9 +185,14 @@ def response_text(observation: str) -> str:
     return f"{RESPONSE_OPEN}\n{observation}\n{RESPONSE_CLOSE}"
 
 
-def conversation(question: str, turns: list[Turn]) -> list[dict[str, str]]:
+def conversation(
+    question: str, turns: list[Turn], tools: list[dict[str, Any]] | None = None, instructions: str | None = None
+) -> list[dict[str, str]]:
     """An episode as plain chat messages in the Hermes rendering (any chat template renders them)."""
-    messages = [{"role": "system", "content": hermes_system()}, {"role": "user", "content": question}]
+    messages = [
+        {"role": "system", "content": hermes_system(tools, instructions)},
+        {"role": "user", "content": question},
+    ]
     for turn in turns:
         messages.append({"role": "assistant", "content": agent_text(turn)})
         if turn.observation is not None:
@@ -129,7 +206,7 @@ def openai_messages(question: str, turns: list[Turn]) -> list[dict[str, Any]]:
     thought, no action) is plain assistant content, and what came back a user message."""
     messages: list[dict[str, Any]] = [{"role": "user", "content": question}]
     for i, turn in enumerate(turns):
-        call = call_of(turn.action)
+        call = call_of(turn)
         if call is None:
             messages.append({"role": "assistant", "content": agent_text(turn)})
             if turn.observation is not None:
@@ -152,8 +229,12 @@ def uses_tool_calls(messages: Any) -> bool:
     )
 
 
-def turns_from_openai(messages: list[dict[str, Any]], where: str) -> tuple[str, list[Turn]]:
-    """(question, turns) of an episode in the OpenAI tools shape; ValueError naming the message."""
+def turns_from_openai(
+    messages: list[dict[str, Any]], where: str, tools: list[dict[str, Any]] | None = None
+) -> tuple[str, list[Turn]]:
+    """(question, turns) of an episode in the OpenAI tools shape, its calls of the declared `tools`
+    (None: FireAct's search and finish); ValueError naming the message."""
+    params = parameters_by_name(tools)
     users = [i for i, m in enumerate(messages) if m.get("role") == "user"]
     if not users:
         raise ValueError(f"{where}: no user message (the question)")
@@ -164,10 +245,13 @@ def turns_from_openai(messages: list[dict[str, Any]], where: str) -> tuple[str, 
             calls = m.get("tool_calls") or []
             if len(calls) > 1:
                 raise ValueError(f"{where}: message {k} makes {len(calls)} tool calls; an agent step makes one")
-            action = _action_of_call(calls[0], f"{where}: message {k}") if calls else ""
-            turns.append(
-                Turn(m.get("content") or "", action, None) if calls else Turn(m.get("content") or "", "", None)
-            )
+            if calls:
+                name, arguments = _call_of_message(calls[0], f"{where}: message {k}", params)
+                turns.append(
+                    Turn(m.get("content") or "", react_action(name, arguments, params[name]), None, name, arguments)
+                )
+            else:
+                turns.append(Turn(m.get("content") or "", "", None))
         elif role == "tool" or (role == "user" and turns and turns[-1].observation is None):
             if not turns:
                 raise ValueError(f"{where}: message {k} is a tool result before any call")
@@ -175,18 +259,22 @@ def turns_from_openai(messages: list[dict[str, Any]], where: str) -> tuple[str, 
     return question, turns
 
 
-def _action_of_call(call: Any, where: str) -> str:
+def _call_of_message(call: Any, where: str, params: dict[str, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
     function = call.get("function") if isinstance(call, dict) else None
-    if not isinstance(function, dict) or function.get("name") not in ARGUMENT:
-        raise ValueError(f"{where}: a tool call of an unknown tool (fireact's are {', '.join(ARGUMENT)})")
+    if not isinstance(function, dict) or function.get("name") not in params:
+        raise ValueError(f"{where}: a tool call of an unknown tool (the declared tools are {', '.join(params)})")
+    raw = function.get("arguments") or "{}"
     try:
-        arguments = json.loads(function.get("arguments") or "{}")
+        arguments = json.loads(raw) if isinstance(raw, str) else raw
     except json.JSONDecodeError as e:
         raise ValueError(f"{where}: tool call arguments are not JSON ({e.msg})") from None
     name = function["name"]
-    if not isinstance(arguments, dict) or not isinstance(arguments.get(ARGUMENT[name]), str):
-        raise ValueError(f"{where}: {name} takes a string {ARGUMENT[name]!r}")
-    return f"{name}[{arguments[ARGUMENT[name]]}]"
+    if not isinstance(arguments, dict):
+        raise ValueError(f"{where}: {name}'s arguments are not a JSON object")
+    key = single_string(params[name])
+    if key is not None and not isinstance(arguments.get(key), str):
+        raise ValueError(f"{where}: {name} takes a string {key!r}")
+    return name, arguments
 
 
 def hermes_messages(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> list[dict[str, str]]:

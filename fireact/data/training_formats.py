@@ -44,10 +44,12 @@ def openai_record(traj: Trajectory, protocol: str = "react") -> dict[str, Any]:
     tool-call protocol the OpenAI tools shape: `tools`, assistant `tool_calls`, `tool` results."""
     if protocol == "tool-calls":
         record: dict[str, Any] = {"messages": tool_calls.openai_messages(traj.question, training_turns(traj))}
+        if traj.instructions:
+            record["messages"].insert(0, {"role": "system", "content": traj.instructions})
         if _ends_with_finish(traj):
             record["messages"].append({"role": "user", "content": reward_observation(traj)})
-        return {**record, "tools": tool_calls.TOOLS}
-    messages = conversation(traj.question, training_turns(traj))
+        return {**record, "tools": traj.tools or tool_calls.TOOLS}
+    messages = conversation(traj.question, training_turns(traj), tools=traj.tools, instructions=traj.instructions)
     if _ends_with_finish(traj):
         messages.append({"role": "user", "content": observation_text(reward_observation(traj))})
     return {"messages": messages}

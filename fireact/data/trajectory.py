@@ -14,11 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from fireact.data.paths import json_value, not_utf8, unreadable, write_lines_atomic
+from fireact.data.react_grammar import default_call
 from fireact.data.token_log import TokenTurn
 from fireact.errors import FireactError
 
 # 2: the exact match is `em` (version 1 called it `reward`; read as em), token turns may be recorded
-SCHEMA_VERSION = 2
+# 3: a step records its structured call (`tool`, JSON `arguments`); a record may carry the tools its agent
+#    was shown, its environment's instructions and reward (versions 1 and 2 read: `search[q]` is search {query})
+SCHEMA_VERSION = 3
+READS = (1, 2, 3)
 METHODS = ("io", "cot", "react", "reflexion")
 # Why an episode ended; anything but "finish" is a format/runtime failure of the agent.
 END_REASONS = ("finish", "max_turns", "no_action", "bad_action", "unknown_tool", "error")
@@ -38,7 +42,11 @@ _TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "id": ((str,), "a string"),
     "source": ((str,), "a string"),
     "meta": ((dict,), "an object"),
+    "tools": ((list, type(None)), "a list of tool schemas or null"),
+    "instructions": ((str, type(None)), "a string or null"),
+    "reward": ((int, float, type(None)), "a number or null"),
 }
+_TURN_KEYS = {"thought", "action", "observation", "tool", "arguments"}
 
 
 def question_key(question: str) -> str:
@@ -63,9 +71,21 @@ def check_text_sizes(question: str, turns: list[Turn]) -> None:
 
 @dataclass
 class Turn:
+    """One agent step: its thought, its action as ReAct text, what the tool answered, and the call as
+    structure (`tool` and JSON `arguments`; both None for a step that made no well-formed call). A
+    step built from ReAct text alone (`search[q]`) gets its call from the text."""
+
     thought: str
     action: str
     observation: str | None = None  # None for the final finish turn (no tool was called)
+    tool: str | None = None
+    arguments: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.tool is None and self.action:
+            call = default_call(self.action)
+            if call is not None:
+                self.tool, self.arguments = call
 
 
 @dataclass
@@ -85,13 +105,23 @@ class Trajectory:
     version: int = SCHEMA_VERSION
     # the exact tokens the model saw and sampled, when the rollout recorded them (on-policy training)
     token_turns: list[TokenTurn] | None = None
+    # the tools the agent was shown (tools-API schemas, finish included); None: FireAct's search and finish
+    tools: list[dict[str, Any]] | None = None
+    instructions: str | None = None  # the environment's instructions before the question, if any
+    reward: float | None = None  # the environment's own reward; None: the exact match is the reward
 
     def to_dict(self) -> dict[str, Any]:
-        """The record as JSON values; `token_turns` only where recorded."""
+        """The record as JSON values; the optional fields only where set."""
         d = asdict(self)
-        if self.token_turns is None:
-            del d["token_turns"]
+        for key in ("token_turns", "tools", "instructions", "reward"):
+            if d[key] is None:
+                del d[key]
         return d
+
+    @property
+    def score(self) -> float:
+        """What the episode earned: the environment's reward, else its exact match."""
+        return self.em if self.reward is None else self.reward
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False)
@@ -101,10 +131,11 @@ class Trajectory:
         if not isinstance(d, dict):
             raise ValueError(f"expected a JSON object, got {type(d).__name__}")
         version = d.get("version", 1 if "reward" in d else SCHEMA_VERSION)
-        if version not in (1, SCHEMA_VERSION) or isinstance(version, bool):
-            raise ValueError(f"schema version {version!r} is not supported (this fireact reads 1 and {SCHEMA_VERSION})")
+        if version not in READS or isinstance(version, bool):
+            raise ValueError(f"schema version {version!r} is not supported (this fireact reads {READS})")
         if version == 1:  # the exact match was called reward
-            d = {k if k != "reward" else "em": v for k, v in d.items()} | {"version": SCHEMA_VERSION}
+            d = {k if k != "reward" else "em": v for k, v in d.items()}
+        d = {**d, "version": SCHEMA_VERSION}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -126,18 +157,15 @@ class Trajectory:
             raise ValueError("turns must be a list")
         parsed = []
         for i, t in enumerate(turns):
-            if (
-                not isinstance(t, dict)
-                or not {"thought", "action"} <= set(t)
-                or set(t) - {"thought", "action", "observation"}
-            ):
-                raise ValueError(f"turn {i} must be an object with thought, action and optional observation")
+            if not isinstance(t, dict) or not {"thought", "action"} <= set(t) or set(t) - _TURN_KEYS:
+                raise ValueError(f"turn {i} must be an object with thought, action and optional observation, tool, arguments")
             if not isinstance(t["thought"], str) or not isinstance(t["action"], str):
                 raise ValueError(f"turn {i}: thought and action must be strings")
-            if not isinstance(t.get("observation"), (str, type(None))):
-                kind = type(t["observation"]).__name__
-                raise ValueError(f"turn {i}: observation must be a string or null, got {kind}")
-            parsed.append(Turn(t["thought"], t["action"], t.get("observation")))
+            for key, types, said in (("observation", str, "a string"), ("tool", str, "a string"),
+                                     ("arguments", dict, "an object")):  # fmt: skip
+                if not isinstance(t.get(key), (types, type(None))):
+                    raise ValueError(f"turn {i}: {key} must be {said} or null, got {type(t[key]).__name__}")
+            parsed.append(Turn(t["thought"], t["action"], t.get("observation"), t.get("tool"), t.get("arguments")))
         check_text_sizes(d["question"], parsed)
         tokens = d.get("token_turns")
         if tokens is not None:

@@ -50,7 +50,7 @@ def test_one_tool_definition_serves_prompt_parser_and_export():
         ("I think.", "no_action", None),
         ("x\n<tool_call>\n{name: search}\n</tool_call>", "bad_action", "not valid JSON"),
         ('<tool_call>{"name": "lookup", "arguments": {"query": "a"}}</tool_call>', "unknown_tool", "unknown tool 'lookup'"),
-        ('<tool_call>{"name": "search", "arguments": {"q": "a"}}</tool_call>', "bad_action", "search takes a string 'query'"),
+        ('<tool_call>{"name": "search", "arguments": {"q": "a"}}</tool_call>', "bad_action", "'query' is a required property"),
         ('<tool_call>["search"]</tool_call>', "bad_action", '{"name": ..., "arguments": {...}}'),
     ],
 )  # fmt: skip
@@ -101,7 +101,7 @@ def test_release_converts_to_openai_tool_calls_and_back_losslessly(data_dir):
     for r in records:
         messages = tool_calls.openai_messages(r.question, r.turns)
         assert tool_calls.turns_from_openai(json.loads(json.dumps(messages)), r.id) == (r.question, r.turns)
-    calls = sum(1 for r in records for t in r.turns if tool_calls.call_of(t.action))
+    calls = sum(1 for r in records for t in r.turns if tool_calls.call_of(t))
     assert calls > 2 * len(records)  # most steps are tool calls, not plain text
 
 
