@@ -13,13 +13,15 @@ from typing import Any
 from fireact.agent.parsing import parse_direct_answer, parse_step, parse_tool_step
 from fireact.agent.prompts import REFLECT_REQUEST
 from fireact.data.prompt_style import Prompt, PromptStyle
-from fireact.data.tasks import Example, Task
+from fireact.data.tasks import Example
 from fireact.data.token_log import TokenTurn
-from fireact.data.tool_calls import CALL_CLOSE
+from fireact.data.tool_calls import CALL_CLOSE, FINISH
 from fireact.data.trajectory import METHODS, Trajectory, Turn
+from fireact.env.environment import Environment
 from fireact.errors import FireactError
 from fireact.lm.base import Completion
-from fireact.tools.base import SearchTool, ToolError
+from fireact.tools.base import ToolError
+from fireact.tools.function import Tool, is_error
 
 REFLECT_AT = (6, 10)  # Reflexion asks for a self-reflection before these rounds (1-based)
 STOP = ["\nObservation"]
@@ -46,21 +48,26 @@ def method_spec(method: str, max_tokens: int | None = None, protocol: str = "rea
 
 @dataclass
 class ToolCall:
-    tool: SearchTool
-    query: str
+    tool: Tool
+    arguments: dict[str, Any]
 
     def run(self) -> tuple[str | None, str | None]:
-        """(observation, None), or (None, error) when the tool could not answer."""
+        """(observation, None), or (None, error) when the tool could not answer at all."""
         try:
-            return self.tool(self.query), None
+            return self.tool(self.arguments), None
         except ToolError as e:
             return None, str(e)
 
 
+_FINISH_PARAMETERS = {"finish": FINISH["function"]["parameters"]}
+
+
 @dataclass
 class Episode:
+    """One episode in an environment: its tools are the ones the agent may call (and is shown)."""
+
     example: Example
-    task: Task
+    env: Environment
     method: str
     style: PromptStyle = field(default_factory=PromptStyle)
     prefix: str | list[dict[str, str]] = ""  # few-shot instruction + exemplars ("" for zero-shot)
@@ -78,18 +85,20 @@ class Episode:
 
     def prompt(self) -> Prompt:
         note = REFLECT_REQUEST if self._reflect_now() else None
-        return self.style.prompt(self.example.question, self.turns, self.prefix, note)
+        return self.style.prompt(
+            self.example.question, self.turns, self.prefix, note, self.env.schemas(), self.env.instructions
+        )
 
     def _end(self, reason: str, prediction: str | None = None) -> None:
         self.done, self.end_reason, self.prediction = True, reason, prediction
 
-    def feed(self, c: Completion, tools: dict[str, SearchTool]) -> None:
+    def feed(self, c: Completion) -> None:
         """Consume the model's completion for the current round; call the tool inline; maybe end."""
-        call = self.act(c, tools)
+        call = self.act(c)
         if call is not None:
             self.observe(*call.run())
 
-    def act(self, c: Completion, tools: dict[str, SearchTool]) -> ToolCall | None:
+    def act(self, c: Completion) -> ToolCall | None:
         """Consume the completion up to the tool call it asks for (None when the episode ended or
         finished). The caller runs the call where it likes (the engine: off the decode path) and
         hands the result to `observe`."""
@@ -108,21 +117,23 @@ class Episode:
             self.turns.append(Turn("", f"finish[{answer}]", None))
             self._end("finish", answer)
             return None
-        allowed = ("finish",) if self.method == "cot" else ("finish", *tools)
+        tools = self.env.toolset()
+        allowed = _FINISH_PARAMETERS if self.method == "cot" else {**_FINISH_PARAMETERS, **_parameters(tools)}
         step = (parse_tool_step if self.style.protocol == "tool-calls" else parse_step)(c.text, allowed)
         thought = step.thought
         if self._reflect_now():
             self.meta.setdefault("reflections", []).append(len(self.turns) + 1)
             if not thought.lower().startswith("reflection"):
                 thought = f"Reflection: {thought}"
-        self.turns.append(Turn(thought, step.action, step.message))  # a malformed call's error message
+        call = (None, None) if step.error else (step.tool, step.arguments)
+        self.turns.append(Turn(thought, step.action, step.message, *call))  # a malformed call's error message
         if step.error:
             self._end(step.error)
             return None
         if step.tool == "finish":
             self._end("finish", step.argument)
             return None
-        return ToolCall(tools[step.tool], step.argument or "")
+        return ToolCall(tools[step.tool], step.arguments or {})
 
     def observe(self, observation: str | None, error: str | None = None) -> None:
         """The result of the tool call `act` asked for."""
@@ -131,29 +142,36 @@ class Episode:
             self._end("error")
             return
         self.turns[-1].observation = observation
+        if is_error(observation):  # a tool that failed or hung: the agent reads why and goes on
+            self.meta["tool_errors"] = self.meta.get("tool_errors", 0) + 1
         if self.method == "cot" or len(self.turns) >= self.max_turns:
             self._end("max_turns")
 
     def to_trajectory(self, source: str = "", extra_meta: dict[str, Any] | None = None) -> Trajectory:
         gold = self.example.answer
-        em = f1 = 0.0
-        if gold is not None and self.prediction is not None:
-            s = self.task.score(self.prediction, gold)
-            em, f1 = s.em, s.f1
+        s = self.env.score(self.prediction, gold)
         meta = {**self.meta, "seconds": round(time.monotonic() - self.started, 3), **(extra_meta or {})}
         meta["cost_usd"] = round(meta["cost_usd"], 6)
-        return Trajectory(
+        t = Trajectory(
             question=self.example.question,
             answer=gold,
-            task=self.task.name,
+            task=self.env.name,
             method=self.method,
             turns=self.turns,
             prediction=self.prediction,
-            em=em,
-            f1=f1,
+            em=s.em,
+            f1=s.f1,
             end_reason=self.end_reason or "max_turns",
             id=self.example.id,
             source=source,
             meta=meta,
             token_turns=self.token_turns,
+            tools=self.env.schemas(),
+            instructions=self.env.instructions,
         )
+        t.reward = self.env.reward_of(t)
+        return t
+
+
+def _parameters(tools: dict[str, Tool]) -> dict[str, dict[str, Any]]:
+    return {name: tool.parameters for name, tool in tools.items()}

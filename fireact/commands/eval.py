@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     written = run_rollouts(lm, tool, examples, cfg, pool, prompt_text, progress="rich", source=f"eval:{lm.name}")
     per_q = (time.monotonic() - start) / len(examples) if examples else 0.0
     write_trajectories(args.out, written)
-    for name in cfg.tasks:
+    for name in cfg.task_names(root):
         trajs = [t for t in written if t.task == name]
         summary = summarize(trajs, sum(e.task == name for e in examples))
         fmt = trajs[0].meta["fmt"] if trajs else cfg.format
@@ -41,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
             row = {"file": str(args.out), "task": name, "format": fmt, "protocol": protocol, **summary.to_dict()}
             print(json.dumps({**row, "seconds_per_question": per_q}))
         else:
-            title = f"{lm.name} on {name}/{cfg.split} ({cfg.method}, {fmt} format, {protocol}) -> {args.out}"
+            where = name if cfg.env else f"{name}/{cfg.split}"
+            title = f"{lm.name} on {where} ({cfg.method}, {fmt} format, {protocol}) -> {args.out}"
             print_summary(title, summary, False)
             print(f"{per_q:.2f} s per question")
     failed = [t for t in written if t.end_reason == "error"]

@@ -12,6 +12,7 @@ from rich.table import Table
 from fireact.commands.agent_args import add_agent, add_lm, agent_run, prompt_inputs
 from fireact.commands.common import USD, add_data_dir
 from fireact.data.evaluation import summarize
+from fireact.data.rewards import rewarded
 from fireact.data.trajectory import GenerationLog, Trajectory
 from fireact.errors import FireactError
 
@@ -34,10 +35,13 @@ def run(args: argparse.Namespace) -> int:
     root, cfg, examples, tool, lm = agent_run(args)
     missing = next((e for e in examples if e.answer is None), None)
     if missing is not None:
-        raise FireactError(f"{missing.task}/{cfg.split} has no gold answers: generation needs them to score episodes")
+        if cfg.env is None:
+            raise FireactError(
+                f"{missing.task}/{cfg.split} has no gold answers: generation needs them to score episodes"
+            )
     pool, prompt_text = prompt_inputs(args, cfg, root)
     log = GenerationLog(args.out)
-    done = {task: log.done_ids(task) for task in cfg.tasks}
+    done = {task: log.done_ids(task) for task in cfg.task_names(root)}
     todo = [e for e in examples if e.id not in done[e.task]]
     console = Console(stderr=True)
     if len(todo) < len(examples):
@@ -56,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
             return
         streak = 0
         finished.append(t)
-        log.record(t, keep=t.em >= 1.0 or not args.only_successful)
+        log.record(t, keep=rewarded(t) or not args.only_successful)
 
     def over_budget() -> bool:
         return args.max_cost_usd is not None and spent >= args.max_cost_usd
@@ -70,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
                      should_stop=should_stop, source=f"generate:{lm.name}")  # fmt: skip
     finally:
         log.close()
-    print_generated(f"{lm.name} {cfg.method} on {', '.join(cfg.tasks)}/{cfg.split} -> {args.out}", finished,
+    where = cfg.env or f"{', '.join(cfg.tasks)}/{cfg.split}"
+    print_generated(f"{lm.name} {cfg.method} on {where} -> {args.out}", finished,
                     args.only_successful, time.monotonic() - start)  # fmt: skip
     if over_budget():
         console.print(f"stopped early: spent ${spent:.4f} >= --max-cost-usd {args.max_cost_usd}")
@@ -85,14 +90,14 @@ def run(args: argparse.Namespace) -> int:
 def print_generated(title: str, finished: list[Trajectory], only_successful: bool, seconds: float) -> None:
     """The run's table: episodes, kept, success, turns, tokens, cost and time."""
     summary = summarize(finished)
-    kept = sum(1 for t in finished if t.em >= 1.0 or not only_successful)
+    kept = sum(1 for t in finished if rewarded(t) or not only_successful)
     table = Table(title=title)
     for col in ("episodes", "kept", "success", "turns mean", "prompt tok", "completion tok", "cost $", "seconds"):
         table.add_column(col, justify="right")
     table.add_row(
         str(summary.n),
         str(kept),
-        f"{100 * summary.em:.1f}%",
+        f"{100 * (summary.reward if summary.reward is not None else summary.em):.1f}%",
         f"{summary.turns_mean:.1f}",
         str(sum(t.meta.get("prompt_tokens", 0) for t in finished)),
         str(sum(t.meta.get("completion_tokens", 0) for t in finished)),

@@ -34,6 +34,9 @@ def print_summary(title: str, s: Summary, as_json: bool) -> None:
     cols = ["EM", "F1", "episodes", "questions", "expected", "turns mean", "turns std", "format errors"]
     values = [f"{100 * s.em:.1f}", f"{100 * s.f1:.1f}", str(s.n), str(s.questions), str(s.expected),
               f"{s.turns_mean:.1f}", f"{s.turns_std:.1f}", f"{s.format_errors} ({100 * s.format_error_rate:.1f}%)"]  # fmt: skip
+    if s.reward is not None:
+        cols.insert(0, "reward")
+        values.insert(0, f"{100 * s.reward:.1f}")
     if s.samples > 1:
         cols += [f"pass@{s.samples}", f"maj@{s.samples}", "same reward"]
         values += [f"{100 * s.pass_at_g:.1f}", f"{100 * s.maj_at_g:.1f}", f"{100 * s.same_reward:.1f}%"]

@@ -29,6 +29,7 @@ class Summary:
     pass_at_g: float = 0.0  # questions with some episode right / expected (= em when G is 1)
     maj_at_g: float = 0.0  # questions whose most frequent normalised answer is right / expected
     same_reward: float = 0.0  # share of questions whose episodes all got one reward (no GRPO gradient)
+    reward: float | None = None  # mean environment reward, where the records carry one (else EM is it)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -62,13 +63,13 @@ def majority_right(samples: list[Trajectory]) -> bool:
     """The most frequent normalised answer (ties: the first seen) is right; no answer at all is wrong.
     One sample is right when its reward says so (as every single-sample score always was)."""
     if len(samples) == 1:
-        return samples[0].em >= 1.0
+        return samples[0].score >= 1.0
     votes = Counter(normalize_answer(t.prediction) for t in samples if t.prediction is not None)
     if not votes:
         return False
     best = max(votes.values())
     winner = next(a for a in votes if votes[a] == best)
-    return any(t.em >= 1.0 for t in samples if t.prediction is not None and normalize_answer(t.prediction) == winner)
+    return any(t.score >= 1.0 for t in samples if t.prediction is not None and normalize_answer(t.prediction) == winner)
 
 
 def summarize(records: list[Trajectory], expected: int | None = None) -> Summary:
@@ -91,9 +92,12 @@ def summarize(records: list[Trajectory], expected: int | None = None) -> Summary
         format_error_rate=errors / len(records) if records else 0.0,
         questions=len(groups),
         samples=g,
-        pass_at_g=sum(any(t.em >= 1.0 for t in v) for v in groups.values()) / questions if questions else 0.0,
+        pass_at_g=sum(any(t.score >= 1.0 for t in v) for v in groups.values()) / questions if questions else 0.0,
         maj_at_g=sum(majority_right(v) for v in groups.values()) / questions if questions else 0.0,
-        same_reward=sum(len({t.em for t in v}) == 1 for v in groups.values()) / len(groups) if groups else 0.0,
+        same_reward=sum(len({t.score for t in v}) == 1 for v in groups.values()) / len(groups) if groups else 0.0,
+        reward=sum(r.score for r in records) / episodes
+        if episodes and any(r.reward is not None for r in records)
+        else None,
     )
 
 

@@ -158,7 +158,9 @@ class Trajectory:
         parsed = []
         for i, t in enumerate(turns):
             if not isinstance(t, dict) or not {"thought", "action"} <= set(t) or set(t) - _TURN_KEYS:
-                raise ValueError(f"turn {i} must be an object with thought, action and optional observation, tool, arguments")
+                raise ValueError(
+                    f"turn {i} must be an object with thought, action and optional observation, tool, arguments"
+                )
             if not isinstance(t["thought"], str) or not isinstance(t["action"], str):
                 raise ValueError(f"turn {i}: thought and action must be strings")
             for key, types, said in (("observation", str, "a string"), ("tool", str, "a string"),

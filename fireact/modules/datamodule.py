@@ -162,7 +162,7 @@ class TrajectoryDataModule(LightningDataModule):
             for t in src.trajectories:
                 if not t.turns:
                     skipped["no turns"] += 1
-                elif self.only_successful and t.em <= 0:
+                elif self.only_successful and t.score <= 0:
                     skipped["unsuccessful"] += 1
                 else:
                     trajs.append(t)

@@ -1,5 +1,5 @@
 """Expert iteration (rejection-sampling fine-tuning): the agent samples G episodes per training
-question, keeps the rewarded ones (EM = 1, one per distinct action sequence), is fine-tuned on them
+question, keeps the rewarded ones (reward 1, `fireact.data.rewards`; one per distinct action sequence), is fine-tuned on them
 (optionally mixed with the teacher's trajectories), and repeats for K rounds.
 
 Each round is a directory under `out/` with what it sampled and kept, the training run, the exported
@@ -26,6 +26,7 @@ from typing import Any
 from fireact.data.evaluation import by_question, gold_turn
 from fireact.data.paths import read_text, resolve_data_dir
 from fireact.data.prompt_style import PromptStyle
+from fireact.data.rewards import rewarded
 from fireact.data.trajectory import (
     Trajectory,
     TrajectoryAppender,
@@ -52,7 +53,7 @@ def keep_successful(trajectories: list[Trajectory], dedup: bool = True) -> list[
     seen: set[tuple[str, tuple[str, ...]]] = set()
     kept = []
     for t in trajectories:
-        if t.em < 1.0 or not t.finished:
+        if not rewarded(t) or not t.finished:
             continue
         key = (question_key(t.question), tuple(turn.action for turn in t.turns))
         if dedup and key in seen:
@@ -67,7 +68,7 @@ def hindsight_finish(samples: list[Trajectory]) -> Trajectory | None:
     showed up (STaR's rationalization, with the gold as the hint): the sample that saw the gold
     soonest, cut after that observation, then a finish on the gold whose thought quotes the sentence
     that holds it. None when no sample saw the (non yes/no) gold. Marked meta.hindsight."""
-    if any(t.em >= 1.0 for t in samples):
+    if any(rewarded(t) for t in samples):
         return None
     seen = [(i, t) for t in samples if (i := gold_turn(t)) is not None]
     if not seen:
@@ -223,7 +224,7 @@ class ExpertIteration:
             "adapter": new_adapter,
             "questions": len({(t.task, t.id) for t in sampled}),
             "episodes": len(sampled),
-            "success_rate": sum(t.em for t in sampled) / len(sampled),
+            "success_rate": sum(rewarded(t) for t in sampled) / len(sampled),
             "kept": len(kept),
             "hindsight": len(hindsight),
             "gold_path": len(gold),

@@ -1,4 +1,5 @@
-"""GRPO: the fine-tuned agent improves from its own live rollouts, rewarded by the task's exact match.
+"""GRPO: the fine-tuned agent improves from its own live rollouts, rewarded by its environment
+(`fireact.data.rewards`: the environment's reward, the task's exact match where it has none).
 
 Each training step plays the step's questions G times each with the current weights (the rollout
 engine, sampling, LoRA live, tokens and log-probs recorded), scores every episode, turns rewards into
@@ -32,6 +33,7 @@ from fireact.data.batching import collate, model_inputs
 from fireact.data.encoding import encode
 from fireact.data.paths import resolve_data_dir
 from fireact.data.prompt_style import PromptStyle
+from fireact.data.rewards import REWARDS, episode_reward
 from fireact.data.tasks import Example
 from fireact.data.token_log import training_rows
 from fireact.data.token_row import IGNORE_INDEX, TokenRow
@@ -40,10 +42,8 @@ from fireact.errors import FireactError
 from fireact.lm.hf import HFLM
 from fireact.lm.token_servers import TokenServersLM
 from fireact.modules.grpo_loss import (
-    REWARDS,
     clipped_policy_loss,
     episode_metrics,
-    episode_reward,
     equal_reward_groups,
     group_advantages,
     token_budget_chunks,
@@ -86,7 +86,8 @@ class GRPOLM(FireActLM):
         group_size: G, the samples per question (each its own engine slot, sharing the prompt's KV).
         clip_eps: PPO clip range of the probability ratio.
         kl_coef: weight of the k3 KL estimate to the starting policy (0 skips the reference pass).
-        reward: "em" (the task's exact match, the paper's metric) or "f1".
+        reward: "env" (the environment's reward; the exact match where it has none), "em" (the task's
+            exact match, the paper's metric) or "f1" (fireact.data.rewards).
         format_penalty: subtracted from the reward of an episode that never finished well-formed.
         seen_bonus: added to the reward of an episode where the gold answer showed up in an observation
             (shaping for retrieval; the task's EM is still what validation scores).
@@ -124,7 +125,7 @@ class GRPOLM(FireActLM):
         group_size: int = 8,
         clip_eps: float = 0.2,
         kl_coef: float = 0.0,
-        reward: str = "em",
+        reward: str = "env",
         format_penalty: float = 0.0,
         seen_bonus: float = 0.0,
         refill: int = 0,
@@ -142,7 +143,7 @@ class GRPOLM(FireActLM):
         if rollout_servers and self.hparams.finetune != "lora":
             raise FireactError("model.rollout_servers needs LoRA training: full weights are not pushed to servers")
         if reward not in REWARDS:
-            raise FireactError(f"model.reward must be 'em' or 'f1', got {reward!r}")
+            raise FireactError(f"model.reward must be one of {', '.join(REWARDS)}, got {reward!r}")
         if refill < 0:
             raise FireactError(f"model.refill must be 0 or more sampling rounds, got {refill}")
         if gold_path_coef < 0:

@@ -14,17 +14,6 @@ from fireact.data.evaluation import gold_seen
 from fireact.data.token_row import TokenRow
 from fireact.data.trajectory import Trajectory
 
-REWARDS = ("em", "f1")
-
-
-def episode_reward(t: Trajectory, reward: str, format_penalty: float, seen_bonus: float = 0.0) -> float:
-    """The task's exact match (or token F1) of the final answer, minus `format_penalty` when the
-    episode never finished well-formed, plus `seen_bonus` when the gold answer showed up in one of
-    its observations: partial credit for retrieving it, the failure EM cannot see (most wrong
-    answers in the wiki world never retrieved the gold)."""
-    value = t.em if reward == "em" else t.f1
-    return value - (0.0 if t.finished else format_penalty) + (seen_bonus if gold_seen(t) else 0.0)
-
 
 def episode_metrics(trajs: list[Trajectory], rewards: list[float], groups: list[str]) -> dict:
     """What a step's episodes earned: reward mean and std, EM, F1, gold-seen and format-error rates,

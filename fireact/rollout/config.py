@@ -17,6 +17,8 @@ from fireact.data.paths import snapshot_path
 from fireact.data.questions_file import read_questions
 from fireact.data.tasks import TASKS, Example, get_task, select
 from fireact.data.trajectory import METHODS
+from fireact.env.environment import Environment
+from fireact.env.loading import load_environment
 from fireact.errors import FireactError
 from fireact.tools.base import SearchTool
 from fireact.tools.factory import make_tool
@@ -60,15 +62,35 @@ class QuestionArgs:
     questions: str | None = _opt(
         None, "a question set of your own instead of the task's split: JSONL of {question, answer, id?}"
     )
+    env: str | None = _opt(
+        None,
+        "an environment instead of a task: a built-in (hotpotqa, wiki, wikienv, company-db, ...), a Python file or "
+        "a module defining load_environment(**kwargs) -> fireact.Environment; its examples, tools and reward",
+    )
+    env_args: Any = _opt(None, "the environment's load_environment keyword arguments, a JSON object")
 
     def __post_init__(self) -> None:
         if isinstance(self.tasks, str):  # a YAML scalar
             self.tasks = [self.tasks]
         _check(self.n is None or self.n > 0, "n must be positive")
+        _check(self.env_args is None or self.env is not None, "env_args needs env")
         _post_init_next(self, QuestionArgs)
 
+    def environment(self, data_dir: Path | None) -> Environment | None:
+        """The environment asked for (loaded once per process), or None for the tasks."""
+        return None if self.env is None else load_environment(self.env, self.env_args, data_dir)
+
+    def task_names(self, data_dir: Path | None) -> list[str]:
+        """The names the records of a run are filed under: the environment's, else the tasks."""
+        env = self.environment(data_dir)
+        return [env.name] if env is not None else list(self.tasks)
+
     def examples(self, task: str, data_dir: Path) -> list[Example]:
-        """The paper's seeded question selection of one task (of its answerable questions if asked)."""
+        """The paper's seeded question selection of one task (of its answerable questions if asked);
+        of an environment, its examples in their order (shuffled by `seed`), then offset and n."""
+        env = self.environment(data_dir)
+        if env is not None:
+            return select(env.example_list(), self.n, self.seed, self.offset)
         spec = get_task(task)
         if self.questions is not None:
             return select(read_questions(Path(self.questions), task), self.n, None, self.offset)
@@ -85,8 +107,8 @@ class QuestionArgs:
         return select(examples, self.n, seed, self.offset)
 
     def all_examples(self, data_dir: Path) -> list[Example]:
-        """`examples` of every task, task after task."""
-        return [e for task in self.tasks for e in self.examples(task, data_dir)]
+        """`examples` of every task, task after task (of the environment, when there is one)."""
+        return [e for task in self.task_names(data_dir) for e in self.examples(task, data_dir)]
 
     def default_tool(self) -> str:
         """The tool measured best for these questions (docs/reproduction.md): the snapshot replays the
@@ -143,8 +165,12 @@ class ToolArgs:
         _check(self.search_k >= 1, "search_k must be at least 1")
         _post_init_next(self, ToolArgs)
 
-    def make_tool(self, data_dir: Path | None, questions: QuestionArgs | None = None) -> SearchTool:
-        """The asked tool, else the one measured best for `questions` (the snapshot without them)."""
+    def make_tool(self, data_dir: Path | None, questions: QuestionArgs | None = None) -> SearchTool | Environment:
+        """The environment of `questions` when they name one; else the asked search tool, else the one
+        measured best for `questions` (the snapshot without them)."""
+        env = questions.environment(data_dir) if questions is not None else None
+        if env is not None:
+            return env
         name = self.tool or (questions.default_tool() if questions is not None else "snapshot")
         return make_tool(
             name, data_dir, self.noise, self.noise_p, self.noise_seed, self.serpapi_cache, self.search_k,
@@ -184,7 +210,7 @@ GROUPS = {"questions": QuestionArgs, "agent": AgentArgs, "tool": ToolArgs, "samp
 class RolloutConfig(EpisodeConfig, QuestionArgs):
     """Which questions, which agent, which tool, how sampled: everything that decides a run but the LM."""
 
-    def make_tool(self, data_dir: Path | None, questions: QuestionArgs | None = None) -> SearchTool:
+    def make_tool(self, data_dir: Path | None, questions: QuestionArgs | None = None) -> SearchTool | Environment:
         return super().make_tool(data_dir, questions or self)
 
     def tool_name(self) -> str:

@@ -346,7 +346,7 @@ class ContinuousBatcher:
             return True
         c = Completion(truncate_at_stop(text, spec.stop, spec.stop_after_action), s.prompt_tokens, len(s.generated))
         s.feed = []
-        call = s.episode.act(c, job.tools)
+        call = s.episode.act(c)
         if call is not None and getattr(call.tool, "blocking_io", False):
             s.waiting = self._tool_pool.submit(call.run)
             return False

@@ -11,7 +11,6 @@ from fireact.data.prompt_style import Prompt
 from fireact.data.tasks import Example
 from fireact.lm.base import LM, Completion
 from fireact.rollout.config import EpisodeConfig
-from fireact.tools.base import SearchTool
 
 
 @dataclass
@@ -22,7 +21,6 @@ class RolloutJob:
     new_episode: Callable[[tuple[Example, int]], Episode]
     finish: Callable[[int, Episode], None]
     should_stop: Callable[[], bool]
-    tools: dict[str, SearchTool]
     spec: MethodSpec
     config: EpisodeConfig  # temperature, top_p, sampling seed, batch size, record_tokens
 

@@ -1,4 +1,5 @@
-"""Run many agent episodes against an LM and a search tool; returns scored Trajectory records."""
+"""Run many agent episodes against an LM in an environment (or a search tool on the paper's tasks);
+returns scored Trajectory records."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from typing import Any
 from fireact.agent.methods import Episode, method_spec
 from fireact.agent.prompts import few_shot_prefix, pick_exemplars
 from fireact.data.prompt_style import Prompt, PromptStyle
-from fireact.data.tasks import Example, get_task
+from fireact.data.tasks import Example
 from fireact.data.token_log import TokenTurn, start_turn
 from fireact.data.trajectory import Trajectory, Turn
+from fireact.env.builtin import task_environment
+from fireact.env.environment import Environment
 from fireact.errors import FireactError
 from fireact.lm.base import LM
 from fireact.rollout.config import EpisodeConfig
@@ -58,15 +61,29 @@ def _prompt_prefix(
     return few_shot_prefix(cfg.method, exemplars, None, style.format), len(exemplars)
 
 
-def _record_meta(lm: LM, tool: SearchTool, style: PromptStyle, shots: int | str) -> dict[str, Any]:
+def _record_meta(lm: LM, tool: SearchTool | Environment, style: PromptStyle, shots: int | str) -> dict[str, Any]:
     """What every record of a run says about how it was played."""
     meta = {"lm": lm.name, "tool": getattr(tool, "name", "search"), "few_shot": shots, "fmt": style.format}
     return meta if style.protocol == "react" else {**meta, "protocol": style.protocol}  # react records as before
 
 
+def environments(world: SearchTool | Environment, tasks: Iterable[str]) -> dict[str, Environment]:
+    """The environment that plays and scores each task's examples: the run's environment for its own
+    examples, else the paper task's world with the search tool."""
+    envs: dict[str, Environment] = {}
+    for name in dict.fromkeys(tasks):
+        if isinstance(world, Environment):
+            if name != world.name:
+                raise FireactError(f"an example of task {name!r} in a run of environment {world.name!r}")
+            envs[name] = world
+        else:
+            envs[name] = task_environment(name, world)
+    return envs
+
+
 def run_rollouts(
     lm: LM,
-    tool: SearchTool,
+    tool: SearchTool | Environment,
     examples: Iterable[Example],
     config: EpisodeConfig | None = None,
     exemplar_pool: list[Trajectory] | None = None,
@@ -78,6 +95,7 @@ def run_rollouts(
 ) -> list[Trajectory]:
     """The one play loop: `config.samples` episodes per example (G samples side by side), examples of
     any tasks in one run (each scored and prompted as its `task`), trajectories in example order.
+    `tool`: an Environment (its tools, instructions and reward), or a search tool for the paper's tasks.
 
     `config.few_shot`=K draws K successful exemplars of each task from `exemplar_pool` (seeded); a
     `prompt_text` replaces them; both 0/None is zero-shot (what fine-tuned models are trained on).
@@ -89,14 +107,17 @@ def run_rollouts(
         raise FireactError(f"record_tokens needs a backend that returns tokens (hf:, rollout servers), not {lm.name}")
     examples = list(examples)
     style = resolve_style(cfg.format, lm, cfg.protocol)
-    tasks = {name: get_task(name) for name in dict.fromkeys(e.task for e in examples)}
+    tasks = environments(tool, (e.task for e in examples))
     prefixes, meta = {}, {}  # per task: the text before its questions, its records' meta
     for name in tasks:
         asked = [e for e in examples if e.task == name]
         prefixes[name], shots = _prompt_prefix(cfg, name, asked, style, exemplar_pool, prompt_text)
         meta[name] = _record_meta(lm, tool, style, shots)
     plays = [(ex, j) for ex in examples for j in range(cfg.samples)]  # G samples of a question, side by side
-    turns = 1 if cfg.method in ("io", "cot") else cfg.max_turns
+
+    def turns(env: Environment) -> int:
+        return 1 if cfg.method in ("io", "cot") else env.max_turns or cfg.max_turns
+
     lm.reset_cache()  # a model being trained changes between runs: never reuse its old KV
     results: dict[int, Trajectory] = {}
     ctx = rich_progress(f"{cfg.method} {', '.join(tasks)}") if progress == "rich" else nullcontext(progress)
@@ -115,10 +136,11 @@ def run_rollouts(
             report(0, len(plays), 0.0)
         job = RolloutJob(
             plays,
-            lambda play: Episode(play[0], tasks[play[0].task], cfg.method, style, prefixes[play[0].task], turns),
+            lambda play: Episode(
+                play[0], (env := tasks[play[0].task]), cfg.method, style, prefixes[play[0].task], turns(env)
+            ),  # fmt: skip
             finish,
             should_stop or (lambda: False),
-            {"search": tool},
             method_spec(cfg.method, cfg.max_tokens, style.protocol),
             cfg,
         )
@@ -146,7 +168,7 @@ def _run_batched(lm: LM, job: RolloutJob) -> None:
         if not live:
             break
         completions = job.complete(lm, [ep.prompt() for _, ep in live])
-        calls = [(ep, ep.act(c, job.tools)) for (_, ep), c in zip(live, completions)]
+        calls = [(ep, ep.act(c)) for (_, ep), c in zip(live, completions)]
         calls = [(ep, call) for ep, call in calls if call is not None]
         if any(getattr(call.tool, "blocking_io", False) for _, call in calls):  # the round's searches at once
             with ThreadPoolExecutor(len(calls)) as pool:
@@ -169,7 +191,7 @@ def _play(lm: LM, job: RolloutJob, ep: Episode) -> Episode:
             turn = start_turn(log, c.prompt_ids)
             turn.generated, turn.logprobs = list(c.token_ids), list(c.logprobs)
             log.append(turn)
-        ep.feed(c, job.tools)
+        ep.feed(c)
     if job.config.record_tokens:
         ep.token_turns = log
     return ep

@@ -70,7 +70,7 @@ class RequestEpisode:
             r.stream.put(text[len(self.sent) : safe])
             self.sent = text[:safe]
 
-    def act(self, c: Completion, tools: Any) -> None:
+    def act(self, c: Completion) -> None:
         self.completion, self.done = c, True
         if self.request.stream is not None and c.text.startswith(self.sent) and len(c.text) > len(self.sent):
             self.request.stream.put(c.text[len(self.sent) :])

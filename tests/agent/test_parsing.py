@@ -9,8 +9,9 @@ from fireact.agent.parsing import parse_direct_answer, parse_step
 from fireact.agent.prompts import few_shot_prefix, pick_exemplars
 from fireact.data.prompt_style import PromptStyle
 from fireact.data.react_grammar import cut_after_action
-from fireact.data.tasks import Example, get_task
+from fireact.data.tasks import Example
 from fireact.data.trajectory import Trajectory, Turn
+from fireact.env.builtin import task_environment
 from fireact.lm.base import Completion, truncate_at_stop
 
 
@@ -39,7 +40,7 @@ def test_cut_and_truncate():
 
 @pytest.fixture(scope="module")
 def hotpot():
-    return get_task("hotpotqa")
+    return task_environment("hotpotqa", lambda q: f"result for {q}")
 
 
 def _episode(hotpot, method="react", max_turns=3):
@@ -48,10 +49,9 @@ def _episode(hotpot, method="react", max_turns=3):
 
 def test_episode_react_finish_and_scoring(hotpot):
     ep = _episode(hotpot)
-    tools = {"search": lambda q: f"result for {q}"}
-    ep.feed(Completion("Thought: search it\nAction: search[capital of France]", 10, 5, 0.01), tools)
+    ep.feed(Completion("Thought: search it\nAction: search[capital of France]", 10, 5, 0.01))
     assert not ep.done and ep.turns[0].observation == "result for capital of France"
-    ep.feed(Completion("Thought: found\nAction: finish[Paris]", 12, 4, 0.02), tools)
+    ep.feed(Completion("Thought: found\nAction: finish[Paris]", 12, 4, 0.02))
     t = ep.to_trajectory()
     assert (t.end_reason, t.prediction, t.em, t.f1) == ("finish", "Paris", 1.0, 1.0)
     assert t.meta["prompt_tokens"] == 22 and t.meta["cost_usd"] == pytest.approx(0.03)
@@ -64,34 +64,33 @@ def test_episode_react_finish_and_scoring(hotpot):
 )
 def test_episode_format_errors_end_episode(hotpot, text, reason):
     ep = _episode(hotpot)
-    ep.feed(Completion(text), {"search": lambda q: "x"})
+    ep.feed(Completion(text))
     assert ep.done and ep.to_trajectory().end_reason == reason
 
 
 def test_episode_max_turns_error_and_cot(hotpot):
     ep = _episode(hotpot, max_turns=2)
     for _ in range(2):
-        ep.feed(Completion("Thought: a\nAction: search[b]"), {"search": lambda q: "x"})
+        ep.feed(Completion("Thought: a\nAction: search[b]"))
     assert ep.done and ep.end_reason == "max_turns" and len(ep.turns) == 2
     ep = _episode(hotpot)
-    ep.feed(Completion("", error="APIConnectionError: down"), {})
+    ep.feed(Completion("", error="APIConnectionError: down"))
     assert ep.end_reason == "error" and ep.meta["error"].startswith("APIConnectionError")
     ep = _episode(hotpot, method="cot", max_turns=1)
-    ep.feed(Completion("Thought: search it\nAction: search[x]"), {"search": lambda q: "x"})
+    ep.feed(Completion("Thought: search it\nAction: search[x]"))
     assert ep.end_reason == "unknown_tool"  # CoT may only finish
     ep = _episode(hotpot, method="io", max_turns=1)
-    ep.feed(Completion("Paris"), {})
+    ep.feed(Completion("Paris"))
     assert ep.turns == [Turn("", "finish[Paris]", None)] and ep.prediction == "Paris"
 
 
 def test_reflexion_asks_for_reflection_at_rounds_6_and_10(hotpot):
     ep = _episode(hotpot, method="reflexion", max_turns=11)
-    tools = {"search": lambda q: "nothing useful"}
     for r in range(1, 11):
         prompt = ep.prompt()
         asked = "Reflect" in prompt[-1]["content"]
         assert asked == (r in (6, 10))
-        ep.feed(Completion(f"Thought: try {r}\nAction: search[q{r}]"), tools)
+        ep.feed(Completion(f"Thought: try {r}\nAction: search[q{r}]"))
     assert ep.meta["reflections"] == [6, 10]
     assert ep.turns[5].thought.startswith("Reflection:") and "Reflect" not in ep.turns[5].observation
 

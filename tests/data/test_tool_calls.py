@@ -13,8 +13,9 @@ from fireact.data import tool_calls
 from fireact.data.encoding import encode
 from fireact.data.fireact_format import read_any
 from fireact.data.prompt_style import PromptStyle, prompt_text
-from fireact.data.tasks import Example, get_task
+from fireact.data.tasks import Example
 from fireact.data.trajectory import Trajectory, Turn
+from fireact.env.builtin import task_environment
 from fireact.errors import FireactError
 from fireact.lm.base import Completion
 
@@ -66,20 +67,20 @@ def test_generation_stops_at_the_close_tag_and_arguments_may_be_a_json_string():
 
 
 def test_episode_in_the_tool_call_protocol():
-    ep = Episode(Example("7", "Capital of France?", "Paris", "hotpotqa"), get_task("hotpotqa"), "react", STYLE)
-    tools = {"search": lambda q: f"result for {q}"}
-    ep.feed(Completion('Look.\n<tool_call>\n{"name": "search", "arguments": {"query": "France"}}'), tools)
+    env = task_environment("hotpotqa", lambda q: f"result for {q}")
+    ep = Episode(Example("7", "Capital of France?", "Paris", "hotpotqa"), env, "react", STYLE)
+    ep.feed(Completion('Look.\n<tool_call>\n{"name": "search", "arguments": {"query": "France"}}'))
     prompt = ep.prompt()
     assert (
         prompt[0]["role"] == "system"
         and prompt[-1]["content"] == "<tool_response>\nresult for France\n</tool_response>"
     )
-    ep.feed(Completion('<tool_call>{"name": "finish", "arguments": {"answer": "Paris"}}</tool_call>'), tools)
+    ep.feed(Completion('<tool_call>{"name": "finish", "arguments": {"answer": "Paris"}}</tool_call>'))
     t = ep.to_trajectory()
     assert (t.end_reason, t.prediction, t.em, [x.action for x in t.turns]) == ("finish", "Paris", 1.0,
                                                                                  ["search[France]", "finish[Paris]"])  # fmt: skip
-    bad = Episode(Example("8", "Q?", "A", "hotpotqa"), get_task("hotpotqa"), "react", STYLE)
-    bad.feed(Completion('<tool_call>{"name": "search", "arguments": {"query": }}</tool_call>'), tools)
+    bad = Episode(Example("8", "Q?", "A", "hotpotqa"), env, "react", STYLE)
+    bad.feed(Completion('<tool_call>{"name": "search", "arguments": {"query": }}</tool_call>'))
     t = bad.to_trajectory()  # a format error of the episode, never a crash; the observation says what was wrong
     assert t.end_reason == "bad_action" and "not valid JSON" in t.turns[0].observation
 

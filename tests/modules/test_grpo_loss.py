@@ -8,12 +8,12 @@ import math
 import pytest
 import torch
 
+from fireact.data.rewards import episode_reward
 from fireact.data.token_row import TokenRow
 from fireact.data.trajectory import Trajectory, Turn
 from fireact.modules.grpo_loss import (
     clipped_policy_loss,
     episode_metrics,
-    episode_reward,
     equal_reward_groups,
     group_advantages,
     token_budget_chunks,
