@@ -28,7 +28,7 @@ observation after the last agent turn (nothing after it is trained).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,15 +61,11 @@ def observation_text(observation: str) -> str:
 def training_turns(traj: Trajectory) -> list[Turn]:
     """The turns as rendered: reward lines dropped, no observation after the last agent turn."""
     turns = [
-        Turn(
-            t.thought,
-            t.action,
-            None if t.observation is None or EPISODE_FINISHED.search(t.observation) else t.observation,
-        )
+        replace(t, observation=None if t.observation is None or EPISODE_FINISHED.search(t.observation) else t.observation)
         for t in traj.turns
     ]
     if turns:
-        turns[-1] = Turn(turns[-1].thought, turns[-1].action, None)
+        turns[-1] = replace(turns[-1], observation=None)
     return turns
 
 

@@ -47,7 +47,7 @@ def divide(numerator: float, denominator: float) -> int:
     return round(numerator / denominator)
 
 
-def build_database(path: Path, seed: int = 0, employees: int = 240) -> None:
+def build_database(path: Path, seed: int = 0, employees: int = 150) -> None:
     """The company: `departments(name, budget, floor)` and `employees(id, name, department, city, salary)`."""
     rng = random.Random(seed)
     names = rng.sample([f"{f} {last}" for f in _FIRST for last in _LAST], employees)
@@ -75,10 +75,15 @@ def _questions(db: sqlite3.Connection) -> list[dict[str, Any]]:
                     "queries": [f"SELECT salary FROM employees WHERE name = '{name}'"]})  # fmt: skip
     for d in _DEPARTMENTS:
         for c in _CITIES:
-            (n,) = db.execute("SELECT COUNT(*) FROM employees WHERE department = ? AND city = ?", (d, c)).fetchone()
+            where = f"department = '{d}' AND city = '{c}'"
+            n, total = db.execute(f"SELECT COUNT(*), SUM(salary) FROM employees WHERE {where}").fetchone()
             out.append({"question": f"How many employees of the {d} department work in {c}?", "answer": str(n),
-                        "kind": "count", "queries": [
-                            f"SELECT COUNT(*) FROM employees WHERE department = '{d}' AND city = '{c}'"]})  # fmt: skip
+                        "kind": "count", "queries": [f"SELECT COUNT(*) FROM employees WHERE {where}"]})  # fmt: skip
+            if n:
+                out.append({"question": f"What is the average salary in the {d} department in {c}, rounded to a "
+                            "whole number?", "answer": str(divide(total, n)), "kind": "average", "queries": [
+                                f"SELECT SUM(salary) FROM employees WHERE {where}",
+                                f"SELECT COUNT(*) FROM employees WHERE {where}"]})  # fmt: skip
         (budget,) = db.execute("SELECT budget FROM departments WHERE name = ?", (d,)).fetchone()
         (n,) = db.execute("SELECT COUNT(*) FROM employees WHERE department = ?", (d,)).fetchone()
         out.append({"question": f"What is the {d} department's budget per employee, rounded to a whole number?",
@@ -142,14 +147,15 @@ def teacher_episode(env: Environment, example: dict[str, Any]) -> Trajectory:
     call(f"The {table} table should have what I need. Let me see its columns.", "describe_table", {"table_name": table})
     values = []
     for i, query in enumerate(example["queries"]):
-        thought = "Now I can query it." if i == 0 else "Now I need the number of employees of that department."
+        thought = "Now I can query it." if i == 0 else "Now I need the number of those employees."
         observation = call(thought, "read_query", {"query": query})
         values.append(_number(observation.split(":", 1)[-1]))
     answer = example["answer"]
-    if example["kind"] == "per_employee":
-        budget, count = (int(v or 0) for v in values)
-        call(f"The budget is {budget} and there are {count} employees. I divide them.", "divide",
-             {"numerator": budget, "denominator": count})  # fmt: skip
+    if example["kind"] in ("per_employee", "average"):
+        total, count = (int(v or 0) for v in values)
+        what = "budget" if example["kind"] == "per_employee" else "salary sum"
+        call(f"The {what} is {total} and there are {count} employees. I divide them.", "divide",
+             {"numerator": total, "denominator": count})  # fmt: skip
     turns.append(Turn(f"So the answer is {answer}.", f"finish[{answer}]", None))
     t = Trajectory(question=example["question"], answer=answer, task=env.name, method="react", turns=turns,
                    prediction=answer, em=1.0, f1=1.0, id=example["id"], source="scripted-teacher",

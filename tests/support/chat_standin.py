@@ -1,17 +1,19 @@
-"""A chat-completions server for the real openai client: every request gets `reply` (a finish action),
+"""A chat-completions server for the real openai client: every request gets `reply` (a finish action, or
+what a function of the request body returns: a scripted teacher),
 unless a fault from `faults` comes first (one per request, see faults.py) or the request's messages
 contain one of the `failing` strings (then HTTP 500, every time: a question whose episode cannot finish)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 
 from faults import LocalServer, send
 
 
 class ChatStandIn(LocalServer):
-    def __init__(self, reply: str = "Thought: easy\nAction: finish[Paris]") -> None:
+    def __init__(self, reply: str | Callable[[dict], str] = "Thought: easy\nAction: finish[Paris]") -> None:
         self.reply = reply
         self.faults: list[str | None] = []
         self.failing: set[str] = set()
@@ -33,7 +35,8 @@ class ChatStandIn(LocalServer):
                 fault = standin.faults.pop(0) if standin.faults else None
                 if any(s in json.dumps(body["messages"]) for s in standin.failing):
                     fault = "500"
-                message = {"role": "assistant", "content": standin.reply}
+                reply = standin.reply(body) if callable(standin.reply) else standin.reply
+                message = {"role": "assistant", "content": reply}
                 reply = {
                     "id": "x",
                     "object": "chat.completion",
