@@ -50,11 +50,12 @@ def method_spec(method: str, max_tokens: int | None = None, protocol: str = "rea
 class ToolCall:
     tool: Tool
     arguments: dict[str, Any]
+    state: dict[str, Any] = field(default_factory=dict)  # the episode's, for a stateful tool
 
     def run(self) -> tuple[str | None, str | None]:
         """(observation, None), or (None, error) when the tool could not answer at all."""
         try:
-            return self.tool(self.arguments), None
+            return self.tool(self.arguments, self.state), None
         except ToolError as e:
             return None, str(e)
 
@@ -79,6 +80,7 @@ class Episode:
     meta: dict[str, Any] = field(default_factory=lambda: {"prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0})
     started: float = field(default_factory=time.monotonic)
     token_turns: list[TokenTurn] | None = None  # set by the rollout engine when it records tokens
+    state: dict[str, Any] = field(default_factory=dict)  # what stateful tools keep across the episode's calls
 
     def _reflect_now(self) -> bool:
         return self.method == "reflexion" and len(self.turns) + 1 in REFLECT_AT
@@ -133,7 +135,7 @@ class Episode:
         if step.tool == "finish":
             self._end("finish", step.argument)
             return None
-        return ToolCall(tools[step.tool], step.arguments or {})
+        return ToolCall(tools[step.tool], step.arguments or {}, self.state)
 
     def observe(self, observation: str | None, error: str | None = None) -> None:
         """The result of the tool call `act` asked for."""

@@ -50,21 +50,28 @@ def episode_text(question: str, turns: list[Turn]) -> str:
 
 
 def few_shot_prefix(
-    method: str, exemplars: list[Trajectory] | None = None, text: str | None = None, fmt: str = "alpaca"
+    method: str,
+    exemplars: list[Trajectory] | None = None,
+    text: str | None = None,
+    fmt: str = "alpaca",
+    instruction: str | None = None,
 ) -> str | list[Message]:
     """What goes before the question: nothing (zero-shot), the user's prompt text, or the instruction
     plus exemplars. In chat format the exemplars are earlier turns of the same conversation, each in
-    the zero-shot gpt_format (small models copy that far better than a block of example text)."""
+    the zero-shot gpt_format (small models copy that far better than a block of example text).
+    `instruction`: FireAct's for the method by default; an environment's own tools are described in
+    its system text instead ("")."""
     if text is not None:
         return text.rstrip() + "\n\n"
     if not exemplars:
         return ""
+    instruction = INSTRUCTIONS[method] if instruction is None else instruction
     if fmt == "chat":
         messages: list[Message] = [m for e in exemplars for m in conversation(e.question, e.turns)]
-        messages[0] = {**messages[0], "content": f"{INSTRUCTIONS[method]}\n{messages[0]['content']}"}
+        messages[0] = {**messages[0], "content": f"{instruction}\n{messages[0]['content']}".lstrip("\n")}
         return messages
     shots = "\n\n".join(episode_text(e.question, e.turns) for e in exemplars)
-    return f"{INSTRUCTIONS[method]}Here are some examples:\n{shots}\n(END OF EXAMPLES)\n\n"
+    return f"{instruction}Here are some examples:\n{shots}\n(END OF EXAMPLES)\n\n"
 
 
 def pick_exemplars(

@@ -73,11 +73,17 @@ def prompt_inputs(args: argparse.Namespace, cfg: RolloutConfig, data_dir: Path):
     if args.prompt_file is not None:
         prompt_text = read_text(args.prompt_file, "prompt file")
     pool: list[Trajectory] | None = None
+    env = cfg.environment(data_dir)
     if cfg.few_shot > 0 and prompt_text is None:
-        if args.few_shot_from is not None:
+        if env is not None and args.few_shot_from is None:
+            pool = env.exemplars()
+        elif args.few_shot_from is not None:
             records = read_any(args.few_shot_from)
             pool = [
-                r if r.task else replace(r, task=task) for task in cfg.tasks for r in records if r.task in ("", task)
+                r if r.task else replace(r, task=task)
+                for task in cfg.task_names(data_dir)
+                for r in records
+                if r.task in ("", task)
             ]
         else:
             pool = [t for task in cfg.tasks for t in default_exemplar_pool(data_dir, task) if t.task == task]

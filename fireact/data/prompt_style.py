@@ -61,7 +61,9 @@ def observation_text(observation: str) -> str:
 def training_turns(traj: Trajectory) -> list[Turn]:
     """The turns as rendered: reward lines dropped, no observation after the last agent turn."""
     turns = [
-        replace(t, observation=None if t.observation is None or EPISODE_FINISHED.search(t.observation) else t.observation)
+        replace(
+            t, observation=None if t.observation is None or EPISODE_FINISHED.search(t.observation) else t.observation
+        )
         for t in traj.turns
     ]
     if turns:

@@ -18,11 +18,13 @@ from typing import Any
 from fireact.data.tasks import TASKS, get_task
 from fireact.data.wiki_questions import SPLITS as WIKI_SPLITS
 from fireact.data.wiki_questions import default_corpus
+from fireact.env.company_db import load_environment as company_db_environment
 from fireact.env.environment import Environment
 from fireact.errors import FireactError
 from fireact.tools.base import SearchTool
 from fireact.tools.factory import make_tool
 from fireact.tools.function import search_tool
+from fireact.tools.wiki_pages import WikiPages
 
 
 def task_environment(task: str, search: SearchTool, examples: Any = ()) -> Environment:
@@ -59,8 +61,6 @@ def wiki(data_dir: Path | None, split: str = "wiki-eval", search_k: int = 1, ret
 
 def wikienv(data_dir: Path | None, split: str = "wiki-eval", corpus: str | None = None) -> Environment:
     """ReAct's Wikipedia actions (search a page, look up a keyword in it) over the wiki corpus."""
-    from fireact.tools.wiki_pages import WikiPages
-
     root = _need(data_dir, "wikienv")
     if split not in WIKI_SPLITS:
         raise FireactError(f"environment wikienv: split {split!r} is not one of {', '.join(WIKI_SPLITS)}")
@@ -70,9 +70,7 @@ def wikienv(data_dir: Path | None, split: str = "wiki-eval", corpus: str | None 
 
 
 def company_db(data_dir: Path | None = None, **kwargs: Any) -> Environment:
-    from fireact.env.company_db import load_environment
-
-    return load_environment(**kwargs)
+    return company_db_environment(**kwargs)
 
 
 BUILTINS: dict[str, Callable[..., Environment]] = {

@@ -10,16 +10,19 @@ The reward compares numbers as numbers (`84,000` and `$84000` are 84000), an env
 
 from __future__ import annotations
 
+import argparse
+import json
 import random
 import re
 import sqlite3
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from fireact.data.paths import default_cache_dir
 from fireact.data.tool_calls import parameters_by_name, react_action
-from fireact.data.trajectory import Trajectory, Turn
+from fireact.data.trajectory import Trajectory, Turn, write_trajectories
 from fireact.env.environment import Environment
 from fireact.errors import FireactError
 from fireact.tools.mcp import MCPServer
@@ -162,3 +165,28 @@ def teacher_episode(env: Environment, example: dict[str, Any]) -> Trajectory:
                    tools=env.schemas(), instructions=env.instructions)  # fmt: skip
     t.reward = env.reward_of(t)
     return t
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m fireact.env.company_db --split train --out teacher.jsonl`: the teacher's trajectories."""
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("--split", default="train", choices=SPLITS)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, type=Path)
+    args = p.parse_args(argv)
+    started = time.monotonic()
+    env = load_environment(args.split, args.seed)
+    try:
+        trajs = [teacher_episode(env, row) for row in env.rows().values()]
+    finally:
+        env.close()
+    write_trajectories(args.out, trajs)
+    calls = sum(len(t.turns) for t in trajs) / len(trajs)
+    seconds = round(time.monotonic() - started, 1)
+    print(json.dumps({"episodes": len(trajs), "reward": sum(t.score for t in trajs) / len(trajs),
+                      "calls_per_episode": calls, "seconds": seconds, "out": str(args.out)}))  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

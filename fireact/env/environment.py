@@ -13,7 +13,7 @@ import json
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from fireact.data.paths import read_jsonl
 from fireact.data.scoring import exact_match, f1_score
 from fireact.data.tasks import Example, Score, Task
 from fireact.data.tool_calls import FINISH, TOOLS
-from fireact.data.trajectory import Trajectory
+from fireact.data.trajectory import Trajectory, read_trajectories
 from fireact.errors import FireactError
 from fireact.tools.function import Tool
 from fireact.tools.mcp import MCPServer
@@ -74,6 +74,14 @@ class Environment:
 
     def example_list(self) -> list[Example]:
         return [Example(i, r["question"], r.get("answer"), self.name) for i, r in self.rows().items()]
+
+    def exemplars(self) -> list[Trajectory]:
+        """The few-shot pool (`few_shot`: trajectories or a trajectory file), filed under this environment."""
+        if self.few_shot is None:
+            raise FireactError(f"environment {self.name} has no few_shot trajectories: --few-shot needs them")
+        pool = read_trajectories(self.few_shot) if isinstance(self.few_shot, (str, os.PathLike)) else self.few_shot
+        out = [t if isinstance(t, Trajectory) else Trajectory.from_dict(t) for t in pool]
+        return [replace(t, task=self.name) for t in out]
 
     # -- tools --------------------------------------------------------------------------------------
     def toolset(self) -> dict[str, Tool]:

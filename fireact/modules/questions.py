@@ -27,9 +27,9 @@ from fireact.rollout.config import RolloutConfig
 def evaluated_questions(selections: list[RolloutConfig], data_dir: Any) -> dict[str, str]:
     """question key -> "task/split" for every question the selections evaluate."""
     return {
-        question_key(e.question): f"{task}/{sel.split}"
+        question_key(e.question): f"{task}/{sel.split}" if sel.env is None else task
         for sel in selections
-        for task in sel.tasks
+        for task in sel.task_names(data_dir)
         for e in sel.examples(task, data_dir)
     }
 
@@ -41,8 +41,8 @@ class QuestionDataModule(LightningDataModule):
         pool: the training questions (its tasks, split, n, seed, offset; default hotpotqa/train).
         questions_per_step: questions per training step per rank (each is played G times).
         exclude: evaluated selections the pool must not touch (default: the first 100 questions of the
-            paper's dev selection of each pool task, the scored ones of docs/reproduction.md);
-            RolloutValidation's questions are always added.
+            paper's dev selection of each pool task, the scored ones of docs/reproduction.md; none for
+            an environment's pool); RolloutValidation's questions are always added.
         format: the prompt format (default: the init adapter's saved style, see FireActLM).
         seed: shuffles the pool between epochs.
         data_dir: FireAct data dir (default: $FIREACT_DATA_DIR).
@@ -59,7 +59,8 @@ class QuestionDataModule(LightningDataModule):
     ) -> None:
         super().__init__()
         self.pool = pool or RolloutConfig(split="train")
-        self.exclude = exclude if exclude is not None else [RolloutConfig(tasks=self.pool.tasks, n=100)]
+        default = [] if self.pool.env is not None else [RolloutConfig(tasks=self.pool.tasks, n=100)]
+        self.exclude = exclude if exclude is not None else default
         self.questions_per_step, self.seed, self.data_dir = questions_per_step, seed, data_dir
         self.format = format
         if questions_per_step < 1:
@@ -77,7 +78,7 @@ class QuestionDataModule(LightningDataModule):
         pool = self.pool.all_examples(root)
         if not pool:
             raise FireactError(f"data.pool selects no questions ({', '.join(self.pool.tasks)}/{self.pool.split})")
-        if any(e.answer is None for e in pool):
+        if self.pool.env is None and any(e.answer is None for e in pool):
             raise FireactError(f"data.pool {self.pool.split} has no gold answers: on-policy training needs rewards")
         self.check_disjoint(pool, root)
         self.questions = pool

@@ -89,12 +89,13 @@ class RolloutValidation(Callback):
         # at world_size times the compute. Otherwise each rank plays a disjoint shard.
         lockstep = zero3(trainer)
         rank, world = (0, 1) if lockstep else (trainer.global_rank, trainer.world_size)
-        examples = [e for task in cfg.tasks for e in cfg.examples(task, data_dir)[rank::world]]
+        tasks = cfg.task_names(data_dir)
+        examples = [e for task in tasks for e in cfg.examples(task, data_dir)[rank::world]]
         was_training = model.training
         model.eval()
         try:
             start = time.perf_counter()
-            with torch.no_grad(), _progress(trainer, f"rollouts {', '.join(cfg.tasks)}", len(examples)) as report:
+            with torch.no_grad(), _progress(trainer, f"rollouts {', '.join(tasks)}", len(examples)) as report:
                 trajs = run_rollouts(
                     lm, tool, examples, cfg, progress=report, source=f"rollout-validation step {trainer.global_step}"
                 )
@@ -102,10 +103,10 @@ class RolloutValidation(Callback):
         finally:
             model.train(was_training)
         out = {"val/rollout_seconds": seconds}
-        for task in cfg.tasks:
+        for task in tasks:
             out.update(self._score(trainer, task, [t for t in trajs if t.task == task], lockstep, tag, seconds))
-        if len(cfg.tasks) > 1:
-            out["val/em"] = sum(out[f"val/{t}/em"] for t in cfg.tasks) / len(cfg.tasks)
+        if len(tasks) > 1:
+            out["val/em"] = sum(out[f"val/{t}/em"] for t in tasks) / len(tasks)
         return out
 
     def _score(
@@ -123,7 +124,7 @@ class RolloutValidation(Callback):
             f"format errors {values['format_error_rate']:.1%} over {int(values['episodes'])} questions "
             f"({seconds:.0f}s) -> {path}"
         )
-        prefix = "val/" if len(self.config.tasks) == 1 else f"val/{task}/"
+        prefix = "val/" if self.config.env is not None or len(self.config.tasks) == 1 else f"val/{task}/"
         return {f"{prefix}{k}": v for k, v in values.items() if k != "episodes"}
 
     def _write(self, trainer: pl.Trainer, task: str, trajs: list[Trajectory] | None, tag: str | None) -> Path | None:

@@ -9,18 +9,20 @@ from fireact.data.trajectory import Trajectory
 
 
 class RolloutMetrics(Metric):
-    """EM, F1, turns mean/std and format-error rate over the episodes of all ranks."""
+    """Reward (the environment's; EM where it has none), EM, F1, turns mean/std and format-error rate
+    over the episodes of all ranks."""
 
     full_state_update = False
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        for name in ("em", "f1", "turns", "turns_sq", "format_errors", "episodes"):
+        for name in ("reward", "em", "f1", "turns", "turns_sq", "format_errors", "episodes"):
             self.add_state(name, default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, trajectories: list[Trajectory]) -> None:
         for t in trajectories:
             turns = t.num_actions
+            self.reward += t.score
             self.em += t.em
             self.f1 += t.f1
             self.turns += turns
@@ -33,6 +35,7 @@ class RolloutMetrics(Metric):
         mean = self.turns / n
         var = (self.turns_sq / n - mean**2).clamp(min=0) * n / (n - 1).clamp(min=1)  # sample std, as `fireact score`
         return {
+            "reward": self.reward / n,
             "em": self.em / n,
             "f1": self.f1 / n,
             "turns_mean": mean,

@@ -21,6 +21,7 @@ from fireact.data.trajectory import Trajectory, Turn
 from fireact.data.wiki_questions import SPLITS as WIKI_SPLITS
 from fireact.data.wiki_questions import example_id
 from fireact.errors import FireactError
+from fireact.tools.wiki_pages import WikiPages, lookup_keyword
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+| \.\.\. |\n+")  # sentence ends, and the tools' passage joins
 _PAREN = re.compile(r"\s*\([^)]*\)$")  # "Ed Wood (film)" -> "Ed Wood"
@@ -108,3 +109,45 @@ def unsolved_gold_paths(
             if (t := gold_path_episode(example, task, titles[qid], tool)) is not None:
                 out.append(t)
     return out
+
+
+def gold_path_lookup_episode(example: Example, task: str, titles: list[str], pages: WikiPages) -> Trajectory | None:
+    """The gold-path teacher in ReAct's Wikipedia actions (`fireact.tools.wiki_pages`): search[title]
+    for each gold page, which shows its first sentence; where the sentence that leads on (naming the
+    next page, or holding the answer) is not the first, lookup[a question word] reads it. None where
+    a page is missing, no sentence holds the answer, or no question word finds the sentence first."""
+    gold = example.answer or ""
+    yes_no = normalize_answer(gold) in ("yes", "no")
+    found = {t: pages.page(t) for t in titles}
+    if not titles or not gold or any(v is None for v in found.values()):
+        return None
+    texts = {t: " ".join(found[t][1]) for t in titles}  # type: ignore[index]
+    if not yes_no and not any(contains_answer(x, gold) for x in texts.values()):
+        return None
+    order = ordered_titles(example.question, gold, titles, texts)
+    turns: list[Turn] = []
+    state: dict = {}
+    lead, quotes = "", []
+    for i, title in enumerate(order):
+        thought = f"{lead} I need to search {title}." if lead else f"I need to search {title}."
+        turns.append(Turn(thought, f"search[{title}]", pages.search(title, state), "search", {"entity": title}))
+        sents = state["sentences"]
+        cue = _PAREN.sub("", order[i + 1]) if i + 1 < len(order) else (None if yes_no else gold)
+        at = 0 if cue is None else next((k for k, s in enumerate(sents) if contains_answer(s, cue)), None)
+        if at is None:  # the page never says what leads on: no sentence to read
+            return None
+        if at > 0:
+            keyword = lookup_keyword(example.question, sents[at], sents[:at])
+            if keyword is None:
+                return None
+            observed = pages.lookup(keyword, state)
+            turns.append(Turn(f"I need to look up {keyword} on this page.", f"lookup[{keyword}]", observed, "lookup",
+                              {"keyword": keyword}))  # fmt: skip
+        lead = sents[at][:300]
+        quotes.append(lead)
+    facts = " ".join(quotes) if yes_no else quotes[-1]
+    turns.append(Turn(f"{facts} So the answer is {gold}.", f"finish[{gold}]", None))
+    return Trajectory(
+        question=example.question, turns=turns, task=task, id=example.id, answer=gold, prediction=gold,
+        em=1.0, f1=1.0, end_reason="finish", method="react", source="gold-path-lookup", meta={"gold_path": True},
+    )  # fmt: skip

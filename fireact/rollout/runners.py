@@ -45,7 +45,7 @@ def resolve_style(fmt: str | None, lm: LM, protocol: str | None = None) -> Promp
 
 
 def _prompt_prefix(
-    cfg: EpisodeConfig, task: str, examples: list[Example], style: PromptStyle,
+    cfg: EpisodeConfig, env: Environment, examples: list[Example], style: PromptStyle,
     pool: list[Trajectory] | None, prompt_text: str | None,
 ) -> tuple[Prompt, int | str]:  # fmt: skip
     """(the text before each question of `task`, what `meta.few_shot` records): the user's prompt
@@ -55,10 +55,11 @@ def _prompt_prefix(
     exemplars: list[Trajectory] = []
     if cfg.few_shot > 0:
         asked = {e.question for e in examples}
-        exemplars = pick_exemplars(pool or [], task, cfg.few_shot, cfg.exemplar_seed, asked, cfg.method)
+        exemplars = pick_exemplars(pool or [], env.name, cfg.few_shot, cfg.exemplar_seed, asked, cfg.method)
         if cfg.method == "io":
             exemplars = _io_exemplars(exemplars)
-    return few_shot_prefix(cfg.method, exemplars, None, style.format), len(exemplars)
+    instruction = "" if env.schemas() is not None else None  # an environment's tools are in its system text
+    return few_shot_prefix(cfg.method, exemplars, None, style.format, instruction), len(exemplars)
 
 
 def _record_meta(lm: LM, tool: SearchTool | Environment, style: PromptStyle, shots: int | str) -> dict[str, Any]:
@@ -105,21 +106,16 @@ def run_rollouts(
     cfg = config or EpisodeConfig()
     if cfg.record_tokens and not (lm.continuous or lm.returns_tokens):
         raise FireactError(f"record_tokens needs a backend that returns tokens (hf:, rollout servers), not {lm.name}")
-    examples = list(examples)
+    examples, results = list(examples), {}
     style = resolve_style(cfg.format, lm, cfg.protocol)
     tasks = environments(tool, (e.task for e in examples))
     prefixes, meta = {}, {}  # per task: the text before its questions, its records' meta
     for name in tasks:
         asked = [e for e in examples if e.task == name]
-        prefixes[name], shots = _prompt_prefix(cfg, name, asked, style, exemplar_pool, prompt_text)
+        prefixes[name], shots = _prompt_prefix(cfg, tasks[name], asked, style, exemplar_pool, prompt_text)
         meta[name] = _record_meta(lm, tool, style, shots)
     plays = [(ex, j) for ex in examples for j in range(cfg.samples)]  # G samples of a question, side by side
-
-    def turns(env: Environment) -> int:
-        return 1 if cfg.method in ("io", "cot") else env.max_turns or cfg.max_turns
-
     lm.reset_cache()  # a model being trained changes between runs: never reuse its old KV
-    results: dict[int, Trajectory] = {}
     ctx = rich_progress(f"{cfg.method} {', '.join(tasks)}") if progress == "rich" else nullcontext(progress)
     with ctx as report:
 
@@ -137,7 +133,7 @@ def run_rollouts(
         job = RolloutJob(
             plays,
             lambda play: Episode(
-                play[0], (env := tasks[play[0].task]), cfg.method, style, prefixes[play[0].task], turns(env)
+                play[0], (env := tasks[play[0].task]), cfg.method, style, prefixes[play[0].task], _max_turns(cfg, env)
             ),  # fmt: skip
             finish,
             should_stop or (lambda: False),
@@ -146,6 +142,10 @@ def run_rollouts(
         )
         play_job(lm, job)
     return [results[i] for i in sorted(results)]
+
+
+def _max_turns(cfg: EpisodeConfig, env: Environment) -> int:
+    return 1 if cfg.method in ("io", "cot") else env.max_turns or cfg.max_turns
 
 
 def play_job(lm: LM, job: RolloutJob) -> None:

@@ -116,11 +116,13 @@ class PassageStore:
     def __len__(self) -> int:
         return len(self.offsets)
 
-    def __getitem__(self, row: int) -> Passage:
+    def line(self, row: int) -> bytes:
         with self._lock:  # one file handle shared by the rollout engine's tool threads
             self._file.seek(int(self.offsets[row]))
-            line = self._file.readline()
-        return parse_passage(line, str(self.path), row + 1)
+            return self._file.readline()
+
+    def __getitem__(self, row: int) -> Passage:
+        return parse_passage(self.line(row), str(self.path), row + 1)
 
 
 def observation(passages: list[Passage], max_chars: int) -> str:

@@ -10,6 +10,7 @@ observation is bounded, so no tool can stall or flood an episode.
 
 from __future__ import annotations
 
+import inspect
 import json
 import threading
 from collections.abc import Callable
@@ -37,6 +38,8 @@ class Tool:
     `guarded`: run it on its own thread with `timeout` and answer its exceptions as text (a user's
     tool); the built-in searches are trusted and run inline. Either way a `ToolError` (the tool could
     not answer at all: a replay cache miss, a dead MCP server) ends the episode with `error`.
+    `stateful`: `fn` also takes `state`, a dict of the episode's own that lives across its calls (the
+    page a `lookup` reads on); tools are shared by every episode in flight, so state lives there.
     """
 
     name: str
@@ -47,6 +50,7 @@ class Tool:
     max_chars: int = MAX_OBSERVATION_CHARS
     blocking_io: bool = True
     guarded: bool = True
+    stateful: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.isidentifier():
@@ -57,7 +61,8 @@ class Tool:
 
     @classmethod
     def from_function(cls, fn: Callable[..., Any], **kw: Any) -> Tool:
-        """A tool from a typed, Google-style documented function (its schema by `get_json_schema`)."""
+        """A tool from a typed, Google-style documented function (its schema by `get_json_schema`); a
+        parameter named `state` is the episode's state, never shown to the model."""
         from transformers.utils import get_json_schema
 
         name = getattr(fn, "__name__", repr(fn))
@@ -65,15 +70,23 @@ class Tool:
             schema = get_json_schema(fn)["function"]
         except Exception as e:  # noqa: BLE001  (transformers raises its own parsing exceptions)
             raise FireactError(f"tool {name}: {e} (a tool needs type hints and a Google-style docstring)") from None
-        return cls(schema["name"], schema.get("description", ""), schema["parameters"], fn, **kw)
+        params = schema["parameters"]
+        stateful = "state" in inspect.signature(fn).parameters
+        if stateful:
+            props = {k: v for k, v in params.get("properties", {}).items() if k != "state"}
+            required = [k for k in params.get("required", []) if k != "state"]
+            params = {"type": "object", "properties": props, **({"required": required} if required else {})}
+        return cls(schema["name"], schema.get("description", ""), params, fn, stateful=stateful, **kw)
 
     @property
     def schema(self) -> dict[str, Any]:
         """The tool as the OpenAI tools API and HF chat templates declare it."""
         return _function_schema(self.name, self.description, self.parameters)
 
-    def __call__(self, arguments: dict[str, Any]) -> str:
+    def __call__(self, arguments: dict[str, Any], state: dict[str, Any] | None = None) -> str:
         """The observation: the function's answer, or its error text; bounded; cut at `timeout`."""
+        if self.stateful:
+            arguments = {**arguments, "state": {} if state is None else state}
         if not self.guarded:
             return _text(self.fn(**arguments))
         box: dict[str, Any] = {}

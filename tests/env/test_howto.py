@@ -50,7 +50,17 @@ def test_the_howto_environment_generates_trains_and_round_trips(shop, tmp_path, 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-howto-0123456789")
     out = tmp_path / "teacher.jsonl"
     with ChatStandIn(shop_teacher) as srv:
-        args = ["generate", "--env", str(shop), "--env-args", '{"n": 6}', "--lm", "openai:teacher", "--base-url", srv.url]
+        args = [
+            "generate",
+            "--env",
+            str(shop),
+            "--env-args",
+            '{"n": 6}',
+            "--lm",
+            "openai:teacher",
+            "--base-url",
+            srv.url,
+        ]
         assert main([*args, "--protocol", protocol, "--n", "4", "--only-successful", "--out", str(out)]) == 0
     records = read_trajectories(out)
     assert len(records) == 4 and {t.task for t in records} == {"shop"} and {t.reward for t in records} == {1.0}

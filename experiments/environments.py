@@ -1,0 +1,77 @@
+"""Two environments measured: company-db (tools from the mcp-server-sqlite MCP server) and wikienv
+(ReAct's Wikipedia actions) against FireAct's search in the same wiki world.
+
+Steps, in order, each a public command in a subprocess; the command, wall and CPU time and versions go
+to runs/envs/steps.json and a finished step (its output exists) is skipped, so a rerun resumes:
+  cdb-teacher   the scripted teacher over the real MCP server, on company-db's train split
+  cdb-base      SmolLM2-135M-Instruct zero-shot on the 77 test questions
+  cdb-sft       LoRA SFT on the teacher's trajectories (configs/envs/company_db_sft.yaml), then export
+  cdb-sft-eval  the SFT agent on the same 77 test questions
+  wiki-teachers both gold-path teachers on the same 500 wiki-train questions
+  wenv-sft / wsearch-sft     LoRA SFT of each (configs/envs/wikienv_sft.yaml, wiki_search_sft.yaml)
+  wenv-eval / wsearch-eval   each on all 500 wiki-eval questions (max 8 turns)
+
+    python experiments/environments.py [--only cdb-teacher ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from steps import run_step
+
+OUT = Path("runs/envs")
+FIREACT = [sys.executable, "-m", "fireact"]
+CDB_TEST = ["--env", "company-db", "--env-args", '{"split": "test"}', "--max-turns", "8", "--batch-size", "40"]
+WIKI_EVAL = ["--n", "500", "--max-turns", "8", "--batch-size", "40", "--json"]
+
+
+def _sft(name: str, config: str, run_dir: Path) -> dict[str, tuple[list[str], Path]]:
+    ckpt, adapter = run_dir / "checkpoints" / "last.ckpt", run_dir / "adapter"
+    return {
+        f"{name}-train": ([sys.executable, "-m", "fireact.train", "fit", "--config", config], ckpt),
+        f"{name}-export": (
+            [*FIREACT, "export", "--ckpt", str(ckpt), "--out", str(adapter)],
+            adapter / "adapter_config.json",
+        ),
+    }
+
+
+def steps() -> dict[str, tuple[list[str], Path]]:
+    """name -> (command, the file that exists once it is done)."""
+    teacher = OUT / "company_db_teacher.jsonl"
+    out = {
+        "cdb-teacher": ([sys.executable, "-m", "fireact.env.company_db", "--split", "train", "--out", str(teacher)], teacher),
+        "cdb-base": ([*FIREACT, "eval", *CDB_TEST, "--json", "--out", str(OUT / "cdb_base_eval.jsonl")],
+                     OUT / "cdb_base_eval.jsonl"),
+        **_sft("cdb-sft", "configs/envs/company_db_sft.yaml", OUT / "company_db"),
+        "cdb-sft-eval": ([*FIREACT, "eval", *CDB_TEST, "--adapter", str(OUT / "company_db/adapter"), "--json", "--out",
+                          str(OUT / "cdb_sft_eval.jsonl")], OUT / "cdb_sft_eval.jsonl"),
+    }  # fmt: skip
+    lookup, search = OUT / "wikienv_teacher.jsonl", OUT / "wiki_search_teacher.jsonl"
+    out["wiki-teachers"] = ([sys.executable, "experiments/wiki_teachers.py", "--n", "500", "--lookup-out", str(lookup),
+                             "--search-out", str(search)], search)  # fmt: skip
+    out |= _sft("wenv-sft", "configs/envs/wikienv_sft.yaml", OUT / "wikienv")
+    out |= _sft("wsearch-sft", "configs/envs/wiki_search_sft.yaml", OUT / "wiki_search")
+    out["wenv-eval"] = ([*FIREACT, "eval", "--env", "wikienv", "--env-args", '{"split": "wiki-eval"}', *WIKI_EVAL,
+                         "--adapter", str(OUT / "wikienv/adapter"), "--out", str(OUT / "wenv_eval.jsonl")],
+                        OUT / "wenv_eval.jsonl")  # fmt: skip
+    out["wsearch-eval"] = ([*FIREACT, "eval", "--split", "wiki-eval", "--tool", "wiki", *WIKI_EVAL, "--adapter",
+                            str(OUT / "wiki_search/adapter"), "--out", str(OUT / "wsearch_eval.jsonl")],
+                           OUT / "wsearch_eval.jsonl")  # fmt: skip
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--only", nargs="+", help="run only these steps (in the order above)")
+    args = p.parse_args()
+    for name, (cmd, done) in steps().items():
+        if args.only is None or name in args.only:
+            run_step(OUT / "steps.json", name, cmd, done)
+
+
+if __name__ == "__main__":
+    main()
