@@ -64,11 +64,18 @@ def alpaca_record(traj: Trajectory) -> dict[str, str]:
 
 
 def hf_row(traj: Trajectory, protocol: str = "react") -> dict[str, Any]:
-    """Every field of the record (meta as JSON text: its keys vary) and the chat `messages` (in the
-    tool-call protocol the tools API's shape, with the `tools` as JSON text, as TRL's SFT reads them)."""
+    """Every field of the record and the chat `messages` (in the tool-call protocol the tools API's
+    shape). What varies in shape from row to row travels as JSON text, as Arrow columns must be one
+    type: meta, each call's arguments, and the `tools` (as TRL's SFT reads them)."""
     record = openai_record(traj, protocol)
-    tools = {"tools": json.dumps(record["tools"])} if "tools" in record else {}
-    return {"messages": record["messages"], **tools, **traj.to_dict(), "meta": json.dumps(traj.meta)}
+    row = traj.to_dict()
+    row["turns"] = [
+        {**t, "arguments": None if t["arguments"] is None else json.dumps(t["arguments"])} for t in row["turns"]
+    ]
+    tools = record.get("tools", traj.tools)
+    row |= {"tools": None if tools is None else json.dumps(tools), "instructions": traj.instructions,
+            "reward": traj.reward, "meta": json.dumps(traj.meta)}  # fmt: skip
+    return {"messages": record["messages"], **row}
 
 
 def write_training_set(trajs: list[Trajectory], out: str | os.PathLike, fmt: str, protocol: str = "react") -> Path:
@@ -97,6 +104,9 @@ def is_hf_dataset_dir(path: Path) -> bool:
     return path.is_dir() and (path / "dataset_info.json").is_file()
 
 
+_OPTIONAL = ("instructions", "reward", "token_turns")
+
+
 def read_hf_dataset(path: str | os.PathLike) -> list[Trajectory]:
     """The trajectories of a folder written by `write_training_set(..., "hf")` (`load_from_disk`)."""
     from datasets import load_from_disk
@@ -110,9 +120,13 @@ def read_hf_dataset(path: str | os.PathLike) -> list[Trajectory]:
 
 
 def _from_row(path: Path, i: int, row: dict[str, Any]) -> Trajectory:
-    row = {k: v for k, v in row.items() if k not in ("messages", "tools")}
+    tools = json.loads(row.get("tools") or "null")
+    row = {k: v for k, v in row.items() if k not in ("messages", "tools") and not (k in _OPTIONAL and v is None)}
     try:
         row["meta"] = json.loads(row.get("meta") or "{}")
+        row["turns"] = [{**t, "arguments": json.loads(t["arguments"]) if t.get("arguments") else None}
+                        for t in row.get("turns") or []]  # fmt: skip
+        row["tools"] = None if tools == tool_calls.TOOLS else tools
         return Trajectory.from_dict(row)
     except (ValueError, TypeError) as e:
         raise FireactError(f"{path}: row {i}: not a fireact trajectory ({e})") from None
