@@ -90,3 +90,66 @@ def test_the_howto_environment_generates_trains_and_round_trips(shop, tmp_path, 
     assert sorted((t.question, [(x.tool, x.arguments) for x in t.turns]) for t in back) == sorted(
         (t.question, [(x.tool, x.arguments) for x in t.turns]) for t in records
     )
+
+
+@pytest.fixture(scope="module")
+def shop_teacher_file(shop, tmp_path_factory) -> Path:
+    from chat_standin import ChatStandIn
+
+    out = tmp_path_factory.mktemp("teacher") / "shop.jsonl"
+    with ChatStandIn(shop_teacher) as srv, pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OPENAI_API_KEY", "sk-howto-0123456789")
+        args = ["generate", "--env", str(shop), "--lm", "openai:teacher", "--base-url", srv.url, "--n", "6"]
+        assert main([*args, "--out", str(out)]) == 0
+    return out
+
+
+def test_the_datamodule_mixes_a_builtin_and_a_users_environment(shop_teacher_file, assets, smollm2_dir):
+    """FireAct's HotpotQA records and the shop's, one mix; the loss on each agent's own text only."""
+    from fireact.modules.datamodule import TrajectoryDataModule
+
+    dm = TrajectoryDataModule(tokenizer=smollm2_dir, sources=[str(shop_teacher_file), str(assets / "fireact_gpt.jsonl")],
+                              mix={"shop/react": 6, "hotpotqa/react": 2}, val_size=0, cutoff=1024)  # fmt: skip
+    dm.setup("fit")
+    cells = {c["cell"]: c["realised"] for c in dm.provenance["cells"]}
+    assert cells == {"shop/react": 6, "hotpotqa/react": 2}
+    tok = dm.tokenizer
+    for i in dm.train_indices:
+        traj = dm.trajectories[i]
+        (row,) = dm._rows([traj])[0]
+        trained = tok.decode(row.input_ids[row.trained].tolist())
+        assert "Observation" not in trained and "Question" not in trained, trained
+        if traj.task == "shop":
+            assert "price[{" in trained and "shop's stock" not in trained
+            assert "shop's stock" in tok.decode(row.input_ids.tolist())  # the instructions are in the prompt
+
+
+@pytest.mark.parametrize("protocol", ["react", "tool-calls"])
+def test_eval_runs_a_users_environment_with_a_local_model(shop, tiny_model_dir, tmp_path, protocol):
+    out = tmp_path / "eval.jsonl"
+    args = ["eval", "--env", str(shop), "--lm", f"hf:{tiny_model_dir}", "--n", "3", "--max-tokens", "8"]
+    assert main([*args, "--protocol", protocol, "--out", str(out)]) == 0
+    records = read_trajectories(out)
+    assert len(records) == 3 and {t.task for t in records} == {"shop"} and all(t.reward == 0.0 for t in records)
+    assert [s["function"]["name"] for s in records[0].tools] == ["stock", "price", "finish"]
+
+
+def test_grpo_questions_and_reward_come_from_the_environment(shop, tmp_path):
+    from fireact.data.rewards import episode_reward
+    from fireact.data.trajectory import Trajectory
+    from fireact.modules.questions import QuestionDataModule
+    from fireact.rollout.config import RolloutConfig
+
+    dm = QuestionDataModule(pool=RolloutConfig(env=str(shop), env_args={"n": 12}), questions_per_step=2)
+    dm.setup("fit")
+    assert len(dm.questions) == 12 and {q.task for q in dm.questions} == {"shop"}
+    half = Trajectory("Q?", "3.0", "shop", "react", [], "3.1", em=0.0, reward=0.5)
+    malformed = Trajectory("Q?", "3.0", "shop", "react", [], None, reward=0.5, end_reason="no_action")
+    assert (episode_reward(half, "env"), episode_reward(half, "em"), episode_reward(malformed, "env", 0.2)) == (
+        0.5,
+        0.0,
+        0.3,
+    )
+    exclude = RolloutConfig(env=str(shop), env_args={"n": 12}, n=3)
+    with pytest.raises(Exception, match="training questions are also evaluated"):
+        QuestionDataModule(pool=RolloutConfig(env=str(shop), env_args={"n": 12}), exclude=[exclude]).setup("fit")
