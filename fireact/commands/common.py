@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fireact.data.paths import read_text, resolve_data_dir
+from fireact.data.trajectory import Trajectory
 from fireact.errors import FireactError
 
 _PARSER_KEY = re.compile(r'Parser key "([^"]+)"')
@@ -22,6 +23,24 @@ def add_data_dir(parser: argparse.ArgumentParser) -> None:
 
 def data_dir(args: argparse.Namespace) -> Path:
     return resolve_data_dir(args.data_dir)
+
+
+def add_env(parser: argparse.ArgumentParser) -> None:
+    """`--env` for commands that read records: whose environment they are (its tools and instructions
+    render them, for records written without them, e.g. imported from another program)."""
+    g = parser.add_argument_group("environment")
+    g.add_argument("--env", help="the records' environment: a built-in name, a .py file or a module (load_environment)")
+    g.add_argument("--env-args", help="its load_environment keyword arguments, a JSON object")
+
+
+def adopt_env(records: list[Trajectory], args: argparse.Namespace) -> list[Trajectory]:
+    """The records as `--env`'s (unchanged without it)."""
+    if args.env is None:
+        return records
+    from fireact.env.loading import load_environment  # lazy: environments may import a user's code
+
+    root = resolve_data_dir(getattr(args, "data_dir", None), must_exist=False)
+    return load_environment(args.env, args.env_args, root if root.is_dir() else None).adopt(records)
 
 
 def read_config(path: str | Path) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fireact.commands.common import COUNT, NON_NEGATIVE, config_problem, read_config
+from fireact.commands.common import COUNT, NON_NEGATIVE, add_env, adopt_env, config_problem, read_config
 from fireact.data.training_formats import FORMATS, write_training_set
 from fireact.errors import FireactError
 
@@ -57,6 +57,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--only-successful", action="store_true", default=None, help="keep only rewarded trajectories")
     p.add_argument("--data-dir", help="FireAct data dir (default: $FIREACT_DATA_DIR, then the user cache)")
     p.add_argument("--push-to-hub", metavar="REPO_ID", help="with --format hf: upload the folder as a dataset repo")
+    add_env(p)
     p.add_argument("--private", action="store_true", help="create the Hub repo private")
 
 
@@ -129,11 +130,11 @@ def run(args: argparse.Namespace) -> int:
         )
     dm.setup("fit")
     order = np.random.default_rng(dm.seed).permutation(len(dm.train_indices))
-    train = [dm.trajectories[dm.train_indices[i]] for i in order]
+    train = adopt_env([dm.trajectories[dm.train_indices[i]] for i in order], args)
     write_training_set(train, args.out, args.format, dm.protocol)
     written = {"train": {"path": str(args.out), "examples": len(train)}}
     if args.val_out is not None:
-        val = [dm.trajectories[i] for i in dm.val_indices]
+        val = adopt_env([dm.trajectories[i] for i in dm.val_indices], args)
         write_training_set(val, args.val_out, args.format, dm.protocol)
         written["validation"] = {"path": str(args.val_out), "examples": len(val)}
     card = provenance_path(args.out, args.format)

@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from fireact.commands.common import COUNT
+from fireact.commands.common import COUNT, add_env, adopt_env
 from fireact.data.encoding import encode
 from fireact.data.fireact_format import read_any
 from fireact.data.prompt_style import PromptStyle
@@ -37,6 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="as the DataModule's mask_observations: false (observations trained too, as FireAct's released runs)",
     )
     p.add_argument("--json", action="store_true", help="one JSON object per example instead of highlighted text")
+    add_env(p)
 
 
 def runs(input_ids: list[int], mask: list[bool], tokenizer) -> list[tuple[bool, str]]:
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.n < 1:
         raise FireactError("--n must be at least 1")
-    trajectories = [t for t in read_any(args.data) if t.turns][: args.n]
+    trajectories = adopt_env([t for t in read_any(args.data) if t.turns][: args.n], args)
     if not trajectories:
         raise FireactError(f"{args.data}: no trajectories with turns")
     tokenizer = load_tokenizer(args.model)

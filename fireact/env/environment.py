@@ -83,6 +83,13 @@ class Environment:
         out = [t if isinstance(t, Trajectory) else Trajectory.from_dict(t) for t in pool]
         return [replace(t, task=self.name) for t in out]
 
+    def adopt(self, records: list[Trajectory]) -> list[Trajectory]:
+        """Records written without this environment's tools (by another program, an import) filed under
+        it with its tools and instructions, so they render as its agent saw them."""
+        schemas = self.schemas()
+        return [replace(t, task=self.name, tools=t.tools or schemas, instructions=t.instructions or self.instructions)
+                for t in records]  # fmt: skip
+
     # -- tools --------------------------------------------------------------------------------------
     def toolset(self) -> dict[str, Tool]:
         """name -> Tool, finish excluded (the agent's answer, never run); MCP servers start here."""
