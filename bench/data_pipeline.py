@@ -43,7 +43,8 @@ def main() -> None:
     from fireact.data.encoding import encode
     from fireact.data.fireact_format import read_any
     from fireact.data.paths import resolve_data_dir
-    from fireact.data.prompt_style import PromptStyle, conversation, training_turns
+    from fireact.data.prompt_style import PromptStyle, training_turns
+    from fireact.data.protocols import PROTOCOLS
     from fireact.lm.models import load_tokenizer
 
     root = resolve_data_dir(args.data_dir)
@@ -72,7 +73,7 @@ def main() -> None:
         out = []
         for t in trajs:
             ids = []
-            for m in conversation(t.question, training_turns(t)):
+            for m in PROTOCOLS["react"].conversation(t.question, training_turns(t)):
                 ids += tok(m["content"], add_special_tokens=False)["input_ids"]
             out.append(ids)
         return out

@@ -6,16 +6,17 @@ or backend failure and running out of rounds all end it with a recorded `end_rea
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from fireact.agent.parsing import parse_direct_answer, parse_step, parse_tool_step
 from fireact.agent.prompts import REFLECT_REQUEST
 from fireact.data.prompt_style import Prompt, PromptStyle
+from fireact.data.protocols import get_protocol
 from fireact.data.tasks import Example
 from fireact.data.token_log import TokenTurn
-from fireact.data.tool_calls import CALL_CLOSE, FINISH
+from fireact.data.tool_calls import FINISH
 from fireact.data.trajectory import METHODS, Trajectory, Turn
 from fireact.env.environment import Environment
 from fireact.errors import FireactError
@@ -24,7 +25,6 @@ from fireact.tools.base import ToolError
 from fireact.tools.function import Tool, is_error
 
 REFLECT_AT = (6, 10)  # Reflexion asks for a self-reflection before these rounds (1-based)
-STOP = ["\nObservation"]
 
 
 @dataclass
@@ -34,16 +34,23 @@ class MethodSpec:
     stop_after_action: bool
 
 
+def parse_direct_answer(text: str) -> str:
+    """IO prompting: the answer is a finish[...] if the model wrote one, else its first line."""
+    bare = re.search(r"finish\s*\[([^\]\n]*)\]", text, re.IGNORECASE)
+    if bare:
+        return bare.group(1).strip()
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return re.sub(r"^\s*(Answer|Final answer)\s*:\s*", "", line, flags=re.IGNORECASE).strip()
+
+
 def method_spec(method: str, max_tokens: int | None = None, protocol: str = "react") -> MethodSpec:
     """Where a step's generation stops: the end of the ReAct action line, or the tool call's close tag."""
     if method not in METHODS:
         raise FireactError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     if method == "io":
         return MethodSpec(["\n"], max_tokens or 48, False)
-    default = 384 if method == "cot" else 160
-    if protocol == "tool-calls":
-        return MethodSpec([CALL_CLOSE], max_tokens or default, False)
-    return MethodSpec(STOP, max_tokens or default, True)
+    speaks = get_protocol(protocol)
+    return MethodSpec(list(speaks.stop), max_tokens or (384 if method == "cot" else 160), speaks.stop_after_action)
 
 
 @dataclass
@@ -121,7 +128,7 @@ class Episode:
             return None
         tools = self.env.toolset()
         allowed = _FINISH_PARAMETERS if self.method == "cot" else {**_FINISH_PARAMETERS, **_parameters(tools)}
-        step = (parse_tool_step if self.style.protocol == "tool-calls" else parse_step)(c.text, allowed)
+        step = self.style.speaks.parse(c.text, allowed)
         thought = step.thought
         if self._reflect_now():
             self.meta.setdefault("reflections", []).append(len(self.turns) + 1)

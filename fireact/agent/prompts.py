@@ -10,7 +10,8 @@ import random
 from pathlib import Path
 
 from fireact.data.fireact_format import label_tasks, read_fireact_file
-from fireact.data.prompt_style import Message, agent_text, conversation, observation_text
+from fireact.data.protocols import PROTOCOLS, Message
+from fireact.data.react_grammar import agent_text, observation_text
 from fireact.data.trajectory import Trajectory, Turn
 from fireact.errors import FireactError
 
@@ -67,7 +68,7 @@ def few_shot_prefix(
         return ""
     instruction = INSTRUCTIONS[method] if instruction is None else instruction
     if fmt == "chat":
-        messages: list[Message] = [m for e in exemplars for m in conversation(e.question, e.turns)]
+        messages: list[Message] = [m for e in exemplars for m in PROTOCOLS["react"].conversation(e.question, e.turns)]
         messages[0] = {**messages[0], "content": f"{instruction}\n{messages[0]['content']}".lstrip("\n")}
         return messages
     shots = "\n\n".join(episode_text(e.question, e.turns) for e in exemplars)

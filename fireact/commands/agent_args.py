@@ -93,7 +93,7 @@ def prompt_inputs(args: argparse.Namespace, cfg: RolloutConfig, data_dir: Path):
 def agent_run(args: argparse.Namespace) -> tuple[Path, RolloutConfig, list[Example], SearchTool, LM]:
     """(data dir, rollout config, the questions of every task, tool, LM) of an eval or generate command;
     the questions are selected first, so a task or split typo fails before the model loads."""
-    root = resolve_data_dir(args.data_dir)
+    root = resolve_data_dir(args.data_dir, must_exist=args.env is None)  # a user's environment needs no FireAct data
     cfg = RolloutConfig.from_args(args)
     selected = cfg.all_examples(root)
     tool = cfg.make_tool(root)

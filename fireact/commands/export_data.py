@@ -121,8 +121,8 @@ def run(args: argparse.Namespace) -> int:
     if args.config is None and args.sources is None:
         raise FireactError("give --sources (or --config with a data: block)")
     dm = TrajectoryDataModule(**datamodule_args(args))
-    if dm.protocol == "tool-calls" and args.format == "alpaca":
-        raise FireactError("--protocol tool-calls writes the tools API's shape: use it with --format openai or hf")
+    if dm.prompt_style.speaks.chat_only and args.format == "alpaca":
+        raise FireactError(f"--protocol {dm.protocol} writes chat messages: use it with --format openai or hf")
     if args.format == "openai" and not dm.mask_observations:
         raise FireactError(
             f"--config {args.config}: mask_observations: false cannot be exported as OpenAI chat data "

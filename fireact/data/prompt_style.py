@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from fireact.data import tool_calls
-from fireact.data.react_grammar import EPISODE_FINISHED
+from fireact.data.protocols import PROTOCOLS, Message, Protocol, get_protocol
+from fireact.data.react_grammar import EPISODE_FINISHED, agent_text, observation_text, react_system
 from fireact.data.trajectory import Trajectory, Turn
 from fireact.errors import FireactError
 
@@ -44,18 +45,8 @@ ALPACA_PROMPT = (
     "### Instruction:\n{question}\n\n### Response:\n"
 )
 
-Message = dict[str, str]
 Prompt = list[Message] | str | list[int]  # chat messages, one raw text (alpaca), or token ids as fed
 Span = tuple[int, int]
-
-
-def agent_text(turn: Turn) -> str:
-    """What the agent writes in one step (FireAct's assistant message); no Thought line when empty (IO)."""
-    return f"Thought: {turn.thought}\nAction: {turn.action}" if turn.thought else f"Action: {turn.action}"
-
-
-def observation_text(observation: str) -> str:
-    return f"Observation: {observation}"
 
 
 def training_turns(traj: Trajectory) -> list[Turn]:
@@ -69,54 +60,6 @@ def training_turns(traj: Trajectory) -> list[Turn]:
     if turns:
         turns[-1] = replace(turns[-1], observation=None)
     return turns
-
-
-def react_signature(name: str, parameters: dict[str, Any]) -> str:
-    """How ReAct text writes a call of the tool: `name[query]`, `name[{"a": <integer>}]`, `name[]`."""
-    key = tool_calls.single_string(parameters)
-    if key is not None:
-        return f"{name}[{key}]"
-    props = parameters.get("properties") or {}
-    if not props:
-        return f"{name}[]"
-    shape = ", ".join(f'"{k}": <{(v or {}).get("type", "value")}>' for k, v in props.items())
-    return f"{name}[{{{shape}}}]"
-
-
-def react_system(tools: list[dict[str, Any]] | None, instructions: str | None) -> str | None:
-    """The system text of a ReAct episode: nothing for FireAct's own tools (its zero-shot format), else
-    the environment's instructions and its tools as ReAct actions."""
-    if tools is None:
-        return instructions
-    lines = [
-        f"- {react_signature(t['function']['name'], t['function'].get('parameters') or {})}: "
-        f"{t['function'].get('description', '')}"
-        for t in tools
-    ]
-    listed = "Solve the task with interleaving Thought and Action steps. An Action is one of:\n" + "\n".join(lines)
-    return f"{instructions}\n\n{listed}" if instructions else listed
-
-
-def conversation(
-    question: str,
-    turns: list[Turn],
-    protocol: str = "react",
-    tools: list[dict[str, Any]] | None = None,
-    instructions: str | None = None,
-) -> list[Message]:
-    """FireAct's gpt_format messages (no system message for FireAct's own tools: the chat template adds
-    its own), or the tool-call protocol's Hermes messages; an environment's tools and instructions in
-    a system message."""
-    if protocol == "tool-calls":
-        return tool_calls.conversation(question, turns, tools, instructions)
-    system = react_system(tools, instructions)
-    messages = [{"role": "system", "content": system}] if system else []
-    messages.append({"role": "user", "content": question})
-    for turn in turns:
-        messages.append({"role": "assistant", "content": agent_text(turn)})
-        if turn.observation is not None:
-            messages.append({"role": "user", "content": observation_text(turn.observation)})
-    return messages
 
 
 def react_lines(turns: list[Turn]) -> str:
@@ -157,10 +100,8 @@ class PromptStyle:
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
             raise FireactError(f"unknown prompt format {self.format!r}: use one of {', '.join(FORMATS)}")
-        if self.protocol not in tool_calls.PROTOCOLS:
-            raise FireactError(f"unknown protocol {self.protocol!r}: use one of {', '.join(tool_calls.PROTOCOLS)}")
-        if self.protocol == "tool-calls" and self.format != "chat":
-            raise FireactError("the tool-calls protocol is a chat format: use format 'chat'")
+        if get_protocol(self.protocol).chat_only and self.format != "chat":
+            raise FireactError(f"the {self.protocol} protocol is a chat format: use format 'chat'")
 
     # -- persistence ------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -195,15 +136,18 @@ class PromptStyle:
             raise FireactError(f"{path}: not a readable prompt style ({e})") from None
         return cls.from_dict(d, str(path))
 
+    @property
+    def speaks(self) -> Protocol:
+        """The protocol object: how a step calls a tool, renders and is read back."""
+        return PROTOCOLS[self.protocol]
+
     def turns(self, traj: Trajectory) -> list[Turn]:
-        """The turns this style renders for training: `training_turns`, and in the tool-call protocol
-        without steps that wrote nothing (an empty step is no message: no call, no thought)."""
-        turns = training_turns(traj)
-        return [t for t in turns if t.thought or t.action] if self.protocol == "tool-calls" else turns
+        """The turns this style renders for training: `training_turns`, as its protocol writes them."""
+        return self.speaks.rendered(training_turns(traj))
 
     def step_text(self, turn: Turn) -> str:
         """What the agent writes in one step in this style's protocol (the text of its trained span)."""
-        return tool_calls.agent_text(turn) if self.protocol == "tool-calls" else agent_text(turn)
+        return self.speaks.step_text(turn)
 
     # -- tokens -----------------------------------------------------------------------------------
     @property
@@ -234,7 +178,7 @@ class PromptStyle:
             return text + f"{pending_user_note}\n" if pending_user_note else text
         messages: list[Message] = list(prefix) if isinstance(prefix, list) else []
         head = f"{prefix}Question: {question}" if isinstance(prefix, str) and prefix else question
-        system = conversation(head, turns, self.protocol, tools, instructions)
+        system = self.speaks.conversation(head, turns, tools, instructions)
         if messages and system and system[0]["role"] == "system":  # few-shot turns come after the system text
             messages = [system[0], *messages]
             system = system[1:]
@@ -260,7 +204,7 @@ class PromptStyle:
     def render(self, traj: Trajectory, tokenizer: Any) -> tuple[str, list[Span]]:
         """(training text, character spans that carry the loss). Pure: same input, same output."""
         if self.format == "chat":
-            return _render_chat(traj, self.turns(traj), tokenizer, self.protocol)
+            return _render_chat(traj, self.turns(traj), tokenizer, self.speaks)
         return _render_alpaca(traj, tokenizer)
 
 
@@ -299,11 +243,11 @@ def chat_text(messages: list[Message], tokenizer: Any, add_generation_prompt: bo
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
 
 
-def _render_chat(traj: Trajectory, turns: list[Turn], tokenizer: Any, protocol: str) -> tuple[str, list[Span]]:
+def _render_chat(traj: Trajectory, turns: list[Turn], tokenizer: Any, protocol: Protocol) -> tuple[str, list[Span]]:
     question, where = traj.question, traj.id
-    messages = conversation(question, turns, protocol, traj.tools, traj.instructions)
+    messages = protocol.conversation(question, turns, traj.tools, traj.instructions)
     text = chat_text(messages, tokenizer)
-    if protocol == "tool-calls" and tool_calls.renders_calls(tokenizer):  # rendered by chat_text's native path
+    if protocol.declares_tools and tool_calls.renders_calls(tokenizer):  # rendered by chat_text's native path
         return text, _native_spans(messages, text, tokenizer, where or question[:60])
     specials = _special_tokens(tokenizer)
     spans: list[Span] = []

@@ -1,5 +1,6 @@
-"""The ReAct text grammar, in one place: step labels (`Thought 2:`), actions (`tool[argument]`) and
-the "Episode finished, reward = ..." line FireAct's files end with.
+"""The ReAct text grammar, in one place: step labels (`Thought 2:`), actions (`tool[argument]`), the
+"Episode finished, reward = ..." line FireAct's files end with, and the text a step and an
+environment's tool list are written as.
 
 The agent's step parser (`fireact.agent.parsing`), the release readers (`fireact.data.fireact_format`)
 and the renderer (`fireact.data.prompt_style`) all read ReAct text with these patterns.
@@ -8,6 +9,15 @@ and the renderer (`fireact.data.prompt_style`) all read ReAct text with these pa
 from __future__ import annotations
 
 import re
+from typing import Any, Protocol
+
+
+class Step(Protocol):
+    """What a step's text is written from (a `Turn`; trajectory.py reads its calls with this grammar)."""
+
+    thought: str
+    action: str
+
 
 _LABEL = r"^\s*{}\s*\d*\s*:"  # "Action:", "Action 2 :", "action:" (models and files number and case them)
 
@@ -52,3 +62,47 @@ def cut_after_action(text: str) -> int | None:
     if end == -1:
         return None
     return end
+
+
+def single_string(parameters: dict[str, Any]) -> str | None:
+    """The parameter's name when a tool takes exactly one string: ReAct writes it `name[value]`."""
+    props = parameters.get("properties") or {}
+    if len(props) != 1:
+        return None
+    ((key, spec),) = props.items()
+    return key if isinstance(spec, dict) and spec.get("type") == "string" else None
+
+
+def agent_text(turn: Step) -> str:
+    """What the agent writes in one step (FireAct's assistant message); no Thought line when empty (IO)."""
+    return f"Thought: {turn.thought}\nAction: {turn.action}" if turn.thought else f"Action: {turn.action}"
+
+
+def observation_text(observation: str) -> str:
+    return f"Observation: {observation}"
+
+
+def react_signature(name: str, parameters: dict[str, Any]) -> str:
+    """How ReAct text writes a call of the tool: `name[query]`, `name[{"a": <integer>}]`, `name[]`."""
+    key = single_string(parameters)
+    if key is not None:
+        return f"{name}[{key}]"
+    props = parameters.get("properties") or {}
+    if not props:
+        return f"{name}[]"
+    shape = ", ".join(f'"{k}": <{(v or {}).get("type", "value")}>' for k, v in props.items())
+    return f"{name}[{{{shape}}}]"
+
+
+def react_system(tools: list[dict[str, Any]] | None, instructions: str | None) -> str | None:
+    """The system text of a ReAct episode: nothing for FireAct's own tools (its zero-shot format), else
+    the environment's instructions and its tools as ReAct actions."""
+    if tools is None:
+        return instructions
+    lines = [
+        f"- {react_signature(t['function']['name'], t['function'].get('parameters') or {})}: "
+        f"{t['function'].get('description', '')}"
+        for t in tools
+    ]
+    listed = "Solve the task with interleaving Thought and Action steps. An Action is one of:\n" + "\n".join(lines)
+    return f"{instructions}\n\n{listed}" if instructions else listed

@@ -29,10 +29,8 @@ from typing import Any
 
 import jsonschema
 
-from fireact.data.react_grammar import DEFAULT_ARGUMENT
+from fireact.data.react_grammar import DEFAULT_ARGUMENT, single_string
 from fireact.data.trajectory import Turn
-
-PROTOCOLS: tuple[str, ...] = ("react", "tool-calls")
 
 TOOLS: list[dict[str, Any]] = [
     {
@@ -67,15 +65,6 @@ FINISH = TOOLS[1]
 def parameters_by_name(tools: list[dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
     """tool name -> its JSON-schema parameters, of a tools-API list (None: FireAct's)."""
     return {t["function"]["name"]: t["function"].get("parameters") or {} for t in tools or TOOLS}
-
-
-def single_string(parameters: dict[str, Any]) -> str | None:
-    """The parameter's name when a tool takes exactly one string: ReAct writes it `name[value]`."""
-    props = parameters.get("properties") or {}
-    if len(props) != 1:
-        return None
-    ((key, spec),) = props.items()
-    return key if isinstance(spec, dict) and spec.get("type") == "string" else None
 
 
 def react_action(name: str, arguments: dict[str, Any], parameters: dict[str, Any] | None = None) -> str:

@@ -21,7 +21,9 @@ from typing import Any
 
 from fireact.data import tool_calls
 from fireact.data.paths import write_lines_atomic
-from fireact.data.prompt_style import conversation, observation_text, react_lines, training_turns
+from fireact.data.prompt_style import react_lines, training_turns
+from fireact.data.protocols import get_protocol
+from fireact.data.react_grammar import observation_text
 from fireact.data.trajectory import Trajectory
 from fireact.errors import FireactError
 
@@ -41,18 +43,12 @@ def _ends_with_finish(traj: Trajectory) -> bool:
 
 def openai_record(traj: Trajectory, protocol: str = "react") -> dict[str, Any]:
     """FireAct's gpt_format (user question, assistant Thought/Action, user Observation, ...), or in the
-    tool-call protocol the OpenAI tools shape: `tools`, assistant `tool_calls`, `tool` results."""
-    if protocol == "tool-calls":
-        record: dict[str, Any] = {"messages": tool_calls.openai_messages(traj.question, training_turns(traj))}
-        if traj.instructions:
-            record["messages"].insert(0, {"role": "system", "content": traj.instructions})
-        if _ends_with_finish(traj):
-            record["messages"].append({"role": "user", "content": reward_observation(traj)})
-        return {**record, "tools": traj.tools or tool_calls.TOOLS}
-    messages = conversation(traj.question, training_turns(traj), tools=traj.tools, instructions=traj.instructions)
-    if _ends_with_finish(traj):
-        messages.append({"role": "user", "content": observation_text(reward_observation(traj))})
-    return {"messages": messages}
+    tool-call protocol the OpenAI tools shape: `tools`, assistant `tool_calls`, `tool` results; the
+    episode's reward line last, as FireAct's files end."""
+    closing = reward_observation(traj) if _ends_with_finish(traj) else None
+    return get_protocol(protocol).chat_record(
+        traj.tools, traj.instructions, traj.question, training_turns(traj), closing
+    )
 
 
 def alpaca_record(traj: Trajectory) -> dict[str, str]:

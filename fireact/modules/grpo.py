@@ -213,8 +213,9 @@ class GRPOLM(FireActLM):
         """G sampled episodes per question with the current weights, tokens and log-probs recorded."""
 
         if self._tool is None:
-            pool = getattr(self.trainer.datamodule, "pool", None)  # the tool measured best for its questions
-            self._tool = self.rollout_config.make_tool(resolve_data_dir(self.hparams.data_dir), pool)
+            pool = getattr(self.trainer.datamodule, "pool", None)  # its environment, or the tool measured best for it
+            root = resolve_data_dir(self.hparams.data_dir, must_exist=getattr(pool, "env", None) is None)
+            self._tool = self.rollout_config.make_tool(root, pool)
         world, rank = self.trainer.world_size, self.trainer.global_rank
         cfg = replace(
             self.rollout_config,

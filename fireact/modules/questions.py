@@ -74,7 +74,7 @@ class QuestionDataModule(LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.questions is not None:
             return
-        root = resolve_data_dir(self.data_dir)
+        root = resolve_data_dir(self.data_dir, must_exist=self.pool.env is None)
         pool = self.pool.all_examples(root)
         if not pool:
             raise FireactError(f"data.pool selects no questions ({', '.join(self.pool.tasks)}/{self.pool.split})")

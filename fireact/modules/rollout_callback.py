@@ -77,8 +77,8 @@ class RolloutValidation(Callback):
     # --- the rollouts --------------------------------------------------------------------------
     def run(self, trainer: pl.Trainer, pl_module: pl.LightningModule, tag: str | None = None) -> dict[str, float]:
         model, tokenizer = pl_module.model, pl_module.tokenizer
-        data_dir = resolve_data_dir(self.data_dir)
         cfg = self.config
+        data_dir = resolve_data_dir(self.data_dir, must_exist=cfg.env is None)
         tool = cfg.make_tool(data_dir)
         lm = HFLM(
             model, tokenizer, name=f"hf:{type(model).__name__}@step{trainer.global_step}",

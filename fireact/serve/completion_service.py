@@ -120,7 +120,7 @@ class _Queue:
 
 class _ServeJob(RolloutJob):
     def __init__(self, requests: _Queue, slots: int):
-        super().__init__([], self._start, self._finish, lambda: False, {}, MethodSpec([], 1, False),
+        super().__init__([], self._start, self._finish, lambda: False, MethodSpec([], 1, False),
                          EpisodeConfig(batch_size=slots, record_tokens=True))  # fmt: skip
         self.requests = requests
         self.in_flight: set[CompletionRequest] = set()

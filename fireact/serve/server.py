@@ -145,7 +145,7 @@ def request_prompt(req: dict[str, Any], style: PromptStyle) -> tuple[Prompt, boo
     """(the model's prompt for a checked request, whether its reply is read for tool calls). Tools, or
     tool calls in the history, put the conversation in the tool-call protocol's rendering; a model
     trained in that protocol is offered the tools it was trained with when the request names none."""
-    tools = req["tools"] or (tool_calls.TOOLS if style.protocol == "tool-calls" else [])
+    tools = req["tools"] or (tool_calls.TOOLS if style.speaks.declares_tools else [])
     messages = req["messages"]
     if tools or any(m["role"] == "tool" or "tool_calls" in m for m in messages):
         messages = tool_calls.hermes_messages(messages, tools)

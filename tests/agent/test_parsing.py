@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from fireact.agent.methods import Episode
-from fireact.agent.parsing import parse_direct_answer, parse_step
+from fireact.agent.methods import Episode, parse_direct_answer
 from fireact.agent.prompts import few_shot_prefix, pick_exemplars
 from fireact.data.prompt_style import PromptStyle
 from fireact.data.react_grammar import cut_after_action
+from fireact.data.step_parsing import parse_step
 from fireact.data.tasks import Example
 from fireact.data.trajectory import Trajectory, Turn
 from fireact.env.builtin import task_environment

@@ -7,7 +7,8 @@ import pytest
 
 from fireact.data.encoding import encode, token_mask
 from fireact.data.fireact_format import read_any
-from fireact.data.prompt_style import PromptStyle, agent_text, observation_text, trained_text, training_turns
+from fireact.data.prompt_style import PromptStyle, trained_text, training_turns
+from fireact.data.react_grammar import agent_text, observation_text
 from fireact.data.token_row import IGNORE_INDEX
 from fireact.data.trajectory import Trajectory, Turn
 

@@ -8,11 +8,11 @@ import json
 import pytest
 
 from fireact.agent.methods import Episode, method_spec
-from fireact.agent.parsing import parse_tool_step
 from fireact.data import tool_calls
 from fireact.data.encoding import encode
 from fireact.data.fireact_format import read_any
 from fireact.data.prompt_style import PromptStyle, prompt_text
+from fireact.data.step_parsing import parse_tool_step
 from fireact.data.tasks import Example
 from fireact.data.trajectory import Trajectory, Turn
 from fireact.env.builtin import task_environment

@@ -1,4 +1,5 @@
-"""Tolerant parsing of one generated agent step into a thought and an action.
+"""Tolerant parsing of one generated agent step into a thought and a call, in either protocol (ReAct
+text or a JSON tool call; `fireact.data.protocols` picks one).
 
 Models (small fine-tuned ones most of all) write `Action 2: Search[x]`, forget the `Thought:`
 label, or run on into a made-up `Observation:`. All of that is accepted; what cannot be read
@@ -91,15 +92,6 @@ def parse_step(text: str, tools: Tools = TOOL_NAMES) -> Step:
     if problem is not None:
         return Step(thought, action, tool, arg, "bad_action", problem)
     return Step(thought, react_action(tool, arguments, params[tool]), tool, arg, None, None, arguments)
-
-
-def parse_direct_answer(text: str) -> str:
-    """IO prompting: the answer is a finish[...] if the model wrote one, else its first line."""
-    bare = re.search(r"finish\s*\[([^\]\n]*)\]", text, re.IGNORECASE)
-    if bare:
-        return bare.group(1).strip()
-    line = text.strip().splitlines()[0] if text.strip() else ""
-    return re.sub(r"^\s*(Answer|Final answer)\s*:\s*", "", line, flags=re.IGNORECASE).strip()
 
 
 def parse_tool_step(text: str, tools: Tools = TOOL_NAMES) -> Step:
