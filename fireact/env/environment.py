@@ -54,6 +54,7 @@ class Environment:
     task: Task | None = None
     _rows: dict[str, dict[str, Any]] | None = field(default=None, init=False, repr=False)
     _tools: dict[str, Tool] | None = field(default=None, init=False, repr=False)
+    _schemas: tuple[list[dict[str, Any]] | None] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip() or "/" in self.name:
@@ -107,8 +108,10 @@ class Environment:
     def schemas(self) -> list[dict[str, Any]] | None:
         """The tools the agent is shown (finish last); None when they are FireAct's own search and finish
         (so its records and prompts stay as they always were)."""
-        declared = [t.schema for t in self.toolset().values()] + [FINISH]
-        return None if declared == TOOLS else declared
+        if self._schemas is None:
+            declared = [t.schema for t in self.toolset().values()] + [FINISH]
+            self._schemas = (None if declared == TOOLS else declared,)
+        return self._schemas[0]
 
     def close(self) -> None:
         for item in self.tools:
