@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_prompt_style import assert_prompts_are_training_prefixes
+from prefix_check import assert_prompts_are_training_prefixes
 from tool_templates import LLAMA_STYLE, QWEN_STYLE, THINKING_LAST
 
 from fireact.data import tool_calls
@@ -20,6 +20,18 @@ EPISODE = Trajectory("Who wrote Peer Gynt?", "Henrik Ibsen", "hotpotqa", "react"
     Turn("I should search it.", "search[Peer Gynt]", "Peer Gynt: a play by Henrik Ibsen."),
     Turn("", "search[Ibsen]", "Henrik Ibsen: a playwright."),
     Turn("So the answer is Henrik Ibsen.", "finish[Henrik Ibsen]", None),
+])  # fmt: skip
+
+
+_SCHEMA = {"type": "object", "properties": {"table": {"type": "string"}, "row": {"type": "integer"}}, "required": ["table"]}
+ANY_TOOLS = Trajectory("What is in row 2?", "b", "table", "react", [  # an environment's tools: 2 arguments, then none
+    Turn("Read it.", 'read[{"table": "t", "row": 2}]', "b", "read", {"table": "t", "row": 2}),
+    Turn("Time?", "clock[]", "12:00", "clock", {}),
+    Turn("So b.", "finish[b]", None),
+], "b", 1.0, 1.0, id="q1", instructions="Read tables.", tools=[
+    {"type": "function", "function": {"name": "read", "description": "Read a row.", "parameters": _SCHEMA}},
+    {"type": "function", "function": {"name": "clock", "description": "The time.", "parameters": {"type": "object", "properties": {}}}},
+    tool_calls.FINISH,
 ])  # fmt: skip
 
 
@@ -67,7 +79,7 @@ def test_native_and_hermes_conversations_convert_without_loss():
 @pytest.mark.parametrize("template", [QWEN_STYLE, LLAMA_STYLE])
 def test_prompts_are_training_prefixes_with_a_tools_template(smollm2_dir, assets, template):
     tok = load(smollm2_dir, template)
-    trajs = read_any(assets / "fireact_gpt.jsonl") + read_any(assets / "fireact_alpaca.json") + [EPISODE]
-    assert assert_prompts_are_training_prefixes(trajs, tok, "chat", "tool-calls") == 17
+    trajs = read_any(assets / "fireact_gpt.jsonl") + read_any(assets / "fireact_alpaca.json") + [EPISODE, ANY_TOOLS]
+    assert assert_prompts_are_training_prefixes(trajs, tok, "chat", "tool-calls") == 20
     first = prompt_text(STYLE.prompt(EPISODE.question, []), tok)
     assert first.endswith("<|im_start|>assistant\n") and ("# Tools" in first) == (template is QWEN_STYLE)

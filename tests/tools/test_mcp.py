@@ -91,3 +91,34 @@ def test_a_server_that_fails_to_start_or_dies_is_named_with_its_stderr(tmp_path)
         assert time.monotonic() - started < 15  # never hangs
     finally:
         env.close()
+
+
+def test_a_tiny_model_calls_an_mcp_tool_in_the_tool_call_protocol(tiny_model_dir, tmp_path):
+    """The tool-call protocol end to end over MCP: a tiny model taught one reply to a prompt declaring
+    the server's tools, its two-argument call run by the real server and recorded as name + arguments."""
+    from caller_model import teach
+    from transformers import AutoModelForCausalLM
+
+    from fireact.data.prompt_style import prompt_text
+    from fireact.lm.hf import HFLM
+    from fireact.lm.models import load_tokenizer
+    from fireact.rollout.config import EpisodeConfig
+    from fireact.rollout.runners import run_rollouts
+
+    script = tmp_path / "server.py"
+    script.write_text(SERVER)
+    env = Environment("calc", [{"id": "1", "question": "1 + 2?", "answer": "3"}],
+                      [MCPServer(command=[sys.executable, str(script)], tools=["add"])])  # fmt: skip
+    try:
+        style = PromptStyle("chat", protocol="tool-calls")
+        tok = load_tokenizer(tiny_model_dir)
+        first = prompt_text(style.prompt("1 + 2?", [], tools=env.schemas()), tok)
+        assert '"name": "add"' in first and "<tools>" in first
+        model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+        teach(model, tok, [first], '<tool_call>\n{"name": "add", "arguments": {"a": 1, "b": 2}}\n</tool_call>')
+        lm = HFLM(model, tok, name="hf:taught", prompt_style=style)
+        (t,) = run_rollouts(lm, env, env.example_list(), EpisodeConfig(max_turns=1, max_tokens=40))
+        assert (t.turns[0].tool, t.turns[0].arguments, t.turns[0].observation) == ("add", {"a": 1, "b": 2}, "3")
+        assert t.meta["protocol"] == "tool-calls" and t.tools == env.schemas() and t.end_reason == "max_turns"
+    finally:
+        env.close()
