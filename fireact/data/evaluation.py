@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from fireact.data.react_grammar import parse_action
 from fireact.data.scoring import normalize_answer
 from fireact.data.tasks import Example, Task
-from fireact.data.trajectory import Trajectory
+from fireact.data.trajectory import Trajectory, question_key
 
 
 @dataclass
@@ -142,8 +142,10 @@ def method_choice(records: list[Trajectory]) -> list[MethodShare]:
 
 
 def _correct_by_question(records: list[Trajectory]) -> dict[tuple[str, str], bool]:
-    """A question is right when its (majority) answer is: with one sample, that sample's reward."""
-    return {q: majority_right(v) for q, v in by_question(records).items()}
+    """A question is right when its (majority) answer is: with one sample, that sample's reward. Keyed
+    by id and text, not task, so two environments asked the same questions (the wiki world's search
+    and its search/lookup actions) pair up."""
+    return {(v[0].id, question_key(v[0].question)): majority_right(v) for v in by_question(records).values()}
 
 
 def method_references(runs: dict[str, list[Trajectory]]) -> dict[str, float]:
