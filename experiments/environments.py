@@ -9,7 +9,7 @@ to runs/envs/steps.json and a finished step (its output exists) is skipped, so a
   cdb-sft-eval  the SFT agent on the same 77 test questions
   wiki-teachers both gold-path teachers on the same 500 wiki-train questions
   wenv-sft / wsearch-sft     LoRA SFT of each (configs/envs/wikienv_sft.yaml, wiki_search_sft.yaml)
-  wenv-eval / wsearch-eval   each on all 500 wiki-eval questions (max 8 turns)
+  wenv-eval / wsearch-eval   each on the first 200 wiki-eval questions (max 8 turns)
 
     python experiments/environments.py [--only cdb-teacher ...]
 """
@@ -25,7 +25,7 @@ from steps import run_step
 OUT = Path("runs/envs")
 FIREACT = [sys.executable, "-m", "fireact"]
 CDB_TEST = ["--env", "company-db", "--env-args", '{"split": "test"}', "--max-turns", "8", "--batch-size", "40"]
-WIKI_EVAL = ["--n", "500", "--max-turns", "8", "--batch-size", "40", "--json"]
+WIKI_EVAL = ["--n", "200", "--max-turns", "8", "--batch-size", "40", "--json"]
 
 
 def _sft(name: str, config: str, run_dir: Path) -> dict[str, tuple[list[str], Path]]:
