@@ -29,7 +29,7 @@ from typing import Any
 
 import jsonschema
 
-from fireact.data.react_grammar import DEFAULT_ARGUMENT, single_string
+from fireact.data.react_grammar import single_string
 from fireact.data.trajectory import Turn
 
 TOOLS: list[dict[str, Any]] = [
@@ -58,7 +58,6 @@ TOOLS: list[dict[str, Any]] = [
         },
     },
 ]
-ARGUMENT = DEFAULT_ARGUMENT  # FireAct's tool -> its one argument
 FINISH = TOOLS[1]
 
 
@@ -67,12 +66,10 @@ def parameters_by_name(tools: list[dict[str, Any]] | None) -> dict[str, dict[str
     return {t["function"]["name"]: t["function"].get("parameters") or {} for t in tools or TOOLS}
 
 
-def react_action(name: str, arguments: dict[str, Any], parameters: dict[str, Any] | None = None) -> str:
+def react_action(name: str, arguments: dict[str, Any], parameters: dict[str, Any]) -> str:
     """A call as ReAct text: `name[value]` for a tool of one string parameter (FireAct's grammar),
     `name[{json arguments}]` for any other (`name[]` when it takes none)."""
-    key = single_string(
-        parameters if parameters is not None else {"properties": {k: {"type": "string"} for k in arguments}}
-    )
+    key = single_string(parameters)
     if key is not None and set(arguments) == {key} and isinstance(arguments[key], str):
         return f"{name}[{arguments[key]}]"
     return f"{name}[{json.dumps(arguments, ensure_ascii=False)}]" if arguments else f"{name}[]"

@@ -31,7 +31,7 @@ def tokenizer(smollm2_dir):
 
 def test_one_tool_definition_serves_prompt_parser_and_export():
     names = [t["function"]["name"] for t in tool_calls.TOOLS]
-    assert names == ["search", "finish"] and tool_calls.ARGUMENT == {"search": "query", "finish": "answer"}
+    assert names == ["search", "finish"] and tool_calls.parameters_by_name(None)["search"]["required"] == ["query"]
     system = tool_calls.hermes_system()
     assert all(json.dumps(t) in system for t in tool_calls.TOOLS)  # the prompt lists the same schemas
     turn = Turn("I look it up.", "search[Nile length]", "6,650 km")
