@@ -12,6 +12,7 @@ to runs/envs/steps.json and a finished step (its output exists) is skipped, so a
   wenv-eval / wsearch-eval   each on the first 200 wiki-eval questions (max 8 turns)
 
     python experiments/environments.py [--only cdb-teacher ...]
+    python experiments/environments.py --report     # the tables of docs/environments.md
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from steps import run_step
+from steps import load_steps, run_step
+
+from fireact.data.evaluation import bootstrap_gain, episode_stats, mcnemar
+from fireact.data.trajectory import read_trajectories
 
 OUT = Path("runs/envs")
 FIREACT = [sys.executable, "-m", "fireact"]
@@ -64,10 +68,39 @@ def steps() -> dict[str, tuple[list[str], Path]]:
     return out
 
 
+def report() -> None:
+    """Each eval's row (success, format errors, calls, searches, lookups, gold seen and right then), the
+    paired tests of each SFT agent against its reference, and every step's wall and CPU time."""
+    rows = {"cdb-base": "cdb_base_eval", "cdb-sft-eval": "cdb_sft_eval", "wsearch-eval": "wsearch_eval",
+            "wenv-eval": "wenv_eval"}  # fmt: skip
+    runs = {k: read_trajectories(OUT / f"{v}.jsonl") for k, v in rows.items() if (OUT / f"{v}.jsonl").is_file()}
+    print("| run | n | EM | reward | F1 | format errors | calls / episode | searches | lookups | gold seen (right) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, trajs in runs.items():
+        st, n = episode_stats(trajs), max(len(trajs), 1)
+        reward = sum(t.score for t in trajs) / n
+        calls = sum(t.num_actions for t in trajs) / n
+        lookups = sum(x.tool == "lookup" for t in trajs for x in t.turns) / n
+        print(f"| {name} | {st['n']} | {100 * st['em']:.1f} | {100 * reward:.1f} | {100 * st['f1']:.1f} | "
+              f"{100 * st['format_errors']:.1f}% | {calls:.2f} | {st['searches']:.2f} | {lookups:.2f} | "
+              f"{st['gold_seen']} ({st['right_when_seen']}) |")  # fmt: skip
+    for a, b in (("cdb-base", "cdb-sft-eval"), ("wsearch-eval", "wenv-eval")):
+        if a in runs and b in runs:
+            m, g = mcnemar(runs[a], runs[b]), bootstrap_gain(runs[a], runs[b])
+            print(f"{b} vs {a}: +{m['only_second']} / -{m['only_first']} on {m['questions']} questions, McNemar p = "
+                  f"{m['p_value']:.3g}; gain {100 * g['gain']:+.1f} [{100 * g['low']:+.1f}, {100 * g['high']:+.1f}]")  # fmt: skip
+    for name, rec in load_steps(OUT / "steps.json").items():
+        if "seconds" in rec:
+            print(f"{name}: {rec['seconds'] / 60:.1f} min wall, {rec['cpu_seconds'] / 60:.1f} CPU-min")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", nargs="+", help="run only these steps (in the order above)")
+    p.add_argument("--report", action="store_true", help="print the tables of docs/environments.md")
     args = p.parse_args()
+    if args.report:
+        return report()
     for name, (cmd, done) in steps().items():
         if args.only is None or name in args.only:
             run_step(OUT / "steps.json", name, cmd, done)

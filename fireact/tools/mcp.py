@@ -102,7 +102,7 @@ class MCPServer:
         return self._listed
 
     async def _run(self) -> None:
-        from mcp import ClientSession
+        from mcp import ClientSession  # lazy: the SDK (pydantic, httpx, anyio) only where a server is used
 
         self._stop = asyncio.Event()
         try:
@@ -126,9 +126,9 @@ class MCPServer:
             params = StdioServerParameters(command=self.command[0], args=self.command[1:],
                                            env={**os.environ, **(self.env or {})})  # fmt: skip
             return stdio_client(params, errlog=self._errlog)
-        from mcp.client.streamable_http import streamablehttp_client
+        from mcp.client.streamable_http import streamable_http_client
 
-        return streamablehttp_client(self.url, timeout=self.timeout)
+        return streamable_http_client(self.url)
 
     def call(self, name: str, arguments: dict[str, Any]) -> str:
         """One tool call's observation; a failure inside the server is `Error: ...` text, a server

@@ -23,7 +23,11 @@ EPISODE = Trajectory("Who wrote Peer Gynt?", "Henrik Ibsen", "hotpotqa", "react"
 ])  # fmt: skip
 
 
-_SCHEMA = {"type": "object", "properties": {"table": {"type": "string"}, "row": {"type": "integer"}}, "required": ["table"]}
+_SCHEMA = {
+    "type": "object",
+    "properties": {"table": {"type": "string"}, "row": {"type": "integer"}},
+    "required": ["table"],
+}
 ANY_TOOLS = Trajectory("What is in row 2?", "b", "table", "react", [  # an environment's tools: 2 arguments, then none
     Turn("Read it.", 'read[{"table": "t", "row": 2}]', "b", "read", {"table": "t", "row": 2}),
     Turn("Time?", "clock[]", "12:00", "clock", {}),

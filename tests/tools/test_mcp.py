@@ -21,7 +21,8 @@ SERVER = '''
 import os, sys
 from mcp.server.fastmcp import FastMCP
 
-mcp = FastMCP("t")
+port = int(sys.argv[sys.argv.index("--http") + 1]) if "--http" in sys.argv else 8000
+mcp = FastMCP("t", port=port)
 
 
 @mcp.tool()
@@ -39,7 +40,7 @@ def die() -> str:
 
 if "--fail" in sys.argv:
     sys.exit("no database at /nowhere")
-mcp.run()
+mcp.run(transport="streamable-http" if "--http" in sys.argv else "stdio")
 '''
 
 
@@ -91,6 +92,31 @@ def test_a_server_that_fails_to_start_or_dies_is_named_with_its_stderr(tmp_path)
         assert time.monotonic() - started < 15  # never hangs
     finally:
         env.close()
+
+
+def test_an_mcp_server_over_streamable_http(tmp_path):
+    import socket
+    import subprocess
+
+    script = tmp_path / "server.py"
+    script.write_text(SERVER)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, str(script), "--http", str(port)], stderr=subprocess.DEVNULL)
+    server = MCPServer(url=f"http://127.0.0.1:{port}/mcp", tools=["add"])
+    try:
+        for _ in range(100):  # until it listens
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        (add,) = server.start()
+        assert add.parameters["required"] == ["a", "b"] and add({"a": 2, "b": 5}) == "7"
+    finally:
+        server.close()
+        proc.kill()
+        proc.wait()
 
 
 def test_a_tiny_model_calls_an_mcp_tool_in_the_tool_call_protocol(tiny_model_dir, tmp_path):
