@@ -25,13 +25,10 @@ MAX_OBSERVATION_CHARS = 4_000
 TIMEOUT_S = 30.0
 
 
-def _function_schema(name: str, description: str, parameters: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "function", "function": {"name": name, "description": description, "parameters": parameters}}
-
-
 @dataclass
 class Tool:
-    """A callable the agent may use. `fn(**arguments)` returns the observation (any value: str() of it).
+    """A callable the agent may use. `fn(**arguments)` returns the observation (a string as it is, any
+    other value as JSON).
 
     `blocking_io`: the rollout engine runs it on its tool threads (True for anything a user wrote: it
     may wait on a disk, a process or the network); the built-in searches set it as they need.
@@ -81,7 +78,8 @@ class Tool:
     @property
     def schema(self) -> dict[str, Any]:
         """The tool as the OpenAI tools API and HF chat templates declare it."""
-        return _function_schema(self.name, self.description, self.parameters)
+        return {"type": "function",
+                "function": {"name": self.name, "description": self.description, "parameters": self.parameters}}  # fmt: skip
 
     def __call__(self, arguments: dict[str, Any], state: dict[str, Any] | None = None) -> str:
         """The observation: the function's answer, or its error text; bounded; cut at `timeout`."""
