@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
 from fireact.commands.common import COUNT, config_problem, read_config
 from fireact.errors import FireactError
@@ -19,6 +20,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also train on hindsight finishes of unsolved questions (config: hindsight)",
     )
+    p.add_argument(
+        "--env", help="the pool's environment (a built-in, a .py file or a module); validation: the config's"
+    )
+    p.add_argument("--env-args", help="its load_environment keyword arguments, a JSON object")
     p.add_argument(
         "--gold-path",
         action="store_true",
@@ -44,6 +49,10 @@ def run(args: argparse.Namespace) -> int:
         overrides["hindsight"] = True
     if args.gold_path:
         overrides["gold_path"] = True
+    if args.env is not None:
+        overrides["pool"] = replace(fields["pool"], env=args.env, env_args=args.env_args)
+    elif args.env_args is not None:
+        raise FireactError("--env-args needs --env")
     loop = ExpertIteration(**{**fields, **overrides})
     for record in loop.run():
         print(f"round {record['round']}: kept {record['kept']} of {record['episodes']} "

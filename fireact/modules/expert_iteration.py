@@ -125,7 +125,7 @@ class ExpertIteration:
         done = self.load_rounds()
         out.mkdir(parents=True, exist_ok=True)
         adapter = done[-1]["adapter"] if done else self.init_adapter
-        root = resolve_data_dir(self.data_dir)
+        root = resolve_data_dir(self.data_dir, must_exist=self.pool.env is None or self.validation.env is None)
         self.check_disjoint(root)
         for k in range(len(done) + 1, self.rounds + 1):
             record = self.run_round(k, adapter, root)
