@@ -15,7 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from fireact.data.tasks import TASKS, get_task
+from fireact.data.tasks import TASKS, get_task, select
 from fireact.data.wiki_questions import SPLITS as WIKI_SPLITS
 from fireact.data.wiki_questions import default_corpus
 from fireact.env.company_db import load_environment as company_db_environment
@@ -25,6 +25,8 @@ from fireact.tools.base import SearchTool
 from fireact.tools.factory import make_tool
 from fireact.tools.function import search_tool
 from fireact.tools.wiki_pages import WikiPages
+
+SEED = 233  # the paper's question selection (`--seed`'s default)
 
 
 def task_environment(task: str, search: SearchTool, examples: Any = ()) -> Environment:
@@ -44,7 +46,8 @@ def _paper_task(name: str) -> Callable[..., Environment]:
         root = _need(data_dir, name)
         task = TASKS[name]
         split = split or ("dev" if "dev" in task.splits else task.splits[0])
-        examples = [asdict(e) for e in task.load(root, split)]
+        ordered = select(task.load(root, split), None, task.selection_seed(split, SEED))  # --task's selection
+        examples = [asdict(e) for e in ordered]
         default = "wiki" if split in WIKI_SPLITS else "snapshot"
         search = make_tool(tool or default, root, search_k=search_k, **tool_kw)
         return task_environment(name, search, examples)
@@ -65,7 +68,7 @@ def wikienv(data_dir: Path | None, split: str = "wiki-eval", corpus: str | None 
     if split not in WIKI_SPLITS:
         raise FireactError(f"environment wikienv: split {split!r} is not one of {', '.join(WIKI_SPLITS)}")
     pages = WikiPages(corpus or default_corpus(root))
-    examples = [asdict(e) for e in TASKS["hotpotqa"].load(root, split)]
+    examples = [asdict(e) for e in TASKS["hotpotqa"].load(root, split)]  # the wiki splits are in selection order
     return Environment("wikienv", examples, pages.tools(), task=TASKS["hotpotqa"])
 
 

@@ -87,10 +87,11 @@ class QuestionArgs:
 
     def examples(self, task: str, data_dir: Path) -> list[Example]:
         """The paper's seeded question selection of one task (of its answerable questions if asked);
-        of an environment, its examples in their order (shuffled by `seed`), then offset and n."""
+        of an environment, its examples in their order (a built-in's: its task's selection), then
+        offset and n."""
         env = self.environment(data_dir)
         if env is not None:
-            return select(env.example_list(), self.n, self.seed, self.offset)
+            return select(env.example_list(), self.n, None, self.offset)
         spec = get_task(task)
         if self.questions is not None:
             return select(read_questions(Path(self.questions), task), self.n, None, self.offset)
