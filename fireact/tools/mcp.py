@@ -17,6 +17,7 @@ import tempfile
 import threading
 from concurrent import futures
 from dataclasses import dataclass, field
+from pathlib import Path
 from datetime import timedelta
 from typing import Any
 
@@ -83,11 +84,13 @@ class MCPServer:
         try:
             listed = self._ready.result(START_TIMEOUT_S)
         except futures.TimeoutError:
+            message = self._failure(f"did not answer within {START_TIMEOUT_S:g} s")
             self.close()
-            raise FireactError(self._failure(f"did not answer within {START_TIMEOUT_S:g} s")) from None
+            raise FireactError(message) from None
         except Exception as e:  # noqa: BLE001  (whatever the transport raised: say it, with the stderr)
+            message = self._failure(f"failed to start ({_reason(e)})")
             self.close()
-            raise FireactError(self._failure(f"failed to start ({_reason(e)})")) from None
+            raise FireactError(message) from None
         atexit.register(self.close)
         wanted = set(self.tools) if self.tools is not None else None
         missing = sorted((wanted or set()) - {t.name for t in listed})
@@ -166,6 +169,10 @@ class MCPServer:
         loop.call_soon_threadsafe(loop.stop)
         self._loop = self._stop = None
         self._listed = None
+        if self._errlog is not None:  # the server's stderr, kept only while it runs
+            self._errlog.close()
+            Path(self._errlog.name).unlink(missing_ok=True)
+            self._errlog = None
 
 
 def _reason(e: BaseException) -> str:
