@@ -17,8 +17,8 @@ import tempfile
 import threading
 from concurrent import futures
 from dataclasses import dataclass, field
-from pathlib import Path
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from fireact.errors import FireactError
