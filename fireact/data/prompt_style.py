@@ -1,4 +1,4 @@
-"""The one ReAct renderer: the text a model is trained on and the prompt it continues at inference.
+"""The one renderer: the text a model is trained on and the prompt it continues at inference.
 
 Training (`PromptStyle.render`) and inference (`PromptStyle.prompt` + `PromptStyle.prompt_text`)
 call the same functions here, so the prompt of turn k plus the agent's turn-k text is the training
@@ -15,11 +15,14 @@ Two formats, both zero-shot (no few-shot examples in the training text):
   Trained: each "Thought: ...\\nAction: ..." with the newline that ends it, and EOS after the final
   action. Observations are inside the same response string but never trained.
 
-Either format renders the ReAct protocol; `chat` also renders the tool-call protocol
-(`fireact.data.tool_calls`: the agent's step is its thought and a `<tool_call>` JSON block, a tool's
+Either format renders the ReAct protocol; `chat` also renders the tool-call protocol (the style's
+protocol object, `fireact.data.protocols`, writes the messages; `fireact.data.tool_calls`: the agent's step is its thought and a `<tool_call>` JSON block, a tool's
 result a `<tool_response>` user turn; trained: each assistant content with its closing token). A
 template that renders tools itself (`tool_calls.renders_calls`) renders that protocol its own way,
 with `tools=`; trained then: each assistant turn as the template writes it, up to its closing token.
+
+An environment's tools and instructions (a record's `tools`, `instructions`) open the conversation as
+a system message (FireAct's own search and finish add none, so its format is unchanged).
 
 The "Episode finished, reward = ..." line is never rendered (it leaks the reward), nor is an
 observation after the last agent turn (nothing after it is trained).
