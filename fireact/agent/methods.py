@@ -67,7 +67,7 @@ class ToolCall:
             return None, str(e)
 
 
-_FINISH_PARAMETERS = {"finish": FINISH["function"]["parameters"]}
+_FINISH_PARAMETERS = {"finish": FINISH["function"]["parameters"]}  # all CoT may call
 
 
 @dataclass
@@ -126,8 +126,7 @@ class Episode:
             self.turns.append(Turn("", f"finish[{answer}]", None))
             self._end("finish", answer)
             return None
-        tools = self.env.toolset()
-        allowed = _FINISH_PARAMETERS if self.method == "cot" else {**_FINISH_PARAMETERS, **_parameters(tools)}
+        allowed = _FINISH_PARAMETERS if self.method == "cot" else self.env.parameters()
         step = self.style.speaks.parse(c.text, allowed)
         thought = step.thought
         if self._reflect_now():
@@ -142,7 +141,7 @@ class Episode:
         if step.tool == "finish":
             self._end("finish", step.argument)
             return None
-        return ToolCall(tools[step.tool], step.arguments or {}, self.state)
+        return ToolCall(self.env.toolset()[step.tool], step.arguments or {}, self.state)
 
     def observe(self, observation: str | None, error: str | None = None) -> None:
         """The result of the tool call `act` asked for."""
@@ -180,7 +179,3 @@ class Episode:
         )
         t.reward = self.env.reward_of(t)
         return t
-
-
-def _parameters(tools: dict[str, Tool]) -> dict[str, dict[str, Any]]:
-    return {name: tool.parameters for name, tool in tools.items()}

@@ -55,6 +55,7 @@ class Environment:
     _rows: dict[str, dict[str, Any]] | None = field(default=None, init=False, repr=False)
     _tools: dict[str, Tool] | None = field(default=None, init=False, repr=False)
     _schemas: tuple[list[dict[str, Any]] | None] | None = field(default=None, init=False, repr=False)
+    _parameters: dict[str, dict[str, Any]] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip() or "/" in self.name:
@@ -112,6 +113,13 @@ class Environment:
             declared = [t.schema for t in self.toolset().values()] + [FINISH]
             self._schemas = (None if declared == TOOLS else declared,)
         return self._schemas[0]
+
+    def parameters(self) -> dict[str, dict[str, Any]]:
+        """name -> JSON-schema parameters of every tool the agent may call, finish first (read each step)."""
+        if self._parameters is None:
+            self._parameters = {"finish": FINISH["function"]["parameters"]}
+            self._parameters |= {name: tool.parameters for name, tool in self.toolset().items()}
+        return self._parameters
 
     def close(self) -> None:
         for item in self.tools:
