@@ -9,7 +9,7 @@ from pathlib import Path
 from fireact.commands.common import COUNT, PORT, add_data_dir, data_dir
 from fireact.data.wiki_questions import default_corpus
 from fireact.errors import FireactError
-from fireact.serve.json_http import add_server_security, check_bind, resolve_api_key, serve_until_stopped
+from fireact.serve.http_app import add_server_security, check_bind, resolve_api_key, serve_until_stopped
 from fireact.serve.retriever import make_retrieval_server
 from fireact.tools.retrievers import RETRIEVERS
 from fireact.tools.wiki import WikiSearch

@@ -8,7 +8,7 @@ from pathlib import Path
 from fireact.commands.agent_args import add_lm, build_lm
 from fireact.commands.common import COUNT, NON_NEGATIVE, PORT
 from fireact.errors import FireactError
-from fireact.serve.json_http import add_server_security, check_bind, resolve_api_key, serve_until_stopped
+from fireact.serve.http_app import add_server_security, check_bind, resolve_api_key, serve_until_stopped
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -48,8 +48,8 @@ def run(args: argparse.Namespace) -> int:
     style = resolve_style(args.format, lm, args.protocol)
     try:
         server = make_server(
-            lm, args.host, args.port, args.model_name, style, args.slots, args.max_queue, args.max_tokens_limit,
-            api_key=api_key, adapter_dir=args.allow_adapter_loading,
+            lm, args.host, args.port, api_key, model_name=args.model_name, style=style, slots=args.slots,
+            max_queue=args.max_queue, max_tokens_limit=args.max_tokens_limit, adapter_dir=args.allow_adapter_loading,
         )  # fmt: skip
     except OSError as e:
         raise FireactError(f"cannot listen on {args.host}:{args.port}: {e.strerror}") from None

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fireact.serve.json_http import BadRequest
+from fireact.serve.http_app import BadRequest
 
 WEIGHTS = "adapter_model.safetensors"
 BASE = "__base__"  # peft's name for "no adapter" in a batch that mixes adapters
@@ -43,7 +43,7 @@ class AdapterStore:
     def resolve(self, given: Any) -> Path:
         """The adapter folder a request names, if it is safely inside the allowed root (BadRequest)."""
         if self.root is None:
-            raise BadRequest("adapter loading is off: start fireact serve with --allow-adapter-loading DIR", code="404")
+            raise BadRequest("adapter loading is off: start fireact serve with --allow-adapter-loading DIR", status=404)
         if not isinstance(given, str) or not given or "://" in given:
             raise BadRequest("lora_path must be a folder under the allowed adapter directory", "lora_path")
         path = Path(given) if Path(given).is_absolute() else self.root / given
@@ -65,7 +65,7 @@ class AdapterStore:
             raise BadRequest(f"lora_name must be a new name (not {self.served_name!r}, 'default', a part of 'lora_' "
                              "or one with a dot)", "lora_name")  # fmt: skip
         if not loading and name not in self.versions:
-            raise BadRequest(f"no adapter named {name!r} is loaded", "lora_name", "404")
+            raise BadRequest(f"no adapter named {name!r} is loaded", "lora_name", status=404)
         return name
 
     def load(self, lm: Any, name: str, folder: Path) -> None:

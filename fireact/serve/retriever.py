@@ -7,17 +7,31 @@ queries in one batched search. `GET /health` says what is served.
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from http.server import ThreadingHTTPServer
 from typing import Any
 
-from fireact.serve.json_http import BadRequest, JSONHandler, parse_json
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from fireact.serve.http_app import (
+    OPEN_ROUTES,
+    BadRequest,
+    HTTPServer,
+    error_response,
+    json_app,
+    json_object,
+    read_body,
+    request_schema,
+)
 from fireact.tools.wiki import WikiSearch
 
 MAX_QUERIES, MAX_TOPK = 256, 100  # per request
+MAX_BODY = 4 << 20
 
 
 @dataclass
@@ -69,9 +83,7 @@ class RetrievalService:
 
 
 def parse_retrieve(body: bytes) -> tuple[list[str], int, bool]:
-    req = parse_json(body)
-    if not isinstance(req, dict):
-        raise BadRequest("the body must be a JSON object")
+    req = json_object(body)
     queries = req.get("queries")
     if not isinstance(queries, list) or not queries or not all(isinstance(q, str) for q in queries):
         raise BadRequest("'queries' must be a non-empty list of strings", "queries")
@@ -86,49 +98,38 @@ def parse_retrieve(body: bytes) -> tuple[list[str], int, bool]:
     return queries, topk, scores
 
 
+class RetrieveRequest(BaseModel):
+    """Search-R1's `/retrieve` body (documented at /docs; checked by `parse_retrieve`)."""
+
+    queries: list[str] = Field(description=f"the queries, 1 to {MAX_QUERIES}")
+    topk: int = Field(3, ge=1, le=MAX_TOPK, description="passages per query")
+    return_scores: bool = Field(False, description="each hit as {document, score}")
+
+
 def make_retrieval_server(search: WikiSearch, host: str = "127.0.0.1", port: int = 8001, max_queue: int = 64,
-                          max_batch: int = 64, api_key: str | None = None) -> ThreadingHTTPServer:  # fmt: skip
+                          max_batch: int = 64, api_key: str | None = None) -> HTTPServer:  # fmt: skip
     """With `api_key`, POST /retrieve needs `Authorization: Bearer KEY` (GET /health does not)."""
     service = RetrievalService(search, max_queue, max_batch)
+    app = json_app("fireact retriever", api_key, OPEN_ROUTES)
 
-    class Handler(JSONHandler):
-        def do_GET(self) -> None:
-            if not self.authorized():
-                return
-            if self.path.rstrip("/") != "/health":
-                self.send_json_error(404, f"no route GET {self.path}; POST /retrieve or GET /health")
-                return
-            self.send_json(200, {"status": "ok", "retriever": search.retriever.name,
-                                 "passages": len(search.retriever.store)})  # fmt: skip
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "retriever": search.retriever.name, "passages": len(search.retriever.store)}
 
-        def do_POST(self) -> None:
-            if not self.authorized():
-                return
-            if self.path.rstrip("/") != "/retrieve":
-                self.send_json_error(404, f"no route POST {self.path}; POST /retrieve")
-                return
-            try:
-                queries, topk, scores = parse_retrieve(self.read_body())
-            except BadRequest as e:
-                self.send_json_error(413 if e.code == "413" else 400, str(e), e.param)
-                return
-            try:
-                future = service.submit(queries, topk)
-            except queue.Full:
-                self.send_json_error(503, "the retrieval queue is full; retry shortly", headers={"Retry-After": "1"})
-                return
-            try:
-                hits = future.result()
-            except Exception as e:
-                self.send_json_error(500, f"retrieval failed: {type(e).__name__}: {e}")
-                return
-            self.send_json(200, {"result": [[_entry(p, s, scores) for p, s in per] for per in hits]})
+    @app.post("/retrieve", openapi_extra=request_schema(RetrieveRequest))
+    async def retrieve(request: Request) -> JSONResponse:
+        queries, topk, scores = parse_retrieve(await read_body(request, MAX_BODY))
+        try:
+            future = service.submit(queries, topk)
+        except queue.Full:
+            return error_response(503, "the retrieval queue is full; retry shortly", headers={"Retry-After": "1"})
+        try:
+            hits = await asyncio.wrap_future(future)
+        except Exception as e:
+            return error_response(500, f"retrieval failed: {type(e).__name__}: {e}")
+        return JSONResponse({"result": [[_entry(p, s, scores) for p, s in per] for per in hits]})
 
-    Handler.api_key = api_key
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    server.service = service  # closed by the caller with the server
-    return server
+    return HTTPServer(app, host, port, service)
 
 
 def _entry(passage: Any, score: float, with_score: bool) -> dict[str, Any]:

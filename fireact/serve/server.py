@@ -4,19 +4,24 @@ and log-probs (`return_token_ids`, `logprobs`), and runtime LoRA loading (`adapt
 
 Requests share the continuous-batching engine (`completion_service.py`): concurrent clients are
 decoded together instead of queueing behind a lock. Bad requests get HTTP 400 with an OpenAI-style
-error body; a full queue gets 503 (with Retry-After) at once; `stream: true` sends server-sent
-events as the OpenAI API does.
+error body naming the field; a full queue gets 503 (with Retry-After) at once; `stream: true` sends
+server-sent events as the OpenAI API does. With a recorder (`fireact.gateway`), the same chat
+endpoint under `/episodes/ID/v1` records every call of an agent program's episode.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import queue
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from http.server import ThreadingHTTPServer
 from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from fireact.data import tool_calls
 from fireact.data.chat import ROLES, message_text
@@ -24,19 +29,26 @@ from fireact.data.prompt_style import Prompt, PromptStyle, prompt_ids
 from fireact.errors import FireactError
 from fireact.serve.adapters import AdapterStore
 from fireact.serve.completion_service import END, CompletionRequest, CompletionService, Full
-from fireact.serve.json_http import BadRequest, JSONHandler, parse_json
-
-MAX_BODY = 4 << 20
-MAX_MESSAGES = (
-    256  # per request: an agent episode has a few dozen  # bytes; a longer request body is refused before it is read
+from fireact.serve.http_app import (
+    OPEN_ROUTES,
+    BadRequest,
+    HTTPServer,
+    error_response,
+    json_app,
+    json_object,
+    read_body,
+    request_schema,
 )
+from fireact.serve.schemas import ChatRequest, CompletionsRequest
+
+MAX_BODY = 4 << 20  # bytes; a longer request body is refused before it is read
+MAX_MESSAGES = 256  # per request: an agent episode has a few dozen
+Record = Callable[[dict[str, Any]], None]  # takes what a chat call answered (the gateway's recorder)
 
 
 def parse_request(body: bytes, max_tokens_limit: int) -> dict[str, Any]:
     """The request's fields, checked as the OpenAI API checks them (BadRequest names the field)."""
-    req = parse_json(body)
-    if not isinstance(req, dict):
-        raise BadRequest("the body must be a JSON object")
+    req = json_object(body)
     messages = req.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadRequest("'messages' must be a non-empty list", "messages")
@@ -78,9 +90,7 @@ def parse_completion_request(body: bytes, max_tokens_limit: int, vocab: int) -> 
     """A `/v1/completions` request as rollout clients send it (vLLM's surface): the prompt as text or
     token ids, `logprobs` (0 or 1: the sampled token's), `return_token_ids` /
     `return_tokens_as_token_ids` for the exact ids. No streaming, no echo."""
-    req = parse_json(body)
-    if not isinstance(req, dict):
-        raise BadRequest("the body must be a JSON object")
+    req = json_object(body)
     prompt = req.get("prompt")
     if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], list | str):
         prompt = prompt[0]  # a batch of one
@@ -110,6 +120,8 @@ def _message(m: Any, i: int) -> dict[str, Any]:
     try:
         content = None if calls and m.get("content") is None else message_text(m.get("content"), where)
         clean = {"role": m["role"], "content": content}
+        if m["role"] == "tool" and isinstance(m.get("tool_call_id"), str):
+            clean["tool_call_id"] = m["tool_call_id"]
         if calls:
             if not isinstance(calls, list) or not all(
                 isinstance(c, dict) and isinstance(c.get("function"), dict) for c in calls
@@ -173,244 +185,248 @@ class ServedModel:
     max_context: int
     adapters: AdapterStore
 
-
-ROUTES = {"/chat/completions": "_chat", "/completions": "_completions",
-          "/load_lora_adapter": "_load_adapter", "/unload_lora_adapter": "_unload_adapter"}  # fmt: skip
-
-
-def _field(body: bytes, key: str) -> Any:
-    req = parse_json(body)
-    if not isinstance(req, dict):
-        raise BadRequest("the body must be a JSON object")
-    return req.get(key)
-
-
-class CompletionHandler(JSONHandler):
-    """/v1/chat/completions, /v1/completions, the adapter-loading routes, /v1/models and /health;
-    every failure is an OpenAI-style JSON error."""
-
-    app: ServedModel  # set on the subclass make_server builds
-    max_body = MAX_BODY
-    open_routes = ("/health", "")
-
-    def do_GET(self) -> None:
-        if not self.authorized():
-            return
-        if self.path.rstrip("/") in ("/v1/models", "/models"):
-            models = [{"id": self.app.name, "object": "model", "owned_by": "fireact"}]
-            models += [{"id": name, "object": "model", "owned_by": "fireact", "parent": self.app.name}
-                       for name in self.app.adapters.versions]  # fmt: skip
-            self.send_json(200, {"object": "list", "data": models})
-        elif self.path.rstrip("/") in ("/health", ""):
-            self.send_json(200, {"status": "ok"})
-        else:
-            self.send_json_error(404, f"no route {self.path}")
-
-    def do_POST(self) -> None:
-        if not self.authorized():
-            return
-        route = ROUTES.get(self.path.rstrip("/").removeprefix("/v1"))
-        if route is None:
-            self.send_json_error(404, f"no route {self.path}")
-            return
-        try:
-            getattr(self, route)(self._body())
-        except BadRequest as e:
-            status = int(e.code) if e.code in ("404", "409", "413") else 400
-            self.send_json_error(status, str(e), e.param, None if status != 400 else e.code)
-        except FireactError as e:
-            self.send_json_error(400, str(e))
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (timeout): nothing to answer
-
-    def _body(self) -> bytes:
-        length = self.headers.get("Content-Length")
-        if not length or not length.isdigit() or int(length) == 0:
-            self.close_connection = True  # an unread body must not be taken for the next request
-            raise BadRequest(f"Content-Length must be in [1, {MAX_BODY}]")
-        return self.read_body()
-
-    def _check_context(self, prompt: Any, max_tokens: int, param: str = "messages") -> None:
-        n_prompt = len(prompt_ids(prompt, self.app.lm.tokenizer))
-        if n_prompt + max_tokens > self.app.max_context:
+    def check_context(self, prompt: Any, max_tokens: int, param: str = "messages") -> None:
+        n_prompt = len(prompt_ids(prompt, self.lm.tokenizer))
+        if n_prompt + max_tokens > self.max_context:
             raise BadRequest(
                 f"the prompt ({n_prompt} tokens) + max_tokens ({max_tokens}) exceed the model's "
-                f"context of {self.app.max_context} tokens", param, "context_length_exceeded",
+                f"context of {self.max_context} tokens", param, "context_length_exceeded",
             )  # fmt: skip
 
-    def _submit(self, request: CompletionRequest) -> bool:
+    def submit(self, request: CompletionRequest) -> None:
         try:
-            self.app.service.submit(request)
-            return True
+            self.service.submit(request)
         except Full as e:
-            self.send_json_error(503, f"server busy ({e}); retry", code="overloaded", headers={"Retry-After": "1"})
-            return False
+            raise Busy(str(e)) from None
 
-    def _chat(self, body: bytes) -> None:
-        req = parse_request(body, self.app.max_tokens_limit)
-        prompt, calls = request_prompt(req, self.app.style)
-        self._check_context(prompt, req["max_tokens"])
+    def models(self) -> list[dict[str, Any]]:
+        models = [{"id": self.name, "object": "model", "owned_by": "fireact"}]
+        return models + [{"id": name, "object": "model", "owned_by": "fireact", "parent": self.name}
+                         for name in self.adapters.versions]  # fmt: skip
+
+    async def respond(self, req: dict[str, Any], record: Record | None = None) -> Response:
+        """A checked chat request answered by the engine, whole or streamed; `record` gets the reply with
+        the exact prompt and sampled token ids and their log-probs."""
+        prompt, calls = request_prompt(req, self.style)
+        self.check_context(prompt, req["max_tokens"])
         stream = queue.Queue() if req["stream"] else None
         stop = req["stop"] + [tool_calls.CALL_CLOSE] * calls  # one call a reply: stop after it
         request = CompletionRequest(prompt, stop, req["max_tokens"], req["temperature"], req["top_p"], stream,
-                                    self.app.adapters.ref(req["model"]), req["seed"])  # fmt: skip
-        if not self._submit(request):
-            return
+                                    self.adapters.ref(req["model"]), req["seed"])  # fmt: skip
+        self.submit(request)
+
+        def done(c: Any) -> tuple[dict[str, Any], str]:
+            message, finish = chat_message(c, req["max_tokens"], calls)
+            if record is not None:
+                record({"message": message, "finish_reason": finish, "prompt_ids": c.prompt_ids,
+                        "token_ids": c.token_ids, "logprobs": c.logprobs,
+                        "fmt": self.style.format, "protocol": "tool-calls" if calls else self.style.protocol})  # fmt: skip
+            return message, finish
+
+        head = completion_head("chat.completion" + ".chunk" * req["stream"], self.name)
         if stream is not None:
-            self._stream(request, req["max_tokens"], calls)
-        else:
-            self._answer(request, req["max_tokens"], calls)
+            return sse(stream_events(request, head, calls, done))
+        try:
+            c = await asyncio.wrap_future(request.result)
+        except Exception as e:
+            return error_response(500, f"generation failed: {type(e).__name__}: {e}")
+        message, finish = done(c)
+        return JSONResponse({**head, "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+                             "usage": usage(c)})  # fmt: skip
 
-    def _completions(self, body: bytes) -> None:
+
+class Busy(Exception):
+    """Every slot and queue place is taken: 503 with Retry-After, the client retries."""
+
+
+def chat_message(c: Any, max_tokens: int, calls: bool) -> tuple[dict[str, Any], str]:
+    """(the assistant message, the finish reason) of a completion: its `<tool_call>` blocks as
+    `tool_calls` when the request offered tools."""
+    split = tool_calls.split_calls(c.text) if calls else None
+    if split is not None:
+        return {"role": "assistant", "content": split[0] or None, "tool_calls": split[1]}, "tool_calls"
+    return {"role": "assistant", "content": c.text}, _finish_reason(c, max_tokens)
+
+
+def usage(c: Any) -> dict[str, int]:
+    return {"prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
+            "total_tokens": c.prompt_tokens + c.completion_tokens}  # fmt: skip
+
+
+def completion_head(kind: str, model: str) -> dict[str, Any]:
+    return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": kind, "created": int(time.time()), "model": model}
+
+
+def sse(events: Iterator[dict[str, Any] | str]) -> StreamingResponse:
+    """Server-sent events as the OpenAI API sends them, ending with [DONE]."""
+
+    def lines() -> Iterator[bytes]:
+        for e in events:
+            yield f"data: {e if isinstance(e, str) else json.dumps(e)}\n\n".encode()
+        yield b"data: [DONE]\n\n"
+
+    return StreamingResponse(lines(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+def stream_events(request: CompletionRequest, head: dict[str, Any], calls: bool,
+                  done: Callable[[Any], tuple[dict[str, Any], str]]) -> Iterator[dict[str, Any]]:  # fmt: skip
+    """A role chunk, content deltas as decoded, the finish reason. With tools, text from a `<tool_call>`
+    on is held back and sent as one `tool_calls` delta at the end. (Starlette runs this iterator on a
+    worker thread: the queue's blocking get never stalls the event loop.)"""
+
+    def event(delta: dict, finish: str | None = None) -> dict[str, Any]:
+        return {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+    yield event({"role": "assistant", "content": ""})
+    text, sent = "", 0
+    while (delta := request.stream.get()) is not END:
+        text += delta
+        safe = _sendable(text, calls)
+        if safe > sent:
+            yield event({"content": text[sent:safe]})
+            sent = safe
+    try:
+        c = request.result.result()
+    except Exception as e:
+        yield {"error": {"message": str(e), "type": "server_error"}}
+        return
+    message, finish = done(c)
+    if "tool_calls" in message:
+        yield event({"tool_calls": [{"index": k, **call} for k, call in enumerate(message["tool_calls"])]}, finish)
+        return
+    if len(c.text) > sent:
+        yield event({"content": c.text[sent:]})
+    yield event({}, finish)
+
+
+def completions_choice(served: ServedModel, req: dict[str, Any], c: Any) -> dict[str, Any]:
+    """A `/v1/completions` choice with the sampled ids and log-probs, as rollout clients read them."""
+    tok = served.lm.tokenizer
+    choice: dict[str, Any] = {"index": 0, "text": c.text, "logprobs": None,
+                              "finish_reason": _finish_reason(c, req["max_tokens"])}  # fmt: skip
+    if req["logprobs"] is not None:
+        ids = req["return_tokens_as_token_ids"]
+        tokens = [f"token_id:{t}" if ids else tok.decode([t]) for t in c.token_ids]
+        top = [{t: lp} for t, lp in zip(tokens, c.logprobs)] if req["logprobs"] else None
+        choice["logprobs"] = {"tokens": tokens, "token_logprobs": c.logprobs, "top_logprobs": top}
+    if req["return_token_ids"]:
+        choice |= {"prompt_token_ids": c.prompt_ids, "token_ids": c.token_ids}
+    return choice
+
+
+def load_adapter(served: ServedModel, req: dict[str, Any]) -> dict[str, Any]:
+    """vLLM's `POST /v1/load_lora_adapter` {lora_name, lora_path}: only under --allow-adapter-loading DIR."""
+    store = served.adapters
+    folder = store.resolve(None if store.root is None else req.get("lora_path"))
+    name = store.check_name(req.get("lora_name"), loading=True)
+    try:
+        served.service.run_on_engine(lambda: store.load(served.lm, name, folder))
+    except BadRequest:
+        raise
+    except Exception as e:  # peft refused it: nothing was changed (AdapterStore.load)
+        raise BadRequest(f"cannot load the adapter in {folder.name}: {type(e).__name__}: {e}", "lora_path") from None
+    return {"lora_name": name, "version": store.versions[name], "status": "loaded"}
+
+
+def unload_adapter(served: ServedModel, req: dict[str, Any]) -> dict[str, Any]:
+    store = served.adapters
+    if store.root is None:
+        store.resolve(None)  # the "loading is off" answer
+    name = store.check_name(req.get("lora_name"), loading=False)
+
+    def unload() -> None:
+        job = served.service.job
+        busy = [r for r in [*job.in_flight, *(r for _, r in job.requests.items)] if r.adapter and r.adapter[0] == name]
+        if busy:
+            raise BadRequest(f"adapter {name!r} is in use by {len(busy)} request(s); retry when they finish",
+                             "lora_name", status=409)  # fmt: skip
+        store.unload(served.lm, name)
+
+    served.service.run_on_engine(unload)
+    return {"lora_name": name, "status": "unloaded"}
+
+
+def completion_app(chat: Any, api_key: str | None, max_tokens_limit: int, served: ServedModel | None) -> FastAPI:
+    """The routes of `fireact serve`: chat completions by `chat` (a served model, or the gateway's
+    upstream), and, for a local model, `/v1/completions`, /v1/models and the adapter routes."""
+    app = json_app("fireact serve", api_key, (*OPEN_ROUTES, ""))
+
+    @app.exception_handler(Busy)
+    async def busy(_: Request, e: Busy) -> JSONResponse:
+        return error_response(503, f"server busy ({e}); retry", code="overloaded", headers={"Retry-After": "1"})
+
+    @app.get("/health")
+    @app.get("/")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/v1/models")
+    @app.get("/models", include_in_schema=False)
+    async def models() -> dict[str, Any]:
+        return {"object": "list", "data": chat.models()}
+
+    @app.post("/v1/chat/completions", openapi_extra=request_schema(ChatRequest))
+    @app.post("/chat/completions", include_in_schema=False)
+    async def chat_completions(request: Request) -> Response:
+        return await chat.respond(parse_request(await read_body(request, MAX_BODY), max_tokens_limit))
+
+    if served is None:
+        return app
+
+    @app.post("/v1/completions", openapi_extra=request_schema(CompletionsRequest))
+    @app.post("/completions", include_in_schema=False)
+    async def completions(request: Request) -> Response:
         """Token-in, token-out completions with the sampled ids and log-probs (what rollout clients read)."""
-        tok = self.app.lm.tokenizer
-        req = parse_completion_request(body, self.app.max_tokens_limit, len(tok))
-        self._check_context(req["prompt"], req["max_tokens"], "prompt")
+        body = await read_body(request, MAX_BODY)
+        req = parse_completion_request(body, max_tokens_limit, len(served.lm.tokenizer))
+        served.check_context(req["prompt"], req["max_tokens"], "prompt")
         request = CompletionRequest(req["prompt"], req["stop"], req["max_tokens"], req["temperature"], req["top_p"],
-                                    adapter=self.app.adapters.ref(req["model"]), seed=req["seed"])  # fmt: skip
-        if not self._submit(request):
-            return
+                                    adapter=served.adapters.ref(req["model"]), seed=req["seed"])  # fmt: skip
+        served.submit(request)
         try:
-            c = request.result.result()
+            c = await asyncio.wrap_future(request.result)
         except Exception as e:
-            self.send_json_error(500, f"generation failed: {type(e).__name__}: {e}")
-            return
-        choice: dict[str, Any] = {"index": 0, "text": c.text, "logprobs": None,
-                                  "finish_reason": _finish_reason(c, req["max_tokens"])}  # fmt: skip
-        if req["logprobs"] is not None:
-            ids = req["return_tokens_as_token_ids"]
-            tokens = [f"token_id:{t}" if ids else tok.decode([t]) for t in c.token_ids]
-            top = [{t: lp} for t, lp in zip(tokens, c.logprobs)] if req["logprobs"] else None
-            choice["logprobs"] = {"tokens": tokens, "token_logprobs": c.logprobs, "top_logprobs": top}
-        if req["return_token_ids"]:
-            choice |= {"prompt_token_ids": c.prompt_ids, "token_ids": c.token_ids}
-        self.send_json(200, {**self._head("text_completion"), "choices": [choice],
-                             "usage": {"prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
-                                       "total_tokens": c.prompt_tokens + c.completion_tokens}})  # fmt: skip
+            return error_response(500, f"generation failed: {type(e).__name__}: {e}")
+        return JSONResponse({**completion_head("text_completion", served.name),
+                             "choices": [completions_choice(served, req, c)], "usage": usage(c)})  # fmt: skip
 
-    def _load_adapter(self, body: bytes) -> None:
-        """vLLM's `POST /v1/load_lora_adapter` {lora_name, lora_path}: only under --allow-adapter-loading DIR."""
-        store = self.app.adapters
-        folder = store.resolve(None if store.root is None else _field(body, "lora_path"))
-        name = store.check_name(_field(body, "lora_name"), loading=True)
-        try:
-            self.app.service.run_on_engine(lambda: store.load(self.app.lm, name, folder))
-        except BadRequest:
-            raise
-        except Exception as e:  # peft refused it: nothing was changed (AdapterStore.load)
-            raise BadRequest(
-                f"cannot load the adapter in {folder.name}: {type(e).__name__}: {e}", "lora_path"
-            ) from None
-        self.send_json(200, {"lora_name": name, "version": store.versions[name], "status": "loaded"})
-
-    def _unload_adapter(self, body: bytes) -> None:
-        store = self.app.adapters
-        if store.root is None:
-            store.resolve(None)  # the "loading is off" answer
-        name = store.check_name(_field(body, "lora_name"), loading=False)
-
-        def unload() -> None:
-            job = self.app.service.job
-            busy = [
-                r for r in [*job.in_flight, *(r for _, r in job.requests.items)] if r.adapter and r.adapter[0] == name
-            ]
-            if busy:
-                raise BadRequest(f"adapter {name!r} is in use by {len(busy)} request(s); retry when they finish",
-                                 "lora_name", "409")  # fmt: skip
-            store.unload(self.app.lm, name)
-
-        self.app.service.run_on_engine(unload)
-        self.send_json(200, {"lora_name": name, "status": "unloaded"})
-
-    def _answer(self, request: CompletionRequest, max_tokens: int, calls: bool) -> None:
-        try:
-            c = request.result.result()
-        except Exception as e:
-            self.send_json_error(500, f"generation failed: {type(e).__name__}: {e}")
-            return
-        split = tool_calls.split_calls(c.text) if calls else None
-        message = {"role": "assistant", "content": c.text}
-        if split is not None:
-            message = {"role": "assistant", "content": split[0] or None, "tool_calls": split[1]}
-        self.send_json(200, {
-            **self._head("chat.completion"),
-            "choices": [{"index": 0, "message": message,
-                         "finish_reason": "tool_calls" if split else _finish_reason(c, max_tokens)}],
-            "usage": {"prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
-                      "total_tokens": c.prompt_tokens + c.completion_tokens},
-        })  # fmt: skip
-
-    def _head(self, kind: str) -> dict[str, Any]:
-        return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": kind, "created": int(time.time()),
-                "model": self.app.name}  # fmt: skip
-
-    def _stream(self, request: CompletionRequest, max_tokens: int, calls: bool) -> None:
-        """Server-sent events: a role chunk, content deltas as decoded, the finish reason, [DONE]. With
-        tools, text from a `<tool_call>` on is held back and sent as one `tool_calls` delta at the end."""
-        self.close_connection = True
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Connection", "close")
-        self.end_headers()
-        head = self._head("chat.completion.chunk")
-
-        def event(delta: dict, finish: str | None = None) -> None:
-            chunk = {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-            self.wfile.flush()
-
-        event({"role": "assistant", "content": ""})
-        text, sent = "", 0
-        while (delta := request.stream.get()) is not END:
-            text += delta
-            safe = _sendable(text, calls)
-            if safe > sent:
-                event({"content": text[sent:safe]})
-                sent = safe
-        try:
-            c = request.result.result()
-        except Exception as e:
-            self.wfile.write(f"data: {json.dumps({'error': {'message': str(e), 'type': 'server_error'}})}\n\n".encode())
-        else:
-            split = tool_calls.split_calls(c.text) if calls else None
-            if split is not None:
-                event({"tool_calls": [{"index": k, **call} for k, call in enumerate(split[1])]}, "tool_calls")
-            else:
-                if len(c.text) > sent:
-                    event({"content": c.text[sent:]})
-                event({}, _finish_reason(c, max_tokens))
-        self.wfile.write(b"data: [DONE]\n\n")
-        self.wfile.flush()
+    for route, action in (("load_lora_adapter", load_adapter), ("unload_lora_adapter", unload_adapter)):
+        app.post(f"/v1/{route}")(_adapter_route(served, action))
+        app.post(f"/{route}", include_in_schema=False)(_adapter_route(served, action))
+    return app
 
 
-def make_server(
-    lm: Any,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    model_name: str | None = None,
-    style: PromptStyle | None = None,
-    slots: int = 16,
-    max_queue: int = 64,
-    max_tokens_limit: int = 2048,
-    max_context: int | None = None,
-    api_key: str | None = None,
-    adapter_dir: str | None = None,
-) -> ThreadingHTTPServer:
+def _adapter_route(served: ServedModel, action: Callable[[ServedModel, dict], dict]) -> Callable:
+    async def route(request: Request) -> dict[str, Any]:
+        req = json_object(await read_body(request, MAX_BODY))
+        return await asyncio.to_thread(action, served, req)  # runs on the engine thread, between steps
+
+    route.__doc__ = action.__doc__
+    return route
+
+
+def served_model(lm: Any, model_name: str | None = None, style: PromptStyle | None = None, slots: int = 16,
+                 max_queue: int = 64, max_tokens_limit: int = 2048, max_context: int | None = None,
+                 adapter_dir: str | None = None) -> ServedModel:  # fmt: skip
     """`style`: how requests are written for the model (default: chat messages as sent). `slots`
     requests decode together; `max_queue` more wait; prompt + max_tokens must fit `max_context`
-    (default: the model's max_position_embeddings). With `api_key`, every route but /health needs
-    `Authorization: Bearer KEY`. With `adapter_dir`, LoRA adapters under it may be loaded at runtime
-    (`/v1/load_lora_adapter`) and asked for by name as a request's `model`."""
+    (default: the model's max_position_embeddings). With `adapter_dir`, LoRA adapters under it may be
+    loaded at runtime (`/v1/load_lora_adapter`) and asked for by name as a request's `model`."""
     config = getattr(lm.model, "config", None)
-    app = ServedModel(
+    return ServedModel(
         lm, style or PromptStyle(), model_name or lm.name, CompletionService(lm, slots, max_queue), max_tokens_limit,
         max_context or getattr(config, "max_position_embeddings", None) or 8192,
         AdapterStore(adapter_dir, model_name or lm.name, hasattr(lm.model, "peft_config")),
     )  # fmt: skip
-    server = ThreadingHTTPServer((host, port), type("Handler", (CompletionHandler,), {"app": app, "api_key": api_key}))
-    server.daemon_threads = True
-    server.service, server.app = app.service, app  # the service is closed by the caller with the server
+
+
+def make_server(lm: Any, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
+                **served: Any) -> HTTPServer:  # fmt: skip
+    """`fireact serve` of a local model (`served_model`'s options). With `api_key`, every route but
+    /health and /docs needs `Authorization: Bearer KEY`."""
+    model = served_model(lm, **served)
+    server = HTTPServer(completion_app(model, api_key, model.max_tokens_limit, model), host, port, model.service)
+    server.model = model
     return server
 
 

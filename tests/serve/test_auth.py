@@ -17,7 +17,7 @@ from fireact.cli import main
 from fireact.errors import FireactError
 from fireact.lm.hf import HFLM
 from fireact.lm.openai import OpenAILM
-from fireact.serve.json_http import check_bind
+from fireact.serve.http_app import check_bind
 from fireact.serve.retriever import make_retrieval_server
 from fireact.serve.server import make_server
 from fireact.tools.http_retriever import HTTPRetriever

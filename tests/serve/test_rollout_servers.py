@@ -104,7 +104,7 @@ def test_episodes_on_two_servers_are_the_local_engines_token_for_token(tiny_mode
 def test_bad_completion_requests_name_the_field(tiny_model_dir):
     server = serve(tiny_model_dir)
     try:
-        vocab = len(server.app.lm.tokenizer)
+        vocab = len(server.model.lm.tokenizer)
         ok = {"model": "tiny", "prompt": [1, 2, 3], "max_tokens": 4}
         for change, param in (({"prompt": []}, "prompt"), ({"prompt": [vocab]}, "prompt"), ({"prompt": [[1], [2]]}, "prompt"),
                               ({"logprobs": 5}, "logprobs"), ({"stream": True}, "stream"), ({"seed": -1}, "seed"),
@@ -130,7 +130,7 @@ def test_a_request_seed_makes_sampling_repeatable_and_distinct_seeds_differ(tiny
         draw = [[post(s, "completions", {**body, "seed": seed})[1]["choices"][0]["token_ids"] for seed in (1, 2)]
                 for s in servers]  # fmt: skip
         assert draw[0] == draw[1] and draw[0][0] != draw[0][1]
-        lm = TokenServersLM([url(s) for s in servers], "tiny", servers[0].app.lm.tokenizer, seed=5)
+        lm = TokenServersLM([url(s) for s in servers], "tiny", servers[0].model.lm.tokenizer, seed=5)
         out = lm.complete([prompt] * 4, [], 12, 1.0)
         assert len({tuple(c.token_ids) for c in out}) == 4 and lm.requests == [2, 2]
     finally:
@@ -179,7 +179,7 @@ def test_adapter_loading_is_off_unless_allowed_and_only_under_its_folder(tiny_mo
             assert status == 400 and says in body["error"]["message"], (path, body)
         status, body = post(server, "load_lora_adapter", {"lora_name": "tiny", "lora_path": "good"})
         assert status == 400 and body["error"]["param"] == "lora_name"  # the served name cannot be taken
-        assert server.app.adapters.versions == {}
+        assert server.model.adapters.versions == {}
     finally:
         stop(server)
 
@@ -194,7 +194,7 @@ def test_loaded_adapters_decode_as_a_local_peft_model_and_bad_ones_change_nothin
     lora(other, allowed / "other-base", seed=3)
     server = serve(tiny_model_dir, adapter_dir=str(allowed))
     try:
-        tok = server.app.lm.tokenizer
+        tok = server.model.lm.tokenizer
         prompt = tok("Question: who wrote the book?")["input_ids"]
         base = complete(server, prompt)
         assert post(server, "load_lora_adapter", {"lora_name": "alpha", "lora_path": "a"})[0] == 200
@@ -216,14 +216,14 @@ def test_loaded_adapters_decode_as_a_local_peft_model_and_bad_ones_change_nothin
         assert [m["id"] for m in json.loads(conn.getresponse().read())["data"]] == ["tiny", "alpha"]
         # an adapter a request waits for is not unloaded: the engine is held between steps while one queues
         hold, go = threading.Event(), threading.Event()
-        blocker = threading.Thread(target=server.app.service.run_on_engine, args=(lambda: hold.set() or go.wait(),))
+        blocker = threading.Thread(target=server.model.service.run_on_engine, args=(lambda: hold.set() or go.wait(),))
         blocker.start()
         hold.wait()
         waiting = ThreadPoolExecutor(1).submit(complete, server, prompt, "alpha")
-        while not server.app.service.job.requests.items:
+        while not server.model.service.job.requests.items:
             time.sleep(0.01)
         unload = ThreadPoolExecutor(1).submit(post, server, "unload_lora_adapter", {"lora_name": "alpha"})
-        while len(server.app.service.job.requests.control) < 1:
+        while len(server.model.service.job.requests.control) < 1:
             time.sleep(0.01)
         go.set()
         assert unload.result()[0] == 409 and waiting.result()["token_ids"]
@@ -243,7 +243,7 @@ def test_adapter_routes_need_the_key(tiny_model_dir, tmp_path, monkeypatch):
         assert post(server, "load_lora_adapter", {"lora_name": "alpha", "lora_path": "a"})[0] == 401
         assert post(server, "load_lora_adapter", {"lora_name": "alpha", "lora_path": "a"}, key="wrong")[0] == 401
         monkeypatch.setenv("FIREACT_API_KEY", "s3cret")  # the client sends the same variable
-        lm = TokenServersLM([url(server)], "tiny", server.app.lm.tokenizer)
+        lm = TokenServersLM([url(server)], "tiny", server.model.lm.tokenizer)
         lm.check()
         assert lm.push_adapter("alpha", str(allowed / "a")) > 0 and lm.model == "alpha"
         elsewhere = lora(tiny_model_dir, tmp_path / "elsewhere", seed=2)
@@ -300,7 +300,7 @@ def test_grpo_trains_on_server_rollouts_with_the_mismatch_measured(tiny_model_di
         assert all(abs(float(r["train/ratio_mean"]) - 1) < 1e-4 for r in trained)
         assert all(float(r["train/adapter_push_seconds"]) > 0 for r in rows)
         for s in servers:  # step 1's adapter replaced step 0's on both servers
-            assert list(s.app.adapters.versions) == ["fireact-step1"]
+            assert list(s.model.adapters.versions) == ["fireact-step1"]
             assert s.service.job.peak_in_flight >= 1
         assert sorted(p.name for p in pushed.iterdir()) == ["fireact-step0", "fireact-step1"]
         # a wrong model name stops the run before any step, naming the server
@@ -340,7 +340,7 @@ def test_expert_iteration_samples_on_servers_as_it_does_locally(tiny_model_dir, 
             str(start), cfg, world, "test"
         )
         assert [t.turns for t in there] == [t.turns for t in here] and len(here) == 6
-        assert all(list(s.app.adapters.versions) == ["fireact-start-adapter"] for s in servers)
+        assert all(list(s.model.adapters.versions) == ["fireact-start-adapter"] for s in servers)
     finally:
         for s in servers:
             stop(s)

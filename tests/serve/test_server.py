@@ -40,7 +40,7 @@ def post(server, body: bytes | dict) -> tuple[int, dict, dict]:
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     conn.request("POST", "/v1/chat/completions", data, {"Content-Type": "application/json"})
     r = conn.getresponse()
-    return r.status, json.loads(r.read() or b"{}"), dict(r.getheaders())
+    return r.status, json.loads(r.read() or b"{}"), r.headers  # names case-insensitive
 
 
 def test_concurrent_requests_share_the_batch_and_match_one_at_a_time(tiny_lm):
