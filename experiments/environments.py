@@ -12,7 +12,7 @@ to runs/envs/steps.json and a finished step (its output exists) is skipped, so a
   wenv-eval / wsearch-eval   each on the first 200 wiki-eval questions (max 8 turns)
 
     python experiments/environments.py [--only cdb-teacher ...]
-    python experiments/environments.py --report     # the tables of docs/environments.md
+    python experiments/environments.py --report     # the tables of docs/results/environments.md
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def report() -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", nargs="+", help="run only these steps (in the order above)")
-    p.add_argument("--report", action="store_true", help="print the tables of docs/environments.md")
+    p.add_argument("--report", action="store_true", help="print the tables of docs/results/environments.md")
     args = p.parse_args()
     if args.report:
         return report()

@@ -33,7 +33,7 @@ after its last finished round):
   ARM-rN-eval        any arm's round N on wiki-eval, for the record (only when named in --only)
 
     python experiments/on_policy.py [--only ...] [--rounds 1] [--threads 2]
-    python experiments/on_policy.py --report     # the tables of docs/on_policy.md and docs/img/*.png
+    python experiments/on_policy.py --report     # the tables of docs/results/on_policy.md and docs/img/*.png
 """
 
 from __future__ import annotations
@@ -346,7 +346,7 @@ def cost_lines(arms: dict[str, list[dict]], runs: dict[str, list], records: dict
 
 
 def report() -> str:
-    """The tables of docs/on_policy.md, and its curve (docs/img/on_policy_wiki.png)."""
+    """The tables of docs/results/on_policy.md, and its curve (docs/img/on_policy_wiki.png)."""
     from steps import load_steps
 
     from fireact.data.evaluation import summarize

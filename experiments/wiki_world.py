@@ -47,7 +47,7 @@ def steps(args: argparse.Namespace) -> dict[str, tuple[list[str], Path]]:
 
 
 def report() -> str:
-    """The markdown table of docs/reproduction.md's wiki-world section, from the eval files."""
+    """The markdown table of docs/results/reproduction.md's wiki-world section, from the eval files."""
     from fireact.data.evaluation import episode_stats, mcnemar
     from fireact.data.fireact_format import read_any
 

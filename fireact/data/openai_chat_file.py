@@ -27,7 +27,7 @@ from fireact.errors import FireactError
 
 MIN_EXAMPLES = 10
 # per-example token limit (the model's training context) and USD per 1M training tokens, as published
-# on openai.com/api/pricing and the fine-tuning guide (2025); --price-per-million overrides the price
+# on openai.com/api/pricing and the fine-tuning guide; prices change, so --price-per-million overrides the price
 MODELS: dict[str, tuple[int, float]] = {
     "gpt-4o-mini-2024-07-18": (65_536, 3.00),
     "gpt-4o-2024-08-06": (65_536, 25.00),

@@ -90,6 +90,10 @@ class Turn:
 
 @dataclass
 class Trajectory:
+    """One episode of one agent on one question, whatever made it (a teacher, FireAct's release, a live
+    rollout, `fireact eval`): the record every part of fireact reads and writes, one JSON line on disk.
+    Training mixes records of any method and environment because each is stored as ReAct turns."""
+
     question: str
     answer: str | None  # gold answer
     task: str

@@ -70,8 +70,13 @@ class FireActLM(pl.LightningModule):
     Args:
         model: HF name or folder; "smollm2-135m" resolves to the cached SmolLM2-135M-Instruct.
         finetune: "lora" (peft adapter, base frozen) or "full" (all weights).
-        lora_r, lora_alpha, lora_dropout, lora_target_modules: the LoRA adapter.
-        lr, weight_decay, betas: AdamW (DeepSpeedCPUAdam when DeepSpeed offloads the optimizer).
+        lora_r: the LoRA adapter's rank.
+        lora_alpha: the LoRA scale's numerator (the update is scaled by lora_alpha / lora_r).
+        lora_dropout: dropout on the LoRA branch's input.
+        lora_target_modules: the module names that get an adapter (None: DEFAULT_LORA_TARGETS).
+        lr: AdamW's learning rate (DeepSpeedCPUAdam when DeepSpeed offloads the optimizer).
+        weight_decay: AdamW's weight decay.
+        betas: AdamW's betas.
         warmup: linear warmup, in steps (>= 1) or as a fraction of all steps (< 1); then cosine to 0.
         gradient_checkpointing: recompute activations in backward (less memory, ~30% slower).
         init_adapter: an exported LoRA adapter folder (`fireact export`) to start from, trained further

@@ -41,7 +41,7 @@ class QuestionDataModule(LightningDataModule):
         pool: the training questions (its tasks, split, n, seed, offset; default hotpotqa/train).
         questions_per_step: questions per training step per rank (each is played G times).
         exclude: evaluated selections the pool must not touch (default: the first 100 questions of the
-            paper's dev selection of each pool task, the scored ones of docs/reproduction.md; none for
+            paper's dev selection of each pool task, the scored ones of docs/results/reproduction.md; none for
             an environment's pool); RolloutValidation's questions are always added.
         format: the prompt format (default: the init adapter's saved style, see FireActLM).
         seed: shuffles the pool between epochs.

@@ -112,7 +112,7 @@ class QuestionArgs:
         return [e for task in self.task_names(data_dir) for e in self.examples(task, data_dir)]
 
     def default_tool(self) -> str:
-        """The tool measured best for these questions (docs/reproduction.md): the snapshot replays the
+        """The tool measured best for these questions (docs/results/reproduction.md): the snapshot replays the
         searches GPT-4 made on the paper's questions (dev 100: EM 15 vs 10 with wiki); on any other
         question it has little to replay (wiki-eval: 8.0 vs 13.6, p=0.002)."""
         return "wiki" if self.questions is not None or self.split.startswith("wiki-") else "snapshot"

@@ -1,5 +1,5 @@
 """What an episode did (searches, whether the gold showed up, why it failed) and the paired bootstrap
-interval on an EM gain: the analyses of docs/on_policy.md and docs/reproduction.md's wiki world."""
+interval on an EM gain: the analyses of docs/results/on_policy.md and docs/results/reproduction.md's wiki world."""
 
 from __future__ import annotations
 

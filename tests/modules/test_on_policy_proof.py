@@ -3,7 +3,7 @@
 From the weak agent (`tests/support/weak_agent.py`: SmolLM2-135M stopped half-way through SFT, EM
 about 0.5 on 12 held-out questions), GRPO (GRPOLM + QuestionDataModule, training questions disjoint
 from the held-out dev ones) must raise live-rollout EM on the held-out questions by at least 0.3 in
-6 steps. Each guard of GRPO was broken once while developing (docs/on_policy.md): the advantage sign
+6 steps. Each guard of GRPO was broken once while developing (docs/results/on_policy.md): the advantage sign
 flipped, observation tokens trained, rewards shuffled across groups; each fails this test.
 """
 

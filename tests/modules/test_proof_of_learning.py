@@ -8,7 +8,7 @@ The model is the real SmolLM2-135M: a tiny random model does not learn to copy e
 observations in a test's time on 2 CPU cores (tried: format learned after ~120 steps, copying not).
 Two dev questions carry a deliberately wrong gold answer, so a finished episode is not always a
 correct one and a callback that scored "finished" as EM would disagree with the recount.
-Each guarded failure was provoked once while developing (docs/reproduction.md): labels on every
+Each guarded failure was provoked once while developing (docs/results/reproduction.md): labels on every
 token (observations included), EM counted as "finished", and rollouts with the adapter disabled
 each fail this test.
 """

@@ -1,6 +1,6 @@
 """The weak agent the on-policy proofs start from, made the way FireAct makes one: SmolLM2-135M
 LoRA-tuned on a few expert trajectories of the synthetic world, stopped half-way, so it answers about
-half of the held-out questions and botches the format on the rest (docs/on_policy.md)."""
+half of the held-out questions and botches the format on the rest (docs/results/on_policy.md)."""
 
 from __future__ import annotations
 
