@@ -1,5 +1,6 @@
 """A chat-completions server for the real openai client: every request gets `reply` (a finish action, or
-what a function of the request body returns: a scripted teacher),
+what a function of the request body returns: a scripted teacher's text, or its whole message
+with `tool_calls`),
 unless a fault from `faults` comes first (one per request, see faults.py) or the request's messages
 contain one of the `failing` strings (then HTTP 500, every time: a question whose episode cannot finish)."""
 
@@ -36,13 +37,14 @@ class ChatStandIn(LocalServer):
                 if any(s in json.dumps(body["messages"]) for s in standin.failing):
                     fault = "500"
                 reply = standin.reply(body) if callable(standin.reply) else standin.reply
-                message = {"role": "assistant", "content": reply}
+                message = reply if isinstance(reply, dict) else {"role": "assistant", "content": reply}
+                finish = "tool_calls" if message.get("tool_calls") else "stop"
                 reply = {
                     "id": "x",
                     "object": "chat.completion",
                     "created": 0,
                     "model": body["model"],
-                    "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                    "choices": [{"index": 0, "message": message, "finish_reason": finish}],
                     "usage": {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110},
                 }
                 send(self, 200, json.dumps(reply).encode(), fault)
