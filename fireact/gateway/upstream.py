@@ -38,13 +38,19 @@ class UpstreamChat:
             )  # fmt: skip
         except openai.APIStatusError as e:
             status = e.status_code if 400 <= e.status_code < 500 and e.status_code not in (401, 403) else 502
-            raise BadRequest(f"the upstream {self.url} answered HTTP {e.status_code}: {_said(e)}", status=status) from None
+            raise BadRequest(
+                f"the upstream {self.url} answered HTTP {e.status_code}: {_said(e)}", status=status
+            ) from None
         except openai.APIError as e:
-            raise BadRequest(f"the upstream {self.url} is unreachable ({type(e).__name__}); retry", status=502) from None
+            raise BadRequest(
+                f"the upstream {self.url} is unreachable ({type(e).__name__}); retry", status=502
+            ) from None
         choice = r.choices[0]
         message: dict[str, Any] = {"role": "assistant", "content": choice.message.content}
         if choice.message.tool_calls:
-            message["tool_calls"] = [c.model_dump(include={"id", "type", "function"}) for c in choice.message.tool_calls]
+            message["tool_calls"] = [
+                c.model_dump(include={"id", "type", "function"}) for c in choice.message.tool_calls
+            ]
         if record is not None:
             record({"message": message, "finish_reason": choice.finish_reason, "upstream_model": r.model})
         if not req["stream"]:

@@ -26,7 +26,6 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fireact.data import tool_calls
 from fireact.data.chat import ROLES, message_text
 from fireact.data.prompt_style import Prompt, PromptStyle, prompt_ids
-from fireact.errors import FireactError
 from fireact.serve.adapters import AdapterStore
 from fireact.serve.completion_service import END, CompletionRequest, CompletionService, Full
 from fireact.serve.http_app import (

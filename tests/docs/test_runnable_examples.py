@@ -57,4 +57,6 @@ def test_runnable_example(where, lang, code, tmp_path, request):
     for name in ("configs", "experiments"):
         (tmp_path / name).symlink_to(ROOT / name)
     done = subprocess.run([*RUNNERS[lang], code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, f"{where} failed:\n{code}\n--- stdout\n{done.stdout[-3000:]}\n--- stderr\n{done.stderr[-3000:]}"
+    assert done.returncode == 0, (
+        f"{where} failed:\n{code}\n--- stdout\n{done.stdout[-3000:]}\n--- stderr\n{done.stderr[-3000:]}"
+    )

@@ -100,8 +100,14 @@ def test_a_teacher_behind_upstream_is_recorded_as_text_and_calls_and_a_dead_upst
             c = client(url, "t-1")
             answer = c.chat.completions.create(model="any", messages=[QUESTION], tools=TOOLS).choices[0].message
             assert [tc.function.name for tc in answer.tool_calls] == ["lookup", "lookup"]
-            results = [{"role": "tool", "tool_call_id": tc.id, "content": f"{json.loads(tc.function.arguments)['topic']}: long"}
-                       for tc in reversed(answer.tool_calls)]  # fmt: skip  (answered out of order: matched by id)
+            results = [
+                {
+                    "role": "tool",
+                    "tool_call_id": tc.id,
+                    "content": f"{json.loads(tc.function.arguments)['topic']}: long",
+                }
+                for tc in reversed(answer.tool_calls)
+            ]  # fmt: skip  (answered out of order: matched by id)
             final = c.chat.completions.create(model="any", messages=[QUESTION, answer.model_dump(exclude_none=True),
                                                                      *results], tools=TOOLS)  # fmt: skip
             assert final.choices[0].message.content.startswith("The Nile")
