@@ -26,6 +26,7 @@ COMMANDS = {
     "generate": "generate",
     "eval": "eval",
     "serve": "serve",
+    "rollouts": "rollouts",
     "retriever": "retriever",
     "expert-iteration": "expert_iteration",
 }

@@ -15,6 +15,7 @@ from fireact.data import tool_calls
 from fireact.data.chat import READ_ROLES, message_text
 from fireact.data.paths import json_value, not_utf8, read_text, unreadable
 from fireact.data.react_grammar import EPISODE_FINISHED, FIELD_LINE, FINISH_CALL, parse_action
+from fireact.data.recordings import is_recording, read_recording
 from fireact.data.training_formats import is_hf_dataset_dir, read_hf_dataset
 from fireact.data.trajectory import Trajectory, Turn, check_text_sizes, question_key, read_trajectories
 from fireact.errors import FireactError
@@ -243,12 +244,14 @@ def label_tasks(records: list[Trajectory], task_questions: dict[str, set[str]], 
 
 
 def read_any(path: str | Path) -> list[Trajectory]:
-    """This project's JSONL, a `datasets` folder fireact exported, or any FireAct release file (told
-    apart by the first record's keys)."""
+    """This project's JSONL, a `datasets` folder fireact exported, a recording gateway's directory
+    (`fireact serve --record`), or any FireAct release file (told apart by the first record's keys)."""
 
     path = Path(path)
     if is_hf_dataset_dir(path):
         return read_hf_dataset(path)
+    if is_recording(path):
+        return read_recording(path).trajectories
     if path.suffix == ".jsonl" and path.is_file():
         try:
             with path.open(encoding="utf-8") as f:

@@ -1,12 +1,16 @@
-"""Training sources: trajectory JSONL or FireAct release files, labelled with task/method, hashed."""
+"""Training sources: trajectory JSONL, FireAct release files or a gateway's recording directory,
+labelled with task/method, hashed."""
 
 from __future__ import annotations
 
 import hashlib
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from fireact.data.fireact_format import file_task, label_tasks, read_any, read_fireact_file
+from fireact.data.recordings import RECORD_FILE, is_recording, read_recording
+from fireact.data.rewards import rewarded
 from fireact.data.tasks import TASKS
 from fireact.data.training_formats import is_hf_dataset_dir
 from fireact.data.trajectory import Trajectory
@@ -50,7 +54,7 @@ def sha256_file(path: Path) -> str:
 def resolve_source(source: str | Path, data_dir: Path | None) -> Path:
     """As given if it exists, else relative to the data dir (a file, or an exported `datasets` folder)."""
     path = Path(source).expanduser()
-    if path.is_file() or is_hf_dataset_dir(path):
+    if path.is_file() or is_hf_dataset_dir(path) or is_recording(path):
         return path
     if data_dir is not None and not path.is_absolute() and (data_dir / path).is_file():
         return data_dir / path
@@ -66,7 +70,12 @@ class Source:
 
 
 def load_source(path: Path, known_questions: dict[str, set[str]] | None = None, task: str | None = None) -> Source:
-    """Read one file; records without a task (FireAct files) get `task`, or an inferred one."""
+    """Read one file; records without a task (FireAct files) get `task`, or an inferred one. A gateway's
+    recording directory gives its rewarded episodes (reward >= 1), as FireAct keeps a teacher's."""
+    if is_recording(path):
+        records = [t for t in read_recording(path).trajectories if rewarded(t)]
+        print(f"{path}: {len(records)} rewarded trajectories kept for training", file=sys.stderr)
+        return Source(path, sha256_file(path / RECORD_FILE), records)
     records = read_any(path)
     if any(not r.task for r in records):
         label_tasks(records, known_questions or {}, task or file_task(path, list(TASKS)))

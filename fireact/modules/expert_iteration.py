@@ -27,6 +27,7 @@ from fireact.data.evaluation import by_question, gold_turn
 from fireact.data.paths import read_text, resolve_data_dir
 from fireact.data.prompt_style import PromptStyle
 from fireact.data.rewards import rewarded
+from fireact.data.tasks import Example
 from fireact.data.trajectory import (
     Trajectory,
     TrajectoryAppender,
@@ -36,6 +37,7 @@ from fireact.data.trajectory import (
     write_trajectories,
 )
 from fireact.errors import FireactError
+from fireact.gateway.driver import load_agent, run_program
 from fireact.lm.hf import HFLM
 from fireact.lm.models import load_tokenizer
 from fireact.lm.token_servers import TokenServersLM
@@ -44,6 +46,7 @@ from fireact.modules.questions import evaluated_questions
 from fireact.rollout.config import RolloutConfig
 from fireact.rollout.gold_path import check_gold_path_pool, quoted_sentence, supporting_titles, unsolved_gold_paths
 from fireact.rollout.runners import run_rollouts
+from fireact.serve.server import served_model
 
 ROUNDS_FILE = "rounds.json"
 
@@ -108,6 +111,10 @@ class ExpertIteration:
     # `init_adapter` at the same paths (fireact serve: both under its --allow-adapter-loading folder)
     rollout_servers: list[str] = field(default_factory=list)
     server_model: str = ""  # the base model's name on the servers (checked against their /v1/models)
+    # an agent program (`async def run(example, base_url) -> reward`, fireact.gateway.driver) plays the
+    # pool and validation episodes instead of fireact's loop, through a recording gateway serving the
+    # round's adapter in this process; its rewarded recorded episodes are what the round trains on
+    agent: str = ""
 
     def __post_init__(self) -> None:
         for name in ("rounds", "checkpoint_every"):
@@ -161,10 +168,23 @@ class ExpertIteration:
         on_done: Callable[[Trajectory], None] | None = None,
     ) -> list[Trajectory]:  # fmt: skip
         """`cfg`'s episodes with `adapter`, but for the (task, id) questions in `skip`."""
+        examples = [e for e in cfg.all_examples(root) if (e.task, e.id) not in skip]
+        if self.agent:
+            return self.play_program(adapter, cfg, examples, on_done)
         lm = self.server_lm(adapter) if self.rollout_servers else HFLM(adapter, name=f"hf:{adapter}")
         tool = cfg.make_tool(root)
-        examples = [e for e in cfg.all_examples(root) if (e.task, e.id) not in skip]
         return run_rollouts(lm, tool, examples, cfg, progress="rich", source=source, on_done=on_done)
+
+    def play_program(self, adapter: str, cfg: RolloutConfig, examples: list[Example],
+                     on_done: Callable[[Trajectory], None] | None) -> list[Trajectory]:  # fmt: skip
+        """The agent program's `cfg.samples` runs per example against `adapter`, recorded token-exact."""
+        lm = HFLM(adapter, name=f"hf:{adapter}")
+        served = served_model(lm, "policy", PromptStyle.load(Path(adapter)), slots=cfg.batch_size)
+        trajs, _ = run_program(served, load_agent(self.agent), examples, cfg.samples, Path(self.out) / "recordings",
+                               cfg.batch_size)  # fmt: skip
+        for t in trajs:
+            (on_done or (lambda _: None))(t)
+        return trajs
 
     def server_lm(self, adapter: str) -> TokenServersLM:
         """The rollout servers, with `adapter` loaded on them under a name of its own."""
@@ -229,6 +249,7 @@ class ExpertIteration:
             "hindsight": len(hindsight),
             "gold_path": len(gold),
             "val_em": sum(t.em for t in val) / len(val),
+            "val_reward": sum(t.score for t in val) / len(val),
             "val_format_error_rate": sum(not t.finished for t in val) / len(val),
             "seconds": {
                 "sample": round(sample_seconds, 1),

@@ -39,6 +39,7 @@ from fireact.data.token_log import training_rows
 from fireact.data.token_row import IGNORE_INDEX, TokenRow
 from fireact.data.trajectory import Trajectory
 from fireact.errors import FireactError
+from fireact.gateway.driver import load_agent, run_program
 from fireact.lm.hf import HFLM
 from fireact.lm.token_servers import TokenServersLM
 from fireact.modules.grpo_loss import (
@@ -54,6 +55,7 @@ from fireact.rollout.config import EpisodeConfig
 from fireact.rollout.gold_path import check_gold_path_pool, supporting_titles, unsolved_gold_paths
 from fireact.rollout.runners import run_rollouts
 from fireact.rollout.sampling import sampling_logprobs
+from fireact.serve.server import served_model
 
 REFERENCE = "reference"  # the frozen starting adapter, when training starts from one
 
@@ -115,6 +117,11 @@ class GRPOLM(FireActLM):
             a shared filesystem; fireact serve: under its --allow-adapter-loading folder).
             Default: `<trainer.default_root_dir>/rollout_adapters`.
         tis_cap: the truncated importance weight's cap, min(pi_trainer / pi_server, tis_cap).
+        agent: an agent program file (`async def run(example, base_url) -> reward`, fireact.gateway.driver)
+            that plays the episodes instead of fireact's loop: each step the current weights are served
+            behind a recording gateway in this process, the program runs G times per question against
+            it, and its recorded token ids and rewards are the group (sampling temperature: the one
+            the program asks for, which must equal `rollouts.temperature`; default 1.0 both).
         data_dir: where the task data and the search snapshot are (default: $FIREACT_DATA_DIR).
         **kwargs: FireActLM's arguments (model, LoRA, optimizer, init_adapter, ...).
     """
@@ -137,9 +144,13 @@ class GRPOLM(FireActLM):
         server_model: str | None = None,
         push_dir: str | None = None,
         tis_cap: float = 2.0,
+        agent: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if agent and rollout_servers:
+            raise FireactError("model.agent samples through this process's own gateway: leave rollout_servers empty")
+        self._agent = load_agent(agent) if agent else None
         if rollout_servers and self.hparams.finetune != "lora":
             raise FireactError("model.rollout_servers needs LoRA training: full weights are not pushed to servers")
         if reward not in REWARDS:
@@ -211,6 +222,8 @@ class GRPOLM(FireActLM):
 
     def play(self, questions: list[Example]) -> list[Trajectory]:
         """G sampled episodes per question with the current weights, tokens and log-probs recorded."""
+        if self._agent is not None:
+            return self.play_program(questions)
 
         if self._tool is None:
             pool = getattr(self.trainer.datamodule, "pool", None)  # its environment, or the tool measured best for it
@@ -230,6 +243,19 @@ class GRPOLM(FireActLM):
                 return run_rollouts(lm, self._tool, sorted(questions, key=lambda q: q.task), cfg, source="grpo")
         finally:
             self.model.train()
+
+    def play_program(self, questions: list[Example]) -> list[Trajectory]:
+        """The agent program's G runs per question against the current weights, through a gateway."""
+        lm = HFLM(self.model, self.tokenizer, name=f"hf:grpo@step{self.global_step}", prompt_style=self.prompt_style)
+        served = served_model(lm, "policy", self.prompt_style, slots=self.rollout_config.batch_size)
+        record = Path(self.trainer.default_root_dir) / "recordings" / f"rank{self.trainer.global_rank}"
+        self.model.eval()
+        try:
+            trajs, _ = run_program(served, self._agent, questions, self.hparams.group_size, record,
+                                   self.rollout_config.batch_size)  # fmt: skip
+        finally:
+            self.model.train()
+        return [t for t in trajs if t.token_turns]
 
     def scored_groups(self, questions: list[Example], seconds: dict) -> tuple[list[Trajectory], list[float], list[str]]:
         """(episodes, rewards, group of each) of the questions played G times; adds to `seconds`."""
