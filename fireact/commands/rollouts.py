@@ -44,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fireact.gateway.driver import load_agent, run_program  # lazy: torch/Lightning, not for --help
-    from fireact.rollout.config import RolloutConfig
+    from fireact.rollout.config import RolloutConfig  # lazy: torch/Lightning, not for --help
 
     agent = load_agent(args.agent)  # a wrong program fails before any model loads
     root = resolve_data_dir(args.data_dir, must_exist=False)
@@ -72,14 +72,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def upstream(args: argparse.Namespace):
-    from fireact.gateway.upstream import UpstreamChat
+    from fireact.gateway.upstream import UpstreamChat  # lazy: torch/Lightning, not for --help
 
     return UpstreamChat(args.upstream, args.upstream_model)
 
 
 def local(args: argparse.Namespace):
-    from fireact.rollout.runners import resolve_style
-    from fireact.serve.server import served_model
+    from fireact.rollout.runners import resolve_style  # lazy: torch/Lightning, not for --help
+    from fireact.serve.server import served_model  # lazy: torch/Lightning, not for --help
 
     if not args.lm.startswith("hf:"):
         raise FireactError("fireact rollouts serves a local model (--lm hf:PATH_OR_NAME) or a teacher (--upstream URL)")

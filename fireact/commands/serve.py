@@ -53,10 +53,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fireact.gateway.recorder import Recorder  # lazy: torch/Lightning, not for --help
-    from fireact.gateway.routes import make_gateway
-    from fireact.gateway.upstream import UpstreamChat
-    from fireact.serve.http_app import HTTPServer
-    from fireact.serve.server import completion_app
+    from fireact.gateway.routes import make_gateway  # lazy: torch/Lightning, not for --help
+    from fireact.gateway.upstream import UpstreamChat  # lazy: torch/Lightning, not for --help
+    from fireact.serve.http_app import HTTPServer  # lazy: torch/Lightning, not for --help
+    from fireact.serve.server import completion_app  # lazy: torch/Lightning, not for --help
 
     api_key = resolve_api_key(args.api_key)
     if args.upstream and not args.record:
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
 
 def local_model(args: argparse.Namespace) -> Any:
     from fireact.rollout.runners import resolve_style  # lazy: torch/Lightning, not for --help
-    from fireact.serve.server import served_model
+    from fireact.serve.server import served_model  # lazy: torch/Lightning, not for --help
 
     lm = build_lm(args)
     style = resolve_style(args.format, lm, args.protocol)
