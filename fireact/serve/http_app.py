@@ -30,7 +30,7 @@ from fireact.errors import FireactError
 
 API_KEY_VAR = "FIREACT_API_KEY"
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error", 405: "invalid_request_error",
-               409: "invalid_request_error", 413: "invalid_request_error", 502: "server_error", 503: "server_error",
+               409: "invalid_request_error", 413: "invalid_request_error", 415: "invalid_request_error", 502: "server_error", 503: "server_error",
                500: "server_error"}  # fmt: skip
 REQUEST_SECONDS = 30.0  # a client gets this long to send a request's head, and again its body
 MAX_CONNECTIONS = 1024  # beyond, new connections get 503 (uvicorn's limit_concurrency)
@@ -71,8 +71,9 @@ def request_schema(model: type[BaseModel]) -> dict[str, Any]:
 
 
 def resolve_api_key(flag: str | None) -> str | None:
-    """--api-key wins; else $FIREACT_API_KEY; else none (then only loopback may be served)."""
-    return flag or os.environ.get(API_KEY_VAR) or None
+    """--api-key wins; else $FIREACT_API_KEY; else none (then only loopback may be served). Stripped, as
+    the token a request sends is: a key pasted with a trailing space or newline must still match."""
+    return (flag or os.environ.get(API_KEY_VAR) or "").strip() or None
 
 
 def check_bind(host: str, api_key: str | None, allow_unauthenticated: bool) -> None:
@@ -102,12 +103,21 @@ def error_response(status: int, message: str, param: str | None = None, code: st
 
 class KeyGuard:
     """ASGI middleware: every route but the open ones needs `Authorization: Bearer KEY` (401 otherwise;
-    the key is never echoed). Runs before routing, so an unknown route is no oracle either."""
+    the key is never echoed). Runs before routing, so an unknown route is no oracle either. A POST must
+    say `Content-Type: application/json` (415 otherwise): a web page can send text/plain to 127.0.0.1
+    without a CORS preflight, and must not drive a loopback server that has no key."""
 
     def __init__(self, app: Any, api_key: str | None, open_routes: tuple[str, ...]):
         self.app, self.api_key, self.open_routes = app, api_key, open_routes
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            kind = dict(scope["headers"]).get(b"content-type", b"").split(b";")[0].strip().lower()
+            if kind != b"application/json":
+                shown = kind.decode("latin-1")[:60] or "none"
+                response = error_response(415, f"Content-Type must be application/json, got {shown}", "Content-Type")
+                await response(scope, receive, send)
+                return
         if scope["type"] == "http" and self.api_key is not None and scope["path"].rstrip("/") not in self.open_routes:
             sent = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
             scheme, _, token = sent.partition(" ")

@@ -54,6 +54,7 @@ def parse_request(body: bytes, max_tokens_limit: int) -> dict[str, Any]:
     if len(messages) > MAX_MESSAGES:
         raise BadRequest(f"at most {MAX_MESSAGES} messages per request, got {len(messages)}", "messages")
     clean = [_message(m, i) for i, m in enumerate(messages)]
+    _answered_calls(clean)
     tools, tool_choice = _tools(req)
     sampling = _sampling(req, max_tokens_limit, max_stop=4)
     stream = req.get("stream", False)
@@ -126,17 +127,39 @@ def _message(m: Any, i: int) -> dict[str, Any]:
                 isinstance(c, dict) and isinstance(c.get("function"), dict) for c in calls
             ):
                 raise ValueError(f"{where}.tool_calls must be a list of {{id, type, function: {{name, arguments}}}}")
-            for c in calls:
-                try:
-                    arguments = json.loads(c["function"].get("arguments") or "{}")
-                except json.JSONDecodeError:
-                    arguments = None
-                if not isinstance(c["function"].get("name"), str) or not isinstance(arguments, dict):
-                    raise ValueError(f"{where}.tool_calls: each function needs a name and JSON-object arguments")
+            for j, c in enumerate(calls):
+                _call_arguments(c["function"], f"{where}.tool_calls[{j}].function")
             clean["tool_calls"] = calls
+    except BadRequest:
+        raise
     except (ValueError, TypeError) as e:
         raise BadRequest(str(e), where) from None
     return clean
+
+
+def _call_arguments(function: dict[str, Any], where: str) -> None:
+    """A history call as the OpenAI API takes it: a name, and arguments as a JSON-object string."""
+    if not isinstance(function.get("name"), str):
+        raise BadRequest(f"{where}.name must be a string", f"{where}.name")
+    raw = function.get("arguments")
+    if not isinstance(raw, str):
+        raise BadRequest(f"{where}.arguments must be a string of JSON (got {type(raw).__name__})", f"{where}.arguments")
+    try:
+        arguments = json.loads(raw or "{}")
+    except (json.JSONDecodeError, RecursionError):
+        arguments = None
+    if not isinstance(arguments, dict):
+        raise BadRequest(f"{where}.arguments must be a JSON object", f"{where}.arguments")
+
+
+def _answered_calls(messages: list[dict[str, Any]]) -> None:
+    """Every `tool` message answers a call made before it (by tool_call_id, as the OpenAI API checks)."""
+    made: set[str] = set()
+    for i, m in enumerate(messages):
+        made |= {c.get("id") for c in m.get("tool_calls") or [] if isinstance(c.get("id"), str)}
+        if m["role"] == "tool" and m.get("tool_call_id") not in made:
+            raise BadRequest(f"messages[{i}]: a tool message must answer a tool call made before it by its id "
+                             f"(tool_call_id {m.get('tool_call_id')!r} matches none)", f"messages[{i}].tool_call_id")  # fmt: skip
 
 
 def _tools(req: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
@@ -145,6 +168,11 @@ def _tools(req: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
     tools = req.get("tools") or []
     if tool_calls.declared_names(tools) is None:
         raise BadRequest("tools must be a list of {type: function, function: {name, description, parameters}}", "tools")
+    for i, t in enumerate(tools):
+        parameters = t["function"].get("parameters")
+        problem = None if parameters is None else tool_calls.schema_error(parameters)
+        if problem is not None:
+            raise BadRequest(f"tools[{i}] ({t['function']['name']}): {problem}", f"tools[{i}].function.parameters")
     choice = req.get("tool_choice") or "auto"
     if choice not in ("auto", "none"):
         raise BadRequest(f"tool_choice {choice!r} is not supported: use 'auto' or 'none' (decoding is not constrained)",

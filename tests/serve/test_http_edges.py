@@ -45,10 +45,11 @@ def test_bodies_routes_and_json_edges_are_json_errors(gateway):
     chat = f"{url}/v1/chat/completions"
     port = int(url.rsplit(":", 1)[1])
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:  # 5 MB announced, 10 bytes sent
-        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 5242880\r\n\r\n" + b"x" * 10)
-        head = s.recv(65536)
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: 5242880\r\n\r\n" + b"x" * 10)  # fmt: skip
+        head = b"".join(iter(lambda: s.recv(65536), b""))  # until the server closes it
     assert b" 413 " in head.split(b"\r\n")[0] and b"at most" in head
-    deep = httpx.post(chat, content=b"[" * 100_000)
+    deep = httpx.post(chat, content=b"[" * 100_000, headers={"Content-Type": "application/json"})
     assert deep.status_code == 400 and "nested too deeply" in deep.json()["error"]["message"]
     assert httpx.get(f"{url}/nowhere").json()["error"]["message"] == "no route GET /nowhere"
     put = httpx.put(chat, json={})
@@ -68,7 +69,8 @@ def test_a_client_that_trickles_its_request_is_cut_at_the_deadline(gateway, monk
     head = socket.create_connection(("127.0.0.1", port))
     head.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n")  # the head never ends
     body = socket.create_connection(("127.0.0.1", port))
-    body.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+    body.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 100\r\n\r\n{")  # fmt: skip
     started = time.monotonic()
     for s in (head, body):
         s.settimeout(10)
@@ -134,3 +136,34 @@ def test_a_record_dir_that_is_a_file_stops_serve_at_start(tmp_path, capsys):
     assert "is a file, not a directory" in capsys.readouterr().err
     assert main(["serve", "--upstream", "http://127.0.0.1:9/v1"]) == 2
     assert "give --record DIR too" in capsys.readouterr().err
+
+
+def test_hostile_requests_get_a_4xx_naming_the_field(gateway, monkeypatch):
+    _, url = gateway
+    chat = f"{url}/v1/chat/completions"
+    plain = httpx.post(chat, content=json.dumps({"messages": [QUESTION]}), headers={"Content-Type": "text/plain"})
+    assert plain.status_code == 415 and plain.json()["error"]["param"] == "Content-Type"  # no CORS-free drive-by
+    call = {"id": "c1", "type": "function", "function": {"name": "lookup", "arguments": {"topic": "Nile"}}}
+    bad = {
+        "tools[0].function.parameters": {"messages": [QUESTION], "tools": [
+            {"type": "function", "function": {"name": "lookup", "parameters": {"type": "string"}}}]},
+        "messages[1].tool_calls[0].function.arguments": {"messages": [QUESTION, {"role": "assistant", "tool_calls": [call]}]},
+        "messages[1].tool_call_id": {"messages": [QUESTION, {"role": "tool", "tool_call_id": "nope", "content": "x"}]},
+    }  # fmt: skip
+    for param, body in bad.items():
+        r = httpx.post(chat, json=body)
+        assert r.status_code == 400 and r.json()["error"]["param"] == param, r.text
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:  # refused at once, not read until close
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: -1\r\n\r\n{}")  # fmt: skip
+        assert b" 400 " in s.recv(65536).split(b"\r\n")[0]
+
+
+def test_a_key_with_a_trailing_space_still_matches(monkeypatch):
+    from fireact.serve.http_app import resolve_api_key
+
+    monkeypatch.setenv("FIREACT_API_KEY", "fk-secret \n")
+    assert resolve_api_key(None) == "fk-secret"
+    monkeypatch.setenv("FIREACT_API_KEY", "  ")
+    assert resolve_api_key(None) is None
