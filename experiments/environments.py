@@ -17,11 +17,10 @@ to runs/envs/steps.json and a finished step (its output exists) is skipped, so a
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from steps import load_steps, run_step
+from steps import cli, print_costs
 
 from fireact.data.evaluation import bootstrap_gain, episode_stats, mcnemar
 from fireact.data.trajectory import read_trajectories
@@ -89,22 +88,8 @@ def report() -> None:
             m, g = mcnemar(runs[a], runs[b]), bootstrap_gain(runs[a], runs[b])
             print(f"{b} vs {a}: +{m['only_second']} / -{m['only_first']} on {m['questions']} questions, McNemar p = "
                   f"{m['p_value']:.3g}; gain {100 * g['gain']:+.1f} [{100 * g['low']:+.1f}, {100 * g['high']:+.1f}]")  # fmt: skip
-    for name, rec in load_steps(OUT / "steps.json").items():
-        if "seconds" in rec:
-            print(f"{name}: {rec['seconds'] / 60:.1f} min wall, {rec['cpu_seconds'] / 60:.1f} CPU-min")
-
-
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--only", nargs="+", help="run only these steps (in the order above)")
-    p.add_argument("--report", action="store_true", help="print the tables of docs/results/environments.md")
-    args = p.parse_args()
-    if args.report:
-        return report()
-    for name, (cmd, done) in steps().items():
-        if args.only is None or name in args.only:
-            run_step(OUT / "steps.json", name, cmd, done)
+    print_costs(OUT / "steps.json")
 
 
 if __name__ == "__main__":
-    main()
+    cli(__doc__, steps(), report, OUT / "steps.json")

@@ -17,7 +17,6 @@ runs/gateway/steps.json; a finished step (its output exists) is skipped, so a re
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import subprocess
 import sys
@@ -25,7 +24,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from steps import load_steps, run_step
+from steps import cli, print_costs
 
 from fireact.data.evaluation import bootstrap_gain, mcnemar
 from fireact.data.trajectory import read_trajectories
@@ -99,30 +98,15 @@ def report() -> None:
               f"{m['p_value']:.3g}; gain {100 * g['gain']:+.1f} [{100 * g['low']:+.1f}, {100 * g['high']:+.1f}]")  # fmt: skip
     if (OUT / "overhead.json").is_file():
         print((OUT / "overhead.json").read_text())
-    for name, rec in load_steps(OUT / "steps.json").items():
-        if "seconds" in rec:
-            print(f"{name}: {rec['seconds'] / 60:.1f} min wall, {rec['cpu_seconds'] / 60:.1f} CPU-min")
+    print_costs(OUT / "steps.json")
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--only", nargs="+", help="run only these steps (in the order above)")
-    p.add_argument("--report", action="store_true", help="print the tables of docs/results/gateway.md")
-    args = p.parse_args()
-    if args.report:
-        return report()
-    for name, (cmd, done) in steps().items():
-        if args.only is not None and name not in args.only or done.exists():
-            continue
-        if name in ("teacher", "before", "after"):  # a killed run's partial recording is not resumed: redone
-            shutil.rmtree(OUT / name, ignore_errors=True)
-        teacher = teacher_server() if name == "teacher" else None
-        try:
-            run_step(OUT / "steps.json", name, cmd, done)
-        finally:
-            if teacher is not None:
-                teacher.kill()
+def prepare(name: str) -> subprocess.Popen | None:
+    """A killed run's partial recording is not resumed but redone; the teacher step gets its server."""
+    if name in ("teacher", "before", "after"):
+        shutil.rmtree(OUT / name, ignore_errors=True)
+    return teacher_server() if name == "teacher" else None
 
 
 if __name__ == "__main__":
-    main()
+    cli(__doc__, steps(), report, OUT / "steps.json", prepare)

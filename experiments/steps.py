@@ -16,6 +16,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from fireact.modules.versions import library_versions
 
@@ -99,3 +100,33 @@ def run_step(record_path: Path, name: str, cmd: list[str], done: Path, heartbeat
     }
     _save(record_path, name, record)
     return record
+
+
+def print_costs(record_path: Path) -> None:
+    """Each finished step's wall and CPU minutes, as the results pages report them."""
+    for name, rec in load_steps(record_path).items():
+        if "seconds" in rec:
+            print(f"{name}: {rec['seconds'] / 60:.1f} min wall, {rec['cpu_seconds'] / 60:.1f} CPU-min")
+
+
+def cli(doc: str, steps: dict[str, tuple[list[str], Path]], report: Any, record_path: Path,
+        prepare: Any = None) -> None:  # fmt: skip
+    """An experiment's command line: every step in order (`--only` some), or `--report`. `prepare(name)`
+    runs before a step that is not done and returns what to close after it (or None)."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    p.add_argument("--only", nargs="+", help="run only these steps (in the order above)")
+    p.add_argument("--report", action="store_true", help="print the tables of the experiment's results page")
+    args = p.parse_args()
+    if args.report:
+        return report()
+    for name, (cmd, done) in steps.items():
+        if args.only is not None and name not in args.only:
+            continue
+        opened = prepare(name) if prepare is not None and not done.exists() else None
+        try:
+            run_step(record_path, name, cmd, done)
+        finally:
+            if opened is not None:
+                opened.kill()

@@ -18,16 +18,8 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from fireact.serve.http_app import (
-    OPEN_ROUTES,
-    BadRequest,
-    HTTPServer,
-    error_response,
-    json_app,
-    json_object,
-    read_body,
-    request_schema,
-)
+from fireact.serve import http_app
+from fireact.serve.http_app import BadRequest, HTTPServer, error_response
 from fireact.tools.wiki import WikiSearch
 
 MAX_QUERIES, MAX_TOPK = 256, 100  # per request
@@ -83,7 +75,7 @@ class RetrievalService:
 
 
 def parse_retrieve(body: bytes) -> tuple[list[str], int, bool]:
-    req = json_object(body)
+    req = http_app.json_object(body)
     queries = req.get("queries")
     if not isinstance(queries, list) or not queries or not all(isinstance(q, str) for q in queries):
         raise BadRequest("'queries' must be a non-empty list of strings", "queries")
@@ -110,15 +102,15 @@ def make_retrieval_server(search: WikiSearch, host: str = "127.0.0.1", port: int
                           max_batch: int = 64, api_key: str | None = None) -> HTTPServer:  # fmt: skip
     """With `api_key`, POST /retrieve needs `Authorization: Bearer KEY` (GET /health does not)."""
     service = RetrievalService(search, max_queue, max_batch)
-    app = json_app("fireact retriever", api_key, OPEN_ROUTES)
+    app = http_app.json_app("fireact retriever", api_key, http_app.OPEN_ROUTES)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
         return {"status": "ok", "retriever": search.retriever.name, "passages": len(search.retriever.store)}
 
-    @app.post("/retrieve", openapi_extra=request_schema(RetrieveRequest))
+    @app.post("/retrieve", openapi_extra=http_app.request_schema(RetrieveRequest))
     async def retrieve(request: Request) -> JSONResponse:
-        queries, topk, scores = parse_retrieve(await read_body(request, MAX_BODY))
+        queries, topk, scores = parse_retrieve(await http_app.read_body(request, MAX_BODY))
         try:
             future = service.submit(queries, topk)
         except queue.Full:
