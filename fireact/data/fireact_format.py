@@ -129,7 +129,7 @@ def _tool_call_record(messages: list, where: str, source: str, tools: object = N
     declared = tools if tools and tools != tool_calls.TOOLS else None
     if declared is not None and "finish" not in tool_calls.declared_names(declared):
         declared = [*declared, tool_calls.FINISH]
-    question, turns = tool_calls.turns_from_openai(messages, where, declared)
+    question, turns = tool_calls.turns_from_openai(messages, where, declared, answered=True)
     system = [m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == "system"]
     if system and isinstance(system[0], str) and system[0].strip():
         kw["instructions"] = system[0]

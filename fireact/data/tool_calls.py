@@ -216,11 +216,19 @@ def uses_tool_calls(messages: Any) -> bool:
 
 
 def turns_from_openai(
-    messages: list[dict[str, Any]], where: str, tools: list[dict[str, Any]] | None = None
+    messages: list[dict[str, Any]], where: str, tools: list[dict[str, Any]] | None = None, answered: bool = False
 ) -> tuple[str, list[Turn]]:
     """(question, turns) of an episode in the OpenAI tools shape, its calls of the declared `tools`
-    (None: FireAct's search and finish); ValueError naming the message."""
+    (None: FireAct's search and finish); ValueError naming the message. With `answered`, every call
+    but finish must have its result (a file to train on; a recording may end on an unanswered call)."""
     params = parameters_by_name(tools)
+    if not isinstance(messages, list):
+        raise ValueError(f"{where}: messages must be a list, got {type(messages).__name__}")
+    for k, m in enumerate(messages):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+            raise ValueError(f"{where}: message {k} must be an object with a role, got {type(m).__name__}")
+        if m.get("tool_calls") is not None and not isinstance(m["tool_calls"], list):
+            raise ValueError(f"{where}: message {k}: tool_calls must be a list, got {type(m['tool_calls']).__name__}")
     users = [i for i, m in enumerate(messages) if m.get("role") == "user"]
     if not users:
         raise ValueError(f"{where}: no user message (the question)")
@@ -242,6 +250,12 @@ def turns_from_openai(
             if not turns:
                 raise ValueError(f"{where}: message {k} is a tool result before any call")
             turns[-1].observation = m.get("content") or ""
+    if answered:
+        unanswered = next(
+            (i for i, t in enumerate(turns) if t.tool not in (None, "finish") and t.observation is None), None
+        )
+        if unanswered is not None:
+            raise ValueError(f"{where}: step {unanswered} calls {turns[unanswered].tool} but no tool result answers it")
     return question, turns
 
 

@@ -159,6 +159,8 @@ class GRPOLM(FireActLM):
             raise FireactError(f"model.refill must be 0 or more sampling rounds, got {refill}")
         if gold_path_coef < 0:
             raise FireactError(f"model.gold_path_coef must be >= 0, got {gold_path_coef}")
+        if tis_cap <= 0:  # a cap of 0 zeroes the policy gradient, a negative one reverses it
+            raise FireactError(f"model.tis_cap must be > 0, got {tis_cap}")
         if group_size < 2:
             raise FireactError("model.group_size must be at least 2: advantages are relative to the group")
         self.rollout_config = rollouts or EpisodeConfig(temperature=1.0)
