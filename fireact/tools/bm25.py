@@ -68,6 +68,9 @@ class BM25Retriever:
         """(row, score) of the k best passages per query, best first; [] for a query of stopwords only."""
         k = min(k, len(self.store))
         known = self._tokenizer.tokenize(queries, update_vocab=False, return_as="string", show_progress=False)
+        # bm25s maps a word the corpus never has to "", which a passage of stopwords only also holds:
+        # without this, such a passage is the top hit of every query that shares no word with the corpus
+        known = [[t for t in ts if t] for ts in known]
         out: list[list[tuple[int, float]]] = [[] for _ in queries]
         todo = [i for i, ts in enumerate(known) if ts]
         if todo:
