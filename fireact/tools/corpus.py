@@ -44,9 +44,9 @@ def parse_passage(line: bytes | str, where: str, lineno: int) -> Passage:
         raise FireactError(f"{where}:{lineno}: not a JSON passage ({type(e).__name__}); expected {FORMATS}") from None
     if isinstance(row, dict):
         if isinstance(row.get("title"), str) and isinstance(row.get("sentences"), list):
-            bad = next((s for s in row["sentences"] if not isinstance(s, str)), None)
-            if bad is not None:
-                raise FireactError(f"{where}:{lineno}: `sentences` must be strings, got {type(bad).__name__}")
+            bad = [type(s).__name__ for s in row["sentences"] if not isinstance(s, str)]
+            if bad:
+                raise FireactError(f"{where}:{lineno}: `sentences` must be strings, got {bad[0]}")
             return Passage(str(row.get("id", lineno - 1)), row["title"], "".join(map(str, row["sentences"])).strip())
         if isinstance(row.get("contents"), str):
             title, _, text = row["contents"].partition("\n")
