@@ -30,6 +30,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per file, then one for the references")
 
 
+def scored_run(path: Path) -> list:
+    """A run's records; FireactError when nothing in it can be scored (no gold answer, no reward): a
+    training set (chat or alpaca file), not an eval run, whose EM would read as 0."""
+    records = read_any(path)
+    if records and all(r.answer is None and r.reward is None for r in records):
+        raise FireactError(f"{path}: none of its {len(records)} records has a gold answer or a reward: a training "
+                           "set, not an eval run? (report compares `fireact eval` runs)")  # fmt: skip
+    return records
+
+
 def run(args: argparse.Namespace) -> int:
     single_paths: dict[str, str] = {}
     for item in args.single:
@@ -37,8 +47,8 @@ def run(args: argparse.Namespace) -> int:
         if not sep or not method or not path:
             raise FireactError(f"--single {item!r}: expected METHOD=FILE")
         single_paths[method] = path
-    singles = {method: read_any(Path(path)) for method, path in single_paths.items()}
-    runs = {str(path): read_any(path) for path in args.files}
+    singles = {method: scored_run(Path(path)) for method, path in single_paths.items()}
+    runs = {str(path): scored_run(path) for path in args.files}
     first = next(iter(runs.values()))
     rows = []
     for name, records in runs.items():

@@ -67,3 +67,9 @@ def test_report_on_the_released_runs(data_dir, capsys, tmp_path):
     write_trajectories(tmp_path / "empty.jsonl", [])
     assert main(["report", str(tmp_path / "empty.jsonl")]) == 2
     assert "empty.jsonl: empty file, no records" in capsys.readouterr().err
+
+
+def test_a_training_file_is_not_reported_as_a_run_of_wrong_answers(data_dir, capsys):
+    chat = data_dir / "finetune" / "gpt_format" / "multitask_multimethod.jsonl"
+    assert main(["report", str(chat)]) == 2
+    assert "none of its 2063 records has a gold answer or a reward: a training set" in capsys.readouterr().err
