@@ -92,7 +92,7 @@ def main() -> None:
               "ratio_requests": round(recorded["requests_per_s"] / plain["requests_per_s"], 3),
               "ratio_tokens": round(recorded["tokens_per_s"] / plain["tokens_per_s"], 3),
               "same_tokens": plain["completion_tokens"] == recorded["completion_tokens"]}  # fmt: skip
-    print(json.dumps(result, indent=1))
+    print(json.dumps(result))
     print(f"gateway_overhead: ratio={result['ratio_requests']} (recorded / plain requests/s)")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
