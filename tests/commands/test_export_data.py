@@ -175,7 +175,7 @@ def test_push_survives_transient_faults_and_says_how_to_push_again(assets, tmp_p
         (["--format", "openai", "--push-to-hub", "me/x"], "--push-to-hub uploads a datasets folder"),
         (["--format", "hf", "--mix", '{"hotpotqa/nope": 3}'], "mix cell 'hotpotqa/nope'"),
         (["--format", "alpaca", "--config", "configs/repro/smollm2_hotpotqa_expert_iteration.yaml"], "no data: block"),
-        (["--format", "alpaca", "--config", "README.md"], "README.md:11: not valid YAML"),
+        (["--format", "alpaca", "--config", "NOTES"], "notes.md:2: not valid YAML"),
         (["--format", "openai", "--config", "UNMASKED"], "mask_observations: false cannot be exported as OpenAI"),
     ],
 )
@@ -184,6 +184,9 @@ def test_bad_input_is_one_line(assets, tmp_path, argv, message):
     if "UNMASKED" in argv:
         (tmp_path / "unmasked.yaml").write_text("data:\n  mask_observations: false\n")
         argv = [str(tmp_path / "unmasked.yaml") if a == "UNMASKED" else a for a in argv]
+    if "NOTES" in argv:  # a markdown file given as the config
+        (tmp_path / "notes.md").write_text("data: the mix\nnote: see: README\n")
+        argv = [str(tmp_path / "notes.md") if a == "NOTES" else a for a in argv]
     cmd = [sys.executable, "-m", "fireact", "export-data", "--sources", str(assets / "fireact_gpt.jsonl")]
     r = run_cli([*cmd, *argv, "--out", str(out)])
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr

@@ -55,7 +55,7 @@ def test_third_party_programs_are_recorded_through_the_gateway_unchanged(program
         assert t.finished and e.answer in t.prediction
 
 
-@pytest.mark.slow(seconds=60)
+@pytest.mark.slow(seconds=15)
 def test_a_programs_runs_train_an_expert_iteration_round_and_a_grpo_step_on_the_served_tokens(
     tiny_model_dir, tmp_path, monkeypatch
 ):
