@@ -123,3 +123,36 @@ def test_a_programs_runs_train_an_expert_iteration_round_and_a_grpo_step_on_the_
     served = sorted(tuple(i for c in raw[t.meta["episode"]]["calls"] for i in c["token_ids"]) for t in rewarded)
     trained = sorted(tuple(int(i) for i in r.input_ids[r.trained]) for r in dm.train_set.rows)
     assert trained == served
+
+
+def test_the_howtos_program_runs_as_printed_with_its_mcp_tools(tmp_path, monkeypatch):
+    """docs/howto/gateway.md shows experiments/agents/company_db_agent.py (included from the file):
+    it runs through the gateway with the scripted teacher behind --upstream, MCP tools and all."""
+    import threading
+
+    from fireact.env.company_db import load_environment
+    from fireact.serve.http_app import HTTPServer
+
+    agents = Path(__file__).resolve().parents[2] / "experiments" / "agents"
+    monkeypatch.syspath_prepend(str(agents))
+    from company_db_teacher import app
+
+    teacher = HTTPServer(app, "127.0.0.1", 0)
+    threading.Thread(target=teacher.serve_forever, daemon=True).start()
+    env = load_environment("test")
+    try:
+        rows = list(env.rows().values())
+        kinds = {r["kind"]: r for r in rows}  # one question of each kind: a lookup, a count, two divisions
+        examples = [Example(r["id"], r["question"], r["answer"], "company-db") for r in kinds.values()]
+        url = f"http://127.0.0.1:{teacher.server_address[1]}/v1"
+        trajs, runs = run_program(UpstreamChat(url), load_agent(agents / "company_db_agent.py"), examples, 1,
+                                  tmp_path / "rec")  # fmt: skip
+    finally:
+        env.close()
+        teacher.shutdown()
+        teacher.server_close()
+    assert [(r.reward, r.error) for r in runs] == [(1.0, None)] * len(examples) and len(examples) == 4
+    for t in trajs:
+        assert [s.tool for s in t.turns[:2]] == ["list_tables", "describe_table"] and "read_query" in {
+            s.tool for s in t.turns}  # fmt: skip
+        assert all(s.observation for s in t.turns if s.tool)  # the MCP server's own answers
