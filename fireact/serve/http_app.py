@@ -224,7 +224,7 @@ class HTTPServer:
         config = uvicorn.Config(app, log_config=None, access_log=False, http=_Deadlines, lifespan="off",
                                 timeout_keep_alive=int(REQUEST_SECONDS), limit_concurrency=MAX_CONNECTIONS)  # fmt: skip
         self.uvicorn = uvicorn.Server(config)
-        self.service, self.app = service, app
+        self.service = service
         self.model: Any = None  # what it serves, for a caller that asks
         self._stopped = threading.Event()
 
