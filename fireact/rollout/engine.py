@@ -156,9 +156,20 @@ class ContinuousBatcher:
         config = self.model.config
         config = getattr(config, "get_text_config", lambda: config)()
         self.cache = SlotCache(config.num_hidden_layers, self.slots)
+        self.max_context = getattr(config, "max_position_embeddings", None)
 
     def _ids(self, prompt) -> list[int]:
         return prompt_ids(prompt, self.tok)
+
+    def _over_context(self, s: _Slot, ids: list[int]) -> bool:
+        """True, the episode ended with an error naming it, when its prompt alone is longer than the
+        model's context: a forward over it would allocate far past any budget (a 1 MB question is
+        ~250k tokens, ~100 GB of attention) instead of failing with a message."""
+        if self.max_context is None or len(ids) <= self.max_context:
+            return False
+        error = f"the prompt is {len(ids):,} tokens, over the model's context of {self.max_context:,}"
+        s.episode.act(Completion("", len(ids), 0, error=error))
+        return True
 
     def _forward(self, slots: list[_Slot], keep: int | None = None) -> torch.Tensor:
         """Run each slot's `feed` tokens (left-padded to a common width); returns the logits of the
@@ -257,7 +268,12 @@ class ContinuousBatcher:
                     s.sampling = job.sampling_for(s.episode)
                     seed = job.seed_for(s.episode)
                     s.generator = None if seed is None else torch.Generator(device=self.device).manual_seed(seed)
-                    self._start_turn(s, self._ids(s.episode.prompt()), cfg.record_tokens, first=True)
+                    ids = self._ids(s.episode.prompt())
+                    if self._over_context(s, ids):
+                        s.log = []
+                        self._next_turn(s, job)  # ends it: the slot is free again
+                        continue
+                    self._start_turn(s, ids, cfg.record_tokens, first=True)
                     fresh.append(s)
             live = [s for s in slots if s.episode is not None]
             if not live:
@@ -364,7 +380,11 @@ class ContinuousBatcher:
             job.finish(s.ex_index, ep)
             s.episode, s.feed = None, []
         else:
-            self._start_turn(s, self._ids(ep.prompt()), job.config.record_tokens)
+            ids = self._ids(ep.prompt())
+            if self._over_context(s, ids):
+                self._next_turn(s, job)
+                return
+            self._start_turn(s, ids, job.config.record_tokens)
 
 
 def _adapter_names(rows: list[_Slot]) -> dict[str, Any]:

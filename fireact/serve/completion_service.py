@@ -136,7 +136,11 @@ class _ServeJob(RolloutJob):
         self.in_flight.discard(r)
         if r.stream is not None:
             r.stream.put(END)
-        c, (turn,) = ep.completion, ep.token_turns
+        c = ep.completion
+        if c.error is not None:  # refused by the engine (a prompt over the model's context)
+            r.result.set_exception(RuntimeError(c.error))
+            return
+        (turn,) = ep.token_turns
         c.prompt_ids, c.token_ids, c.logprobs = turn.prompt, turn.generated, turn.logprobs
         r.result.set_result(c)
 
