@@ -210,6 +210,22 @@ class ContinuousBatcher:
             s.feed = []
         return out.logits[:, -1, :] if keep is None else out.logits
 
+    def _admit(self, s: _Slot, pending: Any, job: RolloutJob) -> bool:
+        """Start the next pending episode in the free slot `s`; False when it ended at once (a prompt
+        over the context), leaving the slot free."""
+        s.ex_index, ex = pending.popleft()
+        s.episode = job.new_episode(ex)
+        s.sampling = job.sampling_for(s.episode)
+        seed = job.seed_for(s.episode)
+        s.generator = None if seed is None else torch.Generator(device=self.device).manual_seed(seed)
+        ids = self._ids(s.episode.prompt())
+        if self._over_context(s, ids):
+            s.log = []
+            self._next_turn(s, job)  # ends it: the slot is free again
+            return False
+        self._start_turn(s, ids, job.config.record_tokens, first=True)
+        return True
+
     def _start_turn(self, s: _Slot, ids: list[int], record: bool = False, first: bool = False) -> None:
         if first and s.adapter != (adapter := self.job.adapter_for(s.episode)):
             s.adapter = adapter
@@ -260,21 +276,9 @@ class ContinuousBatcher:
                     s.episode.observe(*s.waiting.result())
                     s.waiting = None
                     self._next_turn(s, job)
-            fresh = []
-            for s in slots:
-                if s.episode is None and pending and not job.should_stop():
-                    s.ex_index, ex = pending.popleft()
-                    s.episode = job.new_episode(ex)
-                    s.sampling = job.sampling_for(s.episode)
-                    seed = job.seed_for(s.episode)
-                    s.generator = None if seed is None else torch.Generator(device=self.device).manual_seed(seed)
-                    ids = self._ids(s.episode.prompt())
-                    if self._over_context(s, ids):
-                        s.log = []
-                        self._next_turn(s, job)  # ends it: the slot is free again
-                        continue
-                    self._start_turn(s, ids, cfg.record_tokens, first=True)
-                    fresh.append(s)
+            fresh = [
+                s for s in slots if s.episode is None and pending and not job.should_stop() and self._admit(s, pending, job)
+            ]
             live = [s for s in slots if s.episode is not None]
             if not live:
                 if job.wait_for_work():
