@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from fireact.data.token_log import TokenTurn, start_turn
-from fireact.data.tool_calls import turns_from_openai
+from fireact.data.tool_calls import system_text, turns_from_openai
 from fireact.data.trajectory import Trajectory
 from fireact.errors import FireactError
 
@@ -96,10 +96,6 @@ def _arguments(call: dict[str, Any]) -> str:
         return raw
 
 
-def _system(messages: list[dict[str, Any]]) -> str:
-    return "\n\n".join(m.get("content") or "" for m in messages if m["role"] == "system")
-
-
 def segments(calls: list[dict[str, Any]], counts: Counter[str]) -> list[list[dict[str, Any]]]:
     """The calls in runs whose conversations continue one another (see the module docstring)."""
     runs: list[list[dict[str, Any]]] = []
@@ -111,7 +107,7 @@ def segments(calls: list[dict[str, Any]], counts: Counter[str]) -> list[list[dic
         else:
             if runs:
                 previous = runs[-1][-1]["messages"]
-                counts["system_changed" if _system(previous) != _system(call["messages"]) else "edited"] += 1
+                counts["system_changed" if system_text(previous) != system_text(call["messages"]) else "edited"] += 1
             runs.append([call])
         seen = now + [_norm(call["message"])]
     return runs
@@ -178,6 +174,6 @@ def episode_trajectories(record: dict[str, Any]) -> tuple[list[Trajectory], Coun
             question=question, answer=info.get("answer"), task=str(info.get("task") or "agent"), method="react",
             turns=turns, prediction=prediction, end_reason="finish" if prediction is not None else "max_turns",
             id=str(info.get("id") or record["episode"]), source="gateway", meta=meta, token_turns=token_turns(run),
-            tools=tools, instructions=_system(last["messages"]) or None, reward=reward,
+            tools=tools, instructions=system_text(last["messages"]) or None, reward=reward,
         ))  # fmt: skip
     return out, counts

@@ -277,12 +277,17 @@ def _call_of_message(call: Any, where: str, params: dict[str, dict[str, Any]]) -
     return name, arguments
 
 
+def system_text(messages: list[dict[str, Any]]) -> str:
+    """A client's system messages as the one text the Hermes system message opens with (and a recorded
+    episode's `instructions`, so training renders what the model was served)."""
+    return "\n\n".join(m["content"] for m in messages if m["role"] == "system" and m.get("content"))
+
+
 def hermes_messages(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> list[dict[str, str]]:
     """A client's OpenAI-shaped conversation (assistant `tool_calls`, `tool` results) as the plain chat
     messages the model was trained on: the tools listed in the system message (after the client's own
     system text), calls as `<tool_call>` blocks, results as `<tool_response>` user turns."""
-    system = "\n\n".join(m["content"] for m in messages if m["role"] == "system" and m.get("content"))
-    out = [{"role": "system", "content": "\n\n".join(filter(None, [system, hermes_system(tools)]))}]
+    out = [{"role": "system", "content": "\n\n".join(filter(None, [system_text(messages), hermes_system(tools)]))}]
     for m in messages:
         if m["role"] == "assistant" and m.get("tool_calls"):
             calls = [call_text(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in m["tool_calls"]]
