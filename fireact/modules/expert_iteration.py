@@ -124,6 +124,7 @@ class ExpertIteration:
         if self.gold_path:
             check_gold_path_pool(self.pool.tasks, self.pool.split, "gold_path")
         self._pushed: str | None = None  # the adapter the rollout servers hold (unloaded at the next push)
+        self._agent = load_agent(self.agent) if self.agent else None  # imported once; a bad file fails now
 
     def run(self) -> list[dict[str, Any]]:
         if not Path(self.train_config).is_file():  # checked now, not after the first round's sampling
@@ -169,7 +170,7 @@ class ExpertIteration:
     ) -> list[Trajectory]:  # fmt: skip
         """`cfg`'s episodes with `adapter`, but for the (task, id) questions in `skip`."""
         examples = [e for e in cfg.all_examples(root) if (e.task, e.id) not in skip]
-        if self.agent:
+        if self._agent is not None:
             return self.play_program(adapter, cfg, examples, on_done)
         lm = self.server_lm(adapter) if self.rollout_servers else HFLM(adapter, name=f"hf:{adapter}")
         tool = cfg.make_tool(root)
@@ -180,7 +181,7 @@ class ExpertIteration:
         """The agent program's `cfg.samples` runs per example against `adapter`, recorded token-exact."""
         lm = HFLM(adapter, name=f"hf:{adapter}")
         served = served_model(lm, "policy", PromptStyle.load(Path(adapter)), slots=cfg.batch_size)
-        trajs, _ = run_program(served, load_agent(self.agent), examples, cfg.samples, Path(self.out) / "recordings",
+        trajs, _ = run_program(served, self._agent, examples, cfg.samples, Path(self.out) / "recordings",
                                cfg.batch_size)  # fmt: skip
         for t in trajs:
             (on_done or (lambda _: None))(t)
