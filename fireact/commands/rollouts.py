@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -71,13 +72,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def upstream(args: argparse.Namespace):
+def upstream(args: argparse.Namespace) -> Any:
     from fireact.gateway.upstream import UpstreamChat  # lazy: torch/Lightning, not for --help
 
     return UpstreamChat(args.upstream, args.upstream_model)
 
 
-def local(args: argparse.Namespace):
+def local(args: argparse.Namespace) -> Any:
     from fireact.rollout.runners import resolve_style  # lazy: torch/Lightning, not for --help
     from fireact.serve.server import served_model  # lazy: torch/Lightning, not for --help
 

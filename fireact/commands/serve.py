@@ -55,8 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from fireact.gateway.recorder import Recorder  # lazy: torch/Lightning, not for --help
     from fireact.gateway.routes import make_gateway  # lazy: torch/Lightning, not for --help
     from fireact.gateway.upstream import UpstreamChat  # lazy: torch/Lightning, not for --help
-    from fireact.serve.http_app import HTTPServer  # lazy: torch/Lightning, not for --help
-    from fireact.serve.server import completion_app  # lazy: torch/Lightning, not for --help
+    from fireact.serve.server import model_server  # lazy: torch/Lightning, not for --help
 
     api_key = resolve_api_key(args.api_key)
     if args.upstream and not args.record:
@@ -73,8 +72,7 @@ def run(args: argparse.Namespace) -> int:
         if recorder is not None:
             server = make_gateway(chat, recorder, args.host, args.port, api_key, args.max_tokens_limit)
         else:
-            server = HTTPServer(completion_app(chat, api_key, args.max_tokens_limit, chat), args.host, args.port,
-                                chat.service)  # fmt: skip
+            server = model_server(chat, args.host, args.port, api_key)
     except OSError as e:
         raise FireactError(f"cannot listen on {args.host}:{args.port}: {e.strerror}") from None
     what = f"{args.upstream} (upstream)" if args.upstream else f"{chat.name} ({chat.style.format} format)"

@@ -103,8 +103,7 @@ def run_program(chat: Any, run: AgentRun, examples: list[Example], group_size: i
     """The program's episodes through an in-process gateway in front of `chat` (a `ServedModel`:
     token-exact records, or an `UpstreamChat`), on a loopback port of its own, recorded under
     `record_dir`; their trajectories labelled with their examples."""
-    name = getattr(chat, "name", None) or getattr(chat, "model", None) or "upstream"
-    server = make_gateway(chat, Recorder(record_dir, name), port=0)
+    server = make_gateway(chat, Recorder(record_dir, chat.name), port=0)
     thread = threading.Thread(target=server.serve_forever, name="fireact-gateway", daemon=True)
     thread.start()
     prefix = f"r{time.time_ns():x}"

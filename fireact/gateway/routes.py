@@ -12,10 +12,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from pydantic import ValidationError
 
 from fireact.gateway.recorder import Recorder, check_episode_id
-from fireact.serve.http_app import BadRequest, HTTPServer, json_object, read_body, request_schema
+from fireact.serve.http_app import HTTPServer, read_body, request_schema, validated
 from fireact.serve.schemas import ChatRequest, RewardRequest
 from fireact.serve.server import MAX_BODY, ServedModel, completion_app, parse_request
 
@@ -38,12 +37,7 @@ def add_episode_routes(app: FastAPI, chat: Any, recorder: Recorder, max_tokens_l
     async def reward(episode: str, request: Request) -> dict[str, Any]:
         """Close the episode with its reward: it is written to the recording, whole, at once."""
         check_episode_id(episode)
-        try:
-            body = RewardRequest.model_validate(json_object(await read_body(request, MAX_BODY)))
-        except ValidationError as e:
-            first = e.errors()[0]
-            where = ".".join(map(str, first["loc"])) or None
-            raise BadRequest(f"{where}: {first['msg']} (got {first.get('input')!r:.60})", where) from None
+        body = validated(RewardRequest, await read_body(request, MAX_BODY))
         return recorder.close(episode, body.reward, body.info)
 
 

@@ -13,7 +13,7 @@ import openai
 from fastapi.responses import JSONResponse, Response
 
 from fireact.serve.http_app import BadRequest
-from fireact.serve.server import completion_head, sse
+from fireact.serve.server import chunk, completion_head, sse
 
 UPSTREAM_KEY_VAR = "FIREACT_UPSTREAM_API_KEY"
 
@@ -22,11 +22,12 @@ class UpstreamChat:
     def __init__(self, url: str, model: str | None = None, timeout: float = 600.0):
         key = os.environ.get(UPSTREAM_KEY_VAR) or os.environ.get("OPENAI_API_KEY") or "none"
         self.url, self.model = url, model
+        self.name = model or "upstream"  # what its recorded episodes say answered them
         # the client's own retries (with backoff) for a transient upstream failure; then 502 to our client
         self.client = openai.AsyncOpenAI(base_url=url, api_key=key, timeout=timeout, max_retries=2)
 
     def models(self) -> list[dict[str, Any]]:
-        return [{"id": self.model or "upstream", "object": "model", "owned_by": "upstream"}]
+        return [{"id": self.name, "object": "model", "owned_by": "upstream"}]
 
     async def respond(self, req: dict[str, Any], record: Callable[[dict[str, Any]], None] | None = None) -> Response:
         sampling = {k: req[k] for k in ("temperature", "top_p", "seed") if req[k] is not None}
@@ -66,12 +67,9 @@ def _said(e: openai.APIStatusError) -> str:
 def _chunks(message: dict[str, Any], finish: str | None, head: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """A whole answer as a stream: the role, the content, the tool calls, the finish reason."""
 
-    def event(delta: dict, finish: str | None = None) -> dict[str, Any]:
-        return {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-
-    yield event({"role": "assistant", "content": ""})
+    yield chunk(head, {"role": "assistant", "content": ""})
     if message.get("content"):
-        yield event({"content": message["content"]})
+        yield chunk(head, {"content": message["content"]})
     if message.get("tool_calls"):
-        yield event({"tool_calls": [{"index": k, **c} for k, c in enumerate(message["tool_calls"])]})
-    yield event({}, finish or "stop")
+        yield chunk(head, {"tool_calls": [{"index": k, **c} for k, c in enumerate(message["tool_calls"])]})
+    yield chunk(head, {}, finish or "stop")

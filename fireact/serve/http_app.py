@@ -20,9 +20,8 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -68,6 +67,16 @@ def request_schema(model: type[BaseModel]) -> dict[str, Any]:
     the field as the OpenAI API does."""
     schema = model.model_json_schema()
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def validated(model: type[BaseModel], body: bytes) -> Any:
+    """The body as `model`; BadRequest naming the first field pydantic refused, and what it got."""
+    try:
+        return model.model_validate(json_object(body))
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(map(str, first["loc"])) or None
+        raise BadRequest(f"{where or 'the body'}: {first['msg']} (got {first.get('input')!r:.60})", where) from None
 
 
 def resolve_api_key(flag: str | None) -> str | None:
@@ -163,12 +172,6 @@ def json_app(title: str, api_key: str | None, open_routes: tuple[str, ...]) -> F
     async def refused(_: Request, e: FireactError) -> JSONResponse:
         return error_response(400, str(e))
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, e: RequestValidationError) -> JSONResponse:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"] if p not in ("body", "path", "query"))
-        return error_response(400, f"{where or 'the body'}: {first['msg']}", where or None)
-
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, e: HTTPException) -> JSONResponse:
         if e.status_code == 405:
@@ -194,6 +197,8 @@ class _Deadlines(H11Protocol):
         self._arm()
 
     def _arm(self) -> None:
+        if getattr(self, "_head_timer", None) is not None:
+            self._head_timer.cancel()  # the deadline runs from the last response, not the connection's start
         self._head_timer = self.loop.call_later(REQUEST_SECONDS, self._expire)
 
     def _expire(self) -> None:

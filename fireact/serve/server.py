@@ -220,12 +220,6 @@ class ServedModel:
                 f"context of {self.max_context} tokens", param, "context_length_exceeded",
             )  # fmt: skip
 
-    def submit(self, request: CompletionRequest) -> None:
-        try:
-            self.service.submit(request)
-        except Full as e:
-            raise Busy(str(e)) from None
-
     def models(self) -> list[dict[str, Any]]:
         models = [{"id": self.name, "object": "model", "owned_by": "fireact"}]
         return models + [{"id": name, "object": "model", "owned_by": "fireact", "parent": self.name}
@@ -240,7 +234,7 @@ class ServedModel:
         stop = req["stop"] + [tool_calls.CALL_CLOSE] * calls  # one call a reply: stop after it
         request = CompletionRequest(prompt, stop, req["max_tokens"], req["temperature"], req["top_p"], stream,
                                     self.adapters.ref(req["model"]), req["seed"])  # fmt: skip
-        self.submit(request)
+        self.service.submit(request)  # Full: 503, the client retries
 
         def done(c: Any) -> tuple[dict[str, Any], str]:
             message, finish = chat_message(c, req["max_tokens"], calls)
@@ -260,10 +254,6 @@ class ServedModel:
         message, finish = done(c)
         return JSONResponse({**head, "choices": [{"index": 0, "message": message, "finish_reason": finish}],
                              "usage": usage(c)})  # fmt: skip
-
-
-class Busy(Exception):
-    """Every slot and queue place is taken: 503 with Retry-After, the client retries."""
 
 
 def chat_message(c: Any, max_tokens: int, calls: bool) -> tuple[dict[str, Any], str]:
@@ -295,22 +285,24 @@ def sse(events: Iterator[dict[str, Any] | str]) -> StreamingResponse:
     return StreamingResponse(lines(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
+def chunk(head: dict[str, Any], delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    """One `chat.completion.chunk` of a stream."""
+    return {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+
 def stream_events(request: CompletionRequest, head: dict[str, Any], calls: bool,
                   done: Callable[[Any], tuple[dict[str, Any], str]]) -> Iterator[dict[str, Any]]:  # fmt: skip
     """A role chunk, content deltas as decoded, the finish reason. With tools, text from a `<tool_call>`
     on is held back and sent as one `tool_calls` delta at the end. (Starlette runs this iterator on a
     worker thread: the queue's blocking get never stalls the event loop.)"""
 
-    def event(delta: dict, finish: str | None = None) -> dict[str, Any]:
-        return {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-
-    yield event({"role": "assistant", "content": ""})
+    yield chunk(head, {"role": "assistant", "content": ""})
     text, sent = "", 0
     while (delta := request.stream.get()) is not END:
         text += delta
         safe = _sendable(text, calls)
         if safe > sent:
-            yield event({"content": text[sent:safe]})
+            yield chunk(head, {"content": text[sent:safe]})
             sent = safe
     try:
         c = request.result.result()
@@ -319,11 +311,13 @@ def stream_events(request: CompletionRequest, head: dict[str, Any], calls: bool,
         return
     message, finish = done(c)
     if "tool_calls" in message:
-        yield event({"tool_calls": [{"index": k, **call} for k, call in enumerate(message["tool_calls"])]}, finish)
+        yield chunk(
+            head, {"tool_calls": [{"index": k, **call} for k, call in enumerate(message["tool_calls"])]}, finish
+        )
         return
     if len(c.text) > sent:
-        yield event({"content": c.text[sent:]})
-    yield event({}, finish)
+        yield chunk(head, {"content": c.text[sent:]})
+    yield chunk(head, {}, finish)
 
 
 def completions_choice(served: ServedModel, req: dict[str, Any], c: Any) -> dict[str, Any]:
@@ -378,8 +372,8 @@ def completion_app(chat: Any, api_key: str | None, max_tokens_limit: int, served
     upstream), and, for a local model, `/v1/completions`, /v1/models and the adapter routes."""
     app = json_app("fireact serve", api_key, (*OPEN_ROUTES, ""))
 
-    @app.exception_handler(Busy)
-    async def busy(_: Request, e: Busy) -> JSONResponse:
+    @app.exception_handler(Full)
+    async def busy(_: Request, e: Full) -> JSONResponse:
         return error_response(503, f"server busy ({e}); retry", code="overloaded", headers={"Retry-After": "1"})
 
     @app.get("/health")
@@ -409,7 +403,7 @@ def completion_app(chat: Any, api_key: str | None, max_tokens_limit: int, served
         served.check_context(req["prompt"], req["max_tokens"], "prompt")
         request = CompletionRequest(req["prompt"], req["stop"], req["max_tokens"], req["temperature"], req["top_p"],
                                     adapter=served.adapters.ref(req["model"]), seed=req["seed"])  # fmt: skip
-        served.submit(request)
+        served.service.submit(request)
         try:
             c = await asyncio.wrap_future(request.result)
         except Exception as e:
@@ -451,7 +445,11 @@ def make_server(lm: Any, host: str = "127.0.0.1", port: int = 8000, api_key: str
                 **served: Any) -> HTTPServer:  # fmt: skip
     """`fireact serve` of a local model (`served_model`'s options). With `api_key`, every route but
     /health and /docs needs `Authorization: Bearer KEY`."""
-    model = served_model(lm, **served)
+    return model_server(served_model(lm, **served), host, port, api_key)
+
+
+def model_server(model: ServedModel, host: str, port: int, api_key: str | None) -> HTTPServer:
+    """The routes of a served model on a socket bound now (its engine is closed with the server)."""
     server = HTTPServer(completion_app(model, api_key, model.max_tokens_limit, model), host, port, model.service)
     server.model = model
     return server
