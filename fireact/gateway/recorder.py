@@ -90,10 +90,10 @@ class Recorder:
                 raise BadRequest(f"episode {episode!r} reached the recorder's bound ({self.max_calls} calls, "
                                  f"{self.max_bytes} bytes); close it", "episode", status=413)  # fmt: skip
 
-    def add(self, episode: str, request: dict[str, Any], answer: dict[str, Any]) -> None:
-        """One chat call of `episode`: what the program sent (messages, tools) and what it got."""
+    def add(self, episode: str, request: dict[str, Any], answer: dict[str, Any], size: int) -> None:
+        """One chat call of `episode`: what the program sent (messages, tools; `size`: its body's bytes,
+        what the episode's bound counts) and what it got."""
         call = {"messages": request["messages"], "tools": request["tools"] or None, **answer, "at": time.time()}
-        size = len(json.dumps(call))
         with self.lock:
             if episode in self.done:  # closed while this call was decoding: the call is not part of it
                 return

@@ -24,9 +24,10 @@ def add_episode_routes(app: FastAPI, chat: Any, recorder: Recorder, max_tokens_l
     async def episode_chat(episode: str, request: Request) -> Response:
         """A chat completion recorded as a call of the episode."""
         check_episode_id(episode)
-        req = parse_request(await read_body(request, MAX_BODY), max_tokens_limit)
+        body = await read_body(request, MAX_BODY)
+        req = parse_request(body, max_tokens_limit)
         recorder.check_open(episode)
-        return await chat.respond(req, lambda answer: recorder.add(episode, req, answer))
+        return await chat.respond(req, lambda answer: recorder.add(episode, req, answer, len(body)))
 
     @app.get("/episodes/{episode:path}/v1/models")
     async def episode_models(episode: str) -> dict[str, Any]:

@@ -195,7 +195,9 @@ def test_a_torn_line_from_a_crash_is_reported_and_skipped_and_the_next_episode_i
         {"messages": [QUESTION], "tools": None, "message": {"role": "assistant", "content": "6,650 km"}}]}  # fmt: skip
     (rec / RECORD_FILE).write_text(json.dumps(whole) + "\n" + json.dumps(whole)[:50])
     recorder = Recorder(rec, "m")
-    recorder.add("new", {"messages": [QUESTION], "tools": []}, {"message": {"role": "assistant", "content": "ok"}})
+    recorder.add(
+        "new", {"messages": [QUESTION], "tools": []}, {"message": {"role": "assistant", "content": "ok"}}, size=100
+    )
     recorder.close("new", 0.0)
     recorder.close_all()
     recording = read_recording(rec)

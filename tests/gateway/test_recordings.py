@@ -52,7 +52,7 @@ def test_continued_edited_and_re_prompted_conversations_split_where_the_prefix_b
 
 def test_an_abandoned_episode_is_written_unscored_and_a_bounded_one_refuses_more(tmp_path):
     recorder = Recorder(tmp_path, "m", idle_seconds=60, max_calls=1)
-    recorder.add("idle", {"messages": [Q], "tools": None}, {"message": say("hm")})
+    recorder.add("idle", {"messages": [Q], "tools": None}, {"message": say("hm")}, size=100)
     assert recorder.expire() == 0  # not idle yet
     with pytest.raises(BadRequest, match="close it") as e:  # at its bound: no more calls
         recorder.check_open("idle")
