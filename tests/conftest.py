@@ -18,7 +18,11 @@ import pytest
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["OMP_NUM_THREADS"] = "1"
 ROOT = Path(__file__).resolve().parents[1]
-DATA_DIR = Path(os.environ.get("FIREACT_DATA_DIR") or ROOT.parent / "shared" / "data" / "fireact")
+# absolute, and so in the environment: the README runs the suite with a relative FIREACT_DATA_DIR, and
+# tests start processes in other working directories (the docs' runnable examples, the CLI in tmp dirs)
+DATA_DIR = Path(os.environ.get("FIREACT_DATA_DIR") or ROOT.parent / "shared" / "data" / "fireact").resolve()
+if os.environ.get("FIREACT_DATA_DIR"):
+    os.environ["FIREACT_DATA_DIR"] = str(DATA_DIR)
 ASSETS = Path(__file__).resolve().parent / "assets"
 
 
