@@ -8,7 +8,8 @@
 # Checks: the pinned stack installs; CUDA is seen; bf16 engine rollouts equal HF generate (greedy,
 # 16 HotpotQA questions); a LoRA training step moves only the adapter; a 20-step quickstart slice;
 # ZeRO-2 full fine-tuning on one GPU; and, when the vllm package is importable by $VLLM_PYTHON, GRPO
-# step 1 with its rollouts on a local vLLM server (adapter pushed, server/trainer mismatch printed).
+# step 1 with its rollouts on a local vLLM server (adapter pushed, server/trainer mismatch printed) and
+# DGPO step 1 with its teacher on a local vLLM server (prompt_logprobs; the teacher-student KL printed).
 # Without network (a lent machine), put wheels in .whl/ and they are installed from there only.
 set -u
 cd "$(dirname "$0")/.."
@@ -68,24 +69,31 @@ if [ "$DEVICE" = cuda ]; then
         --trainer.default_root_dir=/tmp/gpu_check/z2 --trainer.logger=false --trainer.callbacks=[] --data.init_args.val_size=4
 fi
 
-server_grpo() {  # a local rollout server, GRPO step 1 sampling on it, the mismatch read from the metrics
-    local kind=$1 model port=8011 up=0 server
+start_server() {  # start_server KIND PORT NAME: SmolLM2 on vLLM or fireact serve, up within 180 s; pid in $server
+    local kind=$1 port=$2 name=$3 model
     model=$($PY -c "from fireact.lm.models import resolve_model; print(resolve_model('smollm2-135m'))")
-    rm -rf /tmp/gpu_check/grpo && mkdir -p /tmp/gpu_check/push
     if [ "$kind" = vllm ]; then
         VLLM_ALLOW_RUNTIME_LORA_UPDATING=True $VLLM_PYTHON -m vllm.entrypoints.openai.api_server --model "$model" \
-            --served-model-name smollm2 --port $port --enable-lora --max-lora-rank 16 --max-loras 2 \
-            --logprobs-mode processed_logprobs --gpu-memory-utilization 0.3 --enforce-eager >"$LOG/server.log" 2>&1 &
+            --served-model-name "$name" --port $port --enable-lora --max-lora-rank 16 --max-loras 2 \
+            --logprobs-mode processed_logprobs --gpu-memory-utilization 0.3 --enforce-eager >"$LOG/$name.log" 2>&1 &
     else
-        $PY -m fireact serve --lm hf:smollm2-135m --model-name smollm2 --port $port \
-            --allow-adapter-loading /tmp/gpu_check/push >"$LOG/server.log" 2>&1 &
+        $PY -m fireact serve --lm hf:smollm2-135m --model-name "$name" --port $port \
+            --allow-adapter-loading /tmp/gpu_check/push >"$LOG/$name.log" 2>&1 &
     fi
     server=$!
     for _ in $(seq 180); do
-        curl -sf localhost:$port/health >/dev/null && up=1 && break
+        curl -sf localhost:$port/health >/dev/null && return 0
         sleep 1
     done
-    [ $up = 1 ] || { kill $server; echo "the $kind server did not come up in 180 s"; return 1; }
+    kill $server
+    echo "the $kind server did not come up in 180 s"
+    return 1
+}
+
+server_grpo() {  # a local rollout server, GRPO step 1 sampling on it, the mismatch read from the metrics
+    local kind=$1 port=8011 server
+    rm -rf /tmp/gpu_check/grpo && mkdir -p /tmp/gpu_check/push
+    start_server "$kind" $port smollm2 || return 1
     $PY -m fireact.train fit --config configs/llama7b_grpo_vllm.yaml "${ACCEL[@]}" --trainer.max_steps=1 \
         --trainer.callbacks=[] --trainer.default_root_dir=/tmp/gpu_check/grpo \
         --trainer.logger=lightning.pytorch.loggers.CSVLogger --trainer.logger.save_dir=/tmp/gpu_check/grpo \
@@ -102,13 +110,33 @@ rows = [r for r in csv.DictReader(open(glob.glob('/tmp/gpu_check/grpo/**/metrics
 print('step 0:', {k.removeprefix('train/'): round(float(rows[0][k]), 6) for k in ('train/logprob_mismatch', 'train/mismatch_kl', 'train/tis_capped_frac', 'train/adapter_push_seconds', 'train/reward_mean', 'train/trained_tokens_per_sec')})"
 }
 
+teacher_dgpo() {  # DGPO step 1 of configs/distill/qwen05b_wiki_dgpo.yaml, SmolLM2 as student and as a served teacher
+    local kind=$1 port=8013 server
+    rm -rf /tmp/gpu_check/dgpo && mkdir -p /tmp/gpu_check/push
+    start_server "$kind" $port teacher || return 1
+    $PY -m fireact.train fit --config configs/distill/qwen05b_wiki_dgpo.yaml "${ACCEL[@]}" --trainer.max_steps=1 \
+        --trainer.callbacks=[] --trainer.default_root_dir=/tmp/gpu_check/dgpo \
+        --trainer.logger=lightning.pytorch.loggers.CSVLogger --trainer.logger.save_dir=/tmp/gpu_check/dgpo \
+        --model.init_args.model=smollm2-135m --model.init_args.init_adapter=null --model.init_args.rollout_servers=null \
+        --model.init_args.server_model=null --model.init_args.teacher=http://localhost:$port \
+        --model.init_args.rollouts.max_turns=3 --model.init_args.rollouts.batch_size=16 --data.init_args.questions_per_step=2
+    local rc=$?
+    kill $server
+    [ $rc = 0 ] && $PY -c "
+import csv, glob
+rows = [r for r in csv.DictReader(open(glob.glob('/tmp/gpu_check/dgpo/**/metrics.csv', recursive=True)[0])) if r.get('train/teacher_kl')]
+print('step 0:', {k.removeprefix('train/'): round(float(rows[0][k]), 6) for k in ('train/teacher_kl', 'train/teacher_share', 'train/reward_mean', 'train/loss')})"
+}
+
 VLLM_PYTHON=${VLLM_PYTHON:-$PY}
 if [ "$DEVICE" != cuda ]; then
     check fireact-serve-grpo-step server_grpo fireact  # the plumbing, with fireact serve as the server
+    check fireact-serve-dgpo-step teacher_dgpo fireact
 elif $VLLM_PYTHON -c "import vllm" 2>/dev/null && [ $(($(date +%s) - START)) -lt 300 ]; then
     check vllm-grpo-step server_grpo vllm
+    check vllm-dgpo-step teacher_dgpo vllm
 else
-    echo "SKIP vllm-grpo-step: no vllm package for \$VLLM_PYTHON ($VLLM_PYTHON), or under 3 minutes left"
+    echo "SKIP vllm-grpo-step, vllm-dgpo-step: no vllm package for \$VLLM_PYTHON ($VLLM_PYTHON), or under 3 minutes left"
 fi
 echo "$pass passed, $fail failed ($(($(date +%s) - START)) s)"
 [ $fail -eq 0 ]

@@ -10,6 +10,10 @@ KL term keeps the policy near the starting one: the adapter-disabled base, or th
 adapter it started from (`init_adapter`), so no second model is held in memory. An optional teacher
 term (`gold_path_coef`, DGPO's fallback where reward is rare) adds the SFT loss of a gold-path
 demonstration (`fireact.rollout.gold_path`) for each question none of whose samples was rewarded.
+With a `teacher` (`fireact.lm.teacher`: an adapter, an HF model or a server), the teacher scores the
+sampled tokens and its per-token reverse KL joins the advantage (`teacher_policy_loss`): on every
+episode (on-policy distillation; `reward_coef: 0` for distillation alone) or only on the episodes
+whose reward is below `distill_below` (DGPO's selective form).
 
 Under DDP each rank plays its own share of the questions (a question's group never spans ranks).
 DeepSpeed is refused with a message: ZeRO-3 generation gathers weights layer by layer in lockstep across
@@ -27,7 +31,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from peft import PeftConfig
 
 from fireact.data.batching import collate, model_inputs
 from fireact.data.encoding import encode
@@ -41,12 +47,14 @@ from fireact.data.trajectory import Trajectory
 from fireact.errors import FireactError
 from fireact.gateway.driver import load_agent, run_program
 from fireact.lm.hf import HFLM
+from fireact.lm.teacher import HFTeacher, ServerTeacher, teacher_kind
 from fireact.lm.token_servers import TokenServersLM
 from fireact.modules.grpo_loss import (
     clipped_policy_loss,
     episode_metrics,
     equal_reward_groups,
     group_advantages,
+    teacher_policy_loss,
     token_budget_chunks,
 )
 from fireact.modules.lm_module import FireActLM
@@ -58,6 +66,8 @@ from fireact.rollout.sampling import sampling_logprobs
 from fireact.serve.server import served_model
 
 REFERENCE = "reference"  # the frozen starting adapter, when training starts from one
+TEACHER = "teacher"  # a teacher adapter on the student's own base
+FROZEN = (REFERENCE, TEACHER)  # adapters loaded beside the trained one, never trained or saved
 
 
 def group_of(x: Example | Trajectory) -> str:
@@ -66,17 +76,34 @@ def group_of(x: Example | Trajectory) -> str:
 
 
 def advantage_rows(
-    trajs: list[Trajectory], groups: list[str], advantages: list[float]
-) -> tuple[list[TokenRow], list[float]]:
-    """The training rows of the episodes with a non-zero advantage (a zero one gives no gradient: its
-    forward pass is skipped), and each row's advantage."""
-    rows, row_adv = [], []
-    for t, g, a in zip(trajs, groups, advantages):
-        if a != 0.0:
+    trajs: list[Trajectory], groups: list[str], advantages: list[float], under: list[bool] | None = None
+) -> tuple[list[TokenRow], list[float], list[bool]]:
+    """The training rows of the episodes with a non-zero advantage or under the teacher's term (any
+    other gives no gradient: its forward pass is skipped), with each row's advantage and whether it
+    is under the teacher."""
+    rows, row_adv, row_under = [], [], []
+    for t, g, a, u in zip(trajs, groups, advantages, under or [False] * len(trajs)):
+        if a != 0.0 or u:
             for r in training_rows(t.token_turns, g):
                 rows.append(r)
                 row_adv.append(a)
-    return rows, row_adv
+                row_under.append(u)
+    return rows, row_adv, row_under
+
+
+def _check_teacher_settings(
+    teacher: str | None, reward_coef: float, distill_coef: float, distill_below: float | None, kl_coef: float,
+    group_size: int,
+) -> None:  # fmt: skip
+    """The reward and teacher terms' settings, checked before any model loads."""
+    if reward_coef < 0 or distill_coef < 0:
+        raise FireactError(f"model.reward_coef and model.distill_coef must be >= 0, got {reward_coef}, {distill_coef}")
+    if not teacher and (reward_coef == 0 or distill_below is not None):
+        raise FireactError("model.reward_coef: 0 and model.distill_below need a model.teacher")
+    if teacher and kl_coef > 0:
+        raise FireactError("model.kl_coef and model.teacher: the teacher's term is already a KL; use one of them")
+    if group_size < 2 and reward_coef > 0:
+        raise FireactError("model.group_size must be at least 2: advantages are relative to the group")
 
 
 class GRPOLM(FireActLM):
@@ -117,6 +144,17 @@ class GRPOLM(FireActLM):
             a shared filesystem; fireact serve: under its --allow-adapter-loading folder).
             Default: `<trainer.default_root_dir>/rollout_adapters`.
         tis_cap: the truncated importance weight's cap, min(pi_trainer / pi_server, tis_cap).
+        teacher: on-policy distillation's teacher (fireact.lm.teacher): a LoRA adapter folder on the
+            student's base, an HF model with the student's tokenizer, or an OpenAI-compatible server URL
+            that returns `prompt_logprobs` (vLLM, `fireact serve`). It scores every sampled token; its
+            log-prob minus the student's joins that token's advantage. None: no teacher.
+        teacher_model: the model name to ask a teacher server for (default: the first it lists).
+        distill_coef: the weight of the teacher's term in the advantage (per token, in nats).
+        distill_below: DGPO's selective form: the teacher's term only on episodes whose reward is below
+            this; None: on every episode (on-policy distillation). Logged: `train/teacher_share`, the
+            share of episodes under the term, and `train/teacher_kl`, the student-teacher KL per token.
+        reward_coef: the weight of the reward's group advantages (0 with a teacher: distillation alone,
+            where a group of 1 is enough).
         agent: an agent program file (`async def run(example, base_url) -> reward`, fireact.gateway.driver)
             that plays the episodes instead of fireact's loop: each step the current weights are served
             behind a recording gateway in this process, the program runs G times per question against
@@ -144,6 +182,11 @@ class GRPOLM(FireActLM):
         server_model: str | None = None,
         push_dir: str | None = None,
         tis_cap: float = 2.0,
+        teacher: str | None = None,
+        teacher_model: str | None = None,
+        distill_coef: float = 1.0,
+        distill_below: float | None = None,
+        reward_coef: float = 1.0,
         agent: str | None = None,
         **kwargs: Any,
     ) -> None:
@@ -161,8 +204,10 @@ class GRPOLM(FireActLM):
             raise FireactError(f"model.gold_path_coef must be >= 0, got {gold_path_coef}")
         if tis_cap <= 0:  # a cap of 0 zeroes the policy gradient, a negative one reverses it
             raise FireactError(f"model.tis_cap must be > 0, got {tis_cap}")
-        if group_size < 2:
-            raise FireactError("model.group_size must be at least 2: advantages are relative to the group")
+        _check_teacher_settings(teacher, reward_coef, distill_coef, distill_below, kl_coef, group_size)
+        self._teacher_kind = teacher_kind(teacher) if teacher else None
+        if self._teacher_kind == "adapter" and self.hparams.finetune != "lora":
+            raise FireactError("model.teacher is a LoRA adapter: it loads beside the student's, which needs finetune: lora")
         self.rollout_config = rollouts or EpisodeConfig(temperature=1.0)
         if self.rollout_config.temperature <= 0:
             raise FireactError("GRPO samples: rollouts.temperature must be > 0")
@@ -172,6 +217,7 @@ class GRPOLM(FireActLM):
         self._pushed: str | None = None  # the adapter the servers sample with (unloaded after the next push)
         self._push_seconds = 0.0
         self._titles: dict[str, list[str]] = {}  # question id -> supporting titles (gold_path_coef > 0)
+        self._teacher: HFTeacher | ServerTeacher | None = None  # a teacher that is not an adapter here
 
     # ----------------------------------------------------------------- rollouts
     def setup(self, stage: str) -> None:
@@ -197,9 +243,27 @@ class GRPOLM(FireActLM):
 
     def configure_model(self) -> None:
         super().configure_model()
-        if self.hparams.kl_coef > 0 and self.hparams.init_adapter and REFERENCE not in self.model.peft_config:
-            self.model.load_adapter(self.hparams.init_adapter, adapter_name=REFERENCE, is_trainable=False)
+        h = self.hparams
+        if h.kl_coef > 0 and h.init_adapter and REFERENCE not in self.model.peft_config:
+            self.model.load_adapter(h.init_adapter, adapter_name=REFERENCE, is_trainable=False)
             self.model.set_adapter("default")
+        if self._teacher_kind == "adapter" and TEACHER not in self.model.peft_config:
+            self._load_teacher_adapter(h.teacher)
+        elif self._teacher_kind == "model" and self._teacher is None:
+            self._teacher = HFTeacher(h.teacher, self.tokenizer, h.micro_batch_tokens)
+        elif self._teacher_kind == "server" and self._teacher is None:
+            self._teacher = ServerTeacher(h.teacher, h.teacher_model)
+
+    def _load_teacher_adapter(self, folder: str) -> None:
+        base = PeftConfig.from_pretrained(folder).base_model_name_or_path or ""
+        if Path(base).name != Path(self.model_path).name:
+            raise FireactError(f"model.teacher: the adapter {folder!r} was trained on {base!r}, the student is "
+                               f"{self.model_path!r}; give a teacher model instead")  # fmt: skip
+        try:
+            self.model.load_adapter(folder, adapter_name=TEACHER, is_trainable=False)
+        except (OSError, ValueError) as e:
+            raise FireactError(f"model.teacher: cannot load the adapter {folder!r}: {e}") from e
+        self.model.set_adapter("default")
 
     def rollout_lm(self) -> HFLM | TokenServersLM:
         """This step's sampler: the live model here, or the servers with this step's adapter pushed."""
@@ -319,18 +383,33 @@ class GRPOLM(FireActLM):
 
     def reference_logprobs(self, rows: list[TokenRow]) -> torch.Tensor:
         """Log-probs under the starting policy: the frozen init adapter, or the adapter-disabled base."""
-        with torch.no_grad():
-            if REFERENCE in getattr(self.model, "peft_config", {}):
-                self.model.set_adapter(REFERENCE)
-                try:
-                    return self.token_logprobs(rows)[0]
-                finally:
-                    self.model.set_adapter("default")
-                    for name, p in self.model.named_parameters():  # set_adapter moves trainability: restore it
-                        if "lora_" in name:
-                            p.requires_grad_(f".{REFERENCE}." not in name)
-            with self.model.disable_adapter():
-                return self.token_logprobs(rows)[0]
+        if REFERENCE in getattr(self.model, "peft_config", {}):
+            return self._frozen_adapter_logprobs(REFERENCE, rows, self.rollout_config.temperature)
+        with torch.no_grad(), self.model.disable_adapter():
+            return self.token_logprobs(rows)[0]
+
+    def teacher_logprobs(self, rows: list[TokenRow]) -> torch.Tensor:
+        """The teacher's log-prob (its own distribution, temperature 1) of every trained token of `rows`,
+        flattened in row order as `token_logprobs`."""
+        if self._teacher is None:
+            return self._frozen_adapter_logprobs(TEACHER, rows, 1.0)
+        if isinstance(self._teacher, HFTeacher):
+            self._teacher.to(self.device)  # not a submodule: Lightning does not move it (nor train or save it)
+        scores = self._teacher.logprobs([r.input_ids.tolist() for r in rows])  # position t: token t given < t
+        picked = [s[r.trained[1:]] for r, s in zip(rows, scores)]
+        return torch.from_numpy(np.concatenate(picked)).to(self.device, torch.float32)
+
+    def _frozen_adapter_logprobs(self, name: str, rows: list[TokenRow], temperature: float) -> torch.Tensor:
+        self.model.set_adapter(name)
+        try:
+            with torch.no_grad():
+                logits, targets, _ = self._trained_logits(rows)
+                return sampling_logprobs(logits, temperature).gather(-1, targets[:, None])[:, 0]
+        finally:
+            self.model.set_adapter("default")
+            for n, p in self.model.named_parameters():  # set_adapter moves trainability: restore it
+                if "lora_" in n:
+                    p.requires_grad_(not any(f".{f}." in n for f in FROZEN))
 
     def training_step(self, batch: list[Example], batch_idx: int) -> torch.Tensor:
         h = self.hparams
@@ -338,9 +417,10 @@ class GRPOLM(FireActLM):
         trajs, rewards, groups = self.scored_groups(batch, seconds)
         step_metrics = episode_metrics(trajs, rewards, groups)  # the step's own questions, before any refill
         trajs, rewards, groups, refilled = self.refilled_groups(trajs, rewards, groups, seconds)
-        advantages = group_advantages(rewards, groups)
+        advantages = [h.reward_coef * a for a in group_advantages(rewards, groups)]
+        under = [h.teacher is not None and (h.distill_below is None or r < h.distill_below) for r in rewards]
         teacher, all_teacher = self.gold_path_rows(trajs)
-        rows, row_adv = advantage_rows(trajs, groups, advantages)
+        rows, row_adv, row_under = advantage_rows(trajs, groups, advantages, under)
         sampled = sum(len(x.generated) for t in trajs for x in t.token_turns)
         n_trained = sum(r.num_trained for r in rows)
         all_trained = max(sum_over_ranks(self.trainer, n_trained), 1)  # the loss is a token mean over all ranks
@@ -348,10 +428,11 @@ class GRPOLM(FireActLM):
         stats: dict[str, float] = defaultdict(float)
         started = time.perf_counter()
         trainer_old: dict[int, torch.Tensor] = {}  # server rollouts: the trainer's log-probs before any update
+        teacher_lp: dict[int, torch.Tensor] = {}  # the teacher's log-probs of each micro-batch, scored once
         for _ in range(h.ppo_epochs):
             optimizer.zero_grad()
             with self._local_backward():
-                self._policy_loss(rows, row_adv, all_trained, stats, trainer_old)
+                self._policy_loss(rows, row_adv, row_under, all_trained, stats, trainer_old, teacher_lp)
                 self._gold_path_loss(teacher, all_teacher, stats)
             sum_grads_over_ranks(
                 self.trainer, self.parameters()
@@ -378,6 +459,9 @@ class GRPOLM(FireActLM):
             "train/scoring_seconds": seconds["scoring"],
             "train/training_seconds": training_seconds,
         }
+        if h.teacher is not None:
+            metrics |= {"train/teacher_share": sum(under) / max(len(under), 1),
+                        "train/teacher_kl": stats["teacher_kl"] / max(stats["teacher_tokens"], 1)}  # fmt: skip
         if h.gold_path_coef > 0:  # the demonstrations' NLL per token (this rank's), the teacher loss unweighted
             metrics |= {"train/gold_paths": len(teacher),
                         "train/gold_path_nll": stats["gold_path_nll"] / max(sum(r.num_trained for r in teacher) * h.ppo_epochs, 1)}  # fmt: skip
@@ -389,11 +473,13 @@ class GRPOLM(FireActLM):
         return torch.tensor(metrics["train/loss"])
 
     def _policy_loss(
-        self, rows: list[TokenRow], row_adv: list[float], all_trained: int, stats: dict, trainer_old: dict
-    ) -> None:
-        """Backward of the clipped policy-gradient loss (+ k3 KL) in micro-batches of rows. Rows a server
-        sampled: the ratio is to the trainer's own log-probs before the update (taken in the first
-        epoch), and the server's log-probs weight the loss by truncated importance sampling."""
+        self, rows: list[TokenRow], row_adv: list[float], row_under: list[bool], all_trained: int, stats: dict,
+        trainer_old: dict, teacher_lp: dict,
+    ) -> None:  # fmt: skip
+        """Backward of the clipped policy-gradient loss (+ k3 KL, or + the teacher's term) in micro-batches
+        of rows. Rows a server sampled: the ratio is to the trainer's own log-probs before the update
+        (taken in the first epoch), and the server's log-probs weight the loss by truncated importance
+        sampling."""
         h = self.hparams
         for k, chunk in enumerate(token_budget_chunks(rows, h.micro_batch_tokens)):
             part = [rows[i] for i in chunk]
@@ -402,10 +488,16 @@ class GRPOLM(FireActLM):
             if h.rollout_servers:
                 behaviour, old = old, trainer_old.setdefault(k, new.detach())
             adv = torch.cat([torch.full((rows[i].num_trained,), row_adv[i]) for i in chunk]).to(new.device)
-            ref = self.reference_logprobs(part) if h.kl_coef > 0 else None
-            per_token, chunk_stats = clipped_policy_loss(
-                new, old, adv, h.clip_eps, ref, h.kl_coef, behaviour, h.tis_cap
-            )
+            if h.teacher is not None:
+                under = torch.cat([torch.full((rows[i].num_trained,), row_under[i]) for i in chunk]).to(new.device)
+                scored = teacher_lp[k] if k in teacher_lp else teacher_lp.setdefault(k, self.teacher_logprobs(part))
+                per_token, chunk_stats = teacher_policy_loss(new, old, scored, adv, under, h.clip_eps, h.distill_coef,
+                                                             behaviour, h.tis_cap)  # fmt: skip
+            else:
+                ref = self.reference_logprobs(part) if h.kl_coef > 0 else None
+                per_token, chunk_stats = clipped_policy_loss(
+                    new, old, adv, h.clip_eps, ref, h.kl_coef, behaviour, h.tis_cap
+                )
             loss = per_token.sum() / all_trained
             self.manual_backward(loss)
             stats["loss"] += float(loss.detach())
@@ -433,4 +525,6 @@ class GRPOLM(FireActLM):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
         if "state_dict" in checkpoint:  # the frozen reference is the init adapter itself: not saved again
-            checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if f".{REFERENCE}." not in k}
+            checkpoint["state_dict"] = {
+                k: v for k, v in checkpoint["state_dict"].items() if not any(f".{f}." in k for f in FROZEN)
+            }

@@ -97,3 +97,33 @@ def clipped_policy_loss(
         per_token = per_token + kl_coef * kl
         stats["kl"] = float(kl.detach().sum())
     return per_token, stats
+
+
+def teacher_policy_loss(
+    new: torch.Tensor,
+    old: torch.Tensor,
+    teacher: torch.Tensor,
+    advantages: torch.Tensor,
+    under_teacher: torch.Tensor,
+    clip_eps: float,
+    distill_coef: float = 1.0,
+    behaviour: torch.Tensor | None = None,
+    tis_cap: float = 2.0,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """On-policy distillation as a per-token advantage, folded into the clipped policy loss.
+
+    The student sampled each token; the teacher scored it (`teacher`: its log-prob of that token given
+    the same prefix). Per-token reverse KL to the teacher, KL(student || teacher) = E[log pi_s - log pi_t],
+    is minimised by the policy gradient whose per-token reward is log pi_t(x) - log pi_s(x) (discount 0:
+    each token answers for itself), so on the tokens `under_teacher` (bool) the advantage becomes
+    `advantages` + distill_coef x (teacher - old), detached. `advantages` 0 and every token under the
+    teacher is pure on-policy distillation; the reward's group advantages with only the reward-failed
+    episodes' tokens under the teacher is DGPO's selective form. Returns (per-token loss, sums for
+    logging: `teacher_kl` (the k1 estimate, log pi_s - log pi_t), `teacher_tokens`, and the policy
+    loss's own)."""
+    under = under_teacher.to(old.dtype)
+    gap = (teacher - old).detach() * under
+    per_token, stats = clipped_policy_loss(new, old, advantages + distill_coef * gap, clip_eps,
+                                           behaviour=behaviour, tis_cap=tis_cap)  # fmt: skip
+    stats |= {"teacher_kl": float(-gap.sum()), "teacher_tokens": float(under.sum())}
+    return per_token, stats

@@ -38,6 +38,9 @@ class CompletionsRequest(_Sampling):
 
     prompt: str | list[int] = Field(description="text, or token ids of the served tokenizer")
     logprobs: Literal[0, 1] | None = Field(None, description="1: the sampled token's log-prob")
+    prompt_logprobs: Literal[0, 1] | None = Field(
+        None, description="each prompt token's log-prob given the ones before it (vLLM's; 1 adds the top one)"
+    )
     return_token_ids: bool = False
     return_tokens_as_token_ids: bool = False
 

@@ -18,8 +18,10 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
+import torch
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
@@ -100,6 +102,10 @@ def parse_completion_request(body: bytes, max_tokens_limit: int, vocab: int) -> 
     logprobs = req.get("logprobs")
     if logprobs not in (None, 0, 1) or isinstance(logprobs, bool):
         raise BadRequest("logprobs must be 0 or 1 (the sampled token's log-prob; no top-k alternatives)", "logprobs")
+    prompt_logprobs = req.get("prompt_logprobs")
+    if prompt_logprobs not in (None, 0, 1) or isinstance(prompt_logprobs, bool):
+        raise BadRequest("prompt_logprobs must be 0 or 1 (each prompt token's log-prob, and with 1 the top one)",
+                         "prompt_logprobs")  # fmt: skip
     for key in ("stream", "echo"):
         if req.get(key):
             raise BadRequest(f"{key} is not supported on /v1/completions", key)
@@ -107,7 +113,7 @@ def parse_completion_request(body: bytes, max_tokens_limit: int, vocab: int) -> 
     if not all(isinstance(v, bool) for v in flags.values()):
         raise BadRequest("return_token_ids and return_tokens_as_token_ids must be booleans")
     return {"prompt": prompt, **_sampling(req, max_tokens_limit, max_stop=16), "logprobs": logprobs,
-            "model": req.get("model"), **flags}  # fmt: skip
+            "prompt_logprobs": prompt_logprobs, "model": req.get("model"), **flags}  # fmt: skip
 
 
 def _message(m: Any, i: int) -> dict[str, Any]:
@@ -335,6 +341,29 @@ def completions_choice(served: ServedModel, req: dict[str, Any], c: Any) -> dict
     return choice
 
 
+def score_prompt(served: ServedModel, ids: list[int], adapter: tuple[str, int] | None, top: int) -> list[Any]:
+    """vLLM's `prompt_logprobs`: for each prompt token after the first, {id: {logprob, rank, decoded_token}}
+    of that token given the ones before it (and with `top` 1 the most likely one's too); None for the
+    first. What a teacher sends to score a student's tokens (fireact.lm.teacher). Runs on the engine
+    thread: one forward over the prompt, with the request's adapter."""
+    tok, x = served.lm.tokenizer, torch.tensor([ids])
+    names = {"adapter_names": [adapter[0]]} if adapter else {}
+    with torch.no_grad():
+        logits = served.lm.model(input_ids=x.to(served.lm.model.device), use_cache=False, **names).logits[0, :-1]
+    lp = torch.log_softmax(logits.float(), -1).cpu()
+    chosen = lp.gather(-1, x[0, 1:, None])[:, 0]
+    ranks = (lp > chosen[:, None]).sum(-1) + 1
+    best = lp.argmax(-1)
+    out: list[Any] = [None]
+    for t in range(1, len(ids)):
+        entry = {str(ids[t]): {"logprob": float(chosen[t - 1]), "rank": int(ranks[t - 1]), "decoded_token": tok.decode([ids[t]])}}
+        if top and int(best[t - 1]) != ids[t]:
+            b = int(best[t - 1])
+            entry[str(b)] = {"logprob": float(lp[t - 1, b]), "rank": 1, "decoded_token": tok.decode([b])}
+        out.append(entry)
+    return out
+
+
 def load_adapter(served: ServedModel, req: dict[str, Any]) -> dict[str, Any]:
     """vLLM's `POST /v1/load_lora_adapter` {lora_name, lora_path}: only under --allow-adapter-loading DIR."""
     store = served.adapters
@@ -401,15 +430,21 @@ def completion_app(chat: Any, api_key: str | None, max_tokens_limit: int, served
         body = await read_body(request, MAX_BODY)
         req = parse_completion_request(body, max_tokens_limit, len(served.lm.tokenizer))
         served.check_context(req["prompt"], req["max_tokens"], "prompt")
+        adapter = served.adapters.ref(req["model"])
         request = CompletionRequest(req["prompt"], req["stop"], req["max_tokens"], req["temperature"], req["top_p"],
-                                    adapter=served.adapters.ref(req["model"]), seed=req["seed"])  # fmt: skip
+                                    adapter=adapter, seed=req["seed"])  # fmt: skip
         served.service.submit(request)
         try:
             c = await asyncio.wrap_future(request.result)
+            choice = completions_choice(served, req, c)
+            if req["prompt_logprobs"] is not None:
+                ids = c.prompt_ids or prompt_ids(req["prompt"], served.lm.tokenizer)
+                score = partial(score_prompt, served, ids, adapter, req["prompt_logprobs"])
+                choice["prompt_logprobs"] = await asyncio.to_thread(served.service.run_on_engine, score)
         except Exception as e:
             return error_response(500, f"generation failed: {type(e).__name__}: {e}")
-        return JSONResponse({**completion_head("text_completion", served.name),
-                             "choices": [completions_choice(served, req, c)], "usage": usage(c)})  # fmt: skip
+        return JSONResponse({**completion_head("text_completion", served.name), "choices": [choice],
+                             "usage": usage(c)})  # fmt: skip
 
     for route, action in (("load_lora_adapter", load_adapter), ("unload_lora_adapter", unload_adapter)):
         app.post(f"/v1/{route}")(_adapter_route(served, action))
