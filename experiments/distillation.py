@@ -110,10 +110,12 @@ def report() -> None:
         print(f"| {name} | {steps_done} | {_rate(trajs, 'reward'):.1f}% | {_rate(trajs, 'format'):.1f}% | "
               f"+{m['only_second']} / -{m['only_first']} (p = {m['p_value']:.3g}) | "
               f"{100 * g['gain']:+.1f} [{100 * g['low']:+.1f}, {100 * g['high']:+.1f}] | {closed} |")  # fmt: skip
-    for arm in ARMS:
+    for arm in ARMS:  # the training curves (every k-th step of a long one)
         rows = curve(arm)
+        rows = rows[:: max(len(rows) // 12, 1)]
         keys = [k for k in ("train/reward_mean", "train/teacher_kl", "train/teacher_share", "train/loss") if rows and k in rows[0]]
-        print(f"{arm} per step: " + json.dumps({k.split('/')[1]: [round(r.get(k, float('nan')), 3) for r in rows] for k in keys}))
+        print(f"{arm} at steps {[int(r['step']) for r in rows]}: "
+              + json.dumps({k.split('/')[1]: [round(r.get(k, float('nan')), 3) for r in rows] for k in keys}))  # fmt: skip
     print_costs(OUT / "steps.json")
 
 

@@ -400,12 +400,16 @@ class GRPOLM(FireActLM):
         return torch.from_numpy(np.concatenate(picked)).to(self.device, torch.float32)
 
     def _frozen_adapter_logprobs(self, name: str, rows: list[TokenRow], temperature: float) -> torch.Tensor:
+        """Log-probs under a frozen adapter, in eval mode (its own LoRA dropout off)."""
+        training = self.model.training
         self.model.set_adapter(name)
+        self.model.eval()
         try:
             with torch.no_grad():
                 logits, targets, _ = self._trained_logits(rows)
                 return sampling_logprobs(logits, temperature).gather(-1, targets[:, None])[:, 0]
         finally:
+            self.model.train(training)
             self.model.set_adapter("default")
             for n, p in self.model.named_parameters():  # set_adapter moves trainability: restore it
                 if "lora_" in n:

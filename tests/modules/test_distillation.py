@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import threading
 
+import openai
 import pytest
 import torch
 
@@ -44,7 +45,8 @@ def teacher_adapter(tiny_model_dir, tmp_path_factory) -> str:
     torch.manual_seed(1)
     out = tmp_path_factory.mktemp("teacher")
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    config = LoraConfig(r=4, lora_alpha=32, target_modules=["q_proj", "v_proj", "up_proj"], init_lora_weights=False)
+    config = LoraConfig(r=4, lora_alpha=32, lora_dropout=0.5, target_modules=["q_proj", "v_proj", "up_proj"],
+                        init_lora_weights=False)
     get_peft_model(base, config).save_pretrained(out)
     return str(out)
 
@@ -96,12 +98,14 @@ def test_the_teachers_three_homes_score_alike(tiny_model_dir, teacher_adapter, t
 
     module = student(tiny_model_dir, teacher=teacher_adapter)
     module.configure_model()
-    module.model.eval()
+    module.model.train()  # as in a training step: the teacher still scores without its dropout
     trainable = module.trainable_state_keys()
     assert trainable and not any(TEACHER in k for k in trainable)  # the teacher adapter is frozen
     ids = [[1, 330, 2046, 17, 905, 64, 3001, 12, 9], [1, 77, 78, 79, 80]]
     rows = [TokenRow(x, [False, False] + [True] * (len(x) - 2)) for x in ids]
     as_adapter = module.teacher_logprobs(rows)
+    torch.testing.assert_close(module.teacher_logprobs(rows), as_adapter, rtol=0, atol=0)
+    assert module.model.training
 
     def picked(scores):
         return torch.cat([torch.from_numpy(s[1:]) for s in scores])  # positions 2.. are the trained ones
@@ -110,7 +114,12 @@ def test_the_teachers_three_homes_score_alike(tiny_model_dir, teacher_adapter, t
     server = make_server(HFLM(str(tmp_path / "merged"), dtype=torch.float32), port=0, model_name="teacher")
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        as_server = picked(ServerTeacher(f"http://127.0.0.1:{server.server_address[1]}").logprobs(ids))
+        served = ServerTeacher(f"http://127.0.0.1:{server.server_address[1]}")
+        as_server = picked(served.logprobs(ids))
+        with pytest.raises(openai.BadRequestError, match="prompt_logprobs must be 0 or 1") as refused:
+            served.client.completions.create(model="teacher", prompt=ids[0], max_tokens=1,
+                                             extra_body={"prompt_logprobs": 5})  # fmt: skip
+        assert refused.value.body["param"] == "prompt_logprobs"
     finally:
         server.shutdown()
         server.server_close()
@@ -118,6 +127,7 @@ def test_the_teachers_three_homes_score_alike(tiny_model_dir, teacher_adapter, t
     assert as_adapter.shape == (len(ids[0]) + len(ids[1]) - 4,)
     torch.testing.assert_close(as_model, as_adapter, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(as_server, as_adapter, atol=1e-4, rtol=1e-4)
+    module.model.eval()
     with torch.no_grad(), module.model.disable_adapter():  # the teacher is not the base
         assert not torch.allclose(module.token_logprobs(rows)[0], as_adapter, atol=1e-3)
 
