@@ -23,6 +23,8 @@ import torch
 
 from fireact.errors import FireactError
 from fireact.lm.models import load_tokenizer, resolve_model
+from fireact.lm.token_servers import api_root
+from fireact.rollout.sampling import sampling_logprobs
 
 TeacherKind = Literal["adapter", "model", "server"]
 
@@ -75,8 +77,8 @@ class HFTeacher:
             for r, i in enumerate(chunk):
                 ids[r, : len(sequences[i])] = torch.tensor(sequences[i])
                 mask[r, : len(sequences[i])] = 1
-            logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits[:, :-1].float()
-            lp = torch.log_softmax(logits, -1).gather(-1, ids[:, 1:, None].to(device))[..., 0].cpu().numpy()
+            logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits[:, :-1]
+            lp = sampling_logprobs(logits, 1.0).gather(-1, ids[:, 1:, None].to(device))[..., 0].cpu().numpy()
             for r, i in enumerate(chunk):
                 out[i] = lp[r, : len(sequences[i]) - 1]
         return out  # type: ignore[return-value]
@@ -92,7 +94,7 @@ class ServerTeacher:
                  max_retries: int = 3) -> None:  # fmt: skip
         from openai import OpenAI
 
-        self.client = OpenAI(base_url=base_url.rstrip("/") + ("" if base_url.rstrip("/").endswith("/v1") else "/v1"),
+        self.client = OpenAI(base_url=api_root(base_url),
                              api_key=os.environ.get("FIREACT_TEACHER_API_KEY") or "none", timeout=timeout,
                              max_retries=max_retries)  # fmt: skip
         self.base_url, self.concurrency = base_url, concurrency

@@ -91,6 +91,11 @@ def advantage_rows(
     return rows, row_adv, row_under
 
 
+def _per_token(rows: list[TokenRow], chunk: list[int], values: list) -> torch.Tensor:
+    """Each row's value repeated over its trained tokens, for the rows of `chunk`, in order."""
+    return torch.cat([torch.full((rows[i].num_trained,), values[i]) for i in chunk])
+
+
 def _check_teacher_settings(
     teacher: str | None, reward_coef: float, distill_coef: float, distill_below: float | None, kl_coef: float,
     group_size: int,
@@ -491,10 +496,12 @@ class GRPOLM(FireActLM):
             behaviour = None
             if h.rollout_servers:
                 behaviour, old = old, trainer_old.setdefault(k, new.detach())
-            adv = torch.cat([torch.full((rows[i].num_trained,), row_adv[i]) for i in chunk]).to(new.device)
+            adv = _per_token(rows, chunk, row_adv).to(new.device)
             if h.teacher is not None:
-                under = torch.cat([torch.full((rows[i].num_trained,), row_under[i]) for i in chunk]).to(new.device)
-                scored = teacher_lp[k] if k in teacher_lp else teacher_lp.setdefault(k, self.teacher_logprobs(part))
+                under = _per_token(rows, chunk, row_under).to(new.device)
+                if k not in teacher_lp:  # scored once a step, whatever ppo_epochs is
+                    teacher_lp[k] = self.teacher_logprobs(part)
+                scored = teacher_lp[k]
                 per_token, chunk_stats = teacher_policy_loss(new, old, scored, adv, under, h.clip_eps, h.distill_coef,
                                                              behaviour, h.tis_cap)  # fmt: skip
             else:

@@ -28,6 +28,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fireact.data import tool_calls
 from fireact.data.chat import ROLES, message_text
 from fireact.data.prompt_style import Prompt, PromptStyle, prompt_ids
+from fireact.rollout.sampling import sampling_logprobs
 from fireact.serve.adapters import AdapterStore
 from fireact.serve.completion_service import END, CompletionRequest, CompletionService, Full
 from fireact.serve.http_app import (
@@ -350,7 +351,7 @@ def score_prompt(served: ServedModel, ids: list[int], adapter: tuple[str, int] |
     names = {"adapter_names": [adapter[0]]} if adapter else {}
     with torch.no_grad():
         logits = served.lm.model(input_ids=x.to(served.lm.model.device), use_cache=False, **names).logits[0, :-1]
-    lp = torch.log_softmax(logits.float(), -1).cpu()
+    lp = sampling_logprobs(logits, 1.0).cpu()
     chosen = lp.gather(-1, x[0, 1:, None])[:, 0]
     ranks = (lp > chosen[:, None]).sum(-1) + 1
     best = lp.argmax(-1)
