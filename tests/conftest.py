@@ -97,9 +97,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def weak_agent(tmp_path_factory, smollm2_dir) -> dict:
-    """The on-policy proofs' start (tests/support/weak_agent.py), built once per test run: under
-    xdist the first worker that needs it builds it in the run's shared temp dir (35-55 s saved on
-    the other). "tmp" stays the worker's own, for what a test writes."""
+    """The on-policy proofs' start (tests/support/weak_agent.py) and its held-out EM, built once per
+    test run: under xdist the first worker that needs it builds it in the run's shared temp dir (35-55 s
+    saved on the other, and ~25 s of held-out rollouts per proof). "tmp" stays the worker's own, for
+    what a test writes."""
     from filelock import FileLock
     from weak_agent import build_weak_agent, weak_agent_at
 

@@ -57,6 +57,21 @@ def pack_rows(lengths: Sequence[int], capacity: int) -> list[Row]:
     return rows
 
 
+def pack_in_order(lengths: Sequence[int], capacity: int) -> list[Row]:
+    """Consecutive examples into rows of at most `capacity` tokens (next-fit): the row-major order of
+    the packed tokens is the examples' own order, so per-example values line up without a gather."""
+    rows: list[Row] = []
+    room = 0
+    for i, n in enumerate(lengths):
+        if rows and n <= room:
+            rows[-1].append(i)
+            room -= n
+        else:
+            rows.append([i])
+            room = capacity - n
+    return rows
+
+
 def packed_batches(lengths: Sequence[int], batch_size: int, capacity: int, seed: int) -> list[Batch]:
     rows = pack_rows(lengths, capacity)
     rng = np.random.default_rng(seed)

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from peft import PeftConfig
 
-from fireact.data.batching import collate, model_inputs
+from fireact.data.batching import collate, model_inputs, pack_in_order
 from fireact.data.encoding import encode
 from fireact.data.paths import resolve_data_dir
 from fireact.data.prompt_style import PromptStyle
@@ -135,8 +135,9 @@ class GRPOLM(FireActLM):
             is rare; HotpotQA pools on a wiki split, whose questions carry their supporting titles).
             0: no teacher. Logged: `train/gold_paths` (demonstrations a step), `train/gold_path_nll`.
         ppo_epochs: optimizer steps on each batch of rollouts (1 = strictly on-policy).
-        micro_batch_tokens: padded tokens per forward/backward when computing the loss (rows sorted by
-            length and packed up to it; a longer row goes alone). Activation memory grows with it:
+        micro_batch_tokens: tokens per forward/backward when computing the loss (episodes sorted by
+            length and packed into sequences as long as the longest, `token_budget_chunks`; a longer
+            episode goes alone). Activation memory grows with it:
             about 1.4 MB per token for SmolLM2-135M in fp32, so 4096 is ~6 GB; a row-count cap would
             let 8 full 11-turn episodes (~24k tokens) take 30+ GB.
         rollout_servers: base URLs of OpenAI-compatible servers (vLLM, `fireact serve`) that sample the
@@ -369,10 +370,11 @@ class GRPOLM(FireActLM):
     # ----------------------------------------------------------------- loss
     def _trained_logits(self, rows: list[TokenRow]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """(fp32 logits predicting each trained token of `rows`, those tokens, their sampling log-probs
-        when the rows carry them), in row order. Batched by SFT's `collate`; the LM head runs at the
-        trained tokens only."""
-        batch = collate(rows, [[i] for i in range(len(rows))], self.tokenizer.pad_token_id, packed=False)
-        inputs = {k: v.to(self.device) for k, v in model_inputs(batch).items()}
+        when the rows carry them), in row order. Packed in order by SFT's `collate` (block-diagonal
+        attention, positions restarting at each row); the LM head runs at the trained tokens only."""
+        packs = pack_in_order([len(r) for r in rows], max(len(r) for r in rows))
+        batch = collate(rows, packs, self.tokenizer.pad_token_id, packed=True)
+        inputs = {k: v.to(self.device) for k, v in model_inputs(batch, self.model).items()}
         targets = inputs.pop("labels")[:, 1:]  # position t predicts token t+1
         keep = targets != IGNORE_INDEX
         sampled = batch.get("sampled_logprobs")

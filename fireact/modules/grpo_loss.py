@@ -10,6 +10,7 @@ from collections import defaultdict
 
 import torch
 
+from fireact.data.batching import pack_in_order
 from fireact.data.evaluation import gold_seen
 from fireact.data.token_row import TokenRow
 from fireact.data.trajectory import Trajectory
@@ -49,17 +50,24 @@ def group_advantages(rewards: list[float], groups: list[str], eps: float = 1e-4)
 
 
 def token_budget_chunks(rows: list[TokenRow], budget: int) -> list[list[int]]:
-    """Row indices in micro-batches of at most `budget` padded tokens (rows x longest), longest first so
-    that rows of similar length share a batch; a row longer than the budget goes alone."""
+    """Row indices in micro-batches of at most `budget` tokens once packed (`pack_in_order`, rows as
+    long as the micro-batch's longest), longest first; a row longer than the budget goes alone.
+    Packing instead of padding: episodes of one step differ in length by several times (a format
+    error ends one at its first turn), and padding them to the longest tripled a step's compute."""
     chunks: list[list[int]] = []
     for i in sorted(range(len(rows)), key=lambda i: -len(rows[i])):
         chunk = chunks[-1] if chunks else None
-        # sorted: the chunk's first row is its longest, so its padded size is (rows + 1) x that length
-        if chunk and (len(chunk) + 1) * len(rows[chunk[0]]) <= budget:
+        if chunk and packed_tokens([len(rows[j]) for j in [*chunk, i]]) <= budget:
             chunk.append(i)
         else:
             chunks.append([i])
     return chunks
+
+
+def packed_tokens(lengths: list[int]) -> int:
+    """The tokens `lengths` take packed in order into rows as long as the longest of them."""
+    width = max(lengths)
+    return len(pack_in_order(lengths, width)) * width
 
 
 def clipped_policy_loss(

@@ -74,6 +74,9 @@ class FireActLM(pl.LightningModule):
         lora_alpha: the LoRA scale's numerator (the update is scaled by lora_alpha / lora_r).
         lora_dropout: dropout on the LoRA branch's input.
         lora_target_modules: the module names that get an adapter (None: DEFAULT_LORA_TARGETS).
+        lora_top_layers: adapt only the last N decoder layers (None: all). Backward then stops at the
+            lowest adapted layer and the frozen layers below keep no activations for it: a cheaper,
+            smaller step for a smaller adapter.
         lr: AdamW's learning rate (DeepSpeedCPUAdam when DeepSpeed offloads the optimizer).
         weight_decay: AdamW's weight decay.
         betas: AdamW's betas.
@@ -97,6 +100,7 @@ class FireActLM(pl.LightningModule):
         lora_alpha: int = 16,
         lora_dropout: float = 0.05,
         lora_target_modules: list[str] | None = None,
+        lora_top_layers: int | None = None,
         lr: float = 3e-4,
         weight_decay: float = 0.0,
         betas: tuple[float, float] = (0.9, 0.999),
@@ -109,6 +113,11 @@ class FireActLM(pl.LightningModule):
         super().__init__()
         if finetune not in ("lora", "full"):
             raise FireactError(f"model.finetune must be 'lora' or 'full', got {finetune!r}")
+        if lora_top_layers is not None and (finetune != "lora" or init_adapter or lora_top_layers < 1):
+            raise FireactError(
+                f"model.lora_top_layers must be >= 1, for a new LoRA adapter (finetune: lora, no init_adapter), "
+                f"got {lora_top_layers!r}"
+            )
         if init_adapter and finetune != "lora":
             raise FireactError("model.init_adapter is a LoRA adapter: it needs model.finetune: lora")
         _check_hparams(lr=lr, weight_decay=weight_decay, betas=betas, warmup=warmup, lora_r=lora_r,
@@ -162,6 +171,7 @@ class FireActLM(pl.LightningModule):
                 lora_alpha=self.hparams.lora_alpha,
                 lora_dropout=self.hparams.lora_dropout,
                 target_modules=list(self.hparams.lora_target_modules or DEFAULT_LORA_TARGETS),
+                layers_to_transform=self._top_layers(model.config),
                 task_type="CAUSAL_LM",
             )
             try:
@@ -171,6 +181,16 @@ class FireActLM(pl.LightningModule):
             if self._hf_deepspeed_config is not None:
                 _zero_lora_b_under_zero3(model)
         self.model = model.train()  # from_pretrained returns eval mode (no dropout); Lightning keeps the mode
+
+    def _top_layers(self, config: Any) -> list[int] | None:
+        """The indices of the last `lora_top_layers` decoder layers (None: every layer)."""
+        top = self.hparams.lora_top_layers
+        if top is None:
+            return None
+        total = getattr(getattr(config, "get_text_config", lambda: config)(), "num_hidden_layers", None)
+        if total is None or top > total:
+            raise FireactError(f"model.lora_top_layers is {top}, but {self.hparams.model!r} has {total} decoder layers")
+        return list(range(total - top, total))
 
     def _zero3_hf_config(self):
         """Tell transformers that ZeRO-3 is on, so from_pretrained loads weights into partitioned params."""

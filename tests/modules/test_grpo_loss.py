@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from fireact.data.batching import pack_in_order
 from fireact.data.rewards import episode_reward
 from fireact.data.token_row import TokenRow
 from fireact.data.trajectory import Trajectory, Turn
@@ -16,6 +17,7 @@ from fireact.modules.grpo_loss import (
     episode_metrics,
     equal_reward_groups,
     group_advantages,
+    packed_tokens,
     teacher_policy_loss,
     token_budget_chunks,
 )
@@ -70,9 +72,9 @@ def test_loss_micro_batches_stay_within_the_token_budget():
     chunks = token_budget_chunks(rows, 2048)
     assert sorted(i for c in chunks for i in c) == list(range(len(rows)))  # every row once
     for c in chunks:
-        padded = len(c) * max(lengths[i] for i in c)
-        assert padded <= 2048 or len(c) == 1  # a row longer than the budget goes alone
-    assert [len(c) for c in chunks] == [1, 1, 2, 2, 2]  # longest first: 5000, 3000, 1000+950, 900+30, 20+10
+        assert packed_tokens([lengths[i] for i in c]) <= 2048 or len(c) == 1  # a row over the budget goes alone
+    assert chunks == [[4], [0], [3, 5], [2, 7, 6, 1]]  # longest first: 5000, 3000, 1000|950, 900|30+20+10
+    assert pack_in_order([900, 30, 20, 10], 900) == [[0], [1, 2, 3]] and packed_tokens([900, 30, 20, 10]) == 1800
 
 
 def test_clipped_policy_loss_by_hand():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from fireact.data.synthetic import write_world
@@ -61,6 +62,43 @@ def test_kl_reference_is_the_frozen_start_adapter(tiny_model_dir, tmp_path):
     torch.testing.assert_close(module.reference_logprobs(rows), ref)  # the reference did not move
     trainable = module.trainable_state_keys()
     assert trainable and all(".default." in k for k in trainable) and not any(REFERENCE in k for k in trainable)
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_packed_micro_batch_gives_each_rows_own_log_probs_and_gradient(tiny_model_dir, attn):
+    """Episodes of a step packed into shared sequences (block-diagonal attention, positions restarting)
+    give the log-probs and LoRA gradients of each episode run alone, in the rows' order."""
+    import torch
+
+    from fireact.data.token_row import TokenRow
+    from fireact.modules.grpo import GRPOLM
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for n_prompt, n_steps in [(30, 25), (12, 6), (9, 4), (20, 9), (7, 3)]:  # packs as [0], [1, 2], [3, 4]
+        trained = [False] * n_prompt + [True] * n_steps
+        rows.append(TokenRow(list(rng.integers(100, 900, n_prompt + n_steps)), trained, [-1.0] * len(trained)))
+    torch.manual_seed(0)
+    module = GRPOLM(model=tiny_model_dir, lora_dropout=0.0, attn_implementation=attn)
+    module.configure_model()
+    with torch.no_grad():  # a non-zero adapter, so that every LoRA matrix gets a gradient
+        for name, p in module.model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.02)
+
+    def logprobs_and_grads(batches: list[list[TokenRow]]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        module.model.zero_grad()
+        new = torch.cat([module.token_logprobs(b)[0] for b in batches])
+        new.sum().backward()
+        return new.detach(), {n: p.grad.clone() for n, p in module.model.named_parameters() if p.grad is not None}
+
+    packed, packed_grads = logprobs_and_grads([rows])
+    alone, alone_grads = logprobs_and_grads([[r] for r in rows])
+    assert packed.shape == (sum(r.num_trained for r in rows),)
+    torch.testing.assert_close(packed, alone, atol=1e-5, rtol=1e-5)
+    assert packed_grads.keys() == alone_grads.keys() and any("lora_A" in n for n in packed_grads)
+    for name, grad in alone_grads.items():
+        torch.testing.assert_close(packed_grads[name], grad, atol=1e-5, rtol=1e-4)
 
 
 def test_refill_replaces_equal_reward_groups_with_new_questions(tiny_model_dir):

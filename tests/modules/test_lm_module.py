@@ -48,6 +48,25 @@ def test_lora_wiring_and_idempotent_configure(tiny_model_dir):
     assert FireActLM(model=tiny_model_dir).hparams.lora_target_modules == ["q_proj", "v_proj"]  # recorded default
 
 
+def test_lora_on_the_top_layers_only_stops_backward_there(tiny_model_dir):
+    """The adapter on the last layer only: no gradient graph below it (nothing saved for backward)."""
+    import torch
+
+    module = FireActLM(model=tiny_model_dir, lora_r=4, lora_top_layers=1, lora_target_modules=["q_proj", "up_proj"])
+    module.configure_model()
+    trainable = module.trainable_state_keys()
+    assert trainable and all(".layers.1." in k for k in trainable)  # the tiny model has layers 0 and 1
+    seen = []
+    module.model.base_model.model.model.layers[0].register_forward_hook(lambda m, i, out: seen.append(out))
+    ids = torch.randint(100, 200, (1, 8))
+    module({"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids})
+    assert not seen[0][0].requires_grad if isinstance(seen[0], tuple) else not seen[0].requires_grad
+    with pytest.raises(FireactError, match="lora_top_layers"):
+        FireActLM(model=tiny_model_dir, lora_top_layers=0)
+    with pytest.raises(FireactError, match="2 decoder layers"):
+        FireActLM(model=tiny_model_dir, lora_top_layers=3).configure_model()
+
+
 def test_full_trains_everything(tiny_model_dir):
     module = FireActLM(model=tiny_model_dir, finetune="full")
     module.configure_model()

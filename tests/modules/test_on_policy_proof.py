@@ -34,14 +34,14 @@ def test_grpo_raises_live_rollout_em(weak_agent):
     questions = QuestionDataModule(
         pool=RolloutConfig(tasks=["synthetic"], split="train", seed=0), questions_per_step=4, data_dir=str(world)
     )
-    cb = RolloutValidation(HELD_OUT, data_dir=str(world))
+    cb = RolloutValidation(HELD_OUT, before_training=False, data_dir=str(world))  # the start: played once a run
     trainer = pl.Trainer(
         accelerator="cpu", devices=1, max_steps=6, val_check_interval=6, check_val_every_n_epoch=None,
         num_sanity_val_steps=0, logger=CSVLogger(tmp, name="grpo"), log_every_n_steps=1, callbacks=[cb],
         enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False, default_root_dir=tmp,
     )  # fmt: skip
     trainer.fit(module, questions)
-    before, after = cb.history[0], cb.history[-1]
+    before, after = weak_agent["start"], cb.history[-1]
     assert 0.2 <= before["em"] <= 0.6, f"the SFT start should be weak, got EM {before['em']:.2f}"
     assert after["em"] >= before["em"] + 0.3, f"GRPO moved held-out EM only {before['em']:.2f} -> {after['em']:.2f}"
     assert after["format_error_rate"] < before["format_error_rate"]

@@ -49,11 +49,34 @@ def build_weak_agent(tmp: Path, smollm2_dir: str) -> dict:
 
 
 def weak_agent_at(tmp: Path, smollm2_dir: str) -> dict:
-    """The paths of the weak agent `build_weak_agent(tmp, ...)` built."""
+    """The paths of the weak agent `build_weak_agent(tmp, ...)` built, and its held-out start."""
     return {
         "tmp": tmp,
         "world": tmp / "world",
         "adapter": tmp / "sft",
         "experts": tmp / "few.jsonl",
         "model": smollm2_dir,
+        "start": held_out_start(tmp),
     }
+
+
+def held_out_start(tmp: Path) -> dict:
+    """The weak agent's greedy EM and format-error rate on HELD_OUT: what both proofs start from,
+    played once per test run (kept in `tmp`) rather than once per proof."""
+    import json
+
+    import torch
+
+    from fireact.data.evaluation import summarize
+    from fireact.lm.hf import HFLM
+    from fireact.rollout.runners import run_rollouts
+
+    saved = tmp / "held_out_start.json"
+    if not saved.is_file():
+        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or 2))
+        world = tmp / "world"
+        lm = HFLM(str(tmp / "sft"), name="hf:weak-agent")
+        trajs = run_rollouts(lm, HELD_OUT.make_tool(world), HELD_OUT.all_examples(world), HELD_OUT)
+        summary = summarize(trajs, expected=HELD_OUT.n)
+        saved.write_text(json.dumps({"em": summary.em, "format_error_rate": summary.format_error_rate}))
+    return json.loads(saved.read_text())
