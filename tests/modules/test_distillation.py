@@ -18,7 +18,7 @@ from fireact.data.token_row import TokenRow
 from fireact.errors import FireactError
 from fireact.rollout.config import RolloutConfig
 
-pytestmark = pytest.mark.slow(seconds=40)
+pytestmark = pytest.mark.slow(seconds=7)
 
 
 @pytest.fixture(scope="module")

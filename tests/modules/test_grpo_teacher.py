@@ -11,7 +11,7 @@ import pytest
 from fireact.errors import FireactError
 from fireact.rollout.config import RolloutConfig
 
-pytestmark = pytest.mark.slow(seconds=60)
+pytestmark = pytest.mark.slow(seconds=5)
 
 
 def fit(tmp_path, module, pool: RolloutConfig, data_dir, steps: int):

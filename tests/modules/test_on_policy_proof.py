@@ -14,7 +14,7 @@ from weak_agent import HELD_OUT
 
 from fireact.rollout.config import RolloutConfig
 
-pytestmark = pytest.mark.slow(seconds=330)
+pytestmark = pytest.mark.slow(seconds=300)
 
 
 def test_grpo_raises_live_rollout_em(weak_agent):

@@ -22,7 +22,7 @@ from train_helpers import train_config, train_losses
 
 ROOT = Path(__file__).resolve().parents[2]
 ZERO = "fireact.modules.deepspeed_cpu.DeepSpeedCPUStrategy"
-pytestmark = pytest.mark.slow(seconds=120)
+pytestmark = pytest.mark.slow(seconds=170)
 
 
 def run_fit(out: Path, model_dir: str, finetune: str, strategy, lr: float) -> list[float]:
