@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-# CI runs the suite on 2 cores with `-n 3` (pytest-xdist): one OpenMP thread per worker and per process a
+# CI runs the suite on 2 cores with `-n 2` (pytest-xdist): one OpenMP thread per worker and per process a
 # worker starts (set before anything imports torch), since two pools spinning on two shared cores slow
 # each other down many times over. Run alone, a test gets the whole machine.
 if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -85,7 +85,7 @@ def tiny_model_dir(tmp_path_factory, smollm2_dir) -> str:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Files with slow tests (model training, several processes) run first, the longest first by their
     `slow(seconds=N)` mark (its cost measured under `-n 2`), each file kept together (its fixtures are
-    built once): under `-n 3 --dist loadfile` a worker takes the next file when it is done with one, so
+    built once): under `-n 2 --dist loadfile` a worker takes the next file when it is done with one, so
     the longest do not start last."""
     weight: dict[Path, float] = {}
     for item in items:
