@@ -53,7 +53,7 @@ def token_budget_chunks(rows: list[TokenRow], budget: int) -> list[list[int]]:
     """Row indices in micro-batches of at most `budget` tokens once packed (`pack_in_order`, rows as
     long as the micro-batch's longest), longest first; a row longer than the budget goes alone.
     Packing instead of padding: episodes of one step differ in length by several times (a format
-    error ends one at its first turn), and padding them to the longest tripled a step's compute."""
+    error ends one at its first turn), and padded to the longest, most of a step's compute is pads."""
     chunks: list[list[int]] = []
     for i in sorted(range(len(rows)), key=lambda i: -len(rows[i])):
         chunk = chunks[-1] if chunks else None
