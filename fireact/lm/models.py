@@ -72,3 +72,8 @@ def resolve_model(name: str) -> str:
 
         shutil.rmtree(tmp, ignore_errors=True)
     return str(folder)
+
+
+def text_config(config: Any) -> Any:
+    """The language model's own config: multimodal configs keep it under `get_text_config()`."""
+    return getattr(config, "get_text_config", lambda: config)()

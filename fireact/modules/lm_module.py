@@ -22,7 +22,7 @@ from fireact.data.batching import model_inputs
 from fireact.data.prompt_style import PromptStyle
 from fireact.data.token_row import IGNORE_INDEX
 from fireact.errors import FireactError
-from fireact.lm.models import load_tokenizer, resolve_model
+from fireact.lm.models import load_tokenizer, resolve_model, text_config
 from fireact.modules.checkpoint_io import use_atomic_checkpoints
 from fireact.modules.datamodule import trainer_prompt_style
 
@@ -41,6 +41,7 @@ def _check_hparams(**values: Any) -> None:
         "lora_r": (lambda v: v >= 1, ">= 1"),
         "lora_alpha": (lambda v: v > 0, "> 0"),
         "lora_dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
+        "lora_top_layers": (lambda v: v is None or v >= 1, ">= 1 (or null: every layer)"),
     }
     for key, value in values.items():
         ok, expected = rules[key]
@@ -113,15 +114,12 @@ class FireActLM(pl.LightningModule):
         super().__init__()
         if finetune not in ("lora", "full"):
             raise FireactError(f"model.finetune must be 'lora' or 'full', got {finetune!r}")
-        if lora_top_layers is not None and (finetune != "lora" or init_adapter or lora_top_layers < 1):
-            raise FireactError(
-                f"model.lora_top_layers must be >= 1, for a new LoRA adapter (finetune: lora, no init_adapter), "
-                f"got {lora_top_layers!r}"
-            )
+        if lora_top_layers is not None and (finetune != "lora" or init_adapter):
+            raise FireactError("model.lora_top_layers shapes a new LoRA adapter: it needs finetune: lora, no init_adapter")
         if init_adapter and finetune != "lora":
             raise FireactError("model.init_adapter is a LoRA adapter: it needs model.finetune: lora")
         _check_hparams(lr=lr, weight_decay=weight_decay, betas=betas, warmup=warmup, lora_r=lora_r,
-                       lora_alpha=lora_alpha, lora_dropout=lora_dropout)  # fmt: skip
+                       lora_alpha=lora_alpha, lora_dropout=lora_dropout, lora_top_layers=lora_top_layers)  # fmt: skip
         self.save_hyperparameters()
         if finetune == "lora" and not lora_target_modules:  # record the resolved targets: defaults may change
             self.hparams.lora_target_modules = list(DEFAULT_LORA_TARGETS)
@@ -187,7 +185,7 @@ class FireActLM(pl.LightningModule):
         top = self.hparams.lora_top_layers
         if top is None:
             return None
-        total = getattr(getattr(config, "get_text_config", lambda: config)(), "num_hidden_layers", None)
+        total = getattr(text_config(config), "num_hidden_layers", None)
         if total is None or top > total:
             raise FireactError(f"model.lora_top_layers is {top}, but {self.hparams.model!r} has {total} decoder layers")
         return list(range(total - top, total))

@@ -35,6 +35,7 @@ from transformers.cache_utils import Cache, CacheLayerMixin
 from fireact.data.prompt_style import prompt_ids
 from fireact.data.token_log import TokenTurn, common_prefix, start_turn
 from fireact.lm.base import Completion, step_complete, truncate_at_stop
+from fireact.lm.models import text_config
 from fireact.rollout.job import RolloutJob
 from fireact.rollout.sampling import choose_tokens
 
@@ -159,8 +160,7 @@ class ContinuousBatcher:
         self.device = next(self.model.parameters()).device
         eos = lm.eos_ids
         self.eos = set(eos if isinstance(eos, list) else [eos]) - {None}
-        config = self.model.config
-        config = getattr(config, "get_text_config", lambda: config)()
+        config = text_config(self.model.config)
         self.cache = SlotCache(config.num_hidden_layers, self.slots)
         self.max_context = getattr(config, "max_position_embeddings", None)
 

@@ -60,9 +60,12 @@ def test_lora_on_the_top_layers_only_stops_backward_there(tiny_model_dir):
     module.model.base_model.model.model.layers[0].register_forward_hook(lambda m, i, out: seen.append(out))
     ids = torch.randint(100, 200, (1, 8))
     module({"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids})
-    assert not seen[0][0].requires_grad if isinstance(seen[0], tuple) else not seen[0].requires_grad
-    with pytest.raises(FireactError, match="lora_top_layers"):
+    below = seen[0][0] if isinstance(seen[0], tuple) else seen[0]
+    assert not below.requires_grad
+    with pytest.raises(FireactError, match="lora_top_layers must be >= 1"):
         FireActLM(model=tiny_model_dir, lora_top_layers=0)
+    with pytest.raises(FireactError, match="lora_top_layers shapes a new LoRA adapter"):
+        FireActLM(model=tiny_model_dir, finetune="full", lora_top_layers=2)
     with pytest.raises(FireactError, match="2 decoder layers"):
         FireActLM(model=tiny_model_dir, lora_top_layers=3).configure_model()
 
