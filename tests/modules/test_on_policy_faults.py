@@ -22,7 +22,7 @@ def grpo_run(weak_agent, out, *callbacks: dict, ckpt_path: str | None = None):
     config = {
         "seed_everything": 0,
         "trainer": {
-            "accelerator": "cpu", "devices": 1, "max_steps": 3, "limit_val_batches": 0, "log_every_n_steps": 1,
+            "accelerator": "cpu", "devices": 1, "max_steps": 2, "limit_val_batches": 0, "log_every_n_steps": 1,
             "enable_progress_bar": False, "enable_model_summary": False, "default_root_dir": str(out),
             "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(out), "name": "run"}},
             "callbacks": [
@@ -53,9 +53,9 @@ def grpo_run(weak_agent, out, *callbacks: dict, ckpt_path: str | None = None):
 
 
 def test_grpo_killed_mid_step_resumes_with_no_question_lost_or_played_twice(weak_agent, tmp_path):
-    """SIGKILL after step 2 has played and scored its episodes, before its update; `--ckpt_path last`
-    resumes at step 2 with the questions the killed run had not trained on: the questions, rewards,
-    losses and weights are the uninterrupted run's."""
+    """SIGKILL after the second step has played and scored its episodes, before its update;
+    `--ckpt_path last` resumes from the first step's checkpoint with the questions the killed run had
+    not trained on: the questions, rewards, losses and weights are the uninterrupted run's."""
     import csv
 
     import torch
@@ -74,17 +74,17 @@ def test_grpo_killed_mid_step_resumes_with_no_question_lost_or_played_twice(weak
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     r = grpo_run(weak_agent, whole)
     assert r.returncode == 0, r.stderr[-3000:]
-    kill = {"class_path": "train_helpers.KillAt", "init_args": {"at_step": 2, "mid_step": True}}
+    kill = {"class_path": "train_helpers.KillAt", "init_args": {"at_step": 1, "mid_step": True}}
     assert grpo_run(weak_agent, cut, kill).returncode == -9
-    assert [p["step"] for p in played(cut)] == [1, 2]  # step 3 (global step 2) died before its update
+    assert [p["step"] for p in played(cut)] == [1]  # the second step (global step 1) died before its update
     r = grpo_run(weak_agent, cut, ckpt_path="last")
     assert r.returncode == 0, r.stderr[-3000:]
     assert played(cut) == played(whole)  # the killed step replayed once, no question lost or repeated
     assert "not resumable" not in r.stderr  # Lightning's warning for a loader that restarts the epoch
     ids = [i for p in played(whole) for i in p["ids"]]
-    assert len(ids) == len(set(ids)) == 9
-    assert metrics(cut) == pytest.approx(metrics(whole)) and {s for s, _ in metrics(whole)} == {0, 1, 2}
+    assert len(ids) == len(set(ids)) == 6
+    assert metrics(cut) == pytest.approx(metrics(whole)) and {s for s, _ in metrics(whole)} == {0, 1}
     a, b = (torch.load(d / "ckpt" / "last.ckpt", weights_only=False) for d in (whole, cut))
-    assert a["global_step"] == b["global_step"] == 3
+    assert a["global_step"] == b["global_step"] == 2
     for k, v in a["state_dict"].items():
         torch.testing.assert_close(b["state_dict"][k], v)

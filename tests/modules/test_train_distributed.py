@@ -4,7 +4,8 @@ LoRA and full fine-tuning of a tiny model, launched as `python -m fireact.train 
 DeepSpeed JIT-compiles two ops on first use, cached in ~/.cache/torch_extensions: its shared-memory
 comm op (deepspeed_shm_comm, every CPU run) and cpu_adam (ZeRO offload), ~1-3 min each. The cache is
 rebuilt for every new virtualenv path (the include paths are part of its build hash), so a fresh CI
-clone pays it once: zero2-offload took 18 s with the ops cached, 80-134 s while building them.
+clone pays it once: zero2-offload took 18 s with the ops cached, 80-134 s while building them. `.ci/run`
+starts that build in the background during its install; a test that needs an op waits for it.
 """
 
 from __future__ import annotations
