@@ -52,6 +52,18 @@ def resolve_model(name: str) -> str:
     folder = model_cache_dir() / DEFAULT_MODEL
     if (folder / "config.json").is_file():
         return str(folder)
+    from filelock import FileLock
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    # processes started together (DDP ranks, test workers, two commands) convert it once: the others
+    # wait here and read the folder, instead of each spending ~20 CPU-seconds and a model's memory
+    with FileLock(folder.with_name(f"{folder.name}.lock")):
+        if not (folder / "config.json").is_file():
+            _convert_gguf(folder)
+    return str(folder)
+
+
+def _convert_gguf(folder: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf = smollm2_gguf()
@@ -65,13 +77,7 @@ def resolve_model(name: str) -> str:
     tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
     tok.save_pretrained(tmp)
     model.save_pretrained(tmp)
-    try:
-        tmp.replace(folder)
-    except OSError:  # another process cached it first
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
-    return str(folder)
+    tmp.replace(folder)  # published whole: a conversion killed midway leaves only its tmp folder
 
 
 def text_config(config: Any) -> Any:
