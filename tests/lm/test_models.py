@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 CHILD = """
 import sys, time
@@ -35,4 +34,4 @@ def test_processes_started_together_convert_the_default_model_once(tmp_path):
     assert [p.returncode for p in procs] == [0, 0, 0]
     assert outs == [str(tmp_path / "models" / "smollm2-135m")] * 3
     assert count.read_text().splitlines() == ["converted"]  # the others waited and read the folder
-    assert not list(Path(tmp_path / "models").glob("*.tmp*"))
+    assert not list((tmp_path / "models").glob("*.tmp*"))
