@@ -3,7 +3,7 @@
 From the weak agent (`tests/support/weak_agent.py`: SmolLM2-135M stopped half-way through SFT, EM
 about 0.5 on 12 held-out questions), GRPO (GRPOLM + QuestionDataModule, training questions disjoint
 from the held-out dev ones) must raise live-rollout EM on the held-out questions by at least 0.3 in
-4 steps. Each guard of GRPO was broken once while developing (docs/results/on_policy.md): the advantage sign
+3 steps. Each guard of GRPO was broken once while developing (docs/results/on_policy.md): the advantage sign
 flipped, observation tokens trained, rewards shuffled across groups; each fails this test.
 """
 
@@ -15,7 +15,7 @@ from weak_agent import HELD_OUT
 from fireact.rollout.config import RolloutConfig
 
 pytestmark = pytest.mark.slow(seconds=300)
-STEPS = 4  # each broken guard fails at 4 (docs/results/on_policy.md)
+STEPS = 3  # each broken guard fails at 3 (docs/results/on_policy.md)
 
 
 def test_grpo_raises_live_rollout_em(weak_agent):
