@@ -14,7 +14,7 @@ from weak_agent import HELD_OUT
 
 from fireact.rollout.config import RolloutConfig
 
-pytestmark = pytest.mark.slow(seconds=300)
+pytestmark = pytest.mark.slow(seconds=230)
 STEPS = 3  # each broken guard fails at 3 (docs/results/on_policy.md)
 
 
