@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
+import shutil
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock
 
 from fireact.errors import FireactError
 
@@ -17,6 +20,25 @@ def default_cache_dir() -> Path:
     """~/.cache/fireact (or under $XDG_CACHE_HOME): data, models and the SerpAPI cache live here."""
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "fireact"
+
+
+def publish_once(folder: Path, build: Callable[[Path], object]) -> None:
+    """Build a cache folder once, whoever asks first. `build(tmp)` writes it into `<folder>.tmp-<pid>`,
+    renamed into place whole, so a build killed midway publishes nothing (the next build removes its
+    leftovers). Processes that start together (DDP ranks, test workers, two commands) wait on a file
+    lock and find it built, instead of each building it."""
+    if folder.exists():
+        return
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(folder.with_name(f"{folder.name}.lock")):
+        if folder.exists():
+            return
+        for stale in folder.parent.glob(f"{folder.name}.tmp-*"):  # builds killed midway (we hold the lock)
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
+        tmp.mkdir()
+        build(tmp)
+        os.replace(tmp, folder)
 
 
 def unreadable(path: Path, e: OSError, what: str = "file") -> FireactError:

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from fireact.data.paths import default_cache_dir
+from fireact.data.paths import default_cache_dir, publish_once
 from fireact.errors import FireactError
 
 DEFAULT_MODEL = "smollm2-135m"
@@ -50,20 +50,11 @@ def resolve_model(name: str) -> str:
     if name != DEFAULT_MODEL:
         return name
     folder = model_cache_dir() / DEFAULT_MODEL
-    if (folder / "config.json").is_file():
-        return str(folder)
-    from filelock import FileLock
-
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    # processes started together (DDP ranks, test workers, two commands) convert it once: the others
-    # wait here and read the folder, instead of each spending ~20 CPU-seconds and a model's memory
-    with FileLock(folder.with_name(f"{folder.name}.lock")):
-        if not (folder / "config.json").is_file():
-            _convert_gguf(folder)
+    publish_once(folder, _convert_gguf)  # ~20 CPU-seconds, once: processes started together wait for it
     return str(folder)
 
 
-def _convert_gguf(folder: Path) -> None:
+def _convert_gguf(out: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf = smollm2_gguf()
@@ -74,10 +65,8 @@ def _convert_gguf(folder: Path) -> None:
     model.is_quantized = False
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
-    tok.save_pretrained(tmp)
-    model.save_pretrained(tmp)
-    tmp.replace(folder)  # published whole: a conversion killed midway leaves only its tmp folder
+    tok.save_pretrained(out)
+    model.save_pretrained(out)
 
 
 def text_config(config: Any) -> Any:

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from fireact.data.paths import default_cache_dir
+from fireact.data.paths import default_cache_dir, publish_once
 from fireact.errors import FireactError
 from fireact.tools.corpus import fingerprint
 
@@ -51,23 +50,13 @@ def known_fingerprint(corpus: Path) -> str:
 
 def build_once(folder: Path, key: str, build: Callable[[Path], dict]) -> dict:
     """The index's meta.json; `build(tmp)` writes the index into tmp and returns its meta when there
-    is none yet. Concurrent builders each build and the last rename wins: both results are equal."""
-    meta_path = folder / "meta.json"
-    if meta_path.is_file():
-        return read_meta(folder, key)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    for stale in folder.parent.glob(f"{folder.name}.tmp-*"):
-        if not _alive(stale.name.rsplit("-", 1)[-1]):
-            shutil.rmtree(stale, ignore_errors=True)
-    tmp = folder.parent / f"{folder.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    meta = {**build(tmp), "fingerprint": key}
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-    try:
-        os.replace(tmp, folder)
-    except OSError:  # another process published it first
-        shutil.rmtree(tmp, ignore_errors=True)
+    is none yet (`publish_once`: one process builds, those started with it wait)."""
+
+    def write(tmp: Path) -> None:
+        meta = {**build(tmp), "fingerprint": key}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+
+    publish_once(folder, write)
     return read_meta(folder, key)
 
 
@@ -84,13 +73,3 @@ def read_meta(folder: Path, key: str) -> dict:
             "delete the folder to rebuild it"
         )
     return meta
-
-
-def _alive(pid: str) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True

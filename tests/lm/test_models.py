@@ -11,12 +11,11 @@ import sys, time
 from pathlib import Path
 import fireact.lm.models as models
 
-def convert(folder: Path) -> None:  # the real one: ~20 CPU-seconds; this one counts and is slow enough to overlap
+def convert(out: Path) -> None:  # the real one: ~20 CPU-seconds; this one counts and is slow enough to overlap
     with open(sys.argv[1], "a") as f:
         f.write("converted\\n")
     time.sleep(1.0)
-    folder.mkdir()
-    (folder / "config.json").write_text("{}")
+    (out / "config.json").write_text("{}")
 
 models._convert_gguf = convert
 print(models.resolve_model(models.DEFAULT_MODEL))
