@@ -12,13 +12,12 @@ pytestmark = pytest.mark.slow(seconds=80)
 
 
 def grpo_run(weak_agent, out, *callbacks: dict, ckpt_path: str | None = None):
-    """`python -m fireact.train fit` of a small GRPO config from the weak agent, a checkpoint every step."""
-    import os
-    import subprocess
+    """`python -m fireact.train fit` of a small GRPO config from the weak agent, a checkpoint every step
+    (forked from the worker's fork server: the three runs skip importing torch and Lightning again)."""
     import sys
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parents[2]
+    from cli_runner import run_cli
+
     config = {
         "seed_everything": 0,
         "trainer": {
@@ -46,10 +45,9 @@ def grpo_run(weak_agent, out, *callbacks: dict, ckpt_path: str | None = None):
     }  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     (out / "grpo.yaml").write_text(json.dumps(config))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "tests" / "support")])}
     cmd = [sys.executable, "-m", "fireact.train", "fit", "--config", str(out / "grpo.yaml")]
     cmd += ["--ckpt_path", ckpt_path] if ckpt_path else []
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    return run_cli(cmd, timeout=900)
 
 
 def test_grpo_killed_mid_step_resumes_with_no_question_lost_or_played_twice(weak_agent, tmp_path):

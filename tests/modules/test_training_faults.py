@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from cli_runner import run_cli
 
 from fireact.data.synthetic import write_world
 
@@ -52,10 +53,15 @@ def config(out: Path, world: Path, model_dir: str, *callbacks: dict) -> Path:
     return path
 
 
-def train(cfg: Path, *extra: str) -> subprocess.CompletedProcess:
+def train(cfg: Path, *extra: str, fresh: bool = False) -> subprocess.CompletedProcess:
+    """`python -m fireact.train fit`: `fresh`, in a new interpreter, as a user runs it (what it prints
+    is checked, progress lines every step); else forked from the worker's fork server (cli_runner),
+    which skips importing torch and Lightning again."""
+    cmd = [sys.executable, "-m", "fireact.train", "fit", "--config", str(cfg), *extra]
+    if not fresh:
+        return run_cli(cmd, timeout=600)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests" / "support")]),
            "FIREACT_PROGRESS_EVERY": "0"}  # fmt: skip
-    cmd = [sys.executable, "-m", "fireact.train", "fit", "--config", str(cfg), *extra]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -73,7 +79,7 @@ def losses(out: Path) -> dict[int, float]:
 @pytest.fixture(scope="module")
 def uninterrupted(world, tiny_model_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("uninterrupted")
-    proc = train(config(out, world, tiny_model_dir))
+    proc = train(config(out, world, tiny_model_dir), fresh=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     # what a user sees at the end: full paths, the curves PNG, no third-party deprecation noise
     plot = out / "run" / "version_0" / "rollout_curves.png"
