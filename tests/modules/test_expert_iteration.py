@@ -148,7 +148,7 @@ def test_a_round_killed_mid_training_resumes_from_its_checkpoint(tmp_path, tiny_
         torch.testing.assert_close(got[k], v)
 
 
-@pytest.mark.slow(seconds=110)
+@pytest.mark.slow(seconds=100)
 def test_expert_iteration_round_raises_live_rollout_em(weak_agent, tmp_path):
     from fireact.modules.expert_iteration import ExpertIteration
 

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-pytestmark = pytest.mark.slow(seconds=80)
+pytestmark = pytest.mark.slow(seconds=50)
 
 
 def grpo_run(weak_agent, out, *callbacks: dict, ckpt_path: str | None = None):
