@@ -5,8 +5,10 @@ processes, from the weak agent of `tests/support/weak_agent.py`)."""
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
+from cli_runner import run_cli
 
 pytestmark = pytest.mark.slow(seconds=50)
 
@@ -14,10 +16,6 @@ pytestmark = pytest.mark.slow(seconds=50)
 def grpo_run(weak_agent, out, *callbacks: dict, ckpt_path: str | None = None):
     """`python -m fireact.train fit` of a small GRPO config from the weak agent, a checkpoint every step
     (forked from the worker's fork server: the three runs skip importing torch and Lightning again)."""
-    import sys
-
-    from cli_runner import run_cli
-
     config = {
         "seed_everything": 0,
         "trainer": {

@@ -54,15 +54,12 @@ def config(out: Path, world: Path, model_dir: str, *callbacks: dict) -> Path:
 
 
 def train(cfg: Path, *extra: str, fresh: bool = False) -> subprocess.CompletedProcess:
-    """`python -m fireact.train fit`: `fresh`, in a new interpreter, as a user runs it (what it prints
-    is checked, progress lines every step); else forked from the worker's fork server (cli_runner),
-    which skips importing torch and Lightning again."""
-    cmd = [sys.executable, "-m", "fireact.train", "fit", "--config", str(cfg), *extra]
-    if not fresh:
-        return run_cli(cmd, timeout=600)
+    """`python -m fireact.train fit`, forked by cli_runner (no second import of torch and Lightning);
+    `fresh`: in a new interpreter, as a user runs it, printing a progress line every step."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests" / "support")]),
            "FIREACT_PROGRESS_EVERY": "0"}  # fmt: skip
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    cmd = [sys.executable, "-m", "fireact.train", "fit", "--config", str(cfg), *extra]
+    return run_cli(cmd, env=env, timeout=600, fresh=fresh)
 
 
 def losses(out: Path) -> dict[int, float]:

@@ -49,11 +49,15 @@ def _main(module: str, args: list[str], env: Mapping[str, str], cwd: str, out: s
 
 
 def run_cli(
-    argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: str | os.PathLike | None = None, timeout: float = 90
-) -> subprocess.CompletedProcess:
-    """`argv` as `[sys.executable, "-m", "fireact" | "fireact.train", ...]`; anything else runs as a subprocess."""
+    argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: str | os.PathLike | None = None, timeout: float = 90,
+    fresh: bool = False,
+) -> subprocess.CompletedProcess:  # fmt: skip
+    """`argv` as `[sys.executable, "-m", "fireact" | "fireact.train", ...]`, forked; anything else, or with
+    `fresh` (what a new interpreter prints is checked, or `env` sets what is read at import), runs as a
+    subprocess."""
     argv = [str(a) for a in argv]
-    module = ENTRY_POINTS.get(argv[2]) if len(argv) > 2 and argv[:2] == [sys.executable, "-m"] else None
+    is_module = not fresh and len(argv) > 2 and argv[:2] == [sys.executable, "-m"]
+    module = ENTRY_POINTS.get(argv[2]) if is_module else None
     env = dict(os.environ if env is None else env)
     cwd = str(cwd or os.getcwd())
     if module is None:
